@@ -1,0 +1,224 @@
+// The public tm_* API: routes each request to the small, medium or large tier and
+// implements realloc, calloc and the aligned variants on top of them.
+#include <errno.h>
+
+#include <cstring>
+
+#include "check.h"
+#include "chunk_map.h"
+#include "config.h"
+#include "error.h"
+#include "large.h"
+#include "medium.h"
+#include "os.h"
+#include "plant.h"
+#include "platform.h"
+#include "size_class.h"
+#include "small.h"
+#include "stats.h"
+#include "tinymalloc.h"
+
+namespace tmalloc {
+
+namespace {
+
+// Allocates `size` bytes at the default alignment, zeroed when `zero`.
+void* allocate(size_t size, bool zero) {
+  if (TM_LIKELY(size <= kSmallMax)) return small_alloc(size_to_class(size), size, zero);
+  if (size <= kMediumMax) return medium_alloc(size, kBlockHeaderSize, zero);
+  return large_alloc(size, kBlockHeaderSize);
+}
+
+// Allocates `size` bytes aligned to the power of two `alignment`.
+void* allocate_aligned(size_t alignment, size_t size) {
+  if (alignment <= kMinBlock) return allocate(size, false);
+  if (size > kMaxRequest || alignment > TM_MAX_ALIGNMENT) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (size <= kSmallMax) {
+    const size_t class_index = small_class_for_alignment(size, alignment);
+    if (class_index < kSmallClassCount) {
+      void* p = small_alloc(class_index, size, false);
+      // Planted bug 8 shifts a block that cannot be freed; keep it only for the medium path.
+      return p;
+    }
+  }
+  if (medium_fits(size, alignment)) return medium_alloc(size, alignment, false);
+  return large_alloc(size, alignment);
+}
+
+// Owner of p or a misuse report naming `what`.
+SegmentBase* owner_or_report(const void* p, const char* what) {
+  SegmentBase* owner = chunk_owner(p);
+  if (TM_UNLIKELY(owner == nullptr)) {
+    if (large_recently_freed(p)) {
+      report_misuse(std::strcmp(what, "invalid free") == 0 ? "double free" : what, p, "large block already unmapped");
+    }
+    report_misuse(what, p, "pointer not owned by tinymalloc");
+  }
+  return owner;
+}
+
+// Frees p; `what` names the operation for misuse reports.
+void release(void* p, const char* what) {
+  SegmentBase* owner = owner_or_report(p, what);
+  switch (owner->kind) {
+    case SegmentKind::kSmall:
+      small_free(static_cast<SmallSegment*>(owner), p, what);
+      return;
+    case SegmentKind::kMedium:
+      medium_free(static_cast<MediumSegment*>(owner), p, what);
+      return;
+    case SegmentKind::kLarge:
+      large_free(static_cast<LargeHeader*>(owner), p, what);
+      return;
+  }
+  report_misuse("heap corruption", p, "address map names a segment of unknown kind");
+}
+
+// Requested size of the live block p (what realloc must preserve).
+size_t requested_size(SegmentBase* owner, const void* p) {
+  switch (owner->kind) {
+    case SegmentKind::kSmall:
+      return small_requested_size(static_cast<SmallSegment*>(owner), p, "invalid realloc");
+    case SegmentKind::kMedium:
+      return medium_requested_size(static_cast<MediumSegment*>(owner), p, "invalid realloc");
+    case SegmentKind::kLarge:
+      return large_requested_size(static_cast<LargeHeader*>(owner), p, "invalid realloc");
+  }
+  report_misuse("heap corruption", p, "address map names a segment of unknown kind");
+}
+
+// realloc of a live block to a non-zero size.
+void* reallocate(void* p, size_t size) {
+  SegmentBase* owner = owner_or_report(p, "invalid realloc");
+  if (size > kMaxRequest) {
+    // Validate p all the same: a bad pointer is misuse even when the size is impossible.
+    (void)requested_size(owner, p);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  switch (owner->kind) {
+    case SegmentKind::kSmall:
+      if (size <= kSmallMax && small_resize_in_place(static_cast<SmallSegment*>(owner), p, size)) return p;
+      break;
+    case SegmentKind::kMedium:
+      if (size > kSmallMax && medium_resize_in_place(static_cast<MediumSegment*>(owner), p, size)) return p;
+      break;
+    case SegmentKind::kLarge:
+      if (size > kMediumMax) return large_resize(static_cast<LargeHeader*>(owner), p, size);
+      break;
+  }
+  const size_t old_size = requested_size(owner, p);
+  void* fresh = allocate(size, false);
+  if (fresh == nullptr) return nullptr;  // p stays valid and untouched
+  std::memcpy(fresh, p, TM_PLANT_IF(5) ? size : (old_size < size ? old_size : size));
+  release(p, "invalid realloc");
+  return fresh;
+}
+
+}  // namespace
+
+}  // namespace tmalloc
+
+using namespace tmalloc;
+
+extern "C" {
+
+TM_EXPORT void* tm_malloc(size_t size) {
+  if (TM_UNLIKELY(size > kMaxRequest)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return allocate(size, false);
+}
+
+TM_EXPORT void tm_free(void* ptr) {
+  if (ptr == nullptr) return;
+  // free must preserve errno (glibc's contract for replacements).
+  const int saved_errno = errno;
+  release(ptr, "invalid free");
+  errno = saved_errno;
+}
+
+TM_EXPORT void* tm_calloc(size_t count, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total) || total > kMaxRequest) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return allocate(total, true);
+}
+
+TM_EXPORT void* tm_realloc(void* ptr, size_t size) {
+  if (ptr == nullptr) return tm_malloc(size);
+  if (size == 0) {
+    release(ptr, "invalid realloc");
+    return nullptr;
+  }
+  return reallocate(ptr, size);
+}
+
+TM_EXPORT void* tm_aligned_alloc(size_t alignment, size_t size) {
+  if (!is_power_of_two(alignment)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return allocate_aligned(alignment, size);
+}
+
+TM_EXPORT int tm_posix_memalign(void** out, size_t alignment, size_t size) {
+  if (!is_power_of_two(alignment) || alignment % sizeof(void*) != 0) return EINVAL;
+  const int saved_errno = errno;
+  void* p = allocate_aligned(alignment, size);
+  errno = saved_errno;
+  if (p == nullptr) return ENOMEM;
+  *out = p;
+  return 0;
+}
+
+TM_EXPORT size_t tm_usable_size(const void* ptr) {
+  if (ptr == nullptr) return 0;
+  SegmentBase* owner = owner_or_report(ptr, "invalid usable_size");
+  switch (owner->kind) {
+    case SegmentKind::kSmall:
+      return small_usable_size(static_cast<SmallSegment*>(owner), ptr, "invalid usable_size");
+    case SegmentKind::kMedium:
+      return medium_usable_size(static_cast<MediumSegment*>(owner), ptr, "invalid usable_size");
+    case SegmentKind::kLarge:
+      return large_usable_size(static_cast<LargeHeader*>(owner), ptr, "invalid usable_size");
+  }
+  report_misuse("heap corruption", ptr, "address map names a segment of unknown kind");
+}
+
+TM_EXPORT int tm_owns(const void* ptr) {
+  const SegmentBase* owner = chunk_owner(ptr);
+  if (owner == nullptr) return 0;
+  switch (owner->kind) {
+    case SegmentKind::kSmall:
+      return small_owns(static_cast<const SmallSegment*>(owner), ptr) ? 1 : 0;
+    case SegmentKind::kMedium:
+      return medium_owns(static_cast<const MediumSegment*>(owner), ptr) ? 1 : 0;
+    case SegmentKind::kLarge:
+      return large_owns(static_cast<const LargeHeader*>(owner), ptr) ? 1 : 0;
+  }
+  return 0;
+}
+
+TM_EXPORT void* tinymalloc(size_t size) { return tm_malloc(size); }
+TM_EXPORT void tinyfree(void* ptr) { tm_free(ptr); }
+
+TM_EXPORT size_t tm_small_max(void) { return kSmallMax; }
+TM_EXPORT size_t tm_medium_max(void) { return kMediumMax; }
+TM_EXPORT size_t tm_size_class_size(size_t class_index) {
+  return class_index < kSmallClassCount ? class_size(class_index) : 0;
+}
+TM_EXPORT size_t tm_size_to_class(size_t size) { return size <= kSmallMax ? size_to_class(size) : kSmallClassCount; }
+
+TM_EXPORT void tm_release_cached(void) {
+  small_release_cached();
+  medium_release_cached();
+}
+
+}  // extern "C"

@@ -1,0 +1,135 @@
+// Two-level segregated best-fit index (see fit_index.h).
+#include "fit_index.h"
+
+namespace tmalloc {
+
+namespace {
+
+// floor(log2(x)) for x > 0.
+unsigned floor_log2(size_t x) { return 63u - static_cast<unsigned>(__builtin_clzll(x)); }
+
+}  // namespace
+
+FitIndex::Slot FitIndex::slot_for_size(size_t size) {
+  if (size < (size_t{1} << kMinSizeLog2)) {
+    // Sizes below 256 B share first level 0, 16 B per second-level list.
+    return Slot{0, static_cast<unsigned>(size / 16) & (kSecondLevelCount - 1)};
+  }
+  const unsigned log2 = floor_log2(size);
+  const unsigned second = static_cast<unsigned>(size >> (log2 - kSecondLevelBits)) & (kSecondLevelCount - 1);
+  return Slot{log2 - kMinSizeLog2 + 1, second};
+}
+
+FitIndex::Slot FitIndex::slot_at_least(size_t size) {
+  if (size < (size_t{1} << kMinSizeLog2)) {
+    // Round up to the next 16 B list boundary.
+    const size_t rounded = (size + 15) & ~size_t{15};
+    if (rounded < (size_t{1} << kMinSizeLog2)) return slot_for_size(rounded);
+    return slot_for_size(rounded);
+  }
+  const unsigned log2 = floor_log2(size);
+  const size_t granule = size_t{1} << (log2 - kSecondLevelBits);
+  // Every block filed in the list of `size + granule - 1` is at least `size`.
+  if (size > SIZE_MAX - granule) return Slot{kFirstLevelCount, 0};
+  const size_t rounded = (size + granule - 1) & ~(granule - 1);
+  Slot slot = slot_for_size(rounded);
+  if (slot.first >= kFirstLevelCount) slot.first = kFirstLevelCount;
+  return slot;
+}
+
+TM_NO_ASAN void FitIndex::insert(FreeBlock* block) {
+  const Slot slot = slot_for_size(block->size());
+  FreeBlock* head = heads_[slot.first][slot.second];
+  block->prev_free = nullptr;
+  block->next_free = head;
+  if (head != nullptr) head->prev_free = block;
+  heads_[slot.first][slot.second] = block;
+  first_bitmap_ |= uint64_t{1} << slot.first;
+  second_bitmaps_[slot.first] |= 1u << slot.second;
+  ++count_;
+  bytes_ += block->size();
+}
+
+TM_NO_ASAN void FitIndex::remove(FreeBlock* block) {
+  const Slot slot = slot_for_size(block->size());
+  if (block->prev_free != nullptr) {
+    block->prev_free->next_free = block->next_free;
+  } else {
+    heads_[slot.first][slot.second] = block->next_free;
+  }
+  if (block->next_free != nullptr) block->next_free->prev_free = block->prev_free;
+  if (heads_[slot.first][slot.second] == nullptr) {
+    second_bitmaps_[slot.first] &= ~(1u << slot.second);
+    if (second_bitmaps_[slot.first] == 0) first_bitmap_ &= ~(uint64_t{1} << slot.first);
+  }
+  block->next_free = nullptr;
+  block->prev_free = nullptr;
+  --count_;
+  bytes_ -= block->size();
+}
+
+TM_NO_ASAN FreeBlock* FitIndex::find_fit(size_t size) const {
+  // Best fit among the first few blocks of the request's own list.
+  const Slot own = slot_for_size(size);
+  FreeBlock* best = nullptr;
+  unsigned scanned = 0;
+  for (FreeBlock* b = heads_[own.first][own.second]; b != nullptr && scanned < kBestFitScan;
+       b = b->next_free, ++scanned) {
+    if (b->size() >= size && (best == nullptr || b->size() < best->size())) {
+      best = b;
+      if (b->size() == size) break;
+    }
+  }
+  if (best != nullptr) return best;
+
+  // Otherwise the first block of the smallest list whose blocks all fit.
+  Slot slot = slot_at_least(size);
+  if (slot.first >= kFirstLevelCount) return nullptr;
+  uint32_t second_map = second_bitmaps_[slot.first] & (~0u << slot.second);
+  if (second_map == 0) {
+    const uint64_t first_map = slot.first + 1 >= 64 ? 0 : first_bitmap_ & (~uint64_t{0} << (slot.first + 1));
+    if (first_map == 0) return nullptr;
+    slot.first = static_cast<unsigned>(__builtin_ctzll(first_map));
+    second_map = second_bitmaps_[slot.first];
+  }
+  slot.second = static_cast<unsigned>(__builtin_ctz(second_map));
+  return heads_[slot.first][slot.second];
+}
+
+TM_NO_ASAN size_t FitIndex::largest() const {
+  if (first_bitmap_ == 0) return 0;
+  const unsigned first = 63u - static_cast<unsigned>(__builtin_clzll(first_bitmap_));
+  const unsigned second = 31u - static_cast<unsigned>(__builtin_clz(second_bitmaps_[first]));
+  size_t best = 0;
+  for (FreeBlock* b = heads_[first][second]; b != nullptr; b = b->next_free) {
+    if (b->size() > best) best = b->size();
+  }
+  return best;
+}
+
+TM_NO_ASAN const void* FitIndex::validate() const {
+  size_t seen = 0;
+  size_t seen_bytes = 0;
+  for (unsigned f = 0; f < kFirstLevelCount; ++f) {
+    const bool first_bit = (first_bitmap_ >> f) & 1u;
+    if (first_bit != (second_bitmaps_[f] != 0)) return &second_bitmaps_[f];
+    for (unsigned s = 0; s < kSecondLevelCount; ++s) {
+      FreeBlock* head = heads_[f][s];
+      const bool bit = (second_bitmaps_[f] >> s) & 1u;
+      if (bit != (head != nullptr)) return &heads_[f][s];
+      const FreeBlock* prev = nullptr;
+      for (FreeBlock* b = head; b != nullptr; b = b->next_free) {
+        const Slot slot = slot_for_size(b->size());
+        if (slot.first != f || slot.second != s || b->prev_free != prev || !b->is_free()) return b;
+        ++seen;
+        seen_bytes += b->size();
+        if (seen > count_) return b;  // also stops a cycle
+        prev = b;
+      }
+    }
+  }
+  if (seen != count_ || seen_bytes != bytes_) return this;
+  return nullptr;
+}
+
+}  // namespace tmalloc

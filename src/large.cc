@@ -1,0 +1,211 @@
+// Large tier: one mapping per block (see large.h).
+#include "large.h"
+
+#include <errno.h>
+
+#include <atomic>
+
+#include "check.h"
+#include "chunk_map.h"
+#include "config.h"
+#include "error.h"
+#include "os.h"
+#include "platform.h"
+#include "spinlock.h"
+#include "stats.h"
+#include "tinymalloc.h"
+
+namespace tmalloc {
+
+namespace {
+
+SpinLock g_large_lock;
+LargeHeader* g_large_blocks;
+size_t g_large_count;
+size_t g_large_usable;
+
+// Ring of recently unmapped user pointers, consulted only on the error path so a second
+// free of a large block is named a double free rather than a foreign pointer.
+constexpr size_t kFreedRing = 64;
+std::atomic<uintptr_t> g_freed_ring[kFreedRing];
+std::atomic<size_t> g_freed_next{0};
+
+// Header of the large block whose user pointer is p.
+LargeHeader* header_for(void* p) { return reinterpret_cast<LargeHeader*>(static_cast<char*>(p) - kLargeHeaderSize); }
+
+// Bytes from the user pointer to the end of the mapping.
+size_t usable_of(const LargeHeader* header) {
+  return header->mapping_size - static_cast<size_t>(static_cast<char*>(header->user) - header->mapping);
+}
+
+// Links a header into the live list (lock held).
+void list_push(LargeHeader* header) {
+  header->prev = nullptr;
+  header->next = g_large_blocks;
+  if (g_large_blocks != nullptr) g_large_blocks->prev = header;
+  g_large_blocks = header;
+}
+
+// Unlinks a header from the live list (lock held).
+void list_remove(LargeHeader* header) {
+  if (header->prev != nullptr) {
+    header->prev->next = header->next;
+  } else {
+    g_large_blocks = header->next;
+  }
+  if (header->next != nullptr) header->next->prev = header->prev;
+}
+
+// Reports misuse unless p is exactly the user pointer of a sound header.
+void validate(LargeHeader* header, const void* p, const char* what) {
+  if (header->magic != kSegmentMagic || header->kind != SegmentKind::kLarge) {
+    report_misuse("heap corruption", p, "large block header has a bad magic or kind");
+  }
+  if (header->user != p) {
+    const bool inside = large_owns(header, p);
+    report_misuse(what, p, inside ? "inside a large block: not its start" : "pointer not owned by tinymalloc");
+  }
+}
+
+}  // namespace
+
+void* large_alloc(size_t requested, size_t alignment) {
+  if (requested > kMaxRequest || alignment > kMaxRequest) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (!chunk_map_ensure()) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  const size_t offset = alignment > kLargeHeaderSize ? alignment : kLargeHeaderSize;
+  const size_t mapping_size = align_up(offset + requested, kPageSize);
+  char* mapping = static_cast<char*>(os_map_aligned(mapping_size, alignment > kSegmentSize ? alignment : kSegmentSize));
+  if (mapping == nullptr) return nullptr;
+  void* user = mapping + offset;
+  LargeHeader* header = header_for(user);
+  header->magic = kSegmentMagic;
+  header->kind = SegmentKind::kLarge;
+  header->mapping = mapping;
+  header->mapping_size = mapping_size;
+  header->user = user;
+  header->requested = requested;
+  chunk_map_set(mapping, mapping_size, header);
+  {
+    LockGuard guard(g_large_lock);
+    list_push(header);
+    ++g_large_count;
+    g_large_usable += usable_of(header);
+  }
+  stats_add_requested(requested);
+  return user;
+}
+
+void large_free(LargeHeader* header, void* p, const char* what) {
+  validate(header, p, what);
+  {
+    LockGuard guard(g_large_lock);
+    list_remove(header);
+    --g_large_count;
+    g_large_usable -= usable_of(header);
+  }
+  stats_sub_requested(header->requested);
+  char* mapping = header->mapping;
+  const size_t mapping_size = header->mapping_size;
+  chunk_map_set(mapping, mapping_size, nullptr);
+  g_freed_ring[g_freed_next.fetch_add(1, std::memory_order_relaxed) % kFreedRing].store(addr_of(p), std::memory_order_relaxed);
+  os_unmap(mapping, mapping_size);
+}
+
+size_t large_usable_size(LargeHeader* header, const void* p, const char* what) {
+  validate(header, p, what);
+  return usable_of(header);
+}
+
+size_t large_requested_size(LargeHeader* header, const void* p, const char* what) {
+  validate(header, p, what);
+  return header->requested;
+}
+
+void* large_resize(LargeHeader* header, void* p, size_t requested) {
+  validate(header, p, "invalid realloc");
+  if (requested > kMaxRequest) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  const size_t offset = static_cast<size_t>(static_cast<char*>(p) - header->mapping);
+  const size_t new_size = align_up(offset + requested, kPageSize);
+  LockGuard guard(g_large_lock);
+  char* old_mapping = header->mapping;
+  const size_t old_size = header->mapping_size;
+  const size_t old_usable = usable_of(header);
+  // The header moves with the mapping; unregister first so no lookup sees a stale entry.
+  if (new_size != old_size) chunk_map_set(old_mapping, old_size, nullptr);
+  char* mapping = static_cast<char*>(os_remap(old_mapping, old_size, new_size, kSegmentSize));
+  if (mapping == nullptr) {
+    chunk_map_set(old_mapping, old_size, header);
+    return nullptr;
+  }
+  header = header_for(mapping + offset);
+  header->mapping = mapping;
+  header->mapping_size = new_size;
+  header->user = mapping + offset;
+  stats_sub_requested(header->requested);
+  stats_add_requested(requested);
+  header->requested = requested;
+  // The list links of neighbours point at the old header address when it moved.
+  if (header->prev != nullptr) {
+    header->prev->next = header;
+  } else {
+    g_large_blocks = header;
+  }
+  if (header->next != nullptr) header->next->prev = header;
+  g_large_usable = g_large_usable - old_usable + usable_of(header);
+  chunk_map_set(mapping, new_size, header);
+  return header->user;
+}
+
+bool large_owns(const LargeHeader* header, const void* p) {
+  const char* user = static_cast<const char*>(header->user);
+  const char* end = header->mapping + header->mapping_size;
+  return static_cast<const char*>(p) >= user && static_cast<const char*>(p) < end;
+}
+
+bool large_recently_freed(const void* p) {
+  for (const auto& slot : g_freed_ring) {
+    if (slot.load(std::memory_order_relaxed) == addr_of(p)) return true;
+  }
+  return false;
+}
+
+void large_lock() { g_large_lock.lock(); }
+void large_unlock() { g_large_lock.unlock(); }
+
+void large_totals(LargeTotals* out) {
+  out->live_blocks = g_large_count;
+  out->usable_bytes = g_large_usable;
+}
+
+int large_check(CheckResult* result, size_t* requested_total) {
+  size_t count = 0;
+  size_t usable = 0;
+  size_t requested = 0;
+  for (LargeHeader* header = g_large_blocks; header != nullptr; header = header->next) {
+    if (++count > g_large_count) return result->fail(TM_CHECK_LARGE, header, "large block list is longer than its count (cycle?)");
+    if (header->magic != kSegmentMagic || header->kind != SegmentKind::kLarge || header_for(header->user) != header ||
+        (addr_of(header->mapping) & (kSegmentSize - 1)) != 0 || header->requested > usable_of(header)) {
+      return result->fail(TM_CHECK_LARGE, header, "large block header is corrupted");
+    }
+    if (chunk_owner(header->mapping) != header || chunk_owner(header->mapping + header->mapping_size - 1) != header) {
+      return result->fail(TM_CHECK_SEGMENT, header, "address map entries do not name this large block");
+    }
+    if (header->next != nullptr && header->next->prev != header) return result->fail(TM_CHECK_LARGE, header, "large block list links do not round-trip");
+    usable += usable_of(header);
+    requested += header->requested;
+  }
+  if (count != g_large_count || usable != g_large_usable) return result->fail(TM_CHECK_STATS, &g_large_count, "large block counters differ from the block list");
+  *requested_total = requested;
+  return 0;
+}
+
+}  // namespace tmalloc

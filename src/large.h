@@ -1,0 +1,56 @@
+// Large tier: blocks above kMediumMax get their own mapping, with a header just before the
+// user pointer. free unmaps; realloc resizes the mapping with mremap (no copy).
+#pragma once
+
+#include <cstddef>
+
+#include "segment.h"
+
+namespace tmalloc {
+
+struct LargeHeader : SegmentBase {
+  LargeHeader* next;  // list of live large blocks (heap walk)
+  LargeHeader* prev;
+  char* mapping;        // start of the mapping (segment-aligned)
+  size_t mapping_size;  // bytes mapped
+  void* user;           // the pointer handed out
+  size_t requested;     // bytes requested
+};
+
+static_assert(sizeof(LargeHeader) <= 64);
+
+// Allocates `requested` bytes aligned to `alignment` in a mapping of its own.
+// Memory is fresh from the OS, hence zero. nullptr + ENOMEM on failure.
+void* large_alloc(size_t requested, size_t alignment);
+
+// Frees the large block p whose address-map entry is `header`.
+void large_free(LargeHeader* header, void* p, const char* what);
+
+// Usable / requested size of the live large block p.
+size_t large_usable_size(LargeHeader* header, const void* p, const char* what);
+size_t large_requested_size(LargeHeader* header, const void* p, const char* what);
+
+// Resizes the large block p to `requested` bytes with mremap; returns the new pointer
+// (contents preserved), or nullptr + ENOMEM leaving p intact.
+void* large_resize(LargeHeader* header, void* p, size_t requested);
+
+// True when p lies inside the user area of the block.
+bool large_owns(const LargeHeader* header, const void* p);
+
+// True when p was a large block recently unmapped (a likely double free).
+bool large_recently_freed(const void* p);
+
+struct LargeTotals {
+  size_t live_blocks;
+  size_t usable_bytes;
+};
+void large_totals(LargeTotals* out);
+
+void large_lock();
+void large_unlock();
+
+struct CheckResult;
+// Heap walk for tm_check_heap (large lock held): 0 or a tm_check_code.
+int large_check(CheckResult* result, size_t* requested_total);
+
+}  // namespace tmalloc

@@ -1,0 +1,438 @@
+// Medium tier: best-fit with splitting and immediate coalescing (see medium.h).
+#include "medium.h"
+
+#include <errno.h>
+
+#include <cstring>
+
+#include "check.h"
+#include "chunk_map.h"
+#include "error.h"
+#include "fit_index.h"
+#include "os.h"
+#include "plant.h"
+#include "platform.h"
+#include "sanitizer.h"
+#include "spinlock.h"
+#include "stats.h"
+#include "tinymalloc.h"
+
+namespace tmalloc {
+
+namespace {
+
+struct MediumHeap {
+  SpinLock lock;
+  FitIndex index;
+  MediumSegment* segments;
+  size_t segment_count;
+  size_t empty_segments;
+  size_t live_blocks;
+  size_t usable_bytes;
+};
+
+// Zero-initialised; FitIndex and SpinLock have constexpr constructors: no global constructor.
+constinit MediumHeap g_medium{};
+
+// Block header at byte offset `offset` of a segment.
+BlockHeader* block_at(MediumSegment* segment, size_t offset) {
+  return reinterpret_cast<BlockHeader*>(reinterpret_cast<char*>(segment) + offset);
+}
+
+// Byte offset of a block within its segment.
+size_t offset_of(const MediumSegment* segment, const void* block) { return addr_of(block) - addr_of(segment); }
+
+// Segment that contains a block.
+MediumSegment* segment_of(const void* block) {
+  return reinterpret_cast<MediumSegment*>(addr_of(block) & ~(kSegmentSize - 1));
+}
+
+// Block-start bitmap access.
+bool start_bit(const MediumSegment* segment, size_t offset) {
+  const size_t granule = offset / kBlockHeaderSize;
+  return (segment->start_bits[granule / 64] >> (granule % 64)) & 1u;
+}
+void set_start_bit(MediumSegment* segment, size_t offset) {
+  const size_t granule = offset / kBlockHeaderSize;
+  segment->start_bits[granule / 64] |= uint64_t{1} << (granule % 64);
+}
+void clear_start_bit(MediumSegment* segment, size_t offset) {
+  const size_t granule = offset / kBlockHeaderSize;
+  segment->start_bits[granule / 64] &= ~(uint64_t{1} << (granule % 64));
+}
+
+// Total block size (header included) for `requested` payload bytes.
+size_t block_size_for(size_t requested) {
+  const size_t size = align_up(requested + kBlockHeaderSize, kBlockHeaderSize);
+  return size < kMediumMinBlock ? kMediumMinBlock : size;
+}
+
+// Notes that the allocator or a user may write up to `end` (segment offset).
+void mark_dirty(MediumSegment* segment, size_t end) {
+  if (end > segment->dirty_end) segment->dirty_end = end;
+}
+
+// Turns `block` into a free block of `size` bytes, fixes its successor's prev_size and
+// files it in the index. Does not coalesce.
+TM_NO_ASAN void make_free(MediumSegment* segment, BlockHeader* block, size_t size) {
+  block->set(size, true);
+  block->next_physical()->prev_size = size;
+  set_start_bit(segment, offset_of(segment, block));
+  g_medium.index.insert(static_cast<FreeBlock*>(block));
+  mark_dirty(segment, offset_of(segment, block) + sizeof(FreeBlock));
+}
+
+// Splits `block` (not on the index) to `size` bytes when the rest is at least a minimum
+// block; the rest becomes a free block, merged with a free successor.
+TM_NO_ASAN void split_tail(MediumSegment* segment, BlockHeader* block, size_t size) {
+  const size_t total = block->size();
+  if (total - size < kMediumMinBlock) return;
+  const size_t tail_offset = TM_PLANT_IF(1) ? size - kBlockHeaderSize : size;
+  block->size_flags = (block->size_flags & ~uint64_t{kBlockSizeMask}) | size;
+  auto* tail = reinterpret_cast<BlockHeader*>(reinterpret_cast<char*>(block) + tail_offset);
+  tail->prev_size = size;
+  size_t tail_size = total - tail_offset;
+  BlockHeader* after = reinterpret_cast<BlockHeader*>(reinterpret_cast<char*>(tail) + tail_size);
+  if (after->is_free()) {
+    g_medium.index.remove(static_cast<FreeBlock*>(after));
+    clear_start_bit(segment, offset_of(segment, after));
+    tail_size += after->size();
+  }
+  make_free(segment, tail, tail_size);
+}
+
+// Maps a new segment holding one free block spanning it (medium lock held).
+TM_NO_ASAN MediumSegment* segment_create() {
+  if (!chunk_map_ensure()) return nullptr;
+  auto* segment = static_cast<MediumSegment*>(os_map_aligned(kSegmentSize, kSegmentSize));
+  if (segment == nullptr) return nullptr;
+  segment->magic = kSegmentMagic;
+  segment->kind = SegmentKind::kMedium;
+  segment->dirty_end = kMediumFirstBlock;
+  BlockHeader* sentinel = block_at(segment, kMediumSentinel);
+  sentinel->prev_size = kMediumMaxBlock;
+  sentinel->size_flags = 0;
+  BlockHeader* first = block_at(segment, kMediumFirstBlock);
+  first->prev_size = 0;
+  poison(first, kSegmentSize - kMediumFirstBlock);
+  make_free(segment, first, kMediumMaxBlock);
+  chunk_map_set(segment, kSegmentSize, segment);
+  segment->prev = nullptr;
+  segment->next = g_medium.segments;
+  if (g_medium.segments != nullptr) g_medium.segments->prev = segment;
+  g_medium.segments = segment;
+  ++g_medium.segment_count;
+  ++g_medium.empty_segments;
+  return segment;
+}
+
+// True when `block` is the only block of its segment (the segment is empty).
+TM_NO_ASAN bool spans_segment(MediumSegment* segment, BlockHeader* block) {
+  return offset_of(segment, block) == kMediumFirstBlock && block->size() == kMediumMaxBlock;
+}
+
+// Unregisters and unmaps an empty segment whose single free block is filed (lock held).
+TM_NO_ASAN void segment_destroy(MediumSegment* segment) {
+  g_medium.index.remove(static_cast<FreeBlock*>(block_at(segment, kMediumFirstBlock)));
+  if (segment->prev != nullptr) {
+    segment->prev->next = segment->next;
+  } else {
+    g_medium.segments = segment->next;
+  }
+  if (segment->next != nullptr) segment->next->prev = segment->prev;
+  chunk_map_set(segment, kSegmentSize, nullptr);
+  --g_medium.segment_count;
+  --g_medium.empty_segments;
+  unpoison(segment, kSegmentSize);
+  os_unmap(segment, kSegmentSize);
+}
+
+// Validates that p is the payload of a block of `segment` (lock held) and returns its
+// header; reports misuse otherwise. A free block is reported as a double free when
+// `what` is "invalid free".
+TM_NO_ASAN BlockHeader* checked_block(MediumSegment* segment, const void* p, const char* what) {
+  const size_t offset = addr_of(p) - addr_of(segment);
+  if ((offset & (kBlockHeaderSize - 1)) != 0 || offset < kMediumFirstBlock + kBlockHeaderSize ||
+      offset >= kMediumSentinel || !start_bit(segment, offset - kBlockHeaderSize)) {
+    g_medium.lock.unlock();
+    report_misuse(what, p, "inside a medium block: not its start");
+  }
+  BlockHeader* block = BlockHeader::from_payload(p);
+  const size_t size = block->size();
+  if (size < kMediumMinBlock || size > kMediumMaxBlock || offset - kBlockHeaderSize + size > kMediumSentinel ||
+      block->next_physical()->prev_size != size) {
+    g_medium.lock.unlock();
+    TextBuffer detail;
+    detail.str("boundary tag of a medium block is corrupted: size ").dec(size).str(", successor's prev_size ");
+    if (size <= kMediumMaxBlock && offset - kBlockHeaderSize + size <= kMediumSentinel) {
+      detail.dec(block->next_physical()->prev_size);
+    } else {
+      detail.str("out of range");
+    }
+    detail.str("; was the block overrun?");
+    report_misuse("heap corruption", p, detail);
+  }
+  if (block->is_free()) {
+    g_medium.lock.unlock();
+    TextBuffer detail;
+    detail.str("medium block of ").dec(size - kBlockHeaderSize).str(" bytes");
+    report_misuse(std::strcmp(what, "invalid free") == 0 ? "double free" : what, p, detail);
+  }
+  return block;
+}
+
+}  // namespace
+
+bool medium_fits(size_t requested, size_t alignment) {
+  if (alignment <= kBlockHeaderSize) return requested <= kMediumMax;
+  return alignment <= kRunSize && requested <= kMediumMax && requested + alignment <= kMediumMax;
+}
+
+TM_NO_ASAN void* medium_alloc(size_t requested, size_t alignment, bool zero) {
+  const size_t size = block_size_for(requested);
+  // Aligned: room to move the payload to an aligned address while the skipped head is
+  // either empty or large enough to be a free block of its own.
+  const size_t search = alignment > kBlockHeaderSize ? size + alignment + kMediumMinBlock : size;
+  LockGuard guard(g_medium.lock);
+  FreeBlock* found = g_medium.index.find_fit(search);
+  if (found == nullptr) {
+    MediumSegment* fresh = segment_create();
+    if (fresh == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    found = static_cast<FreeBlock*>(block_at(fresh, kMediumFirstBlock));
+  }
+  MediumSegment* segment = segment_of(found);
+  // Memory at or past dirty_end is still zero from the OS (measured before this call's
+  // own header and link writes).
+  const size_t dirty_before = segment->dirty_end;
+  if (spans_segment(segment, found)) --g_medium.empty_segments;
+  g_medium.index.remove(found);
+  BlockHeader* block = found;
+  if (alignment > kBlockHeaderSize) {
+    const uintptr_t payload = addr_of(block->payload());
+    uintptr_t aligned = align_up(payload, alignment);
+    if (aligned != payload && aligned - payload < kMediumMinBlock) aligned = align_up(payload + kMediumMinBlock, alignment);
+    if (TM_PLANT_IF(8) && alignment > kPageSize) aligned += kBlockHeaderSize;
+    const size_t gap = aligned - payload;
+    if (gap != 0) {
+      // The skipped head stays free; its predecessor is used (blocks never sit free side
+      // by side), so it needs no coalescing.
+      const size_t total = block->size();
+      auto* moved = reinterpret_cast<BlockHeader*>(reinterpret_cast<char*>(block) + gap);
+      moved->prev_size = gap;
+      moved->set(total - gap, false);
+      moved->next_physical()->prev_size = total - gap;
+      set_start_bit(segment, offset_of(segment, moved));
+      make_free(segment, block, gap);
+      block = moved;
+    }
+  }
+  split_tail(segment, block, size);
+  block->set(block->size(), false);
+  const size_t usable = block->size() - kBlockHeaderSize;
+  block->set_slack(usable - requested);
+  set_start_bit(segment, offset_of(segment, block));
+  char* payload = static_cast<char*>(block->payload());
+  const size_t payload_offset = offset_of(segment, payload);
+  const size_t dirty_bytes = dirty_before > payload_offset ? dirty_before - payload_offset : 0;
+  mark_dirty(segment, payload_offset + usable);
+  ++g_medium.live_blocks;
+  g_medium.usable_bytes += usable;
+  stats_add_requested(requested);
+  unpoison(payload, requested);
+  if (zero && !TM_PLANT_IF(7)) std::memset(payload, 0, dirty_bytes < requested ? dirty_bytes : requested);
+  return payload;
+}
+
+TM_NO_ASAN void medium_free(MediumSegment* segment, void* p, const char* what) {
+  g_medium.lock.lock();
+  BlockHeader* block = checked_block(segment, p, what);
+  const size_t usable = block->size() - kBlockHeaderSize;
+  const size_t requested = usable - block->slack();
+  --g_medium.live_blocks;
+  g_medium.usable_bytes -= usable;
+  poison(p, usable);
+
+  size_t size = block->size();
+  BlockHeader* next = block->next_physical();
+  if (next->is_free() && !TM_PLANT_IF(2)) {
+    g_medium.index.remove(static_cast<FreeBlock*>(next));
+    clear_start_bit(segment, offset_of(segment, next));
+    size += next->size();
+  } else if (TM_PLANT_IF(3) && next->size() == 0) {
+    size += kBlockHeaderSize;  // swallows the end sentinel: coalescing across the segment end
+  }
+  if (block->prev_size != 0) {
+    BlockHeader* prev = block->prev_physical();
+    if (prev->is_free()) {
+      g_medium.index.remove(static_cast<FreeBlock*>(prev));
+      clear_start_bit(segment, offset_of(segment, block));
+      size += prev->size();
+      block = prev;
+    }
+  }
+  make_free(segment, block, size);
+  if (spans_segment(segment, block)) {
+    ++g_medium.empty_segments;
+    if (g_medium.empty_segments > kRetainedEmptySegments) segment_destroy(segment);
+  }
+  g_medium.lock.unlock();
+  stats_sub_requested(requested);
+}
+
+TM_NO_ASAN size_t medium_usable_size(MediumSegment* segment, const void* p, const char* what) {
+  g_medium.lock.lock();
+  const size_t usable = checked_block(segment, p, what)->size() - kBlockHeaderSize;
+  g_medium.lock.unlock();
+  return usable;
+}
+
+TM_NO_ASAN size_t medium_requested_size(MediumSegment* segment, const void* p, const char* what) {
+  g_medium.lock.lock();
+  BlockHeader* block = checked_block(segment, p, what);
+  const size_t requested = block->size() - kBlockHeaderSize - block->slack();
+  g_medium.lock.unlock();
+  return requested;
+}
+
+TM_NO_ASAN bool medium_resize_in_place(MediumSegment* segment, void* p, size_t requested) {
+  if (requested > kMediumMax) return false;
+  // checked_block releases the lock itself before it reports misuse (and aborts).
+  LockGuard guard(g_medium.lock);
+  BlockHeader* block = checked_block(segment, p, "invalid realloc");
+  const size_t old_usable = block->size() - kBlockHeaderSize;
+  const size_t old_requested = old_usable - block->slack();
+  const size_t want = block_size_for(requested);
+  if (want > block->size()) {
+    BlockHeader* next = block->next_physical();
+    const bool next_free = next->is_free() || (TM_PLANT_IF(6) && next->size() != 0);
+    if (!next_free || block->size() + next->size() < want) return false;
+    if (next->is_free()) g_medium.index.remove(static_cast<FreeBlock*>(next));
+    clear_start_bit(segment, offset_of(segment, next));
+    const size_t merged = block->size() + next->size();
+    block->set(merged, false);
+    block->next_physical()->prev_size = merged;
+  }
+  split_tail(segment, block, want);
+  block->set(block->size(), false);
+  const size_t usable = block->size() - kBlockHeaderSize;
+  block->set_slack(usable - requested);
+  mark_dirty(segment, offset_of(segment, p) + usable);
+  g_medium.usable_bytes = g_medium.usable_bytes - old_usable + usable;
+  if (!TM_PLANT_IF(10)) {
+    stats_sub_requested(old_requested);
+    stats_add_requested(requested);
+  }
+  unpoison(p, requested);
+  poison(static_cast<char*>(p) + requested, usable - requested);
+  return true;
+}
+
+bool medium_owns(const MediumSegment* segment, const void* p) {
+  const size_t offset = addr_of(p) - addr_of(segment);
+  return offset >= kMediumFirstBlock && offset < kMediumSentinel;
+}
+
+void medium_lock() { g_medium.lock.lock(); }
+void medium_unlock() { g_medium.lock.unlock(); }
+
+void medium_totals(MediumTotals* out) {
+  out->live_blocks = g_medium.live_blocks;
+  out->usable_bytes = g_medium.usable_bytes;
+  out->free_blocks = g_medium.index.count();
+  out->free_bytes = g_medium.index.bytes();
+  out->largest_free = g_medium.index.largest();
+  out->segments = g_medium.segment_count;
+}
+
+TM_NO_ASAN void medium_release_cached() {
+  LockGuard guard(g_medium.lock);
+  for (MediumSegment* segment = g_medium.segments; segment != nullptr;) {
+    MediumSegment* next = segment->next;
+    if (spans_segment(segment, block_at(segment, kMediumFirstBlock)) && block_at(segment, kMediumFirstBlock)->is_free()) {
+      segment_destroy(segment);
+    }
+    segment = next;
+  }
+}
+
+TM_NO_ASAN int medium_check(CheckResult* result, size_t* requested_total) {
+  const void* bad = g_medium.index.validate();
+  if (bad != nullptr) return result->fail(TM_CHECK_FIT_INDEX, bad, "best-fit index is inconsistent (bitmap, list placement or links)");
+  size_t segments = 0;
+  size_t empty = 0;
+  size_t free_blocks = 0;
+  size_t free_bytes = 0;
+  size_t live = 0;
+  size_t usable_total = 0;
+  size_t requested = 0;
+  for (MediumSegment* segment = g_medium.segments; segment != nullptr; segment = segment->next) {
+    if (++segments > g_medium.segment_count) return result->fail(TM_CHECK_SEGMENT, segment, "medium segment list is longer than its count (cycle?)");
+    if (segment->magic != kSegmentMagic || segment->kind != SegmentKind::kMedium) {
+      return result->fail(TM_CHECK_SEGMENT, segment, "medium segment header has a bad magic or kind");
+    }
+    if (chunk_owner(segment) != segment) return result->fail(TM_CHECK_SEGMENT, segment, "address map entry does not name this medium segment");
+    if (segment->next != nullptr && segment->next->prev != segment) return result->fail(TM_CHECK_SEGMENT, segment, "medium segment list links do not round-trip");
+    size_t offset = kMediumFirstBlock;
+    size_t prev_size = 0;
+    bool prev_free = false;
+    size_t blocks = 0;
+    while (offset < kMediumSentinel) {
+      BlockHeader* block = block_at(segment, offset);
+      const size_t size = block->size();
+      if (block->prev_size != prev_size) return result->fail(TM_CHECK_BOUNDARY_TAG, block, "medium block's prev_size differs from its predecessor's size");
+      if (size < kMediumMinBlock || offset + size > kMediumSentinel) {
+        return result->fail(TM_CHECK_BOUNDARY_TAG, block, "medium block size is out of range or runs past the segment end");
+      }
+      if (!start_bit(segment, offset)) return result->fail(TM_CHECK_BOUNDARY_TAG, block, "medium block start is missing from the block-start bitmap");
+      ++blocks;
+      if (block->is_free()) {
+        if (prev_free) return result->fail(TM_CHECK_UNCOALESCED, block, "two adjacent free medium blocks (missed coalesce)");
+        // Membership: walking back along the list must reach the head of the list its size maps to.
+        const FitIndex::Slot slot = FitIndex::slot_for_size(size);
+        const FreeBlock* walk = static_cast<FreeBlock*>(block);
+        size_t steps = 0;
+        while (walk->prev_free != nullptr && steps <= g_medium.index.count()) {
+          walk = walk->prev_free;
+          ++steps;
+        }
+        if (walk != g_medium.index.head(slot.first, slot.second)) {
+          return result->fail(TM_CHECK_FIT_INDEX, block, "free medium block is not on the best-fit index list for its size");
+        }
+        ++free_blocks;
+        free_bytes += size;
+      } else {
+        if (block->slack() > size - kBlockHeaderSize) return result->fail(TM_CHECK_BOUNDARY_TAG, block, "used medium block's slack exceeds its size");
+        ++live;
+        usable_total += size - kBlockHeaderSize;
+        requested += size - kBlockHeaderSize - block->slack();
+      }
+      prev_free = block->is_free();
+      prev_size = size;
+      offset += size;
+    }
+    if (offset != kMediumSentinel) return result->fail(TM_CHECK_BOUNDARY_TAG, block_at(segment, offset), "medium blocks do not end at the segment sentinel");
+    BlockHeader* sentinel = block_at(segment, kMediumSentinel);
+    if (sentinel->size_flags != 0 || sentinel->prev_size != prev_size) {
+      return result->fail(TM_CHECK_BOUNDARY_TAG, sentinel, "medium segment end sentinel is corrupted");
+    }
+    size_t start_count = 0;
+    for (uint64_t word : segment->start_bits) start_count += static_cast<size_t>(__builtin_popcountll(word));
+    if (start_count != blocks) return result->fail(TM_CHECK_BOUNDARY_TAG, segment, "block-start bitmap marks positions that are not block starts");
+    if (blocks == 1 && block_at(segment, kMediumFirstBlock)->is_free()) ++empty;
+  }
+  if (segments != g_medium.segment_count) return result->fail(TM_CHECK_STATS, &g_medium, "medium segment count differs from the segment list");
+  if (free_blocks != g_medium.index.count() || free_bytes != g_medium.index.bytes()) {
+    return result->fail(TM_CHECK_FIT_INDEX, &g_medium.index, "best-fit index does not hold exactly the free medium blocks");
+  }
+  if (empty != g_medium.empty_segments) return result->fail(TM_CHECK_STATS, &g_medium, "empty medium segment count differs from the walk");
+  if (live != g_medium.live_blocks || usable_total != g_medium.usable_bytes) {
+    return result->fail(TM_CHECK_STATS, &g_medium, "medium live counters differ from the block walk");
+  }
+  *requested_total = requested;
+  return 0;
+}
+
+}  // namespace tmalloc

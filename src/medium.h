@@ -1,0 +1,76 @@
+// Medium tier: blocks of kSmallMax+1 .. kMediumMax bytes, best-fit from a two-level index
+// over boundary-tagged blocks inside 4 MiB medium segments. Allocation splits off a
+// remainder when it is at least kMediumMinBlock; free coalesces at once with both free
+// neighbours, so no two adjacent blocks are ever both free. A per-segment bitmap of block
+// starts makes validating a pointer O(1).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "config.h"
+#include "medium_block.h"
+#include "segment.h"
+
+namespace tmalloc {
+
+struct MediumSegment : SegmentBase {
+  MediumSegment* next;
+  MediumSegment* prev;
+  // Offset below which the allocator or a user may have written; memory above it is
+  // still zero from the OS, so calloc need not clear it.
+  size_t dirty_end;
+  // Bit per 16-byte granule: a block header starts there.
+  uint64_t start_bits[kSegmentSize / kBlockHeaderSize / 64];
+};
+
+static_assert(sizeof(MediumSegment) <= kMediumHeaderSize);
+
+// Offset of the first block and of the end sentinel (a size-0 used header).
+inline constexpr size_t kMediumFirstBlock = kMediumHeaderSize;
+inline constexpr size_t kMediumSentinel = kSegmentSize - kBlockHeaderSize;
+// Largest block a segment can hold.
+inline constexpr size_t kMediumMaxBlock = kMediumSentinel - kMediumFirstBlock;
+
+// Allocates `requested` bytes aligned to `alignment` (a power of two); zeroes them when
+// `zero` (skipping memory fresh from the OS). nullptr + ENOMEM on failure.
+void* medium_alloc(size_t requested, size_t alignment, bool zero);
+
+// True when a request of `requested` bytes at `alignment` fits the medium tier.
+bool medium_fits(size_t requested, size_t alignment);
+
+// Frees p in `segment` (`what` names the operation for misuse reports).
+void medium_free(MediumSegment* segment, void* p, const char* what);
+
+// Usable and requested size of the live block p.
+size_t medium_usable_size(MediumSegment* segment, const void* p, const char* what);
+size_t medium_requested_size(MediumSegment* segment, const void* p, const char* what);
+
+// Resizes the live block p in place (shrink by splitting off the tail, grow into a free
+// successor); true on success.
+bool medium_resize_in_place(MediumSegment* segment, void* p, size_t requested);
+
+// True when p lies in the block area of `segment`.
+bool medium_owns(const MediumSegment* segment, const void* p);
+
+struct MediumTotals {
+  size_t live_blocks;
+  size_t usable_bytes;
+  size_t free_blocks;
+  size_t free_bytes;
+  size_t largest_free;
+  size_t segments;
+};
+// Counters for tm_stats (medium lock held).
+void medium_totals(MediumTotals* out);
+
+void medium_lock();
+void medium_unlock();
+// Returns cached empty medium segments to the OS.
+void medium_release_cached();
+
+struct CheckResult;
+// Heap walk for tm_check_heap (medium lock held): 0 or a tm_check_code.
+int medium_check(CheckResult* result, size_t* requested_total);
+
+}  // namespace tmalloc

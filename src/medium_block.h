@@ -1,0 +1,58 @@
+// Medium blocks: boundary-tagged blocks inside a medium segment.
+//
+// Layout of every block (16-byte aligned, size a multiple of 16, header included):
+//   [prev_size | size_flags | payload ...]
+// prev_size is the total size of the physically preceding block (0 for the first block).
+// size_flags packs: bits 0-3 flags (kBlockFree), bits 4-31 the total size (a multiple of
+// 16, below 4 GiB), bits 32-63 the slack of a used block (usable bytes - requested bytes),
+// which keeps the requested-bytes statistic exact. A free block keeps its best-fit list
+// links in the first 16 bytes of its payload. Under ASan headers and links lie in poisoned
+// memory, so every function that touches them is TM_NO_ASAN.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "sanitizer.h"
+
+namespace tmalloc {
+
+inline constexpr uint64_t kBlockFree = 1;
+inline constexpr uint64_t kBlockSizeMask = 0xFFFFFFF0u;
+inline constexpr size_t kBlockHeaderSize = 16;
+
+struct BlockHeader {
+  uint64_t prev_size;
+  uint64_t size_flags;
+
+  // Total block size, header included.
+  TM_NO_ASAN size_t size() const { return static_cast<size_t>(size_flags & kBlockSizeMask); }
+  // True when the block is on the free index.
+  TM_NO_ASAN bool is_free() const { return (size_flags & kBlockFree) != 0; }
+  // Stores a size and the free flag (slack cleared).
+  TM_NO_ASAN void set(size_t size, bool free) { size_flags = uint64_t{size} | (free ? kBlockFree : 0); }
+  // Slack of a used block: usable bytes minus requested bytes.
+  TM_NO_ASAN size_t slack() const { return static_cast<size_t>(size_flags >> 32); }
+  // Records the slack of a used block.
+  TM_NO_ASAN void set_slack(size_t slack) { size_flags = (size_flags & 0xFFFFFFFFu) | (uint64_t{slack} << 32); }
+  // The block physically after this one.
+  TM_NO_ASAN BlockHeader* next_physical() { return reinterpret_cast<BlockHeader*>(reinterpret_cast<char*>(this) + size()); }
+  // The block physically before this one (only valid when prev_size != 0).
+  TM_NO_ASAN BlockHeader* prev_physical() { return reinterpret_cast<BlockHeader*>(reinterpret_cast<char*>(this) - prev_size); }
+  // Start of the user payload.
+  TM_NO_ASAN void* payload() { return reinterpret_cast<char*>(this) + kBlockHeaderSize; }
+  // Header of the block whose payload starts at p.
+  TM_NO_ASAN static BlockHeader* from_payload(const void* p) {
+    return reinterpret_cast<BlockHeader*>(const_cast<char*>(static_cast<const char*>(p)) - kBlockHeaderSize);
+  }
+};
+
+struct FreeBlock : BlockHeader {
+  FreeBlock* next_free;
+  FreeBlock* prev_free;
+};
+
+static_assert(sizeof(BlockHeader) == kBlockHeaderSize);
+static_assert(sizeof(FreeBlock) == 32);
+
+}  // namespace tmalloc

@@ -1,0 +1,153 @@
+// mmap-based OS layer with failure injection for out-of-memory tests (see os.h).
+#include "os.h"
+
+#include <errno.h>
+#include <sys/mman.h>
+
+#include <atomic>
+
+#include "config.h"
+#include "platform.h"
+#include "tinymalloc.h"
+
+namespace tmalloc {
+
+namespace {
+
+// All counters are statistics: relaxed ordering, no other memory depends on them.
+std::atomic<size_t> g_mapped{0};
+std::atomic<size_t> g_committed{0};
+std::atomic<size_t> g_peak_mapped{0};
+std::atomic<size_t> g_map_calls{0};
+std::atomic<size_t> g_unmap_calls{0};
+std::atomic<size_t> g_purge_calls{0};
+// Remaining successful map requests before injected failures; negative = no injection.
+std::atomic<long> g_fail_after{-1};
+
+// Consumes one map request from the failure-injection budget; false = fail this one.
+bool injection_allows_request() {
+  long budget = g_fail_after.load(std::memory_order_relaxed);
+  while (budget >= 0) {
+    if (budget == 0) return false;
+    if (g_fail_after.compare_exchange_weak(budget, budget - 1, std::memory_order_relaxed)) return true;
+  }
+  return true;
+}
+
+// Records `size` newly mapped (and committed) bytes and raises the peak.
+void note_mapped(size_t size) {
+  const size_t now = g_mapped.fetch_add(size, std::memory_order_relaxed) + size;
+  g_committed.fetch_add(size, std::memory_order_relaxed);
+  size_t peak = g_peak_mapped.load(std::memory_order_relaxed);
+  while (now > peak && !g_peak_mapped.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
+// Records `size` bytes unmapped; committed is clamped so purged ranges are not counted twice.
+void note_unmapped(size_t size, size_t committed) {
+  g_mapped.fetch_sub(size, std::memory_order_relaxed);
+  g_committed.fetch_sub(committed, std::memory_order_relaxed);
+}
+
+// Raw anonymous mapping; nullptr on failure.
+void* raw_map(size_t size) {
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+}  // namespace
+
+void* os_map_aligned(size_t size, size_t alignment) {
+  if (!injection_allows_request() || size > kMaxRequest || alignment > kMaxRequest) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  g_map_calls.fetch_add(1, std::memory_order_relaxed);
+  // Over-map by alignment - page, then trim the unaligned head and the tail.
+  const size_t reserve = size + alignment - kPageSize;
+  char* raw = static_cast<char*>(raw_map(reserve));
+  if (raw == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  char* aligned = reinterpret_cast<char*>(align_up(addr_of(raw), alignment));
+  const size_t head = static_cast<size_t>(aligned - raw);
+  const size_t tail = reserve - head - size;
+  if (head != 0) ::munmap(raw, head);
+  if (tail != 0) ::munmap(aligned + size, tail);
+  note_mapped(size);
+  return aligned;
+}
+
+void os_unmap(void* addr, size_t size) {
+  ::munmap(addr, size);
+  g_unmap_calls.fetch_add(1, std::memory_order_relaxed);
+  note_unmapped(size, size);
+}
+
+void os_purge(void* addr, size_t size) {
+  ::madvise(addr, size, MADV_DONTNEED);
+  g_purge_calls.fetch_add(1, std::memory_order_relaxed);
+  g_committed.fetch_sub(size, std::memory_order_relaxed);
+}
+
+void os_note_recommitted(size_t size) { g_committed.fetch_add(size, std::memory_order_relaxed); }
+
+void* os_remap(void* addr, size_t old_size, size_t new_size, size_t alignment) {
+  if (new_size <= old_size) {
+    if (new_size < old_size) {
+      ::munmap(static_cast<char*>(addr) + new_size, old_size - new_size);
+      note_unmapped(old_size - new_size, old_size - new_size);
+    }
+    return addr;
+  }
+  if (!injection_allows_request() || new_size > kMaxRequest) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  g_map_calls.fetch_add(1, std::memory_order_relaxed);
+  // In place first: succeeds only when the pages after the mapping are free.
+  void* grown = ::mremap(addr, old_size, new_size, 0);
+  if (grown != MAP_FAILED) {
+    note_mapped(new_size - old_size);
+    return grown;
+  }
+  // Move: reserve an aligned destination, then let the kernel move the pages into it
+  // (no copy of the contents).
+  const size_t reserve = new_size + alignment - kPageSize;
+  char* raw = static_cast<char*>(::mmap(nullptr, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0));
+  if (raw == MAP_FAILED) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  char* aligned = reinterpret_cast<char*>(align_up(addr_of(raw), alignment));
+  void* moved = ::mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, aligned);
+  if (moved == MAP_FAILED) {
+    ::munmap(raw, reserve);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  // The fixed move replaced [aligned, aligned + new_size) of the reservation; drop the rest.
+  const size_t head = static_cast<size_t>(aligned - raw);
+  const size_t tail = reserve - head - new_size;
+  if (head != 0) ::munmap(raw, head);
+  if (tail != 0) ::munmap(aligned + new_size, tail);
+  note_mapped(new_size - old_size);
+  return moved;
+}
+
+void* os_map_metadata(size_t size) { return raw_map(size); }
+
+size_t os_mapped_bytes() { return g_mapped.load(std::memory_order_relaxed); }
+size_t os_committed_bytes() { return g_committed.load(std::memory_order_relaxed); }
+size_t os_peak_mapped_bytes() { return g_peak_mapped.load(std::memory_order_relaxed); }
+void os_reset_peak() { g_peak_mapped.store(g_mapped.load(std::memory_order_relaxed), std::memory_order_relaxed); }
+size_t os_map_calls() { return g_map_calls.load(std::memory_order_relaxed); }
+size_t os_unmap_calls() { return g_unmap_calls.load(std::memory_order_relaxed); }
+size_t os_purge_calls() { return g_purge_calls.load(std::memory_order_relaxed); }
+
+}  // namespace tmalloc
+
+extern "C" TM_EXPORT void tm_test_fail_os_after(long calls) {
+  tmalloc::g_fail_after.store(calls < 0 ? -1 : calls, std::memory_order_relaxed);
+}

@@ -1,0 +1,43 @@
+// OS layer: every byte tinymalloc uses comes from mmap (never sbrk). Mappings start on a
+// segment boundary so the address map can name the owner of any address.
+#pragma once
+
+#include <cstddef>
+
+namespace tmalloc {
+
+// Maps `size` bytes (a multiple of the page size) of zeroed read-write memory whose start
+// is a multiple of `alignment` (a power of two >= kSegmentSize). nullptr + errno = ENOMEM
+// on failure, including an injected failure (see tm_test_fail_os_after).
+void* os_map_aligned(size_t size, size_t alignment);
+
+// Unmaps a range that os_map_aligned returned (or part of one).
+void os_unmap(void* addr, size_t size);
+
+// Returns the physical pages of a range to the OS; the range stays mapped and reads back
+// as zero.
+void os_purge(void* addr, size_t size);
+
+// Resizes a mapping of old_size bytes at addr to new_size bytes (both page multiples).
+// Shrinks in place; grows in place when the following addresses are free, otherwise moves
+// the mapping to a new start aligned to `alignment`. Returns the (possibly new) start, or
+// nullptr + ENOMEM leaving the old mapping untouched.
+void* os_remap(void* addr, size_t old_size, size_t new_size, size_t alignment);
+
+// Address-space accounting (bytes), updated by the calls above.
+size_t os_mapped_bytes();
+size_t os_committed_bytes();
+size_t os_peak_mapped_bytes();
+void os_reset_peak();
+size_t os_map_calls();
+size_t os_unmap_calls();
+size_t os_purge_calls();
+
+// Metadata mappings (the address map) are accounted separately from heap mappings;
+// these map and unmap without failure injection or alignment.
+void* os_map_metadata(size_t size);
+
+// Counts a range as committed again after purge (it was written to).
+void os_note_recommitted(size_t size);
+
+}  // namespace tmalloc

@@ -1,0 +1,28 @@
+// Compiler attributes and small helpers shared by the allocator core.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#define TM_LIKELY(x) __builtin_expect(!!(x), 1)
+#define TM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define TM_NOINLINE __attribute__((noinline))
+#define TM_ALWAYS_INLINE inline __attribute__((always_inline))
+#define TM_EXPORT __attribute__((visibility("default")))
+
+namespace tmalloc {
+
+// Rounds x up to a multiple of the power of two `align`.
+constexpr size_t align_up(size_t x, size_t align) { return (x + align - 1) & ~(align - 1); }
+
+// True when x is a non-zero power of two.
+constexpr bool is_power_of_two(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+// Address of a pointer as an integer.
+inline uintptr_t addr_of(const void* p) { return reinterpret_cast<uintptr_t>(p); }
+
+// Requests above this are refused with ENOMEM before any OS call (no mapping that large
+// can exist in a 47-bit user address space).
+inline constexpr size_t kMaxRequest = size_t{1} << 46;
+
+}  // namespace tmalloc

@@ -1,0 +1,51 @@
+// Small size classes: 16 B steps up to 128 B, then 8 classes per power of two up to 8 KiB.
+//
+// Waste bound: for a request n > 128 B the block is at most one step (1/8 of the lower
+// power of two) larger, so (class - n) / class < 1/9 (11.1%) and (class - n) / n < 1/8
+// (12.5%). For n <= 128 B the 16-byte alignment quantum dominates: waste < 16 B.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "config.h"
+
+namespace tmalloc {
+
+inline constexpr size_t kSmallClassCount = 56;
+inline constexpr size_t kSmallLinearMax = 128;  // classes below are 16 B apart
+
+// Block size of a small class.
+constexpr size_t class_size(size_t class_index) {
+  if (class_index < 8) return (class_index + 1) * 16;
+  const size_t group = (class_index - 8) / 8;  // 0 for 144..256
+  const size_t step_in_group = (class_index - 8) % 8 + 1;
+  const size_t base = size_t{128} << group;
+  return base + step_in_group * (base / 8);
+}
+
+// Smallest class whose block holds `size` bytes; size must be <= kSmallMax.
+constexpr size_t size_to_class(size_t size) {
+  if (size <= kSmallLinearMax) return size == 0 ? 0 : (size + 15) / 16 - 1;
+  // b = floor(log2(size - 1)); size lies in (2^b, 2^(b+1)].
+  const unsigned b = 63u - static_cast<unsigned>(__builtin_clzll(size - 1));
+  const size_t k = ((size - 1) >> (b - 3)) - 7;  // 1..8
+  return 7 + (b - 7) * 8 + k;
+}
+
+// Number of blocks of a class that fit in one run.
+constexpr uint32_t blocks_per_run(size_t class_index) {
+  return static_cast<uint32_t>(kRunSize / class_size(class_index));
+}
+
+// Multiplier for dividing a run offset by the class size without a division instruction:
+// offset / size == (offset * reciprocal) >> 32 for every offset < kRunSize.
+constexpr uint64_t class_reciprocal(size_t class_index) {
+  return ((uint64_t{1} << 32) + class_size(class_index) - 1) / class_size(class_index);
+}
+
+static_assert(class_size(kSmallClassCount - 1) == kSmallMax);
+static_assert(size_to_class(kSmallMax) == kSmallClassCount - 1);
+static_assert(size_to_class(129) == 8 && class_size(8) == 144);
+
+}  // namespace tmalloc
