@@ -114,9 +114,9 @@ enum tm_check_code {
 };
 
 typedef struct tm_check_report_s {
-  int code;           /* enum tm_check_code */
-  uintptr_t address;  /* address of the first violation (0 when code is TM_CHECK_OK) */
-  char message[256];  /* human-readable description of the first violation */
+  int code;          /* enum tm_check_code */
+  uintptr_t address; /* address of the first violation (0 when code is TM_CHECK_OK) */
+  char message[256]; /* human-readable description of the first violation */
 } tm_check_report_t;
 
 /* Walks every segment and verifies every invariant. Returns TM_CHECK_OK (0) or the code of

@@ -22,19 +22,13 @@ inline void bitmap_fill(uint64_t* bits, size_t words, size_t count) {
 }
 
 // True when bit `index` is set.
-inline bool bitmap_test(const uint64_t* bits, size_t index) {
-  return (bits[index / 64] >> (index % 64)) & 1u;
-}
+inline bool bitmap_test(const uint64_t* bits, size_t index) { return (bits[index / 64] >> (index % 64)) & 1u; }
 
 // Sets bit `index`.
-inline void bitmap_set(uint64_t* bits, size_t index) {
-  bits[index / 64] |= uint64_t{1} << (index % 64);
-}
+inline void bitmap_set(uint64_t* bits, size_t index) { bits[index / 64] |= uint64_t{1} << (index % 64); }
 
 // Clears bit `index`.
-inline void bitmap_clear(uint64_t* bits, size_t index) {
-  bits[index / 64] &= ~(uint64_t{1} << (index % 64));
-}
+inline void bitmap_clear(uint64_t* bits, size_t index) { bits[index / 64] &= ~(uint64_t{1} << (index % 64)); }
 
 // Index of the lowest set bit at or after word `*hint`, scanning to the end of the bitmap;
 // returns `words * 64` when none is set. Updates *hint to the word where the bit was found

@@ -19,8 +19,8 @@ inline constexpr size_t kRunSize = size_t{1} << kRunShift;
 inline constexpr size_t kRunsPerSegment = kSegmentSize / kRunSize;  // 64
 inline constexpr size_t kSmallMax = 8192;
 inline constexpr size_t kMinBlock = 16;
-inline constexpr size_t kMaxBlocksPerRun = kRunSize / kMinBlock;     // 4096
-inline constexpr size_t kRunBitmapWords = kMaxBlocksPerRun / 64;    // 64
+inline constexpr size_t kMaxBlocksPerRun = kRunSize / kMinBlock;  // 4096
+inline constexpr size_t kRunBitmapWords = kMaxBlocksPerRun / 64;  // 64
 
 // Medium tier: best-fit blocks with boundary tags inside 4 MiB regions.
 inline constexpr size_t kMediumMax = 512 * 1024;

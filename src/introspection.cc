@@ -94,7 +94,8 @@ TM_EXPORT int tm_check_heap_report(tm_check_report_t* report) {
     report->code = result.code;
     report->address = result.address;
     const char* text = result.code == 0 ? "heap is consistent" : result.message.c_str();
-    const size_t length = std::strlen(text) < sizeof report->message - 1 ? std::strlen(text) : sizeof report->message - 1;
+    const size_t length =
+        std::strlen(text) < sizeof report->message - 1 ? std::strlen(text) : sizeof report->message - 1;
     std::memcpy(report->message, text, length);
     report->message[length] = '\0';
   }

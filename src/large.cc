@@ -113,7 +113,8 @@ void large_free(LargeHeader* header, void* p, const char* what) {
   char* mapping = header->mapping;
   const size_t mapping_size = header->mapping_size;
   chunk_map_set(mapping, mapping_size, nullptr);
-  g_freed_ring[g_freed_next.fetch_add(1, std::memory_order_relaxed) % kFreedRing].store(addr_of(p), std::memory_order_relaxed);
+  g_freed_ring[g_freed_next.fetch_add(1, std::memory_order_relaxed) % kFreedRing].store(addr_of(p),
+                                                                                        std::memory_order_relaxed);
   os_unmap(mapping, mapping_size);
 }
 
@@ -191,7 +192,8 @@ int large_check(CheckResult* result, size_t* requested_total) {
   size_t usable = 0;
   size_t requested = 0;
   for (LargeHeader* header = g_large_blocks; header != nullptr; header = header->next) {
-    if (++count > g_large_count) return result->fail(TM_CHECK_LARGE, header, "large block list is longer than its count (cycle?)");
+    if (++count > g_large_count)
+      return result->fail(TM_CHECK_LARGE, header, "large block list is longer than its count (cycle?)");
     if (header->magic != kSegmentMagic || header->kind != SegmentKind::kLarge || header_for(header->user) != header ||
         (addr_of(header->mapping) & (kSegmentSize - 1)) != 0 || header->requested > usable_of(header)) {
       return result->fail(TM_CHECK_LARGE, header, "large block header is corrupted");
@@ -199,11 +201,13 @@ int large_check(CheckResult* result, size_t* requested_total) {
     if (chunk_owner(header->mapping) != header || chunk_owner(header->mapping + header->mapping_size - 1) != header) {
       return result->fail(TM_CHECK_SEGMENT, header, "address map entries do not name this large block");
     }
-    if (header->next != nullptr && header->next->prev != header) return result->fail(TM_CHECK_LARGE, header, "large block list links do not round-trip");
+    if (header->next != nullptr && header->next->prev != header)
+      return result->fail(TM_CHECK_LARGE, header, "large block list links do not round-trip");
     usable += usable_of(header);
     requested += header->requested;
   }
-  if (count != g_large_count || usable != g_large_usable) return result->fail(TM_CHECK_STATS, &g_large_count, "large block counters differ from the block list");
+  if (count != g_large_count || usable != g_large_usable)
+    return result->fail(TM_CHECK_STATS, &g_large_count, "large block counters differ from the block list");
   *requested_total = requested;
   return 0;
 }

@@ -213,7 +213,8 @@ TM_NO_ASAN void* medium_alloc(size_t requested, size_t alignment, bool zero) {
   if (alignment > kBlockHeaderSize) {
     const uintptr_t payload = addr_of(block->payload());
     uintptr_t aligned = align_up(payload, alignment);
-    if (aligned != payload && aligned - payload < kMediumMinBlock) aligned = align_up(payload + kMediumMinBlock, alignment);
+    if (aligned != payload && aligned - payload < kMediumMinBlock)
+      aligned = align_up(payload + kMediumMinBlock, alignment);
     if (TM_PLANT_IF(8) && alignment > kPageSize) aligned += kBlockHeaderSize;
     const size_t gap = aligned - payload;
     if (gap != 0) {
@@ -351,7 +352,8 @@ TM_NO_ASAN void medium_release_cached() {
   LockGuard guard(g_medium.lock);
   for (MediumSegment* segment = g_medium.segments; segment != nullptr;) {
     MediumSegment* next = segment->next;
-    if (spans_segment(segment, block_at(segment, kMediumFirstBlock)) && block_at(segment, kMediumFirstBlock)->is_free()) {
+    if (spans_segment(segment, block_at(segment, kMediumFirstBlock)) &&
+        block_at(segment, kMediumFirstBlock)->is_free()) {
       segment_destroy(segment);
     }
     segment = next;
@@ -360,7 +362,8 @@ TM_NO_ASAN void medium_release_cached() {
 
 TM_NO_ASAN int medium_check(CheckResult* result, size_t* requested_total) {
   const void* bad = g_medium.index.validate();
-  if (bad != nullptr) return result->fail(TM_CHECK_FIT_INDEX, bad, "best-fit index is inconsistent (bitmap, list placement or links)");
+  if (bad != nullptr)
+    return result->fail(TM_CHECK_FIT_INDEX, bad, "best-fit index is inconsistent (bitmap, list placement or links)");
   size_t segments = 0;
   size_t empty = 0;
   size_t free_blocks = 0;
@@ -369,12 +372,15 @@ TM_NO_ASAN int medium_check(CheckResult* result, size_t* requested_total) {
   size_t usable_total = 0;
   size_t requested = 0;
   for (MediumSegment* segment = g_medium.segments; segment != nullptr; segment = segment->next) {
-    if (++segments > g_medium.segment_count) return result->fail(TM_CHECK_SEGMENT, segment, "medium segment list is longer than its count (cycle?)");
+    if (++segments > g_medium.segment_count)
+      return result->fail(TM_CHECK_SEGMENT, segment, "medium segment list is longer than its count (cycle?)");
     if (segment->magic != kSegmentMagic || segment->kind != SegmentKind::kMedium) {
       return result->fail(TM_CHECK_SEGMENT, segment, "medium segment header has a bad magic or kind");
     }
-    if (chunk_owner(segment) != segment) return result->fail(TM_CHECK_SEGMENT, segment, "address map entry does not name this medium segment");
-    if (segment->next != nullptr && segment->next->prev != segment) return result->fail(TM_CHECK_SEGMENT, segment, "medium segment list links do not round-trip");
+    if (chunk_owner(segment) != segment)
+      return result->fail(TM_CHECK_SEGMENT, segment, "address map entry does not name this medium segment");
+    if (segment->next != nullptr && segment->next->prev != segment)
+      return result->fail(TM_CHECK_SEGMENT, segment, "medium segment list links do not round-trip");
     size_t offset = kMediumFirstBlock;
     size_t prev_size = 0;
     bool prev_free = false;
@@ -382,14 +388,19 @@ TM_NO_ASAN int medium_check(CheckResult* result, size_t* requested_total) {
     while (offset < kMediumSentinel) {
       BlockHeader* block = block_at(segment, offset);
       const size_t size = block->size();
-      if (block->prev_size != prev_size) return result->fail(TM_CHECK_BOUNDARY_TAG, block, "medium block's prev_size differs from its predecessor's size");
+      if (block->prev_size != prev_size)
+        return result->fail(TM_CHECK_BOUNDARY_TAG, block,
+                            "medium block's prev_size differs from its predecessor's size");
       if (size < kMediumMinBlock || offset + size > kMediumSentinel) {
-        return result->fail(TM_CHECK_BOUNDARY_TAG, block, "medium block size is out of range or runs past the segment end");
+        return result->fail(TM_CHECK_BOUNDARY_TAG, block,
+                            "medium block size is out of range or runs past the segment end");
       }
-      if (!start_bit(segment, offset)) return result->fail(TM_CHECK_BOUNDARY_TAG, block, "medium block start is missing from the block-start bitmap");
+      if (!start_bit(segment, offset))
+        return result->fail(TM_CHECK_BOUNDARY_TAG, block, "medium block start is missing from the block-start bitmap");
       ++blocks;
       if (block->is_free()) {
-        if (prev_free) return result->fail(TM_CHECK_UNCOALESCED, block, "two adjacent free medium blocks (missed coalesce)");
+        if (prev_free)
+          return result->fail(TM_CHECK_UNCOALESCED, block, "two adjacent free medium blocks (missed coalesce)");
         // Membership: walking back along the list must reach the head of the list its size maps to.
         const FitIndex::Slot slot = FitIndex::slot_for_size(size);
         const FreeBlock* walk = static_cast<FreeBlock*>(block);
@@ -399,12 +410,14 @@ TM_NO_ASAN int medium_check(CheckResult* result, size_t* requested_total) {
           ++steps;
         }
         if (walk != g_medium.index.head(slot.first, slot.second)) {
-          return result->fail(TM_CHECK_FIT_INDEX, block, "free medium block is not on the best-fit index list for its size");
+          return result->fail(TM_CHECK_FIT_INDEX, block,
+                              "free medium block is not on the best-fit index list for its size");
         }
         ++free_blocks;
         free_bytes += size;
       } else {
-        if (block->slack() > size - kBlockHeaderSize) return result->fail(TM_CHECK_BOUNDARY_TAG, block, "used medium block's slack exceeds its size");
+        if (block->slack() > size - kBlockHeaderSize)
+          return result->fail(TM_CHECK_BOUNDARY_TAG, block, "used medium block's slack exceeds its size");
         ++live;
         usable_total += size - kBlockHeaderSize;
         requested += size - kBlockHeaderSize - block->slack();
@@ -413,21 +426,28 @@ TM_NO_ASAN int medium_check(CheckResult* result, size_t* requested_total) {
       prev_size = size;
       offset += size;
     }
-    if (offset != kMediumSentinel) return result->fail(TM_CHECK_BOUNDARY_TAG, block_at(segment, offset), "medium blocks do not end at the segment sentinel");
+    if (offset != kMediumSentinel)
+      return result->fail(TM_CHECK_BOUNDARY_TAG, block_at(segment, offset),
+                          "medium blocks do not end at the segment sentinel");
     BlockHeader* sentinel = block_at(segment, kMediumSentinel);
     if (sentinel->size_flags != 0 || sentinel->prev_size != prev_size) {
       return result->fail(TM_CHECK_BOUNDARY_TAG, sentinel, "medium segment end sentinel is corrupted");
     }
     size_t start_count = 0;
     for (uint64_t word : segment->start_bits) start_count += static_cast<size_t>(__builtin_popcountll(word));
-    if (start_count != blocks) return result->fail(TM_CHECK_BOUNDARY_TAG, segment, "block-start bitmap marks positions that are not block starts");
+    if (start_count != blocks)
+      return result->fail(TM_CHECK_BOUNDARY_TAG, segment,
+                          "block-start bitmap marks positions that are not block starts");
     if (blocks == 1 && block_at(segment, kMediumFirstBlock)->is_free()) ++empty;
   }
-  if (segments != g_medium.segment_count) return result->fail(TM_CHECK_STATS, &g_medium, "medium segment count differs from the segment list");
+  if (segments != g_medium.segment_count)
+    return result->fail(TM_CHECK_STATS, &g_medium, "medium segment count differs from the segment list");
   if (free_blocks != g_medium.index.count() || free_bytes != g_medium.index.bytes()) {
-    return result->fail(TM_CHECK_FIT_INDEX, &g_medium.index, "best-fit index does not hold exactly the free medium blocks");
+    return result->fail(TM_CHECK_FIT_INDEX, &g_medium.index,
+                        "best-fit index does not hold exactly the free medium blocks");
   }
-  if (empty != g_medium.empty_segments) return result->fail(TM_CHECK_STATS, &g_medium, "empty medium segment count differs from the walk");
+  if (empty != g_medium.empty_segments)
+    return result->fail(TM_CHECK_STATS, &g_medium, "empty medium segment count differs from the walk");
   if (live != g_medium.live_blocks || usable_total != g_medium.usable_bytes) {
     return result->fail(TM_CHECK_STATS, &g_medium, "medium live counters differ from the block walk");
   }

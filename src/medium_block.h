@@ -36,9 +36,13 @@ struct BlockHeader {
   // Records the slack of a used block.
   TM_NO_ASAN void set_slack(size_t slack) { size_flags = (size_flags & 0xFFFFFFFFu) | (uint64_t{slack} << 32); }
   // The block physically after this one.
-  TM_NO_ASAN BlockHeader* next_physical() { return reinterpret_cast<BlockHeader*>(reinterpret_cast<char*>(this) + size()); }
+  TM_NO_ASAN BlockHeader* next_physical() {
+    return reinterpret_cast<BlockHeader*>(reinterpret_cast<char*>(this) + size());
+  }
   // The block physically before this one (only valid when prev_size != 0).
-  TM_NO_ASAN BlockHeader* prev_physical() { return reinterpret_cast<BlockHeader*>(reinterpret_cast<char*>(this) - prev_size); }
+  TM_NO_ASAN BlockHeader* prev_physical() {
+    return reinterpret_cast<BlockHeader*>(reinterpret_cast<char*>(this) - prev_size);
+  }
   // Start of the user payload.
   TM_NO_ASAN void* payload() { return reinterpret_cast<char*>(this) + kBlockHeaderSize; }
   // Header of the block whose payload starts at p.

@@ -115,7 +115,8 @@ void* os_remap(void* addr, size_t old_size, size_t new_size, size_t alignment) {
   // Move: reserve an aligned destination, then let the kernel move the pages into it
   // (no copy of the contents).
   const size_t reserve = new_size + alignment - kPageSize;
-  char* raw = static_cast<char*>(::mmap(nullptr, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0));
+  char* raw =
+      static_cast<char*>(::mmap(nullptr, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0));
   if (raw == MAP_FAILED) {
     errno = ENOMEM;
     return nullptr;

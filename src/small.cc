@@ -36,9 +36,7 @@ size_t g_segment_count;
 size_t g_empty_segments;  // segments whose usable runs are all free
 
 // First byte of run `index` in `segment`.
-char* run_base(SmallSegment* segment, size_t index) {
-  return reinterpret_cast<char*>(segment) + index * kRunSize;
-}
+char* run_base(SmallSegment* segment, size_t index) { return reinterpret_cast<char*>(segment) + index * kRunSize; }
 
 // Index of run `run` within its segment.
 size_t run_index(const SmallSegment* segment, const RunDesc* run) { return static_cast<size_t>(run - segment->runs); }
@@ -46,6 +44,14 @@ size_t run_index(const SmallSegment* segment, const RunDesc* run) { return stati
 // Segment containing the run descriptor `run`.
 SmallSegment* segment_of(const RunDesc* run) {
   return reinterpret_cast<SmallSegment*>(reinterpret_cast<uintptr_t>(run) & ~(kSegmentSize - 1));
+}
+
+// Whether a run is assigned to a class. Read without the class lock by tm_owns and by
+// free's first lookup, so it is accessed atomically: release on publish pairs with the
+// acquire here, making the run's fields (written before) visible to the reader.
+bool run_in_use(const RunDesc* run) { return __atomic_load_n(&run->in_use, __ATOMIC_ACQUIRE) != 0; }
+void set_run_in_use(RunDesc* run, bool in_use) {
+  __atomic_store_n(&run->in_use, static_cast<uint8_t>(in_use ? 1 : 0), __ATOMIC_RELEASE);
 }
 
 // Records the slack of block `index`.
@@ -153,7 +159,7 @@ RunDesc* run_acquire(size_t class_index) {
   run->hint_word = 0;
   run->watermark = was_clean ? 0 : run->block_count;
   run->class_index = static_cast<uint16_t>(class_index);
-  run->in_use = 1;
+  set_run_in_use(run, true);
   run->on_partial = 0;
   bitmap_fill(run->bitmap, kRunBitmapWords, run->block_count);
   return run;
@@ -165,7 +171,7 @@ void run_release(RunDesc* run) {
   LockGuard guard(g_segments_lock);
   SmallSegment* segment = segment_of(run);
   const size_t index = run_index(segment, run);
-  run->in_use = 0;
+  set_run_in_use(run, false);
   const bool had_free_runs = (segment->free_runs & kSmallUsableRunsMask) != 0;
   segment->free_runs |= uint64_t{1} << index;
   if (!had_free_runs) segment_requeue(segment);
@@ -210,7 +216,7 @@ BlockRef locate_block(SmallSegment* segment, const void* p, const char* what) {
   const size_t index_of_run = offset_in_segment >> kRunShift;
   if (index_of_run < kSmallReservedRuns) report_misuse(what, p, "pointer into allocator metadata");
   RunDesc* run = &segment->runs[index_of_run];
-  if (run->in_use == 0) report_misuse(what, p, "pointer into an unused run: not a live block");
+  if (!run_in_use(run)) report_misuse(what, p, "pointer into an unused run: not a live block");
   const uint64_t offset = offset_in_segment & (kRunSize - 1);
   const size_t index = static_cast<size_t>((offset * run->reciprocal) >> 32);
   if (index * run->block_size != offset || index >= run->block_count) {
@@ -229,7 +235,7 @@ BlockRef lock_block(SmallSegment* segment, const void* p, const char* what) {
     cls.lock.lock();
     // The run cannot change class while it holds a live block; a changed run means p was
     // not live when we looked, so look again under the lock.
-    if (ref.run->in_use != 0 && &g_classes[ref.run->class_index] == &cls) {
+    if (run_in_use(ref.run) && &g_classes[ref.run->class_index] == &cls) {
       BlockRef again = locate_block(segment, p, what);
       if (again.run == ref.run && again.index == ref.index) return ref;
     }
@@ -352,8 +358,8 @@ bool small_owns(const SmallSegment* segment, const void* p) {
   const size_t index_of_run = (addr_of(p) - addr_of(segment)) >> kRunShift;
   if (index_of_run < kSmallReservedRuns) return false;
   const RunDesc* run = &segment->runs[index_of_run];
-  // A relaxed-looking plain read: ownership is a snapshot answer by nature.
-  if (run->in_use == 0) return false;
+  // Ownership is a snapshot answer by nature: a run released concurrently may answer either way.
+  if (!run_in_use(run)) return false;
   const uint64_t offset = addr_of(p) & (kRunSize - 1);
   return offset < uint64_t{run->block_count} * run->block_size;
 }
@@ -405,11 +411,13 @@ int small_check(CheckResult* result) {
   size_t empty_segments = 0;
   for (SmallSegment* segment = g_segments; segment != nullptr; segment = segment->next) {
     ++segments;
-    if (segments > g_segment_count) return result->fail(TM_CHECK_SEGMENT, segment, "small segment list is longer than its count (cycle?)");
+    if (segments > g_segment_count)
+      return result->fail(TM_CHECK_SEGMENT, segment, "small segment list is longer than its count (cycle?)");
     if (segment->magic != kSegmentMagic || segment->kind != SegmentKind::kSmall) {
       return result->fail(TM_CHECK_SEGMENT, segment, "small segment header has a bad magic or kind");
     }
-    if (chunk_owner(segment) != segment) return result->fail(TM_CHECK_SEGMENT, segment, "address map entry does not name this small segment");
+    if (chunk_owner(segment) != segment)
+      return result->fail(TM_CHECK_SEGMENT, segment, "address map entry does not name this small segment");
     if (segment->next != nullptr && segment->next->prev != segment) {
       return result->fail(TM_CHECK_SEGMENT, segment, "small segment list links do not round-trip");
     }
@@ -417,28 +425,38 @@ int small_check(CheckResult* result) {
     for (size_t i = kSmallReservedRuns; i < kRunsPerSegment; ++i) {
       const RunDesc* run = &segment->runs[i];
       const bool assigned = ((segment->free_runs >> i) & 1u) == 0;
-      if (assigned != (run->in_use != 0)) return result->fail(TM_CHECK_RUN_LIST, run_base(segment, i), "run in-use flag disagrees with the segment's free-run bitmap");
+      if (assigned != run_in_use(run))
+        return result->fail(TM_CHECK_RUN_LIST, run_base(segment, i),
+                            "run in-use flag disagrees with the segment's free-run bitmap");
       if (!assigned) continue;
       if (run->class_index >= kSmallClassCount || run->block_size != class_size(run->class_index) ||
           run->block_count != blocks_per_run(run->class_index)) {
-        return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i), "run descriptor has an inconsistent class, block size or count");
+        return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i),
+                            "run descriptor has an inconsistent class, block size or count");
       }
       const size_t words = (run->block_count + 63) / 64;
       if (bitmap_count(run->bitmap, kRunBitmapWords) != run->free_count) {
-        return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i), "run bitmap's set bits differ from its free count");
+        return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i),
+                            "run bitmap's set bits differ from its free count");
       }
       for (size_t b = run->block_count; b < kRunBitmapWords * 64; ++b) {
-        if (bitmap_test(run->bitmap, b)) return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i), "run bitmap has a bit set past its last block");
+        if (bitmap_test(run->bitmap, b))
+          return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i),
+                              "run bitmap has a bit set past its last block");
       }
       for (size_t w = 0; w < run->hint_word && w < words; ++w) {
-        if (run->bitmap[w] != 0) return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i), "run search hint skips a word with free blocks");
+        if (run->bitmap[w] != 0)
+          return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i),
+                              "run search hint skips a word with free blocks");
       }
       if ((run->free_count > 0) != (run->on_partial != 0)) {
-        return result->fail(TM_CHECK_RUN_LIST, run_base(segment, i), "run with free blocks is not on its class list (or a full run is)");
+        return result->fail(TM_CHECK_RUN_LIST, run_base(segment, i),
+                            "run with free blocks is not on its class list (or a full run is)");
       }
       for (size_t b = 0; b < run->block_count; ++b) {
         if (!bitmap_test(run->bitmap, b) && get_slack(run, b) >= run->block_size) {
-          return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i) + b * run->block_size, "live block's recorded slack exceeds its size");
+          return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i) + b * run->block_size,
+                              "live block's recorded slack exceeds its size");
         }
       }
       live_per_class[run->class_index] += run->block_count - run->free_count;
@@ -446,21 +464,28 @@ int small_check(CheckResult* result) {
       if (run->on_partial != 0) ++partial_runs_per_class[run->class_index];
     }
   }
-  if (segments != g_segment_count) return result->fail(TM_CHECK_STATS, &g_segment_count, "small segment count differs from the segment list");
-  if (empty_segments != g_empty_segments) return result->fail(TM_CHECK_STATS, &g_empty_segments, "empty small segment count differs from the walk");
+  if (segments != g_segment_count)
+    return result->fail(TM_CHECK_STATS, &g_segment_count, "small segment count differs from the segment list");
+  if (empty_segments != g_empty_segments)
+    return result->fail(TM_CHECK_STATS, &g_empty_segments, "empty small segment count differs from the walk");
   for (size_t c = 0; c < kSmallClassCount; ++c) {
     const SmallClass& cls = g_classes[c];
     size_t on_list = 0;
     for (const RunDesc* run = cls.partial; run != nullptr; run = run->next) {
       ++on_list;
-      if (on_list > partial_runs_per_class[c] || run->class_index != c || run->in_use == 0 || run->free_count == 0) {
-        return result->fail(TM_CHECK_RUN_LIST, run, "class partial list holds a run that is full, unassigned or of another class");
+      if (on_list > partial_runs_per_class[c] || run->class_index != c || !run_in_use(run) || run->free_count == 0) {
+        return result->fail(TM_CHECK_RUN_LIST, run,
+                            "class partial list holds a run that is full, unassigned or of another class");
       }
-      if (run->next != nullptr && run->next->prev != run) return result->fail(TM_CHECK_RUN_LIST, run, "class partial list links do not round-trip");
+      if (run->next != nullptr && run->next->prev != run)
+        return result->fail(TM_CHECK_RUN_LIST, run, "class partial list links do not round-trip");
     }
-    if (on_list != partial_runs_per_class[c]) return result->fail(TM_CHECK_RUN_LIST, &cls, "a run with free blocks is missing from its class partial list");
-    if (cls.live_blocks != live_per_class[c]) return result->fail(TM_CHECK_STATS, &cls, "class live-block counter differs from the run bitmaps");
-    if (cls.runs != runs_per_class[c]) return result->fail(TM_CHECK_STATS, &cls, "class run counter differs from the segments");
+    if (on_list != partial_runs_per_class[c])
+      return result->fail(TM_CHECK_RUN_LIST, &cls, "a run with free blocks is missing from its class partial list");
+    if (cls.live_blocks != live_per_class[c])
+      return result->fail(TM_CHECK_STATS, &cls, "class live-block counter differs from the run bitmaps");
+    if (cls.runs != runs_per_class[c])
+      return result->fail(TM_CHECK_STATS, &cls, "class run counter differs from the segments");
   }
   return 0;
 }
@@ -471,7 +496,7 @@ size_t small_requested_walk() {
   for (SmallSegment* segment = g_segments; segment != nullptr; segment = segment->next) {
     for (size_t i = kSmallReservedRuns; i < kRunsPerSegment; ++i) {
       const RunDesc* run = &segment->runs[i];
-      if (run->in_use == 0) continue;
+      if (!run_in_use(run)) continue;
       for (size_t b = 0; b < run->block_count; ++b) {
         if (!bitmap_test(run->bitmap, b)) total += run->block_size - get_slack(run, b);
       }

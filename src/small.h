@@ -19,7 +19,7 @@ namespace tmalloc {
 struct RunDesc {
   RunDesc* next;  // on the class's partial list (runs with free blocks)
   RunDesc* prev;
-  uint64_t reciprocal;   // offset / block_size == (offset * reciprocal) >> 32
+  uint64_t reciprocal;  // offset / block_size == (offset * reciprocal) >> 32
   uint32_t block_size;
   uint32_t block_count;
   uint32_t free_count;

@@ -1,0 +1,62 @@
+// C++ operator new / delete for libtinymalloc.so / libtinymalloc.a. The throwing forms run
+// the new-handler loop and throw std::bad_alloc; the nothrow forms return nullptr. This
+// file is built with exceptions (the rest of the core is not).
+#include <new>
+
+#include "platform.h"
+#include "tinymalloc.h"
+
+namespace {
+
+// Allocates or, on failure, calls the installed new-handler and retries; throws
+// std::bad_alloc when there is none.
+void* allocate_or_throw(size_t size, size_t alignment) {
+  for (;;) {
+    void* p = alignment == 0 ? tm_malloc(size) : tm_aligned_alloc(alignment, size);
+    if (p != nullptr) return p;
+    std::new_handler handler = std::get_new_handler();
+    if (handler == nullptr) throw std::bad_alloc();
+    handler();
+  }
+}
+
+// Nothrow variant of allocate_or_throw.
+void* allocate_nothrow(size_t size, size_t alignment) noexcept {
+  try {
+    return allocate_or_throw(size, alignment);
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+}  // namespace
+
+TM_EXPORT void* operator new(size_t size) { return allocate_or_throw(size, 0); }
+TM_EXPORT void* operator new[](size_t size) { return allocate_or_throw(size, 0); }
+TM_EXPORT void* operator new(size_t size, const std::nothrow_t&) noexcept { return allocate_nothrow(size, 0); }
+TM_EXPORT void* operator new[](size_t size, const std::nothrow_t&) noexcept { return allocate_nothrow(size, 0); }
+TM_EXPORT void* operator new(size_t size, std::align_val_t alignment) {
+  return allocate_or_throw(size, static_cast<size_t>(alignment));
+}
+TM_EXPORT void* operator new[](size_t size, std::align_val_t alignment) {
+  return allocate_or_throw(size, static_cast<size_t>(alignment));
+}
+TM_EXPORT void* operator new(size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+  return allocate_nothrow(size, static_cast<size_t>(alignment));
+}
+TM_EXPORT void* operator new[](size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+  return allocate_nothrow(size, static_cast<size_t>(alignment));
+}
+
+TM_EXPORT void operator delete(void* p) noexcept { tm_free(p); }
+TM_EXPORT void operator delete[](void* p) noexcept { tm_free(p); }
+TM_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { tm_free(p); }
+TM_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { tm_free(p); }
+TM_EXPORT void operator delete(void* p, size_t) noexcept { tm_free(p); }
+TM_EXPORT void operator delete[](void* p, size_t) noexcept { tm_free(p); }
+TM_EXPORT void operator delete(void* p, std::align_val_t) noexcept { tm_free(p); }
+TM_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { tm_free(p); }
+TM_EXPORT void operator delete(void* p, size_t, std::align_val_t) noexcept { tm_free(p); }
+TM_EXPORT void operator delete[](void* p, size_t, std::align_val_t) noexcept { tm_free(p); }
+TM_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { tm_free(p); }
+TM_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { tm_free(p); }
