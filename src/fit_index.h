@@ -21,8 +21,8 @@ class FitIndex {
  public:
   static constexpr unsigned kSecondLevelBits = 4;
   static constexpr unsigned kSecondLevelCount = 1u << kSecondLevelBits;
-  static constexpr unsigned kMinSizeLog2 = 8;  // smallest indexed size: 256 B
-  static constexpr unsigned kFirstLevelCount = 56;
+  static constexpr unsigned kMinSizeLog2 = 8;       // smallest indexed size: 256 B
+  static constexpr unsigned kFirstLevelCount = 57;  // floor(log2) up to 63
   static constexpr unsigned kBestFitScan = 8;
 
   // Where a block of `size` bytes is filed.

@@ -147,35 +147,67 @@ TM_NO_ASAN void segment_destroy(MediumSegment* segment) {
   os_unmap(segment, kSegmentSize);
 }
 
-// Validates that p is the payload of a block of `segment` (lock held) and returns its
-// header; reports misuse otherwise. A free block is reported as a double free when
-// `what` is "invalid free".
+// Offset of the block that contains segment offset `offset` (the nearest block start at
+// or below it), or 0 when there is none. Error path only: scans the start bitmap.
+size_t containing_block(const MediumSegment* segment, size_t offset) {
+  size_t granule = offset / kBlockHeaderSize;
+  size_t word = granule / 64;
+  uint64_t bits = segment->start_bits[word] & (~uint64_t{0} >> (63 - granule % 64));
+  for (;;) {
+    if (bits != 0) return (word * 64 + 63 - static_cast<size_t>(__builtin_clzll(bits))) * kBlockHeaderSize;
+    if (word == 0) return 0;
+    bits = segment->start_bits[--word];
+  }
+}
+
+// Reports a corrupted boundary tag at the block p belongs to (lock held; released).
+[[noreturn]] TM_NO_ASAN void report_corrupt_tag(const void* p, const char* field, size_t value) {
+  g_medium.lock.unlock();
+  TextBuffer detail;
+  detail.str("boundary tag of a medium block is corrupted: ").str(field).str(" ").dec(value);
+  detail.str("; was a neighbouring block overrun or underrun?");
+  report_misuse("heap corruption", p, detail);
+}
+
+// Validates that p is the payload of a live block of `segment` (lock held) and returns its
+// header; otherwise releases the lock and reports misuse: a pointer inside a block, a
+// block already free (a double free when `what` is "invalid free"), or headers that no
+// longer round-trip (heap corruption), before anything follows a damaged link.
 TM_NO_ASAN BlockHeader* checked_block(MediumSegment* segment, const void* p, const char* what) {
   const size_t offset = addr_of(p) - addr_of(segment);
-  if ((offset & (kBlockHeaderSize - 1)) != 0 || offset < kMediumFirstBlock + kBlockHeaderSize ||
-      offset >= kMediumSentinel || !start_bit(segment, offset - kBlockHeaderSize)) {
+  const bool in_range = offset >= kMediumFirstBlock + kBlockHeaderSize && offset < kMediumSentinel;
+  if ((offset & (kBlockHeaderSize - 1)) != 0 || !in_range || !start_bit(segment, offset - kBlockHeaderSize)) {
+    const size_t around = in_range ? containing_block(segment, offset - kBlockHeaderSize) : 0;
+    if (around >= kMediumFirstBlock && block_at(segment, around)->is_free() && (offset & (kBlockHeaderSize - 1)) == 0 &&
+        std::strcmp(what, "invalid free") == 0) {
+      // The block was freed and merged into the free block before it.
+      g_medium.lock.unlock();
+      TextBuffer detail;
+      detail.str("medium block already freed and merged into a free block of ").dec(block_at(segment, around)->size());
+      detail.str(" bytes");
+      report_misuse("double free", p, detail);
+    }
     g_medium.lock.unlock();
-    report_misuse(what, p, "inside a medium block: not its start");
+    report_misuse(what, p, in_range ? "inside a medium block: not its start" : "pointer into medium segment metadata");
   }
+  const size_t header_offset = offset - kBlockHeaderSize;
   BlockHeader* block = BlockHeader::from_payload(p);
   const size_t size = block->size();
-  if (size < kMediumMinBlock || size > kMediumMaxBlock || offset - kBlockHeaderSize + size > kMediumSentinel ||
-      block->next_physical()->prev_size != size) {
-    g_medium.lock.unlock();
-    TextBuffer detail;
-    detail.str("boundary tag of a medium block is corrupted: size ").dec(size).str(", successor's prev_size ");
-    if (size <= kMediumMaxBlock && offset - kBlockHeaderSize + size <= kMediumSentinel) {
-      detail.dec(block->next_physical()->prev_size);
-    } else {
-      detail.str("out of range");
-    }
-    detail.str("; was the block overrun?");
-    report_misuse("heap corruption", p, detail);
+  if (size < kMediumMinBlock || size > kMediumSentinel - header_offset) report_corrupt_tag(p, "size", size);
+  if (block->next_physical()->prev_size != size) {
+    report_corrupt_tag(p, "successor's prev_size", block->next_physical()->prev_size);
+  }
+  const size_t prev_size = block->prev_size;
+  if (prev_size == 0 ? header_offset != kMediumFirstBlock
+                     : (prev_size % kBlockHeaderSize != 0 || prev_size > header_offset - kMediumFirstBlock ||
+                        !start_bit(segment, header_offset - prev_size) ||
+                        block_at(segment, header_offset - prev_size)->size() != prev_size)) {
+    report_corrupt_tag(p, "prev_size", prev_size);
   }
   if (block->is_free()) {
     g_medium.lock.unlock();
     TextBuffer detail;
-    detail.str("medium block of ").dec(size - kBlockHeaderSize).str(" bytes");
+    detail.str("medium block already free (").dec(size - kBlockHeaderSize).str(" bytes)");
     report_misuse(std::strcmp(what, "invalid free") == 0 ? "double free" : what, p, detail);
   }
   return block;
