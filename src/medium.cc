@@ -358,8 +358,10 @@ TM_NO_ASAN bool medium_resize_in_place(MediumSegment* segment, void* p, size_t r
     stats_sub_requested(old_requested);
     stats_add_requested(requested);
   }
+  // Poison everything past the request that belonged to the block before or after: the
+  // slack, and on a shrink the tail just split off (the caller could reach it before).
   unpoison(p, requested);
-  poison(static_cast<char*>(p) + requested, usable - requested);
+  poison(static_cast<char*>(p) + requested, (usable > old_usable ? usable : old_usable) - requested);
   return true;
 }
 
