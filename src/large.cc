@@ -11,6 +11,7 @@
 #include "error.h"
 #include "os.h"
 #include "platform.h"
+#include "sanitizer.h"
 #include "spinlock.h"
 #include "stats.h"
 #include "tinymalloc.h"
@@ -98,6 +99,8 @@ void* large_alloc(size_t requested, size_t alignment) {
     g_large_usable += usable_of(header);
   }
   stats_add_requested(requested);
+  // Under ASan the page-rounding slack after the request is unaddressable.
+  poison(static_cast<char*>(user) + requested, usable_of(header) - requested);
   return user;
 }
 
@@ -113,6 +116,8 @@ void large_free(LargeHeader* header, void* p, const char* what) {
   char* mapping = header->mapping;
   const size_t mapping_size = header->mapping_size;
   chunk_map_set(mapping, mapping_size, nullptr);
+  // ASan shadow outlives munmap: clear it so a later mapping at this address starts clean.
+  unpoison(mapping, mapping_size);
   g_freed_ring[g_freed_next.fetch_add(1, std::memory_order_relaxed) % kFreedRing].store(addr_of(p),
                                                                                         std::memory_order_relaxed);
   os_unmap(mapping, mapping_size);
@@ -142,9 +147,11 @@ void* large_resize(LargeHeader* header, void* p, size_t requested) {
   const size_t old_usable = usable_of(header);
   // The header moves with the mapping; unregister first so no lookup sees a stale entry.
   if (new_size != old_size) chunk_map_set(old_mapping, old_size, nullptr);
+  unpoison(old_mapping, old_size);  // the pages may move: shadow does not move with them
   char* mapping = static_cast<char*>(os_remap(old_mapping, old_size, new_size, kSegmentSize));
   if (mapping == nullptr) {
     chunk_map_set(old_mapping, old_size, header);
+    poison(static_cast<char*>(p) + header->requested, old_usable - header->requested);
     return nullptr;
   }
   header = header_for(mapping + offset);
@@ -163,6 +170,7 @@ void* large_resize(LargeHeader* header, void* p, size_t requested) {
   if (header->next != nullptr) header->next->prev = header;
   g_large_usable = g_large_usable - old_usable + usable_of(header);
   chunk_map_set(mapping, new_size, header);
+  poison(static_cast<char*>(header->user) + requested, usable_of(header) - requested);
   return header->user;
 }
 
