@@ -80,7 +80,9 @@ void* large_alloc(size_t requested, size_t alignment) {
     return nullptr;
   }
   const size_t offset = alignment > kLargeHeaderSize ? alignment : kLargeHeaderSize;
-  const size_t mapping_size = align_up(offset + requested, kPageSize);
+  // At least one byte past the user pointer, so even a zero-byte block lies inside its
+  // mapping (and its chunk is registered).
+  const size_t mapping_size = align_up(offset + (requested == 0 ? 1 : requested), kPageSize);
   char* mapping = static_cast<char*>(os_map_aligned(mapping_size, alignment > kSegmentSize ? alignment : kSegmentSize));
   if (mapping == nullptr) return nullptr;
   void* user = mapping + offset;
@@ -97,8 +99,8 @@ void* large_alloc(size_t requested, size_t alignment) {
     list_push(header);
     ++g_large_count;
     g_large_usable += usable_of(header);
+    stats_add_requested(requested);  // under the lock: heap checks see block and counter agree
   }
-  stats_add_requested(requested);
   // Under ASan the page-rounding slack after the request is unaddressable.
   poison(static_cast<char*>(user) + requested, usable_of(header) - requested);
   return user;
@@ -111,8 +113,8 @@ void large_free(LargeHeader* header, void* p, const char* what) {
     list_remove(header);
     --g_large_count;
     g_large_usable -= usable_of(header);
+    stats_sub_requested(header->requested);
   }
-  stats_sub_requested(header->requested);
   char* mapping = header->mapping;
   const size_t mapping_size = header->mapping_size;
   chunk_map_set(mapping, mapping_size, nullptr);
@@ -125,6 +127,7 @@ void large_free(LargeHeader* header, void* p, const char* what) {
 
 size_t large_usable_size(LargeHeader* header, const void* p, const char* what) {
   validate(header, p, what);
+  unpoison(p, usable_of(header));  // the caller may now use every usable byte
   return usable_of(header);
 }
 
@@ -140,7 +143,7 @@ void* large_resize(LargeHeader* header, void* p, size_t requested) {
     return nullptr;
   }
   const size_t offset = static_cast<size_t>(static_cast<char*>(p) - header->mapping);
-  const size_t new_size = align_up(offset + requested, kPageSize);
+  const size_t new_size = align_up(offset + (requested == 0 ? 1 : requested), kPageSize);
   LockGuard guard(g_large_lock);
   char* old_mapping = header->mapping;
   const size_t old_size = header->mapping_size;

@@ -273,7 +273,7 @@ TM_NO_ASAN void* medium_alloc(size_t requested, size_t alignment, bool zero) {
   mark_dirty(segment, payload_offset + usable);
   ++g_medium.live_blocks;
   g_medium.usable_bytes += usable;
-  stats_add_requested(requested);
+  stats_add_requested(requested);  // under the lock: heap checks see block and counter agree
   unpoison(payload, requested);
   if (zero && !TM_PLANT_IF(7)) std::memset(payload, 0, dirty_bytes < requested ? dirty_bytes : requested);
   return payload;
@@ -311,14 +311,15 @@ TM_NO_ASAN void medium_free(MediumSegment* segment, void* p, const char* what) {
     ++g_medium.empty_segments;
     if (g_medium.empty_segments > kRetainedEmptySegments) segment_destroy(segment);
   }
-  g_medium.lock.unlock();
   stats_sub_requested(requested);
+  g_medium.lock.unlock();
 }
 
 TM_NO_ASAN size_t medium_usable_size(MediumSegment* segment, const void* p, const char* what) {
   g_medium.lock.lock();
   const size_t usable = checked_block(segment, p, what)->size() - kBlockHeaderSize;
   g_medium.lock.unlock();
+  unpoison(p, usable);  // the caller may now use every usable byte
   return usable;
 }
 

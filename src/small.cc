@@ -56,10 +56,8 @@ void set_run_in_use(RunDesc* run, bool in_use) {
 
 // Records the slack of block `index`.
 void set_slack(RunDesc* run, size_t index, size_t slack) {
-  if (run->block_size <= 48) {
-    uint8_t& cell = run->slack[index / 2];
-    const unsigned shift = (index % 2) * 4;
-    cell = static_cast<uint8_t>((cell & ~(0xFu << shift)) | (slack << shift));
+  if (run->block_size <= kByteSlackMaxBlock) {
+    run->slack[index] = static_cast<uint8_t>(slack);
   } else {
     uint16_t value = static_cast<uint16_t>(slack);
     std::memcpy(&run->slack[index * 2], &value, sizeof value);
@@ -68,7 +66,7 @@ void set_slack(RunDesc* run, size_t index, size_t slack) {
 
 // Slack recorded for block `index`.
 size_t get_slack(const RunDesc* run, size_t index) {
-  if (run->block_size <= 48) return (run->slack[index / 2] >> ((index % 2) * 4)) & 0xFu;
+  if (run->block_size <= kByteSlackMaxBlock) return run->slack[index];
   uint16_t value;
   std::memcpy(&value, &run->slack[index * 2], sizeof value);
   return value;
@@ -280,9 +278,10 @@ void* small_alloc(size_t class_index, size_t requested, bool zero) {
   ++cls.live_blocks;
   SmallSegment* segment = segment_of(run);
   char* block = run_base(segment, run_index(segment, run)) + index * run->block_size;
+  // Under the lock, so a heap check (which holds every lock) sees block and counter agree.
+  stats_add_requested(requested);
   cls.lock.unlock();
 
-  stats_add_requested(requested);
   unpoison(block, requested);
   if (zero && !fresh && !TM_PLANT_IF(7)) std::memset(block, 0, requested);
   return block;
@@ -306,8 +305,8 @@ void small_free(SmallSegment* segment, void* p, const char* what) {
     --cls.runs;
     run_release(run);
   }
-  cls.lock.unlock();
   stats_sub_requested(requested);
+  cls.lock.unlock();
 }
 
 size_t small_usable_size(SmallSegment* segment, const void* p, const char* what) {
@@ -318,6 +317,8 @@ size_t small_usable_size(SmallSegment* segment, const void* p, const char* what)
   }
   const size_t size = ref.run->block_size;
   g_classes[ref.run->class_index].lock.unlock();
+  // The caller may now use every usable byte: make the slack addressable under ASan.
+  unpoison(p, size);
   return TM_PLANT_IF(9) ? size + 16 : size;
 }
 
@@ -346,9 +347,9 @@ bool small_resize_in_place(SmallSegment* segment, void* p, size_t requested) {
   }
   const size_t old_requested = block_size - get_slack(run, ref.index);
   set_slack(run, ref.index, block_size - requested);
-  g_classes[run->class_index].lock.unlock();
   stats_sub_requested(old_requested);
   stats_add_requested(requested);
+  g_classes[run->class_index].lock.unlock();
   unpoison(p, requested);
   poison(static_cast<char*>(p) + requested, block_size - requested);
   return true;
@@ -454,7 +455,7 @@ int small_check(CheckResult* result) {
                             "run with free blocks is not on its class list (or a full run is)");
       }
       for (size_t b = 0; b < run->block_count; ++b) {
-        if (!bitmap_test(run->bitmap, b) && get_slack(run, b) >= run->block_size) {
+        if (!bitmap_test(run->bitmap, b) && get_slack(run, b) > run->block_size) {
           return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i) + b * run->block_size,
                               "live block's recorded slack exceeds its size");
         }

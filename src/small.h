@@ -16,6 +16,9 @@
 
 namespace tmalloc {
 
+// Largest block size whose run records slack in single bytes.
+inline constexpr size_t kByteSlackMaxBlock = 48;
+
 struct RunDesc {
   RunDesc* next;  // on the class's partial list (runs with free blocks)
   RunDesc* prev;
@@ -29,9 +32,10 @@ struct RunDesc {
   uint8_t in_use;      // assigned to a class
   uint8_t on_partial;  // linked on the class's partial list
   uint64_t bitmap[kRunBitmapWords];
-  // Slack (block_size - requested) of each live block: 4-bit entries for classes <= 48 B
-  // (their slack is < 16), 16-bit entries otherwise. Keeps requested-byte stats exact.
-  uint8_t slack[2048];
+  // Slack (block_size - requested) of each live block: 8-bit entries for classes of at most
+  // kByteSlackMaxBlock bytes (up to 4096 blocks), 16-bit entries otherwise (at most 1024
+  // blocks). Keeps the requested-bytes statistic exact.
+  uint8_t slack[4096];
 };
 
 struct SmallSegment : SegmentBase {
@@ -48,7 +52,7 @@ inline constexpr size_t kSmallReservedRuns = (sizeof(SmallSegment) + kRunSize - 
 inline constexpr uint64_t kSmallUsableRunsMask = ~uint64_t{0} << kSmallReservedRuns;
 
 // Largest slack a run of this block size can record.
-constexpr size_t slack_capacity(size_t block_size) { return block_size <= 48 ? 15 : 65535; }
+constexpr size_t slack_capacity(size_t block_size) { return block_size <= kByteSlackMaxBlock ? 255 : 65535; }
 
 // Allocates a block of class `class_index` for `requested` bytes; zeroes the first
 // `requested` bytes when `zero` (skipped for never-used memory). nullptr + ENOMEM on failure.

@@ -1,0 +1,144 @@
+// Under ASan, tinymalloc poisons free blocks, the slack after each requested size and the
+// medium headers, so a caller's overflow or use-after-free inside tinymalloc memory is an
+// ASan report (src/sanitizer.h). These death tests prove it; without ASan they are skipped.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "tinymalloc.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TM_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TM_TEST_ASAN 1
+#endif
+#endif
+
+#if defined(TM_TEST_ASAN)
+#include <sanitizer/asan_interface.h>
+
+namespace {
+
+// Writes one byte through a volatile pointer so the compiler keeps the access.
+void poke(void* p, ptrdiff_t offset) { static_cast<volatile char*>(p)[offset] = 1; }
+
+constexpr const char* kAsanReport = "AddressSanitizer: use-after-poison";
+
+TEST(AsanPoisoningDeathTest, SmallOverflowIntoSlack) {
+  EXPECT_DEATH(
+      {
+        void* p = tm_malloc(20);  // 32-byte class: 12 bytes of slack
+        poke(p, 20);
+      },
+      kAsanReport);
+}
+
+TEST(AsanPoisoningDeathTest, SmallUseAfterFree) {
+  EXPECT_DEATH(
+      {
+        void* p = tm_malloc(48);
+        tm_free(p);
+        poke(p, 0);
+      },
+      kAsanReport);
+}
+
+TEST(AsanPoisoningDeathTest, MediumOverflowIntoNextHeader) {
+  EXPECT_DEATH(
+      {
+        void* p = tm_malloc(20000);
+        poke(p, 20000);
+      },
+      kAsanReport);
+}
+
+TEST(AsanPoisoningDeathTest, MediumUnderflowIntoOwnHeader) {
+  EXPECT_DEATH(
+      {
+        void* p = tm_malloc(20000);
+        poke(p, -8);
+      },
+      kAsanReport);
+}
+
+TEST(AsanPoisoningDeathTest, MediumUseAfterFree) {
+  EXPECT_DEATH(
+      {
+        void* p = tm_malloc(30000);
+        tm_free(p);
+        poke(p, 4000);
+      },
+      kAsanReport);
+}
+
+TEST(AsanPoisoningDeathTest, ShrunkMediumTailIsPoisoned) {
+  EXPECT_DEATH(
+      {
+        void* p = tm_realloc(tm_malloc(20000), 10000);
+        poke(p, 10001);
+      },
+      kAsanReport);
+}
+
+TEST(AsanPoisoningDeathTest, ShrunkSmallBlockSlackIsPoisoned) {
+  EXPECT_DEATH(
+      {
+        void* p = tm_realloc(tm_malloc(100), 70);
+        poke(p, 75);
+      },
+      kAsanReport);
+}
+
+TEST(AsanPoisoningDeathTest, LargeOverflowIntoPageSlack) {
+  EXPECT_DEATH(
+      {
+        void* p = tm_malloc(600000);
+        poke(p, 600001);
+      },
+      kAsanReport);
+}
+
+TEST(AsanPoisoningDeathTest, LargeSlackAfterMremapGrowIsPoisoned) {
+  EXPECT_DEATH(
+      {
+        void* p = tm_realloc(tm_malloc(600000), 2000000);
+        poke(p, 1999999);
+        poke(p, 2000001);
+      },
+      kAsanReport);
+}
+
+// The poisoning invariants themselves, for every tier. The sizes are chosen so each block
+// has slack after the request (so p + n must be poisoned right after the allocation).
+TEST(AsanPoisoning, RequestedBytesAddressableRestPoisoned) {
+  for (size_t n : {1u, 21u, 100u, 8000u, 9000u, 100001u, 600001u}) {
+    char* p = static_cast<char*>(tm_malloc(n));
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(__asan_region_is_poisoned(p, n), nullptr) << n;
+    EXPECT_TRUE(__asan_address_is_poisoned(p + n)) << n;
+    tm_free(p);
+    EXPECT_TRUE(__asan_address_is_poisoned(p)) << n;
+  }
+}
+
+// tm_usable_size promises every usable byte to the caller, so it makes them addressable.
+TEST(AsanPoisoning, UsableSizeQueryUnpoisonsTheSlack) {
+  for (size_t n : {21u, 9000u, 600001u}) {
+    char* p = static_cast<char*>(tm_malloc(n));
+    ASSERT_NE(p, nullptr);
+    const size_t usable = tm_usable_size(p);
+    EXPECT_GT(usable, n);
+    EXPECT_EQ(__asan_region_is_poisoned(p, usable), nullptr) << n;
+    tm_free(p);
+    EXPECT_TRUE(__asan_address_is_poisoned(p)) << n;
+  }
+}
+
+}  // namespace
+
+#else
+
+TEST(AsanPoisoning, SkippedWithoutAsan) { GTEST_SKIP() << "poisoning exists only in ASan builds"; }
+
+#endif

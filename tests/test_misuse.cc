@@ -1,0 +1,345 @@
+// Misuse is reported as "tinymalloc: <what> at 0x<addr> (<detail>)" on stderr followed by
+// abort(): double frees, foreign and interior pointers, and tm_check_heap's detection of
+// corrupted metadata (run in a child process so the corruption cannot leak into other tests).
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "test_util.h"
+#include "tinymalloc.h"
+
+namespace {
+
+using namespace tmtest;
+
+const char kDoubleFree[] = "tinymalloc: double free at 0x[0-9a-f]+ \\(";
+const char kInvalidFree[] = "tinymalloc: invalid free at 0x[0-9a-f]+ \\(";
+const char kInvalidRealloc[] = "tinymalloc: invalid realloc at 0x[0-9a-f]+ \\(";
+const char kInvalidUsable[] = "tinymalloc: invalid usable_size at 0x[0-9a-f]+ \\(";
+
+int g_global_block[64];
+
+class MisuseDeathTest : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
+const auto kAbort = ::testing::KilledBySignal(SIGABRT);
+
+// ---- double free -----------------------------------------------------------------------
+
+TEST_F(MisuseDeathTest, DoubleFreeSmall) {
+  EXPECT_EXIT(
+      {
+        void* p = tm_malloc(64);
+        tm_free(p);
+        tm_free(p);
+      },
+      kAbort, kDoubleFree);
+}
+
+TEST_F(MisuseDeathTest, DoubleFreeSmallNotMostRecent) {
+  EXPECT_EXIT(
+      {
+        void* a = tm_malloc(200);
+        void* b = tm_malloc(200);
+        void* c = tm_malloc(200);
+        tm_free(a);
+        tm_free(b);
+        void* d = tm_malloc(1000);  // other activity in between
+        (void)d;
+        tm_free(a);
+        (void)c;
+      },
+      kAbort, kDoubleFree);
+}
+
+TEST_F(MisuseDeathTest, DoubleFreeMedium) {
+  EXPECT_EXIT(
+      {
+        void* keep = tm_malloc(30000);
+        void* p = tm_malloc(30000);
+        void* after = tm_malloc(30000);
+        tm_free(p);
+        tm_free(p);
+        (void)keep;
+        (void)after;
+      },
+      kAbort, kDoubleFree);
+}
+
+TEST_F(MisuseDeathTest, DoubleFreeMediumAfterCoalescing) {
+  // The second free names a block that merged with its free neighbour: it is no longer a
+  // block start, yet must still be caught (as a double or an invalid free).
+  EXPECT_EXIT(
+      {
+        std::vector<char*> run = adjacent_medium(30000, 4);
+        if (run.size() != 4) std::_Exit(3);
+        tm_free(run[1]);
+        tm_free(run[2]);  // merges with run[1]
+        tm_free(run[2]);
+      },
+      kAbort, "tinymalloc: (double|invalid) free at 0x[0-9a-f]+ \\(");
+}
+
+TEST_F(MisuseDeathTest, DoubleFreeLarge) {
+  EXPECT_EXIT(
+      {
+        void* p = tm_malloc(2 * MiB);
+        tm_free(p);
+        tm_free(p);
+      },
+      kAbort, kDoubleFree);
+}
+
+TEST_F(MisuseDeathTest, DoubleFreeAligned) {
+  EXPECT_EXIT(
+      {
+        void* p = tm_aligned_alloc(4096, 20000);
+        tm_free(p);
+        tm_free(p);
+      },
+      kAbort, kDoubleFree);
+}
+
+TEST_F(MisuseDeathTest, ReallocOfFreedBlock) {
+  EXPECT_EXIT(
+      {
+        void* keep = tm_malloc(100);
+        void* p = tm_malloc(100);
+        tm_free(p);
+        void* q = tm_realloc(p, 200);
+        (void)q;
+        (void)keep;
+      },
+      kAbort, "tinymalloc: (invalid realloc|double free) at 0x[0-9a-f]+ \\(");
+}
+
+// ---- invalid free ----------------------------------------------------------------------
+
+TEST_F(MisuseDeathTest, InvalidFreeStackAddress) {
+  EXPECT_EXIT(
+      {
+        int local[16];
+        void* volatile p = local;
+        void* warm = tm_malloc(16);  // the allocator is initialised
+        (void)warm;
+        tm_free(p);
+      },
+      kAbort, kInvalidFree);
+}
+
+TEST_F(MisuseDeathTest, InvalidFreeBeforeAnyAllocation) {
+  // A fresh child: the first call into tinymalloc is a bad free.
+  EXPECT_EXIT(
+      {
+        void* volatile p = &g_global_block[3];
+        tm_free(p);
+      },
+      kAbort, kInvalidFree);
+}
+
+TEST_F(MisuseDeathTest, InvalidFreeGlobal) {
+  EXPECT_EXIT(
+      {
+        void* warm = tm_malloc(16);
+        (void)warm;
+        tm_free(&g_global_block[0]);
+      },
+      kAbort, kInvalidFree);
+}
+
+TEST_F(MisuseDeathTest, InvalidFreeGlibcPointer) {
+  EXPECT_EXIT(
+      {
+        void* warm = tm_malloc(16);
+        (void)warm;
+        void* foreign = std::malloc(100);
+        tm_free(foreign);
+      },
+      kAbort, kInvalidFree);
+}
+
+TEST_F(MisuseDeathTest, InvalidFreeInteriorSmall) {
+  for (size_t offset : {size_t{1}, size_t{8}, size_t{16}, size_t{48}}) {
+    EXPECT_EXIT(
+        {
+          auto* p = static_cast<char*>(tm_malloc(64));
+          tm_free(p + offset);
+        },
+        kAbort, kInvalidFree)
+        << "offset " << offset;
+  }
+}
+
+TEST_F(MisuseDeathTest, InvalidFreeInteriorMedium) {
+  for (size_t offset : {size_t{8}, size_t{16}, size_t{32}, size_t{4096}, size_t{19984}}) {
+    EXPECT_EXIT(
+        {
+          auto* p = static_cast<char*>(tm_malloc(20000));
+          tm_free(p + offset);
+        },
+        kAbort, kInvalidFree)
+        << "offset " << offset;
+  }
+}
+
+TEST_F(MisuseDeathTest, InvalidFreeInteriorLarge) {
+  for (size_t offset : {size_t{16}, size_t{4096}, size_t{1} << 20}) {
+    EXPECT_EXIT(
+        {
+          auto* p = static_cast<char*>(tm_malloc(2 * MiB));
+          tm_free(p + offset);
+        },
+        kAbort, kInvalidFree)
+        << "offset " << offset;
+  }
+}
+
+TEST_F(MisuseDeathTest, InvalidFreeSmallSegmentHeader) {
+  // A pointer into tinymalloc's own memory that is no block: the start of a small segment
+  // (its header), found by rounding a small block down to 4 MiB.
+  EXPECT_EXIT(
+      {
+        auto* p = static_cast<char*>(tm_malloc(64));
+        void* segment = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t{(4 * MiB) - 1});
+        tm_free(static_cast<char*>(segment) + 64);
+      },
+      kAbort, kInvalidFree);
+}
+
+TEST_F(MisuseDeathTest, InvalidReallocAndUsableSize) {
+  EXPECT_EXIT(
+      {
+        int local = 0;
+        void* volatile p = &local;
+        void* warm = tm_malloc(16);
+        (void)warm;
+        void* q = tm_realloc(p, 100);
+        (void)q;
+      },
+      kAbort, kInvalidRealloc);
+  EXPECT_EXIT(
+      {
+        auto* p = static_cast<char*>(tm_malloc(20000));
+        void* q = tm_realloc(p + 16, 100);
+        (void)q;
+      },
+      kAbort, kInvalidRealloc);
+  EXPECT_EXIT(
+      {
+        int local = 0;
+        void* warm = tm_malloc(16);
+        (void)warm;
+        (void)tm_usable_size(&local);
+      },
+      kAbort, kInvalidUsable);
+  EXPECT_EXIT(
+      {
+        auto* p = static_cast<char*>(tm_malloc(100));
+        (void)tm_usable_size(p + 16);
+      },
+      kAbort, kInvalidUsable);
+}
+
+TEST_F(MisuseDeathTest, ValidUseDoesNotAbort) {
+  // Control: the same shapes without misuse exit normally.
+  EXPECT_EXIT(
+      {
+        void* a = tm_malloc(64);
+        void* b = tm_malloc(20000);
+        void* c = tm_malloc(2 * MiB);
+        tm_free(a);
+        tm_free(b);
+        tm_free(c);
+        std::_Exit(tm_check_heap() == 0 ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// ---- tm_check_heap detects corruption (and never aborts) -------------------------------
+
+TEST_F(MisuseDeathTest, CheckHeapDetectsMediumOverrun) {
+  // Writing past the end of a medium block smashes the next block's boundary tag.
+  EXPECT_EXIT(
+      {
+        std::vector<char*> run = adjacent_medium(20000, 3);
+        if (run.size() != 3) std::_Exit(3);
+        if (tm_check_heap() != 0) std::_Exit(4);
+        char* past = run[0] + tm_usable_size(run[0]);
+        unpoison(past, 16);
+        std::memset(past, 0x41, 16);  // run[1]'s prev_size and size
+        const int code = tm_check_heap();
+        std::fprintf(stderr, "check=%d\n", code);
+        std::_Exit(code != 0 ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST_F(MisuseDeathTest, FreeOfOverrunNeighbourIsReported) {
+  EXPECT_EXIT(
+      {
+        std::vector<char*> run = adjacent_medium(20000, 3);
+        if (run.size() != 3) std::_Exit(3);
+        char* past = run[0] + tm_usable_size(run[0]);
+        unpoison(past, 16);
+        std::memset(past, 0x41, 16);
+        tm_free(run[1]);
+        std::_Exit(0);  // not reached: misuse or corruption must abort
+      },
+      kAbort, "tinymalloc: (heap corruption|invalid free) at 0x[0-9a-f]+ \\(");
+}
+
+TEST_F(MisuseDeathTest, CheckHeapDetectsCorruptedFreeLinks) {
+  EXPECT_EXIT(
+      {
+        std::vector<char*> run = adjacent_medium(20000, 3);
+        if (run.size() != 3) std::_Exit(3);
+        tm_free(run[1]);  // a free block with list links in its first 16 bytes
+        unpoison(run[1], 16);
+        std::memset(run[1], 0x42, 16);
+        const int code = tm_check_heap();
+        std::fprintf(stderr, "check=%d\n", code);
+        std::_Exit(code != 0 ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST_F(MisuseDeathTest, CheckHeapDetectsLargeHeaderCorruption) {
+  EXPECT_EXIT(
+      {
+        auto* p = static_cast<char*>(tm_malloc(2 * MiB));
+        if (tm_check_heap() != 0) std::_Exit(4);
+        unpoison(p - 64, 64);
+        std::memset(p - 64, 0x5A, 64);
+        tm_check_report_t r;
+        const int code = tm_check_heap_report(&r);
+        std::fprintf(stderr, "check=%d %s\n", code, r.message);
+        std::_Exit(code != 0 && r.address != 0 && r.message[0] != '\0' ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST_F(MisuseDeathTest, CheckHeapReportOnHealthyHeap) {
+  EXPECT_EXIT(
+      {
+        void* a = tm_malloc(100);
+        void* b = tm_malloc(100000);
+        tm_check_report_t r;
+        std::memset(&r, 0x33, sizeof r);
+        const int code = tm_check_heap_report(&r);
+        const bool ok = code == 0 && r.code == 0 && r.address == 0 && tm_check_heap_report(nullptr) == 0;
+        tm_free(a);
+        tm_free(b);
+        std::_Exit(ok ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+}  // namespace
