@@ -198,7 +198,7 @@ void large_totals(LargeTotals* out) {
   out->usable_bytes = g_large_usable;
 }
 
-int large_check(CheckResult* result, size_t* requested_total) {
+TM_NO_COVERAGE int large_check(CheckResult* result, size_t* requested_total) {
   size_t count = 0;
   size_t usable = 0;
   size_t requested = 0;

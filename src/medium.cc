@@ -395,7 +395,7 @@ TM_NO_ASAN void medium_release_cached() {
   }
 }
 
-TM_NO_ASAN int medium_check(CheckResult* result, size_t* requested_total) {
+TM_NO_ASAN TM_NO_COVERAGE int medium_check(CheckResult* result, size_t* requested_total) {
   const void* bad = g_medium.index.validate();
   if (bad != nullptr)
     return result->fail(TM_CHECK_FIT_INDEX, bad, "best-fit index is inconsistent (bitmap, list placement or links)");

@@ -22,6 +22,14 @@
 #define TM_NO_ASAN
 #endif
 
+// Heap walks (tm_check_heap) are not fuzzing guidance: keep libFuzzer's coverage and
+// comparison tracing out of them, which also keeps a check after every op cheap.
+#if defined(__clang__)
+#define TM_NO_COVERAGE __attribute__((no_sanitize("coverage")))
+#else
+#define TM_NO_COVERAGE
+#endif
+
 namespace tmalloc {
 
 // Marks [p, p + n) unaddressable for the program.

@@ -404,7 +404,7 @@ void small_release_cached() {
   small_unlock_all();
 }
 
-int small_check(CheckResult* result) {
+TM_NO_COVERAGE int small_check(CheckResult* result) {
   size_t live_per_class[kSmallClassCount] = {};
   size_t runs_per_class[kSmallClassCount] = {};
   size_t partial_runs_per_class[kSmallClassCount] = {};
@@ -440,10 +440,16 @@ int small_check(CheckResult* result) {
         return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i),
                             "run bitmap's set bits differ from its free count");
       }
-      for (size_t b = run->block_count; b < kRunBitmapWords * 64; ++b) {
-        if (bitmap_test(run->bitmap, b))
-          return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i),
-                              "run bitmap has a bit set past its last block");
+      uint64_t past_end = 0;  // bits at or after block_count, word by word
+      for (size_t w = run->block_count / 64; w < kRunBitmapWords; ++w) {
+        const size_t first = w * 64;
+        const uint64_t valid = run->block_count >= first + 64 ? ~uint64_t{0}
+                               : run->block_count > first     ? (uint64_t{1} << (run->block_count - first)) - 1
+                                                              : 0;
+        past_end |= run->bitmap[w] & ~valid;
+      }
+      if (past_end != 0) {
+        return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i), "run bitmap has a bit set past its last block");
       }
       for (size_t w = 0; w < run->hint_word && w < words; ++w) {
         if (run->bitmap[w] != 0)
@@ -454,10 +460,14 @@ int small_check(CheckResult* result) {
         return result->fail(TM_CHECK_RUN_LIST, run_base(segment, i),
                             "run with free blocks is not on its class list (or a full run is)");
       }
-      for (size_t b = 0; b < run->block_count; ++b) {
-        if (!bitmap_test(run->bitmap, b) && get_slack(run, b) > run->block_size) {
-          return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i) + b * run->block_size,
-                              "live block's recorded slack exceeds its size");
+      // Live blocks only, a word of the inverted bitmap at a time.
+      for (size_t w = 0; w < words; ++w) {
+        for (uint64_t live = ~run->bitmap[w]; live != 0; live &= live - 1) {
+          const size_t b = w * 64 + static_cast<size_t>(__builtin_ctzll(live));
+          if (b < run->block_count && get_slack(run, b) > run->block_size) {
+            return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i) + b * run->block_size,
+                                "live block's recorded slack exceeds its size");
+          }
         }
       }
       live_per_class[run->class_index] += run->block_count - run->free_count;
@@ -492,14 +502,18 @@ int small_check(CheckResult* result) {
 }
 
 // Sum of requested bytes of live small blocks (locks held); used by the stats check.
-size_t small_requested_walk() {
+TM_NO_COVERAGE size_t small_requested_walk() {
   size_t total = 0;
   for (SmallSegment* segment = g_segments; segment != nullptr; segment = segment->next) {
     for (size_t i = kSmallReservedRuns; i < kRunsPerSegment; ++i) {
       const RunDesc* run = &segment->runs[i];
       if (!run_in_use(run)) continue;
-      for (size_t b = 0; b < run->block_count; ++b) {
-        if (!bitmap_test(run->bitmap, b)) total += run->block_size - get_slack(run, b);
+      const size_t words = (run->block_count + 63) / 64;
+      for (size_t w = 0; w < words; ++w) {
+        for (uint64_t live = ~run->bitmap[w]; live != 0; live &= live - 1) {
+          const size_t b = w * 64 + static_cast<size_t>(__builtin_ctzll(live));
+          if (b < run->block_count) total += run->block_size - get_slack(run, b);
+        }
       }
     }
   }
