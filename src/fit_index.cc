@@ -68,6 +68,17 @@ TM_NO_ASAN void FitIndex::remove(FreeBlock* block) {
   bytes_ -= block->size();
 }
 
+TM_NO_ASAN FreeBlock* FitIndex::scan_own_list(Slot own, size_t size) const {
+  // Only reached when no larger list has a block: the rest of the request's own list is the
+  // last place a fit can be, so a fitting free block is never missed.
+  if (own.first >= kFirstLevelCount) return nullptr;
+  FreeBlock* best = nullptr;
+  for (FreeBlock* b = heads_[own.first][own.second]; b != nullptr; b = b->next_free) {
+    if (b->size() >= size && (best == nullptr || b->size() < best->size())) best = b;
+  }
+  return best;
+}
+
 TM_NO_ASAN FreeBlock* FitIndex::find_fit(size_t size) const {
   // Best fit among the first few blocks of the request's own list.
   const Slot own = slot_for_size(size);
@@ -84,11 +95,11 @@ TM_NO_ASAN FreeBlock* FitIndex::find_fit(size_t size) const {
 
   // Otherwise the first block of the smallest list whose blocks all fit.
   Slot slot = slot_at_least(size);
-  if (slot.first >= kFirstLevelCount) return nullptr;
+  if (slot.first >= kFirstLevelCount) return scan_own_list(own, size);
   uint32_t second_map = second_bitmaps_[slot.first] & (~0u << slot.second);
   if (second_map == 0) {
     const uint64_t first_map = slot.first + 1 >= 64 ? 0 : first_bitmap_ & (~uint64_t{0} << (slot.first + 1));
-    if (first_map == 0) return nullptr;
+    if (first_map == 0) return scan_own_list(own, size);
     slot.first = static_cast<unsigned>(__builtin_ctzll(first_map));
     second_map = second_bitmaps_[slot.first];
   }

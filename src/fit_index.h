@@ -7,7 +7,8 @@
 // find_fit(n) first looks for the best block in n's own list (bounded scan of its first
 // kBestFitScan blocks for the smallest one >= n), then takes the first block of the
 // smallest non-empty list whose every block is >= n. The result is within 1/16 of the best
-// possible fit.
+// possible fit. Only when no larger list holds a block is the rest of n's own list scanned,
+// so a fitting block is never missed.
 #pragma once
 
 #include <cstddef>
@@ -56,6 +57,9 @@ class FitIndex {
   const void* validate() const;
 
  private:
+  // Best block >= size in list `own`, scanning all of it; nullptr when none fits.
+  FreeBlock* scan_own_list(Slot own, size_t size) const;
+
   uint64_t first_bitmap_ = 0;
   uint32_t second_bitmaps_[kFirstLevelCount] = {};
   FreeBlock* heads_[kFirstLevelCount][kSecondLevelCount] = {};

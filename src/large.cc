@@ -118,8 +118,9 @@ void large_free(LargeHeader* header, void* p, const char* what) {
   char* mapping = header->mapping;
   const size_t mapping_size = header->mapping_size;
   chunk_map_set(mapping, mapping_size, nullptr);
-  // ASan shadow outlives munmap: clear it so a later mapping at this address starts clean.
-  unpoison(mapping, mapping_size);
+  // ASan shadow outlives munmap: clear what we poisoned (only the slack after the request)
+  // so a later mapping at this address starts clean, without touching the whole shadow.
+  unpoison(static_cast<char*>(p) + header->requested, usable_of(header) - header->requested);
   g_freed_ring[g_freed_next.fetch_add(1, std::memory_order_relaxed) % kFreedRing].store(addr_of(p),
                                                                                         std::memory_order_relaxed);
   os_unmap(mapping, mapping_size);
@@ -150,7 +151,8 @@ void* large_resize(LargeHeader* header, void* p, size_t requested) {
   const size_t old_usable = usable_of(header);
   // The header moves with the mapping; unregister first so no lookup sees a stale entry.
   if (new_size != old_size) chunk_map_set(old_mapping, old_size, nullptr);
-  unpoison(old_mapping, old_size);  // the pages may move: shadow does not move with them
+  // The pages may move and shadow does not move with them: clear what we poisoned.
+  unpoison(static_cast<char*>(p) + header->requested, old_usable - header->requested);
   char* mapping = static_cast<char*>(os_remap(old_mapping, old_size, new_size, kSegmentSize));
   if (mapping == nullptr) {
     chunk_map_set(old_mapping, old_size, header);

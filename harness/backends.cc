@@ -1,0 +1,424 @@
+// Backends: tinymalloc (tm_*), the process's malloc (system) and a deliberately faulty
+// reference allocator for the harness's own mutation tests.
+#include <malloc.h>
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include "tinymalloc.h"
+#include "tm_harness.h"
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TMH_HAS_ASAN 1
+#endif
+#endif
+#ifndef TMH_HAS_ASAN
+#define TMH_HAS_ASAN 0
+#endif
+
+namespace tmh {
+
+// ---- tinymalloc --------------------------------------------------------------------------------
+
+namespace {
+
+class TmBackend final : public Backend {
+ public:
+  const char* name() const override { return "tm"; }
+  void* malloc(size_t n) override { return tm_malloc(n); }
+  void* calloc(size_t c, size_t n) override { return tm_calloc(c, n); }
+  void* realloc(void* p, size_t n) override { return tm_realloc(p, n); }
+  void free(void* p) override { tm_free(p); }
+  void* aligned_alloc(size_t a, size_t n) override { return tm_aligned_alloc(a, n); }
+  int posix_memalign(void** out, size_t a, size_t n) override { return tm_posix_memalign(out, a, n); }
+  size_t usable_size(const void* p) override { return tm_usable_size(p); }
+  void release_cached() override { tm_release_cached(); }
+
+  bool strict() const override { return true; }
+  bool has_heap_check() const override { return true; }
+  int check_heap(std::string* message) override {
+    tm_check_report_t r;
+    memset(&r, 0, sizeof r);
+    const int code = tm_check_heap_report(&r);
+    if (code != 0 && message != nullptr) {
+      char buf[400];
+      r.message[sizeof r.message - 1] = '\0';
+      snprintf(buf, sizeof buf, "tm_check_heap_report: code %d at 0x%lx: %s", code,
+               static_cast<unsigned long>(r.address), r.message);
+      *message = buf;
+    }
+    return code;
+  }
+  bool has_stats() const override { return true; }
+  void stats(HeapStats* out) override {
+    tm_stats_t s;
+    memset(&s, 0, sizeof s);
+    tm_stats(&s);
+    out->live_blocks = s.live_blocks;
+    out->requested_bytes = s.requested_bytes;
+    out->usable_bytes = s.usable_bytes;
+    out->mapped_bytes = s.mapped_bytes;
+    out->committed_bytes = s.committed_bytes;
+    out->peak_mapped_bytes = s.peak_mapped_bytes;
+    out->peak_requested_bytes = s.peak_requested_bytes;
+    out->small_live_blocks = s.small_live_blocks;
+    out->medium_live_blocks = s.medium_live_blocks;
+    out->large_live_blocks = s.large_live_blocks;
+    size_t sum = 0;
+    for (size_t c = 0; c < TM_SMALL_CLASS_COUNT; ++c) sum += s.class_live_blocks[c];
+    out->class_live_sum = sum;
+    out->medium_free_blocks = s.medium_free_blocks;
+    out->medium_free_bytes = s.medium_free_bytes;
+    out->medium_largest_free = s.medium_largest_free;
+  }
+  bool has_owns() const override { return true; }
+  bool owns(const void* p) override { return tm_owns(p) != 0; }
+  bool has_oom_injection() const override { return true; }
+  void fail_os_after(long calls) override { tm_test_fail_os_after(calls); }
+  // Sizes above 64 MiB may fail; they are attempted up to 4 GiB + 1 page (past 32-bit
+  // size arithmetic), with at most 16 GiB of such blocks live. Under ASan, tinymalloc
+  // (un)poisons whole large mappings: the shadow pages it writes stay resident, 1/8 of the
+  // size each, so the limits are 256 MiB and 1 GiB there (fuzzing under rss_limit_mb).
+#if defined(__SANITIZE_ADDRESS__) || TMH_HAS_ASAN
+  uint64_t max_attempt_size() const override { return uint64_t{256} << 20; }
+  uint64_t max_live_bytes() const override { return uint64_t{1} << 30; }
+#else
+  uint64_t max_attempt_size() const override { return (uint64_t{4} << 30) + 4096; }
+  uint64_t max_live_bytes() const override { return uint64_t{16} << 30; }
+#endif
+};
+
+// ---- system malloc -----------------------------------------------------------------------------
+
+class SystemBackend final : public Backend {
+ public:
+  const char* name() const override { return "system"; }
+  void* malloc(size_t n) override { return ::malloc(n); }
+  void* calloc(size_t c, size_t n) override { return ::calloc(c, n); }
+  void* realloc(void* p, size_t n) override { return ::realloc(p, n); }
+  void free(void* p) override { ::free(p); }
+  void* aligned_alloc(size_t a, size_t n) override { return ::aligned_alloc(a, n); }
+  int posix_memalign(void** out, size_t a, size_t n) override { return ::posix_memalign(out, a, n); }
+  size_t usable_size(const void* p) override { return malloc_usable_size(const_cast<void*>(p)); }
+  void release_cached() override { malloc_trim(0); }
+  // Sanitizer allocators poison whole chunks (shadow memsets proportional to the size) and
+  // libFuzzer's malloc limit (rss_limit_mb) applies to the system malloc: "may fail" sizes
+  // are attempted up to 256 MiB, with at most 1 GiB of them live.
+  uint64_t max_attempt_size() const override { return uint64_t{256} << 20; }
+  uint64_t max_live_bytes() const override { return uint64_t{1} << 30; }
+  // Sanitizer allocators poison the alignment padding too: 1 GiB alignments cost 128 MiB of
+  // shadow each. Alignments above 4 MiB are skipped for the system backend.
+  uint64_t max_attempt_alignment() const override { return uint64_t{4} << 20; }
+};
+
+// ---- faulty reference allocator ------------------------------------------------------------------
+//
+// One mmap per block: [page-aligned mapping | ... | header 16 B | payload]. Correct unless a
+// fault mode is selected; each fault fires on the third qualifying call, so a program has
+// to reach it. Used only by the harness self-test (TM_HARNESS_BACKEND=faulty:<mode>).
+
+enum FaultMode {
+  kFaultNone = 0,
+  kFaultOverlap,          // 3rd malloc returns a pointer inside a live block
+  kFaultMisaligned,       // 3rd malloc (>= 16 B) returns a pointer 8 bytes off
+  kFaultReallocCopy,      // realloc that moves drops the last byte of the copied prefix
+  kFaultCallocDirty,      // 3rd calloc leaves a nonzero byte
+  kFaultUsableShort,      // usable_size reports requested - 1 for the 3rd block
+  kFaultStatsLeak,        // 3rd free does not update the live counters
+  kFaultReallocFailClobber,  // failing realloc overwrites the old block's first byte
+  kFaultErrno,            // impossible malloc returns NULL with errno EINVAL
+  kFaultHugeSucceeds,     // malloc(SIZE_MAX-ish) wraps and returns a small block
+  kFaultHeapCheck,        // check_heap reports a violation from the 3rd call on
+  kFaultFreeStomps,       // 3rd free writes one byte into another live block
+  kFaultZeroNull,         // malloc(0) returns NULL
+  kFaultAlignedEinval,    // aligned_alloc rejects sizes that are not a multiple of alignment
+  kFaultModeCount
+};
+
+const char* const kFaultNames[kFaultModeCount] = {
+    "none",          "overlap",           "misaligned",  "realloc-copy", "calloc-dirty",
+    "usable-short",  "stats-leak",        "realloc-fail-clobber", "errno", "huge-succeeds",
+    "heap-check",    "free-stomps",       "zero-null",   "aligned-einval"};
+
+class FaultyBackend final : public Backend {
+ public:
+  explicit FaultyBackend(int mode) : mode_(mode), name_(std::string("faulty:") + kFaultNames[mode]) {}
+  ~FaultyBackend() override {
+    while (!blocks_.empty()) release(blocks_.begin()->first);
+  }
+  const char* name() const override { return name_.c_str(); }
+
+  void* malloc(size_t n) override {
+    if (mode_ == kFaultZeroNull && n == 0) return nullptr;
+    if (mode_ == kFaultHugeSucceeds && n >= (uint64_t{1} << 47) && ++count_ == 1) {
+      return alloc(n & 0xFFFF, 16, false);  // "size + header" wrapped around
+    }
+    if (n >= (uint64_t{1} << 40)) {
+      errno = mode_ == kFaultErrno ? EINVAL : ENOMEM;
+      return nullptr;
+    }
+    void* p = alloc(n, 16, false);
+    if (p == nullptr) return nullptr;
+    if (mode_ == kFaultOverlap && last_ != nullptr && blocks_.count(last_) && ++count_ == 3) {
+      // Hand out the middle of the previous block instead.
+      release(p);
+      char* q = static_cast<char*>(last_) + 16;
+      overlap_[q] = (n + 15) & ~size_t{15};
+      return q;
+    }
+    if (mode_ == kFaultMisaligned && n >= 16 && ++count_ == 3) {
+      release(p);
+      p = alloc(n + 8, 16, false);
+      shift_[static_cast<char*>(p) + 8] = p;
+      return static_cast<char*>(p) + 8;
+    }
+    last_ = p;
+    return p;
+  }
+  void* calloc(size_t c, size_t n) override {
+    size_t total;
+    if (__builtin_mul_overflow(c, n, &total) || total >= (uint64_t{1} << 40)) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    void* p = alloc(total, 16, true);
+    if (p != nullptr && mode_ == kFaultCallocDirty && total > 0 && ++count_ == 3) {
+      static_cast<uint8_t*>(p)[total - 1] = 0xA5;
+    }
+    return p;
+  }
+  void* realloc(void* p, size_t n) override {
+    if (p == nullptr) return malloc(n);
+    if (n == 0) {
+      free(p);
+      return nullptr;
+    }
+    Header* h = header(p);
+    if (h == nullptr) return nullptr;
+    if (n >= (uint64_t{1} << 40)) {
+      if (mode_ == kFaultReallocFailClobber) static_cast<uint8_t*>(p)[0] ^= 0x5A;
+      errno = ENOMEM;
+      return nullptr;
+    }
+    void* q = alloc(n, 16, false);
+    if (q == nullptr) return nullptr;
+    size_t m = h->requested < n ? h->requested : n;
+    if (mode_ == kFaultReallocCopy && m > 0 && ++count_ >= 3) --m;
+    memcpy(q, p, m);
+    free(p);
+    return q;
+  }
+  void free(void* p) override {
+    if (p == nullptr) return;
+    auto s = shift_.find(p);
+    if (s != shift_.end()) {
+      void* real = s->second;
+      shift_.erase(s);
+      release(real);
+      return;
+    }
+    if (overlap_.erase(p)) return;  // the overlapping pointer handed out by kFaultOverlap
+    Header* h = header(p);
+    if (h == nullptr) return;
+    if (mode_ == kFaultFreeStomps && ++count_ == 3) {
+      for (auto& [ptr, hdr] : blocks_) {
+        if (ptr != p && hdr->requested > 0) {
+          static_cast<uint8_t*>(ptr)[hdr->requested / 2] ^= 0x10;
+          break;
+        }
+      }
+    }
+    const bool leak = mode_ == kFaultStatsLeak && ++count_ == 3;
+    release(p, leak);
+  }
+  void* aligned_alloc(size_t a, size_t n) override {
+    if (a == 0 || (a & (a - 1)) != 0) {
+      errno = EINVAL;
+      return nullptr;
+    }
+    if (a > (size_t{1} << 30)) {
+      errno = EINVAL;
+      return nullptr;
+    }
+    if (mode_ == kFaultAlignedEinval && n % a != 0) {
+      errno = EINVAL;
+      return nullptr;
+    }
+    if (n >= (uint64_t{1} << 40)) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    return alloc(n, a < 16 ? 16 : a, false);
+  }
+  int posix_memalign(void** out, size_t a, size_t n) override {
+    if (a == 0 || (a & (a - 1)) != 0 || a % sizeof(void*) != 0 || a > (size_t{1} << 30)) return EINVAL;
+    if (n >= (uint64_t{1} << 40)) return ENOMEM;
+    void* p = alloc(n, a < 16 ? 16 : a, false);
+    if (p == nullptr) return ENOMEM;
+    *out = p;
+    return 0;
+  }
+  size_t usable_size(const void* p) override {
+    if (p == nullptr) return 0;
+    auto s = shift_.find(const_cast<void*>(p));
+    if (s != shift_.end()) return header(s->second)->usable - 8;
+    auto o = overlap_.find(const_cast<void*>(p));
+    if (o != overlap_.end()) return o->second;  // kFaultOverlap's interior pointer
+    Header* h = header(const_cast<void*>(p));
+    if (h == nullptr) return 0;
+    if (mode_ == kFaultUsableShort && h->requested > 0 && h->serial == 3) return h->requested - 1;
+    return h->usable;
+  }
+
+  bool strict() const override { return true; }
+  bool has_heap_check() const override { return true; }
+  int check_heap(std::string* message) override {
+    for (auto& [ptr, hdr] : blocks_) {
+      if (hdr->magic != kMagic) {
+        if (message) *message = "faulty backend: bad header magic";
+        return 4;
+      }
+    }
+    if (mode_ == kFaultHeapCheck && ++checks_ >= 3) {
+      if (message) *message = "faulty backend: deliberate heap-check failure";
+      return 1;
+    }
+    return 0;
+  }
+  bool has_stats() const override { return true; }
+  void stats(HeapStats* out) override {
+    *out = HeapStats{};
+    out->live_blocks = live_blocks_;
+    out->requested_bytes = requested_;
+    out->usable_bytes = usable_;
+    out->mapped_bytes = mapped_;
+    out->committed_bytes = mapped_;
+    out->peak_mapped_bytes = peak_mapped_;
+    out->peak_requested_bytes = peak_requested_;
+    out->large_live_blocks = live_blocks_;
+  }
+  bool has_owns() const override { return true; }
+  bool owns(const void* p) override {
+    const char* c = static_cast<const char*>(p);
+    auto it = mappings_.upper_bound(const_cast<char*>(c));
+    if (it == mappings_.begin()) return false;
+    --it;
+    return c >= it->first && c < it->first + it->second;
+  }
+  uint64_t max_attempt_size() const override { return uint64_t{1} << 30; }
+  uint64_t max_live_bytes() const override { return uint64_t{4} << 30; }
+
+ private:
+  static constexpr uint64_t kMagic = 0x7e57a11c;
+  struct Header {
+    uint32_t magic;
+    uint32_t serial;
+    uint64_t requested;
+    uint64_t usable;
+    char* map;
+    size_t map_len;
+  };
+
+  Header* header(void* p) {
+    auto it = blocks_.find(p);
+    return it == blocks_.end() ? nullptr : it->second;
+  }
+
+  void* alloc(size_t n, size_t align, bool zero) {
+    (void)zero;  // fresh anonymous mappings are zero
+    const size_t page = 4096;
+    const size_t front = align > page ? align : page;
+    const size_t len = front + ((n + page - 1) & ~(page - 1)) + align;
+    void* m = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    char* base = static_cast<char*>(m);
+    uintptr_t user = reinterpret_cast<uintptr_t>(base) + front;
+    user = (user + align - 1) & ~(uintptr_t{align} - 1);
+    Header* h = new Header{static_cast<uint32_t>(kMagic), ++serial_, n, ((n + 15) & ~size_t{15}), base, len};
+    if (h->usable == 0) h->usable = 16;
+    void* p = reinterpret_cast<void*>(user);
+    blocks_[p] = h;
+    mappings_[base] = len;
+    ++live_blocks_;
+    requested_ += n;
+    usable_ += h->usable;
+    mapped_ += len;
+    if (mapped_ > peak_mapped_) peak_mapped_ = mapped_;
+    if (requested_ > peak_requested_) peak_requested_ = requested_;
+    return p;
+  }
+
+  void release(void* p, bool leak_counters = false) {
+    auto it = blocks_.find(p);
+    if (it == blocks_.end()) return;
+    Header* h = it->second;
+    if (!leak_counters) {
+      --live_blocks_;
+      requested_ -= h->requested;
+      usable_ -= h->usable;
+    }
+    mapped_ -= h->map_len;
+    mappings_.erase(h->map);
+    munmap(h->map, h->map_len);
+    if (last_ == p) last_ = nullptr;
+    blocks_.erase(it);
+    delete h;
+  }
+
+  int mode_;
+  std::string name_;
+  unsigned count_ = 0;
+  unsigned checks_ = 0;
+  uint32_t serial_ = 0;
+  void* last_ = nullptr;
+  std::map<void*, Header*> blocks_;
+  std::map<void*, void*> shift_;
+  std::map<void*, size_t> overlap_;
+  std::map<char*, size_t> mappings_;
+  size_t live_blocks_ = 0, requested_ = 0, usable_ = 0, mapped_ = 0, peak_mapped_ = 0, peak_requested_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_tm_backend() { return std::make_unique<TmBackend>(); }
+std::unique_ptr<Backend> make_system_backend() { return std::make_unique<SystemBackend>(); }
+std::unique_ptr<Backend> make_faulty_backend(int mode) {
+  if (mode < 0 || mode >= kFaultModeCount) return nullptr;
+  return std::make_unique<FaultyBackend>(mode);
+}
+int faulty_mode_count() { return kFaultModeCount; }
+const char* faulty_mode_name(int mode) {
+  return mode >= 0 && mode < kFaultModeCount ? kFaultNames[mode] : "?";
+}
+
+std::unique_ptr<Backend> make_backend(std::string_view name) {
+  if (name.empty() || name == "tm") return make_tm_backend();
+  if (name == "system") return make_system_backend();
+  if (name.substr(0, 7) == "faulty:") {
+    const std::string_view m = name.substr(7);
+    for (int i = 0; i < kFaultModeCount; ++i) {
+      if (m == kFaultNames[i] || m == std::to_string(i)) return make_faulty_backend(i);
+    }
+  }
+  return nullptr;
+}
+
+std::unique_ptr<Backend> backend_from_env() {
+  const char* e = getenv("TM_HARNESS_BACKEND");
+  auto b = make_backend(e ? e : "tm");
+  if (!b) {
+    fprintf(stderr, "tm_harness: unknown TM_HARNESS_BACKEND='%s' (use tm, system or faulty:<mode>)\n", e);
+    exit(2);
+  }
+  return b;
+}
+
+}  // namespace tmh

@@ -1,0 +1,1251 @@
+// The interpreter: runs a Program against a Backend and the shadow heap, checking every
+// result. The first difference is reported with the trace position and the program aborts
+// (or the report is returned, for property tests).
+#include <cerrno>
+#include <chrono>
+#include <cinttypes>
+#include <cstdarg>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "tm_harness.h"
+
+// The pattern loops run over every live byte: keep libFuzzer's coverage instrumentation
+// (and its comparison tracing) out of them. It costs most of the time and adds only noise
+// to the coverage feedback.
+#if defined(__clang__)
+#define TMH_NO_COVERAGE __attribute__((no_sanitize("coverage")))
+// Pattern generation into the harness's own stack buffers: no sanitizer checks needed.
+#define TMH_NO_CHECKS __attribute__((no_sanitize("coverage", "address", "memory", "thread")))
+#else
+#define TMH_NO_COVERAGE
+#define TMH_NO_CHECKS
+#endif
+
+namespace tmh {
+
+// ---- Fill pattern ----------------------------------------------------------------------------
+//
+// byte(seed, i) = A + 7*i + B*(i >> 8)  (mod 256), A = seed*31 + 1, B odd and seed-mixed.
+// Adjacent bytes always differ (step 7), 256-byte chunks differ from each other (B odd),
+// and blocks with different seeds differ almost everywhere.
+
+namespace {
+
+TMH_NO_COVERAGE inline uint8_t pat_a(uint32_t seed) { return static_cast<uint8_t>(seed * 31u + 1u); }
+TMH_NO_COVERAGE inline uint8_t pat_b(uint32_t seed) { return static_cast<uint8_t>(((seed * 0x9E3779B1u) >> 24) | 1u); }
+
+}  // namespace
+
+TMH_NO_COVERAGE uint8_t pattern_byte(uint32_t seed, uint64_t i) {
+  return static_cast<uint8_t>(pat_a(seed) + 7u * static_cast<unsigned>(i & 255) +
+                              pat_b(seed) * static_cast<unsigned>((i >> 8) & 255));
+}
+
+namespace {
+
+constexpr uint64_t kNone = UINT64_MAX;
+constexpr uint64_t kFullPatternMax = uint64_t{1} << 20;  // blocks up to 1 MiB: every byte
+constexpr uint64_t kEdge = 64 * 1024;                    // larger: head and tail windows ...
+constexpr uint64_t kInteriorWindows = 64;                // ... plus 63 interior windows
+constexpr uint64_t kNeighbourEdge = 4096;                // neighbour check after alloc/free
+
+// Pattern source for a block: 256-byte chunk j is base[k] + B*j bytewise; the pattern
+// repeats every kPeriod (64 KiB) bytes. Checks and fills compare / copy against a lazily
+// generated table of one period (one memcmp per 64 KiB).
+constexpr uint64_t kPeriod = 65536;
+
+struct PatternTable {
+  bool zero = true;
+  uint32_t seed = 0;
+  uint64_t valid = 0;  // bytes of buf generated for (zero, seed)
+  alignas(64) uint8_t buf[kPeriod];
+};
+
+PatternTable& pattern_table() {
+  static thread_local PatternTable t;
+  return t;
+}
+
+struct Pattern {
+  bool zero;
+  uint32_t seed;
+  alignas(8) uint8_t base[256];
+  uint8_t b;
+
+  TMH_NO_COVERAGE Pattern(bool z, uint32_t s) : zero(z), seed(s), b(pat_b(s)) {
+    const uint8_t a = pat_a(s);
+    for (unsigned k = 0; k < 256; ++k) base[k] = z ? 0 : static_cast<uint8_t>(a + 7u * k);
+  }
+  // Fills out[0..256) with chunk j.
+  TMH_NO_CHECKS void chunk(uint64_t j, uint8_t* out) const {
+    if (zero) {
+      memset(out, 0, 256);
+      return;
+    }
+    const uint8_t c = static_cast<uint8_t>(b * static_cast<unsigned>(j & 255));
+    const uint64_t cc = 0x0101010101010101ull * c;
+    for (unsigned w = 0; w < 32; ++w) {
+      uint64_t x;
+      memcpy(&x, base + 8 * w, 8);
+      // Bytewise add without carries between bytes.
+      const uint64_t sum = ((x & 0x7F7F7F7F7F7F7F7Full) + (cc & 0x7F7F7F7F7F7F7F7Full)) ^
+                           ((x ^ cc) & 0x8080808080808080ull);
+      memcpy(out + 8 * w, &sum, 8);
+    }
+  }
+  TMH_NO_COVERAGE uint8_t at(uint64_t i) const { return zero ? 0 : pattern_byte(seed, i); }
+  // One period of the pattern, valid for offsets below min(need, kPeriod).
+  TMH_NO_CHECKS const uint8_t* table(uint64_t need) const {
+    PatternTable& t = pattern_table();
+    if (t.zero != zero || t.seed != seed) {
+      t.zero = zero;
+      t.seed = seed;
+      t.valid = 0;
+    }
+    if (need > kPeriod) need = kPeriod;
+    while (t.valid < need) {
+      chunk(t.valid >> 8, t.buf + t.valid);
+      t.valid += 256;
+    }
+    return t.buf;
+  }
+};
+
+TMH_NO_COVERAGE void fill_range(uint8_t* p, uint64_t from, uint64_t to, const Pattern& pat) {
+  const uint8_t* t = pat.table(to);
+  for (uint64_t i = from; i < to;) {
+    const uint64_t off = i & (kPeriod - 1);
+    const uint64_t n = to - i < kPeriod - off ? to - i : kPeriod - off;
+    memcpy(p + i, t + off, n);
+    i += n;
+  }
+}
+
+TMH_NO_COVERAGE uint64_t check_range(const uint8_t* p, uint64_t from, uint64_t to, const Pattern& pat) {
+  const uint8_t* t = pat.table(to);
+  for (uint64_t i = from; i < to;) {
+    const uint64_t off = i & (kPeriod - 1);
+    const uint64_t n = to - i < kPeriod - off ? to - i : kPeriod - off;
+    if (memcmp(p + i, t + off, n) != 0) {
+      for (uint64_t k = 0; k < n; ++k) {
+        if (p[i + k] != t[off + k]) return i + k;
+      }
+    }
+    i += n;
+  }
+  return kNone;
+}
+
+// Calls f(from, to) for each patterned window of a block of len bytes, clipped to [lo, hi).
+// Blocks up to kFullPatternMax: every byte. Larger: 64 KiB head and tail plus 256 bytes at
+// 63 evenly spaced interior points (bounded work and RSS for any size).
+template <typename F>
+void for_windows(uint64_t len, uint64_t lo, uint64_t hi, F&& f) {
+  auto clip = [&](uint64_t a, uint64_t b) {
+    if (a < lo) a = lo;
+    if (b > hi) b = hi;
+    if (a < b) f(a, b);
+  };
+  if (len <= kFullPatternMax) {
+    clip(0, len);
+    return;
+  }
+  clip(0, kEdge);
+  const uint64_t step = (len / kInteriorWindows) & ~uint64_t{255};
+  for (uint64_t k = 1; k < kInteriorWindows; ++k) {
+    const uint64_t a = k * step;
+    if (a >= kEdge && a + 256 <= len - kEdge) clip(a, a + 256);
+  }
+  clip(len - kEdge, len);
+}
+
+bool is_pow2(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+uint64_t min_align(uint64_t n) {
+  if (n >= 16) return 16;
+  if (n == 0) return 1;
+  uint64_t a = 1;
+  while (a * 2 <= n) a *= 2;
+  return a;
+}
+
+uint64_t scale(uint64_t v, unsigned s) {
+  auto mul = [](uint64_t x, uint64_t m) { return x > UINT64_MAX / m ? UINT64_MAX : x * m; };
+  switch (s & 7) {
+    case 1: return mul(v, 2);
+    case 2: return v / 2;
+    case 3: return mul(v / 2, 3) + (v & 1);
+    case 4: return mul(v / 4, 3);
+    case 5: return mul(v, 4);
+    case 6: return v / 4;
+    case 7: return mul(v / 4, 5);
+    default: return v;
+  }
+}
+
+uint64_t add_delta(uint64_t base, int64_t delta) {
+  if (delta < 0) {
+    const uint64_t d = static_cast<uint64_t>(-delta);
+    return base > d ? base - d : 0;
+  }
+  const uint64_t d = static_cast<uint64_t>(delta);
+  return base > UINT64_MAX - d ? UINT64_MAX : base + d;
+}
+
+std::string hex(uint64_t v) {
+  char b[32];
+  snprintf(b, sizeof b, "0x%" PRIx64, v);
+  return b;
+}
+std::string ptr(const void* p) { return hex(reinterpret_cast<uintptr_t>(p)); }
+std::string num(uint64_t v) { return v >= kImpossibleMin ? hex(v) : std::to_string(v); }
+
+struct Failure {
+  std::string what;
+};
+
+[[noreturn]] __attribute__((format(printf, 1, 2))) void fail(const char* fmt, ...) {
+  char buf[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  throw Failure{buf};
+}
+
+enum class Expect { kSucceed, kMayFail, kMustFail, kSkip };
+
+// errno values a failure may report.
+struct Allowed {
+  int e[2];
+  int n;
+};
+constexpr Allowed kENOMEM{{ENOMEM, 0}, 1};
+constexpr Allowed kEINVAL{{EINVAL, 0}, 1};
+constexpr Allowed kEither{{ENOMEM, EINVAL}, 2};
+
+struct Block {
+  uint8_t* p = nullptr;
+  bool live = false;
+  bool zeroed = false;
+  uint64_t requested = 0;
+  uint64_t usable = 0;
+  uint64_t fill_len = 0;
+  uint64_t align = 0;
+  uint32_t seed = 0;
+  uint64_t last_size = 0;    // kept after free (relative sizes)
+  uint64_t last_usable = 0;
+  size_t birth_op = 0;
+  OpKind how = OpKind::kMalloc;
+
+  uint64_t extent() const { return usable > 0 ? usable : 1; }
+  uint64_t virt() const { return requested + (align > 4096 ? align : 0); }
+};
+
+// What happened, for the trace in a failure report.
+struct Record {
+  size_t index = 0;
+  uint64_t n = 0;          // resolved size (0 when none)
+  const void* before = nullptr;
+  const void* after = nullptr;
+  int err = 0;
+  const char* outcome = "";
+};
+
+}  // namespace
+
+// ---- Interpreter state -------------------------------------------------------------------------
+
+struct Interpreter::Impl {
+  Backend& be;
+  const Options& opt;
+  Counters& ctr;
+
+  const Program* prog = nullptr;
+  size_t cur = 0;
+  bool in_final = false;
+  Block slots[kSlots];
+  std::map<uintptr_t, unsigned> by_addr;
+  uint64_t live_count = 0, live_requested = 0, live_usable = 0, live_virtual = 0;
+  HeapStats base;
+  uint32_t next_seed = 1;
+  uint64_t prev_size = 0;
+  long oom_left = -1;
+  bool oom_active = false;
+
+  static constexpr size_t kRing = 32;
+  Record ring[kRing];
+  size_t ring_n = 0;
+  Record* rec = nullptr;
+  std::string resolved;  // resolved operands of the current op
+
+  Impl(Backend& b, const Options& o, Counters& c) : be(b), opt(o), ctr(c) {}
+
+  // -- records --
+  void begin_record(size_t index) {
+    rec = &ring[ring_n++ % kRing];
+    *rec = Record{};
+    rec->index = index;
+    resolved.clear();
+  }
+  void outcome(const char* what, const void* before = nullptr, const void* after = nullptr, int err = 0) {
+    rec->outcome = what;
+    rec->before = before;
+    rec->after = after;
+    rec->err = err;
+  }
+
+  std::string describe_block(unsigned s) const {
+    const Block& b = slots[s];
+    std::string d = "slot " + std::to_string(s) + " (" + ptr(b.p) + ", " + num(b.requested) +
+                    " bytes requested, usable " + num(b.usable) + ", ";
+    d += b.zeroed ? std::string("zero-filled") : "seed " + std::to_string(b.seed);
+    d += ", from #" + std::to_string(b.birth_op) + " " + op_name(b.how) + ")";
+    return d;
+  }
+
+  // -- content --
+  std::string mismatch_detail(const Block& b, const uint8_t* p, uint64_t off, const Pattern& pat,
+                              uint64_t limit) const {
+    char buf[512];
+    const uint64_t from = off & ~uint64_t{15};
+    uint64_t to = from + 32;
+    if (to > limit) to = limit;
+    std::string found, want;
+    for (uint64_t i = from; i < to; ++i) {
+      char h[4];
+      snprintf(h, sizeof h, "%02x", p[i]);
+      found += h;
+      snprintf(h, sizeof h, "%02x", pat.at(i));
+      want += h;
+      if ((i & 3) == 3) {
+        found += ' ';
+        want += ' ';
+      }
+    }
+    uint64_t bad = 0;
+    uint64_t last = off;
+    for (uint64_t i = off; i < limit && i < off + 4096; ++i) {
+      if (p[i] != pat.at(i)) {
+        ++bad;
+        last = i;
+      }
+    }
+    snprintf(buf, sizeof buf,
+             "differs at offset %" PRIu64 " (address %s): expected 0x%02x, found 0x%02x; %" PRIu64
+             " of the next 4096 bytes differ (last at offset %" PRIu64 ")\n"
+             "      bytes %" PRIu64 "..%" PRIu64 ": %s\n      expected:    %s",
+             off, ptr(p + off).c_str(), pat.at(off), p[off], bad, last, from, to - 1, found.c_str(),
+             want.c_str());
+    (void)b;
+    return buf;
+  }
+
+  // Verifies the patterned bytes of slot s in [lo, hi) (against the block's own pattern).
+  void verify_block(unsigned s, const char* when, uint64_t lo = 0, uint64_t hi = UINT64_MAX) {
+    const Block& b = slots[s];
+    if (!b.live) return;
+    const Pattern pat(b.zeroed, b.seed);
+    for_windows(b.fill_len, lo, hi, [&](uint64_t a, uint64_t z) {
+      const uint64_t bad = check_range(b.p, a, z, pat);
+      if (bad != kNone) {
+        fail("content of %s changed (%s): %s", describe_block(s).c_str(), when,
+             mismatch_detail(b, b.p, bad, pat, b.fill_len).c_str());
+      }
+    });
+  }
+
+  void verify_all(const char* when) {
+    for (unsigned s = 0; s < kSlots; ++s) verify_block(s, when);
+  }
+
+  // Edges of the live blocks around [addr, addr + len) in address order.
+  void verify_neighbours(uintptr_t addr, uint64_t len, const char* when) {
+    auto it = by_addr.lower_bound(addr + (len ? len : 1));
+    if (it != by_addr.end()) verify_block(it->second, when, 0, kNeighbourEdge);
+    it = by_addr.lower_bound(addr);
+    if (it != by_addr.begin()) {
+      --it;
+      const Block& b = slots[it->second];
+      verify_block(it->second, when, b.fill_len > kNeighbourEdge ? b.fill_len - kNeighbourEdge : 0);
+    }
+  }
+
+  void fill_block(Block& b, uint64_t from) {
+    const Pattern pat(b.zeroed, b.seed);
+    for_windows(b.fill_len, from, UINT64_MAX, [&](uint64_t a, uint64_t z) { fill_range(b.p, a, z, pat); });
+  }
+
+  // How far the harness may fill a block of n requested bytes with the given usable size.
+  // The usable tail is the caller's by contract; but sanitizer allocators under the system
+  // backend track zero-byte blocks as empty while reporting a nonzero usable size (TSan:
+  // writes there are reported as use-after-free), so lenient backends keep those untouched.
+  uint64_t tail_limit(uint64_t n, uint64_t usable) const { return n == 0 && !be.strict() ? 0 : usable; }
+
+  // -- model bookkeeping --
+  void check_overlap(const uint8_t* p, uint64_t extent, const char* what) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    if (a + extent < a) fail("%s returned %s whose usable range wraps the address space", what, ptr(p).c_str());
+    auto it = by_addr.upper_bound(a);
+    if (it != by_addr.end() && it->first < a + extent) {
+      fail("%s returned %s (usable %s bytes) which overlaps live %s", what, ptr(p).c_str(), num(extent).c_str(),
+           describe_block(it->second).c_str());
+    }
+    if (it != by_addr.begin()) {
+      --it;
+      const Block& o = slots[it->second];
+      if (it->first + o.extent() > a) {
+        fail("%s returned %s (usable %s bytes) which overlaps live %s", what, ptr(p).c_str(),
+             num(extent).c_str(), describe_block(it->second).c_str());
+      }
+    }
+  }
+
+  void link(unsigned s) {
+    Block& b = slots[s];
+    by_addr[reinterpret_cast<uintptr_t>(b.p)] = s;
+    ++live_count;
+    live_requested += b.requested;
+    live_usable += b.usable;
+    live_virtual += b.virt();
+  }
+  void unlink(unsigned s) {
+    Block& b = slots[s];
+    by_addr.erase(reinterpret_cast<uintptr_t>(b.p));
+    --live_count;
+    live_requested -= b.requested;
+    live_usable -= b.usable;
+    live_virtual -= b.virt();
+  }
+
+  // A new block arrived in slot s: check alignment, usable size, overlap, ownership and
+  // (calloc) zero contents, then fill it and add it to the model.
+  void adopt(unsigned s, void* vp, uint64_t n, uint64_t align, OpKind how, bool zeroed, const char* what) {
+    uint8_t* p = static_cast<uint8_t*>(vp);
+    const uint64_t need = align > min_align(n) ? align : min_align(n);
+    if (reinterpret_cast<uintptr_t>(p) % need != 0) {
+      fail("%s returned %s, which is not aligned to %s", what, ptr(p).c_str(), num(need).c_str());
+    }
+    const uint64_t usable = be.usable_size(p);
+    if (usable < n) {
+      fail("%s returned %s with usable size %s < %s bytes requested", what, ptr(p).c_str(), num(usable).c_str(),
+           num(n).c_str());
+    }
+    check_overlap(p, usable > 0 ? usable : 1, what);
+    if (be.has_owns()) {
+      if (!be.owns(p)) fail("%s returned %s but owns() says the allocator does not own it", what, ptr(p).c_str());
+      if (usable > 1 && !be.owns(p + usable - 1)) {
+        fail("%s returned %s but owns() is false for its last usable byte %s", what, ptr(p).c_str(),
+             ptr(p + usable - 1).c_str());
+      }
+    }
+    Block& b = slots[s];
+    b = Block{};
+    b.p = p;
+    b.live = true;
+    b.requested = n;
+    b.usable = usable;
+    b.align = align;
+    b.birth_op = cur;
+    b.how = how;
+    b.last_size = n;
+    b.last_usable = usable;
+    b.zeroed = zeroed;
+    b.seed = zeroed ? 0 : next_seed++;
+    if (zeroed) {
+      const Pattern zero(true, 0);
+      b.fill_len = n;
+      for_windows(n, 0, UINT64_MAX, [&](uint64_t a, uint64_t z) {
+        const uint64_t bad = check_range(p, a, z, zero);
+        if (bad != kNone) {
+          fail("%s returned %s whose memory is not zeroed: %s", what, ptr(p).c_str(),
+               mismatch_detail(b, p, bad, zero, n).c_str());
+        }
+      });
+    }
+    b.fill_len = prog->fill_usable() ? tail_limit(n, usable) : n;
+    fill_block(b, zeroed ? n : 0);
+    link(s);
+    ++ctr.allocs;
+    verify_neighbours(reinterpret_cast<uintptr_t>(p), b.extent(), "after a neighbouring allocation");
+  }
+
+  void release(unsigned s, const char* why) {
+    Block& b = slots[s];
+    if (!b.live) return;
+    verify_block(s, why);
+    unlink(s);
+    uint8_t* p = b.p;
+    const uint64_t ext = b.extent();
+    be.free(p);
+    b.live = false;
+    b.p = nullptr;
+    ++ctr.frees;
+    verify_neighbours(reinterpret_cast<uintptr_t>(p), ext, "after a neighbouring free");
+  }
+
+  // -- expectations --
+  Expect expect_size(uint64_t n, uint64_t extra_virtual) const {
+    if (n >= kImpossibleMin) return Expect::kMustFail;
+    if (n <= kSaneMax) return oom_active ? Expect::kMayFail : Expect::kSucceed;
+    if (n > be.max_attempt_size()) return Expect::kSkip;
+    if (live_virtual + n + extra_virtual > be.max_live_bytes()) return Expect::kSkip;
+    return Expect::kMayFail;
+  }
+
+  uint64_t resolve(const SizeExpr& s, unsigned own_slot) {
+    uint64_t n;
+    if (s.cat == SizeCat::kRelative) {
+      const unsigned src = (s.args[0] & 128) ? own_slot : (s.args[0] & 63u);
+      const Block& b = slots[src];
+      const bool usable = (s.args[0] & 64) != 0;
+      const uint64_t base = b.live ? (usable ? b.usable : b.requested) : (usable ? b.last_usable : b.last_size);
+      n = add_delta(scale(base, s.param), kRelDeltas[s.args[1] % 32]);
+    } else if (s.cat == SizeCat::kSameAsPrev) {
+      n = add_delta(scale(prev_size, s.param), kRelDeltas[s.args[0] % 32]);
+    } else {
+      n = s.static_value();
+    }
+    prev_size = n;
+    rec->n = n;
+    if (s.is_dynamic()) resolved = s.describe() + " = " + num(n);
+    return n;
+  }
+
+  void null_result(Expect e, int err, const char* what, uint64_t n, Allowed allowed) {
+    if (e == Expect::kSucceed) {
+      fail("%s returned NULL (errno %d: %s) for %s bytes, a size that must succeed", what, err, strerror(err),
+           num(n).c_str());
+    }
+    bool ok = false;
+    for (int i = 0; i < allowed.n; ++i) ok |= (allowed.e[i] == err);
+    if (!ok) {
+      std::string list;
+      for (int i = 0; i < allowed.n; ++i) list += std::string(list.empty() ? "" : " or ") + strerrorname(allowed.e[i]);
+      fail("%s returned NULL with errno %d (%s); expected %s", what, err, strerror(err), list.c_str());
+    }
+    if (e == Expect::kMustFail) ++ctr.expected_failures;
+    else ++ctr.oom_failures;
+    outcome(e == Expect::kMustFail ? "NULL (expected)" : "NULL (allowed)", nullptr, nullptr, err);
+  }
+
+  static const char* strerrorname(int e) {
+    switch (e) {
+      case ENOMEM: return "ENOMEM";
+      case EINVAL: return "EINVAL";
+      case 0: return "0";
+      default: return "?";
+    }
+  }
+
+  // -- ops --
+  void op_malloc(const Op& op) {
+    const uint64_t n = resolve(op.size, op.slot);
+    release(op.slot, "before its slot was reused");
+    alloc_into(op.slot, n);
+  }
+
+  void alloc_into(unsigned s, uint64_t n) {
+    char what[96];
+    snprintf(what, sizeof what, "malloc(%s)", num(n).c_str());
+    Expect e = expect_size(n, 0);
+    if (e == Expect::kSkip) {
+      ++ctr.skipped;
+      outcome("skipped (size neither sane nor impossible, over the attempt budget)");
+      return;
+    }
+    errno = 0;
+    void* p = be.malloc(n);
+    const int err = errno;
+    if (p == nullptr) {
+      if (n == 0 && !be.strict() && e == Expect::kSucceed) {
+        outcome("NULL (malloc(0), allowed for the system backend)");
+        return;
+      }
+      null_result(e, err, what, n, kENOMEM);
+      return;
+    }
+    if (e == Expect::kMustFail) fail("%s returned %s; a size >= 2^47 must fail with ENOMEM", what, ptr(p).c_str());
+    adopt(s, p, n, 0, OpKind::kMalloc, false, what);
+    outcome("ok", nullptr, p);
+  }
+
+  void op_calloc(const Op& op) {
+    const uint64_t count = count_value(op.count);
+    const uint64_t size = resolve(op.size, op.slot);
+    release(op.slot, "before its slot was reused");
+    char what[128];
+    snprintf(what, sizeof what, "calloc(%s, %s)", num(count).c_str(), num(size).c_str());
+    uint64_t total;
+    const bool overflow = __builtin_mul_overflow(count, size, &total);
+    resolved += (resolved.empty() ? "" : "; ") + std::string(overflow ? "count*size overflows" : "total " + num(total));
+    const Expect e = overflow ? Expect::kMustFail : expect_size(total, 0);
+    if (e == Expect::kSkip) {
+      ++ctr.skipped;
+      outcome("skipped (size neither sane nor impossible, over the attempt budget)");
+      return;
+    }
+    errno = 0;
+    void* p = be.calloc(count, size);
+    const int err = errno;
+    if (p == nullptr) {
+      if (total == 0 && !be.strict() && e == Expect::kSucceed) {
+        outcome("NULL (zero-size calloc, allowed for the system backend)");
+        return;
+      }
+      null_result(e, err, what, overflow ? UINT64_MAX : total, kENOMEM);
+      return;
+    }
+    if (e == Expect::kMustFail) {
+      fail("%s returned %s; %s must fail with ENOMEM", what, ptr(p).c_str(),
+           overflow ? "an overflowing count*size" : "a total >= 2^47");
+    }
+    adopt(op.slot, p, total, 0, OpKind::kCalloc, true, what);
+    outcome("ok", nullptr, p);
+  }
+
+  void op_realloc(const Op& op) {
+    const uint64_t n = resolve(op.size, op.slot);
+    Block& b = slots[op.slot];
+    char what[128];
+    if (!b.live) {
+      snprintf(what, sizeof what, "realloc(NULL, %s)", num(n).c_str());
+      const Expect e = expect_size(n, 0);
+      if (e == Expect::kSkip) {
+        ++ctr.skipped;
+        outcome("skipped (size neither sane nor impossible, over the attempt budget)");
+        return;
+      }
+      errno = 0;
+      void* p = be.realloc(nullptr, n);
+      const int err = errno;
+      if (p == nullptr) {
+        if (n == 0 && !be.strict() && e == Expect::kSucceed) {
+          outcome("NULL (realloc(NULL, 0), allowed for the system backend)");
+          return;
+        }
+        null_result(e, err, what, n, kENOMEM);
+        return;
+      }
+      if (e == Expect::kMustFail) fail("%s returned %s; a size >= 2^47 must fail with ENOMEM", what, ptr(p).c_str());
+      adopt(op.slot, p, n, 0, OpKind::kRealloc, false, what);
+      outcome("ok (as malloc)", nullptr, p);
+      return;
+    }
+
+    snprintf(what, sizeof what, "realloc(%s, %s)", ptr(b.p).c_str(), num(n).c_str());
+    verify_block(op.slot, "before realloc");
+    ++ctr.reallocs;
+    uint8_t* const old = b.p;
+    if (n == 0) {
+      unlink(op.slot);
+      void* p = be.realloc(old, 0);
+      b.live = false;
+      b.p = nullptr;
+      if (p == nullptr) {
+        ++ctr.frees;
+        outcome("freed (NULL)", old, nullptr);
+        return;
+      }
+      if (be.strict()) {
+        fail("%s returned %s; realloc(p, 0) must free p and return NULL", what, ptr(p).c_str());
+      }
+      adopt(op.slot, p, 0, 0, OpKind::kRealloc, false, what);
+      outcome("ok (new zero-size block)", old, p);
+      return;
+    }
+
+    const uint64_t others = live_virtual - b.virt();
+    Expect e;
+    if (n >= kImpossibleMin) e = Expect::kMustFail;
+    else if (n <= kSaneMax) e = oom_active ? Expect::kMayFail : Expect::kSucceed;
+    else if (n > be.max_attempt_size() || others + n > be.max_live_bytes()) e = Expect::kSkip;
+    else e = Expect::kMayFail;
+    if (e == Expect::kSkip) {
+      ++ctr.skipped;
+      outcome("skipped (size neither sane nor impossible, over the attempt budget)");
+      return;
+    }
+
+    errno = 0;
+    void* vp = be.realloc(old, n);
+    const int err = errno;
+    if (vp == nullptr) {
+      null_result(e, err, what, n, kENOMEM);
+      // The old block must be untouched and still live.
+      verify_block(op.slot, "after a failed realloc, which must leave the block untouched");
+      const uint64_t u = be.usable_size(old);
+      if (u != b.usable) {
+        fail("after the failed %s, usable_size(old block) is %s, was %s", what, num(u).c_str(), num(b.usable).c_str());
+      }
+      return;
+    }
+    if (e == Expect::kMustFail) fail("%s returned %s; a size >= 2^47 must fail with ENOMEM", what, ptr(vp).c_str());
+
+    uint8_t* p = static_cast<uint8_t*>(vp);
+    const uint64_t keep = b.requested < n ? b.requested : n;
+    const Pattern pat(b.zeroed, b.seed);
+    // The first min(old, new) bytes must have moved with the block.
+    for_windows(b.fill_len, 0, keep, [&](uint64_t a, uint64_t z) {
+      const uint64_t bad = check_range(p, a, z, pat);
+      if (bad != kNone) {
+        fail("%s -> %s did not keep the first %s bytes of %s: %s", what, ptr(p).c_str(), num(keep).c_str(),
+             describe_block(op.slot).c_str(), mismatch_detail(b, p, bad, pat, keep).c_str());
+      }
+    });
+    const Block prev = b;
+    unlink(op.slot);
+    b.live = false;
+    const bool in_place = p == old;
+    if (in_place) ++ctr.realloc_in_place;
+
+    // Register the block again (alignment, usable, overlap, owns).
+    const uint64_t need = min_align(n);
+    if (reinterpret_cast<uintptr_t>(p) % need != 0) {
+      fail("%s returned %s, which is not aligned to %s", what, ptr(p).c_str(), num(need).c_str());
+    }
+    const uint64_t usable = be.usable_size(p);
+    if (usable < n) {
+      fail("%s returned %s with usable size %s < %s bytes requested", what, ptr(p).c_str(), num(usable).c_str(),
+           num(n).c_str());
+    }
+    check_overlap(p, usable > 0 ? usable : 1, what);
+    if (be.has_owns() && (!be.owns(p) || (usable > 1 && !be.owns(p + usable - 1)))) {
+      fail("%s returned %s but owns() is false for the block or its last usable byte", what, ptr(p).c_str());
+    }
+    b.p = p;
+    b.live = true;
+    b.requested = n;
+    b.usable = usable;
+    b.align = 0;
+    b.last_size = n;
+    b.last_usable = usable;
+    b.fill_len = prog->fill_usable() ? tail_limit(n, usable) : n;
+    if (prev.zeroed) {
+      // Zero-filled block: the copied prefix was zero; continue with a fresh pattern.
+      b.zeroed = false;
+      b.seed = next_seed++;
+      fill_block(b, 0);
+    } else if (b.fill_len <= kFullPatternMax && prev.fill_len <= kFullPatternMax) {
+      fill_block(b, keep);
+    } else {
+      fill_block(b, 0);
+    }
+    link(op.slot);
+    verify_neighbours(reinterpret_cast<uintptr_t>(p), b.extent(), "after a neighbouring realloc");
+    outcome(in_place ? "ok (in place)" : "ok (moved)", old, p);
+  }
+
+  void op_free(const Op& op) {
+    if (!slots[op.slot].live) {
+      be.free(nullptr);
+      outcome("free(NULL)");
+      return;
+    }
+    const void* p = slots[op.slot].p;
+    release(op.slot, "before free");
+    outcome("freed", p);
+  }
+
+  void op_aligned(const Op& op, bool posix) {
+    const uint64_t al = align_value(op.align);
+    const uint64_t n = resolve(op.size, op.slot);
+    release(op.slot, "before its slot was reused");
+    char what[128];
+    snprintf(what, sizeof what, "%s(%s, %s)", posix ? "posix_memalign" : "aligned_alloc", num(al).c_str(),
+             num(n).c_str());
+    const bool pow2 = is_pow2(al);
+    const bool too_big = pow2 && al > (uint64_t{1} << 30);
+    if (pow2 && al > be.max_attempt_alignment() && !(be.strict() && too_big)) {
+      ++ctr.skipped;
+      outcome("skipped (alignment over the attempt limit of this backend)");
+      return;
+    }
+    const bool bad_posix = posix && (!pow2 || al % sizeof(void*) != 0);
+    // Validity per the contract: invalid alignments fail with EINVAL (posix_memalign:
+    // always, it is POSIX; aligned_alloc: strict backends only).
+    Expect e;
+    Allowed allowed = kENOMEM;
+    bool lenient_any = false;  // system backend: success or failure both fine
+    if (bad_posix || (!posix && !pow2)) {
+      e = Expect::kMustFail;
+      allowed = kEINVAL;
+      if (!posix && !be.strict()) lenient_any = true;
+    } else if (too_big) {
+      e = Expect::kMustFail;
+      allowed = kEither;
+      if (!be.strict()) {
+        if (al > be.max_attempt_size()) {
+          ++ctr.skipped;
+          outcome("skipped (alignment over the attempt budget for this backend)");
+          return;
+        }
+        lenient_any = true;
+      }
+    } else {
+      e = expect_size(n, al);
+      if (!be.strict() && !posix) {
+        // Lenient aligned_alloc: C11 lets an implementation reject sizes that are not a
+        // multiple of the alignment (sanitizer allocators do, with EINVAL).
+        allowed = kEither;
+        if (n % al != 0 && e != Expect::kMustFail) lenient_any = true;
+      } else if (e == Expect::kMustFail && !be.strict()) {
+        allowed = kEither;
+      }
+    }
+    if (e == Expect::kSkip) {
+      ++ctr.skipped;
+      outcome("skipped (size neither sane nor impossible, over the attempt budget)");
+      return;
+    }
+    const bool zero_ok = n == 0 && e == Expect::kSucceed;  // size 0: NULL or a unique block
+
+    void* p = nullptr;
+    int err;
+    if (posix) {
+      void* const sentinel = reinterpret_cast<void*>(uintptr_t{0x5e471ae1});
+      void* out = sentinel;
+      const int rc = be.posix_memalign(&out, al, n);
+      err = rc;
+      if (rc != 0) {
+        if (out != sentinel && !(out == nullptr && !be.strict())) {
+          fail("%s returned %d but wrote %s to *memptr; it must be left untouched on failure", what, rc,
+               ptr(out).c_str());
+        }
+        if (lenient_any) {
+          outcome("failed (allowed for the system backend)", nullptr, nullptr, rc);
+          return;
+        }
+        null_result(e, rc, what, n, allowed);
+        return;
+      }
+      if (out == sentinel) fail("%s returned 0 but did not write *memptr", what);
+      p = out;
+      if (p == nullptr) {
+        if (zero_ok) {
+          outcome("ok (NULL for size 0)");
+          return;
+        }
+        fail("%s returned 0 with *memptr = NULL", what);
+      }
+    } else {
+      errno = 0;
+      p = be.aligned_alloc(al, n);
+      err = errno;
+      if (p == nullptr) {
+        if (zero_ok || lenient_any) {
+          outcome("NULL (allowed)", nullptr, nullptr, err);
+          return;
+        }
+        null_result(e, err, what, n, allowed);
+        return;
+      }
+    }
+    if (e == Expect::kMustFail && !lenient_any) {
+      fail("%s succeeded with %s; it must fail with %s", what, ptr(p).c_str(),
+           allowed.n == 1 && allowed.e[0] == EINVAL ? "EINVAL" : "ENOMEM/EINVAL");
+    }
+    adopt(op.slot, p, n, pow2 ? al : 0, posix ? OpKind::kPosixMemalign : OpKind::kAlignedAlloc, false, what);
+    outcome("ok", nullptr, p);
+  }
+
+  void op_usable(const Op& op) {
+    const Block& b = slots[op.slot];
+    if (!b.live) {
+      const size_t u = be.usable_size(nullptr);
+      if (be.strict() && u != 0) fail("usable_size(NULL) returned %zu, expected 0", u);
+      outcome("usable_size(NULL) = 0");
+      return;
+    }
+    const uint64_t u = be.usable_size(b.p);
+    if (u != b.usable) {
+      fail("usable_size(%s) is now %s but was %s when %s was allocated", ptr(b.p).c_str(), num(u).c_str(),
+           num(b.usable).c_str(), describe_block(op.slot).c_str());
+    }
+    outcome("ok");
+  }
+
+  void check_foreign_owns() {
+    if (!be.has_owns()) return;
+    int local = 0;
+    if (be.owns(nullptr)) fail("owns(NULL) is true");
+    if (be.owns(&local)) fail("owns(%s) is true for a stack address", ptr(&local).c_str());
+    if (be.owns(this)) fail("owns(%s) is true for a harness object in the system heap", ptr(this).c_str());
+    if (be.owns(reinterpret_cast<const void*>(&fail))) fail("owns() is true for a code address");
+  }
+
+  void check_heap(const char* when) {
+    if (!be.has_heap_check()) return;
+    std::string msg;
+    const int code = be.check_heap(&msg);
+    if (code != 0) fail("heap check failed %s: %s", when, msg.c_str());
+  }
+
+  void check_stats(const char* when) {
+    if (!be.has_stats()) return;
+    HeapStats s;
+    be.stats(&s);
+    auto diff = [](size_t now, size_t b) { return static_cast<uint64_t>(now - b); };
+    if (diff(s.live_blocks, base.live_blocks) != live_count) {
+      fail("stats %s: live_blocks is %zu (baseline %zu, so %" PRId64 " blocks of this run); the model has %" PRIu64
+           " live blocks",
+           when, s.live_blocks, base.live_blocks, static_cast<int64_t>(diff(s.live_blocks, base.live_blocks)),
+           live_count);
+    }
+    if (diff(s.requested_bytes, base.requested_bytes) != live_requested) {
+      fail("stats %s: requested_bytes is %zu (baseline %zu, so %" PRId64 " bytes of this run); the model has %" PRIu64,
+           when, s.requested_bytes, base.requested_bytes,
+           static_cast<int64_t>(diff(s.requested_bytes, base.requested_bytes)), live_requested);
+    }
+    if (diff(s.usable_bytes, base.usable_bytes) != live_usable) {
+      fail("stats %s: usable_bytes is %zu (baseline %zu, so %" PRId64
+           " bytes of this run); the model's sum of usable_size() is %" PRIu64,
+           when, s.usable_bytes, base.usable_bytes, static_cast<int64_t>(diff(s.usable_bytes, base.usable_bytes)),
+           live_usable);
+    }
+    // Self-consistency of the snapshot (tinymalloc.h field definitions).
+    if (s.small_live_blocks + s.medium_live_blocks + s.large_live_blocks != s.live_blocks) {
+      fail("stats %s: small %zu + medium %zu + large %zu live blocks != live_blocks %zu", when, s.small_live_blocks,
+           s.medium_live_blocks, s.large_live_blocks, s.live_blocks);
+    }
+    if (s.class_live_sum != s.small_live_blocks) {
+      fail("stats %s: sum of class_live_blocks %zu != small_live_blocks %zu", when, s.class_live_sum,
+           s.small_live_blocks);
+    }
+    if (s.usable_bytes < s.requested_bytes) {
+      fail("stats %s: usable_bytes %zu < requested_bytes %zu", when, s.usable_bytes, s.requested_bytes);
+    }
+    if (s.peak_requested_bytes < s.requested_bytes) {
+      fail("stats %s: peak_requested_bytes %zu < requested_bytes %zu", when, s.peak_requested_bytes,
+           s.requested_bytes);
+    }
+    if (s.peak_mapped_bytes < s.mapped_bytes) {
+      fail("stats %s: peak_mapped_bytes %zu < mapped_bytes %zu", when, s.peak_mapped_bytes, s.mapped_bytes);
+    }
+    if (s.committed_bytes > s.mapped_bytes) {
+      fail("stats %s: committed_bytes %zu > mapped_bytes %zu", when, s.committed_bytes, s.mapped_bytes);
+    }
+    if (s.medium_largest_free > s.medium_free_bytes || (s.medium_free_blocks == 0) != (s.medium_free_bytes == 0)) {
+      fail("stats %s: medium free space inconsistent: %zu blocks, %zu bytes, largest %zu", when,
+           s.medium_free_blocks, s.medium_free_bytes, s.medium_largest_free);
+    }
+  }
+
+  void close_oom_window(const char* when) {
+    if (!oom_active) return;
+    be.fail_os_after(-1);
+    oom_active = false;
+    oom_left = -1;
+    check_heap(when);
+    verify_all(when);
+  }
+
+  void exec(const Op& op) {
+    switch (op.kind) {
+      case OpKind::kMalloc: op_malloc(op); break;
+      case OpKind::kCalloc: op_calloc(op); break;
+      case OpKind::kRealloc: op_realloc(op); break;
+      case OpKind::kFree: op_free(op); break;
+      case OpKind::kAlignedAlloc: op_aligned(op, false); break;
+      case OpKind::kPosixMemalign: op_aligned(op, true); break;
+      case OpKind::kUsableSize: op_usable(op); break;
+      case OpKind::kCheckHeap:
+        verify_all("at check_heap");
+        check_heap("at check_heap");
+        check_foreign_owns();
+        outcome("ok");
+        break;
+      case OpKind::kRefill: {
+        Block& b = slots[op.slot];
+        if (!b.live) {
+          outcome("empty slot");
+          break;
+        }
+        verify_block(op.slot, "before refill");
+        b.zeroed = false;
+        b.seed = next_seed++;
+        fill_block(b, 0);
+        outcome("ok");
+        break;
+      }
+      case OpKind::kOomWindow:
+        if (!be.has_oom_injection()) {
+          outcome("no-op (backend has no failure injection)");
+          break;
+        }
+        be.fail_os_after(static_cast<long>(op.oom_successes()));
+        oom_active = true;
+        oom_left = static_cast<long>(op.oom_span());
+        outcome("armed");
+        return;  // the window starts with the next op
+      case OpKind::kFreeRange:
+        for (unsigned i = 0; i < op.range_count(); ++i) release(range_slot(op, i), "before free (free_range)");
+        outcome("ok");
+        break;
+      case OpKind::kAllocRange: {
+        const uint64_t n = resolve(op.size, op.slot);
+        for (unsigned i = 0; i < op.range_count(); ++i) {
+          const unsigned s = range_slot(op, i);
+          release(s, "before its slot was reused");
+          alloc_into(s, n);
+        }
+        if (*rec->outcome == '\0') outcome("ok");
+        break;
+      }
+      case OpKind::kSwap: {
+        if (op.slot == op.slot2) {
+          outcome("no-op");
+          break;
+        }
+        std::swap(slots[op.slot], slots[op.slot2]);
+        if (slots[op.slot].live) by_addr[reinterpret_cast<uintptr_t>(slots[op.slot].p)] = op.slot;
+        if (slots[op.slot2].live) by_addr[reinterpret_cast<uintptr_t>(slots[op.slot2].p)] = op.slot2;
+        outcome("ok");
+        break;
+      }
+      case OpKind::kReleaseCached:
+        be.release_cached();
+        check_heap("after release_cached");
+        verify_all("after release_cached");
+        outcome("ok");
+        break;
+      case OpKind::kTouchUsable: {
+        Block& b = slots[op.slot];
+        if (!b.live) {
+          outcome("empty slot");
+          break;
+        }
+        verify_block(op.slot, "before touch_usable");
+        const uint64_t old_len = b.fill_len;
+        b.fill_len = tail_limit(b.requested, b.usable);
+        fill_block(b, old_len <= kFullPatternMax && b.fill_len <= kFullPatternMax ? old_len : 0);
+        verify_neighbours(reinterpret_cast<uintptr_t>(b.p), b.extent(), "after writing a neighbour's usable tail");
+        outcome("ok");
+        break;
+      }
+      case OpKind::kPeek: {
+        Block& b = slots[op.slot];
+        if (!b.live || b.fill_len == 0) {
+          outcome("empty slot");
+          break;
+        }
+        const uint64_t window = b.fill_len < kEdge ? b.fill_len : kEdge;
+        const uint64_t off = op.offset % window;
+            const Pattern pat(b.zeroed, b.seed);
+        if (opt.self_test_poke) {
+          b.p[off] = static_cast<uint8_t>(~b.p[off]);  // the model is not told
+          outcome("POKED (self-test)");
+          break;
+        }
+        if (b.p[off] != pat.at(off)) {
+          fail("content of %s changed: %s", describe_block(op.slot).c_str(),
+               mismatch_detail(b, b.p, off, pat, b.fill_len).c_str());
+        }
+        outcome("ok");
+        break;
+      }
+    }
+    if (oom_active && op.kind != OpKind::kOomWindow && --oom_left <= 0) {
+      close_oom_window("when the OOM window closed");
+    }
+  }
+
+  // -- final --
+  void final_frees() {
+    in_final = true;
+    close_oom_window("at the end of the input");
+    verify_all("at the end of the input");
+    check_heap("at the end of the input, before the final frees");
+    std::vector<unsigned> order;
+    switch (prog->end_order()) {
+      case EndOrder::kSlotAscending:
+        for (unsigned s = 0; s < kSlots; ++s) order.push_back(s);
+        break;
+      case EndOrder::kSlotDescending:
+        for (unsigned s = kSlots; s-- > 0;) order.push_back(s);
+        break;
+      case EndOrder::kAddressAscending:
+        for (auto& [a, s] : by_addr) order.push_back(s);
+        break;
+      case EndOrder::kAddressDescending:
+        for (auto it = by_addr.rbegin(); it != by_addr.rend(); ++it) order.push_back(it->second);
+        break;
+    }
+    for (unsigned s : order) release(s, "at the final free");
+    check_heap("after the final frees");
+    if (be.has_stats()) {
+      HeapStats s;
+      be.stats(&s);
+      if (s.live_blocks != base.live_blocks || s.requested_bytes != base.requested_bytes ||
+          s.usable_bytes != base.usable_bytes) {
+        fail("leak: after freeing every block, stats say live_blocks %zu, requested_bytes %zu, usable_bytes %zu; "
+             "at the start of the input they were %zu, %zu, %zu",
+             s.live_blocks, s.requested_bytes, s.usable_bytes, base.live_blocks, base.requested_bytes,
+             base.usable_bytes);
+      }
+    }
+    check_stats("after the final frees");
+  }
+
+  void reset() {
+    for (auto& b : slots) b = Block{};
+    by_addr.clear();
+    live_count = live_requested = live_usable = live_virtual = 0;
+    next_seed = 1;
+    prev_size = 0;
+    oom_left = -1;
+    oom_active = false;
+    ring_n = 0;
+    in_final = false;
+    if (be.has_stats()) be.stats(&base);
+  }
+
+  std::string report(const std::string& what) const {
+    std::string r;
+    char buf[512];
+    const size_t total = prog->ops.size();
+    snprintf(buf, sizeof buf, "\n==== tinymalloc harness: FAILURE (target %s, backend %s, profile %s) ====\n",
+             opt.target.c_str(), be.name(), profile_name(opt.profile));
+    r += buf;
+    if (in_final) {
+      snprintf(buf, sizeof buf, "at: end of input, after op #%zu of %zu (final verification and frees)\n",
+               total ? total - 1 : 0, total);
+      r += buf;
+    } else {
+      const Op& op = prog->ops[cur];
+      snprintf(buf, sizeof buf, "at: op #%zu of %zu (input offset %u): %s\n", cur, total, op.pos,
+               format_op(op, cur).c_str());
+      r += buf;
+      if (!resolved.empty()) r += "    resolved: " + resolved + "\n";
+    }
+    r += "what: " + what + "\n";
+    if (be.has_heap_check()) {
+      std::string msg;
+      const int code = be.check_heap(&msg);
+      r += code == 0 ? std::string("heap check now: ok\n") : "heap check now: " + msg + "\n";
+    }
+    r += "recent ops (oldest first):\n";
+    const size_t first = ring_n > kRing ? ring_n - kRing : 0;
+    for (size_t i = first; i < ring_n; ++i) {
+      const Record& rc = ring[i % kRing];
+      std::string line = "  " + format_op(prog->ops[rc.index], rc.index);
+      if (rc.outcome && *rc.outcome) {
+        line += "  => ";
+        line += rc.outcome;
+        if (rc.before) line += " " + ptr(rc.before);
+        if (rc.after) line += std::string(rc.before ? " -> " : " ") + ptr(rc.after);
+        if (rc.err) line += " errno " + std::to_string(rc.err);
+      }
+      if (!in_final && rc.index == cur && i + 1 == ring_n) line += "   <== FAILED HERE";
+      r += line + "\n";
+    }
+    unsigned shown = 0;
+    std::string live;
+    for (auto& [a, s] : by_addr) {
+      if (shown++ < 12) live += "  " + describe_block(s) + "\n";
+    }
+    snprintf(buf, sizeof buf, "live blocks in the model (%" PRIu64 ", by address%s):\n", live_count,
+             live_count > 12 ? ", first 12" : "");
+    r += buf + live;
+    snprintf(buf, sizeof buf,
+             "reproduce: tools/tm-repro <input file> --target %s   (prints the full trace and replays it)\n"
+             "====\n",
+             opt.target.c_str());
+    r += buf;
+    return r;
+  }
+
+  void print_verbose(double ms) const {
+    if (!opt.verbose) return;
+    const Record& rc = *rec;
+    std::string line = format_op(prog->ops[rc.index], rc.index);
+    if (!resolved.empty()) line += "  {" + resolved + "}";
+    line += "  => ";
+    line += rc.outcome;
+    if (rc.before) line += " " + ptr(rc.before);
+    if (rc.after) line += std::string(rc.before ? " -> " : " ") + ptr(rc.after);
+    if (ms >= 1.0) line += "  (" + std::to_string(static_cast<long>(ms)) + " ms)";
+    fprintf(opt.out, "%s\n", line.c_str());
+  }
+};
+
+// ---- Interpreter -----------------------------------------------------------------------------------
+
+Interpreter::Interpreter(Backend& backend, Options options)
+    : backend_(backend), options_(std::move(options)), impl_(std::make_unique<Impl>(backend_, options_, counters_)) {}
+
+Interpreter::~Interpreter() = default;
+
+Result Interpreter::run(const Program& program) {
+  Impl& m = *impl_;
+  counters_ = Counters{};
+  m.prog = &program;
+  m.reset();
+  Result res;
+  try {
+    const unsigned every = options_.verify_every ? options_.verify_every : 16;
+    for (size_t i = 0; i < program.ops.size(); ++i) {
+      m.cur = i;
+      m.begin_record(i);
+      const auto t0 = options_.verbose ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+      m.exec(program.ops[i]);
+      ++counters_.ops;
+      const OpKind k = program.ops[i].kind;
+      const unsigned hc = options_.heap_check_every ? options_.heap_check_every : 1;
+      if (k != OpKind::kSwap && k != OpKind::kPeek && k != OpKind::kUsableSize && (i + 1) % hc == 0) {
+        m.check_heap(hc == 1 ? "after this op" : "at a periodic heap check");  // read-only ops cannot break it
+      }
+      m.check_stats("after this op");
+      if (program.paranoid() || (i + 1) % every == 0) m.verify_all("at a periodic full verification");
+      if (options_.verbose) {
+        m.print_verbose(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      }
+    }
+    m.final_frees();
+  } catch (Failure& f) {
+    if (m.oom_active) backend_.fail_os_after(-1);
+    m.oom_active = false;
+    res.ok = false;
+    res.op_index = m.in_final ? program.ops.size() : m.cur;
+    res.message = m.report(f.what);
+    if (options_.abort_on_failure) {
+      fputs(res.message.c_str(), options_.out);
+      fflush(options_.out);
+      abort();
+    }
+    if (options_.free_after_failure) {
+      for (unsigned s = 0; s < kSlots; ++s) {
+        Block& b = m.slots[s];
+        if (b.live) backend_.free(b.p);
+        b.live = false;
+      }
+      m.by_addr.clear();
+    }
+  }
+  m.prog = nullptr;
+  return res;
+}
+
+Options options_from_env(Profile profile, std::string_view target) {
+  Options o;
+  o.profile = profile;
+  o.target = std::string(target);
+  const char* st = getenv("TM_HARNESS_SELFTEST");
+  if (st != nullptr && strcmp(st, "poke") == 0) o.self_test_poke = true;
+  const char* v = getenv("TM_HARNESS_VERBOSE");
+  if (v != nullptr && *v && strcmp(v, "0") != 0) o.verbose = true;
+  if (const char* h = getenv("TM_HARNESS_HEAP_CHECK_EVERY")) {
+    const long n = strtol(h, nullptr, 10);
+    if (n > 0) o.heap_check_every = static_cast<unsigned>(n);
+  }
+  if (const char* f = getenv("TM_HARNESS_VERIFY_EVERY")) {
+    const long n = strtol(f, nullptr, 10);
+    if (n > 0) o.verify_every = static_cast<unsigned>(n);
+  }
+  return o;
+}
+
+}  // namespace tmh

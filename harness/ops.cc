@@ -1,0 +1,758 @@
+// Op format v1: decoder (total: any byte string decodes), canonical encoder, printer.
+// The format is specified in harness/FORMAT.md; keep the two in sync.
+#include <cinttypes>
+#include <cstring>
+
+#include "config.h"
+#include "size_class.h"
+#include "tm_harness.h"
+
+namespace tmh {
+
+namespace {
+
+constexpr uint64_t kSizeMax = UINT64_MAX;
+
+}  // namespace
+
+// ---- Tables (FORMAT.md "Tables") ---------------------------------------------------------
+
+const int64_t kSmallDeltas[8] = {0, +1, -1, +16, -16, +15, -15, +17};
+
+const int64_t kRelDeltas[32] = {0,    1,     -1,   15,   -15,  16,   -16,   17,
+                                -17,  32,    -32,  48,   240,  -240, 241,   -241,
+                                255,  -255,  256,  -256, 257,  -257, 272,   -272,
+                                4096, -4096, 8192, -8192, 65536, -65536, 1024, -1024};
+
+const uint64_t kThresholds[32] = {
+    1,
+    16,
+    17,
+    tmalloc::kSmallLinearMax,                       // 128: end of the 16-byte classes
+    tmalloc::kMediumMinBlock,                       // 256: smallest split remainder
+    tmalloc::kMediumMinBlock - 16,
+    tmalloc::kMediumMinBlock + 16,
+    1024,
+    4096,
+    tmalloc::kSmallMax,                             // 8192: small / medium
+    tmalloc::kSmallMax - 16,
+    tmalloc::kSmallMax + 16,
+    tmalloc::kSmallMax + tmalloc::kMediumMinBlock,
+    tmalloc::kSmallMax + tmalloc::kMediumMinBlock + 16,
+    16384,
+    tmalloc::kRunSize,                              // 64 KiB
+    tmalloc::kRunSize - 16,
+    2 * tmalloc::kRunSize,
+    tmalloc::kMediumMax / 2,
+    tmalloc::kMediumMax,                            // 512 KiB: medium / large
+    tmalloc::kMediumMax - 16,
+    tmalloc::kMediumMax - tmalloc::kMediumMinBlock - 16,
+    tmalloc::kMediumMax + 16,
+    uint64_t{1} << 20,
+    uint64_t{2} << 20,
+    tmalloc::kSegmentSize,                          // 4 MiB
+    tmalloc::kSegmentSize - tmalloc::kMediumHeaderSize,  // largest medium region payload area
+    tmalloc::kSegmentSize - tmalloc::kMediumHeaderSize - 16,
+    tmalloc::kSegmentSize - tmalloc::kLargeHeaderSize,
+    tmalloc::kSegmentSize + tmalloc::kPageSize,
+    uint64_t{8} << 20,
+    kSaneMax,
+};
+
+const uint64_t kHugeSizes[16] = {
+    kSizeMax,
+    kSizeMax - 1,
+    kSizeMax - 15,
+    kSizeMax - 16,
+    kSizeMax - 4095,
+    kSizeMax - (uint64_t{1} << 20) + 1,
+    kSizeMax - (uint64_t{1} << 30),
+    kSizeMax - (uint64_t{4} << 20),
+    kSizeMax / 2,
+    kSizeMax / 2 + 1,
+    uint64_t{1} << 62,
+    uint64_t{1} << 48,
+    uint64_t{1} << 47,
+    (uint64_t{1} << 47) + 1,
+    (uint64_t{1} << 47) + (uint64_t{4} << 20),
+    kSizeMax - (uint64_t{1} << 47),
+};
+
+namespace {
+
+const char* const kScaleNames[8] = {"", "*2", "/2", "*3/2", "*3/4", "*4", "/4", "*5/4"};
+
+// Profile alias tables. Opcodes 16..63 (48 values) and size categories 16..31.
+struct ProfileTables {
+  const char* name;
+  // Weights per canonical op (sum 48) -> alias table.
+  uint8_t op_weights[kCanonicalOpcodes];
+  SizeCat size_alias[16];
+};
+
+using C = SizeCat;
+const ProfileTables kProfiles[static_cast<int>(Profile::kCount)] = {
+    {"general",
+     // mal cal rea fre ali pos usa chk ref oom frr alr swp rel tou pee
+     {8, 3, 7, 8, 3, 2, 2, 2, 2, 1, 2, 2, 2, 1, 2, 1},
+     // Aliases favour small and medium sizes (cheap, most code paths); the canonical
+     // categories 0..15 keep every size class reachable.
+     {C::kTiny, C::kClass, C::kClass, C::kThreshold, C::kPow2, C::kLogSmall, C::kLogSmall,
+      C::kLogMedium, C::kLogMedium, C::kLogLarge, C::kMedium16, C::kRaw16, C::kRelative,
+      C::kRelative, C::kSameAsPrev, C::kHuge}},
+    {"realloc",
+     {6, 2, 20, 5, 1, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1},
+     {C::kRelative, C::kRelative, C::kRelative, C::kRelative, C::kRelative, C::kRelative,
+      C::kRelative, C::kRelative, C::kThreshold, C::kClass, C::kPow2, C::kLogSmall, C::kLogMedium,
+      C::kLogLarge, C::kSameAsPrev, C::kHuge}},
+    {"split_coalesce",
+     {12, 1, 4, 12, 1, 0, 1, 2, 1, 1, 5, 4, 2, 1, 1, 0},
+     {C::kLogMedium, C::kLogMedium, C::kLogMedium, C::kLogMedium, C::kMedium16, C::kMedium16,
+      C::kMedium16, C::kRelative, C::kRelative, C::kRelative, C::kRelative, C::kThreshold,
+      C::kSameAsPrev, C::kSameAsPrev, C::kClass, C::kLogSmall}},
+    {"aligned",
+     {4, 1, 4, 8, 13, 10, 2, 1, 1, 1, 1, 0, 1, 0, 1, 0},
+     {C::kClass, C::kPow2, C::kPow2, C::kPow2, C::kTiny, C::kThreshold, C::kThreshold,
+      C::kLogSmall, C::kLogSmall, C::kLogMedium, C::kLogMedium, C::kLogLarge, C::kRelative,
+      C::kHuge, C::kMedium16, C::kSameAsPrev}},
+};
+
+struct OpAliasTables {
+  OpKind table[static_cast<int>(Profile::kCount)][kOpcodeSpace - kCanonicalOpcodes];
+  OpAliasTables() {
+    for (int p = 0; p < static_cast<int>(Profile::kCount); ++p) {
+      unsigned n = 0;
+      for (unsigned op = 0; op < kCanonicalOpcodes; ++op) {
+        for (unsigned w = 0; w < kProfiles[p].op_weights[op]; ++w) {
+          if (n < kOpcodeSpace - kCanonicalOpcodes) table[p][n++] = static_cast<OpKind>(op);
+        }
+      }
+      // Weights sum to 48; pad defensively with malloc.
+      while (n < kOpcodeSpace - kCanonicalOpcodes) table[p][n++] = OpKind::kMalloc;
+    }
+  }
+};
+const OpAliasTables& op_alias() {
+  static const OpAliasTables t;
+  return t;
+}
+
+unsigned size_arg_count(SizeCat c) {
+  switch (c) {
+    case C::kTiny: case C::kClass: case C::kThreshold: case C::kPow2: case C::kHuge:
+    case C::kSameAsPrev:
+      return 1;
+    case C::kMedium16: case C::kRaw16: case C::kRelative:
+      return 2;
+    case C::kLogSmall: case C::kLogMedium: case C::kRaw24: case C::kBig:
+      return 3;
+    case C::kLogLarge: case C::kLogAny:
+      return 4;
+    case C::kRaw64:
+      return 8;
+  }
+  return 0;
+}
+
+uint64_t add_delta(uint64_t base, int64_t delta) {
+  if (delta < 0) {
+    const uint64_t d = static_cast<uint64_t>(-delta);
+    return base > d ? base - d : 0;
+  }
+  const uint64_t d = static_cast<uint64_t>(delta);
+  return base > kSizeMax - d ? kSizeMax : base + d;
+}
+
+uint64_t le(const uint8_t* a, unsigned n) {
+  uint64_t v = 0;
+  for (unsigned i = 0; i < n; ++i) v |= uint64_t{a[i]} << (8 * i);
+  return v;
+}
+
+struct Reader {
+  const uint8_t* data;
+  size_t size;
+  size_t pos;
+  uint8_t byte() { return pos < size ? data[pos++] : (pos++, uint8_t{0}); }
+};
+
+SizeExpr read_size(Reader& r, Profile profile) {
+  SizeExpr s;
+  const uint8_t sel = r.byte();
+  const unsigned c = sel & 31u;
+  s.cat = c < 16 ? static_cast<SizeCat>(c) : kProfiles[static_cast<int>(profile)].size_alias[c - 16];
+  s.param = static_cast<uint8_t>(sel >> 5);
+  const unsigned n = size_arg_count(s.cat);
+  for (unsigned i = 0; i < n; ++i) s.args[i] = r.byte();
+  return s;
+}
+
+void write_size(const SizeExpr& s, std::vector<uint8_t>& out) {
+  out.push_back(static_cast<uint8_t>(static_cast<unsigned>(s.cat) | (s.param & 7u) << 5));
+  const unsigned n = size_arg_count(s.cat);
+  for (unsigned i = 0; i < n; ++i) out.push_back(s.args[i]);
+}
+
+std::string u64(uint64_t v) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%" PRIu64, v);
+  return buf;
+}
+
+std::string signed_delta(int64_t d) {
+  if (d == 0) return "";
+  char buf[32];
+  snprintf(buf, sizeof buf, "%+" PRId64, d);
+  return buf;
+}
+
+std::string human(uint64_t v) {
+  if (v >= kImpossibleMin) {
+    char buf[48];
+    snprintf(buf, sizeof buf, "0x%" PRIx64, v);
+    return buf;
+  }
+  return u64(v);
+}
+
+}  // namespace
+
+const char* scale_name(unsigned scale_index) { return kScaleNames[scale_index & 7]; }
+
+const char* profile_name(Profile p) {
+  return static_cast<int>(p) < static_cast<int>(Profile::kCount) ? kProfiles[static_cast<int>(p)].name
+                                                                  : "?";
+}
+
+bool profile_from_name(std::string_view name, Profile* out) {
+  if (name == "heap_ops" || name == "general") {
+    *out = Profile::kGeneral;
+    return true;
+  }
+  for (int p = 1; p < static_cast<int>(Profile::kCount); ++p) {
+    if (name == kProfiles[p].name) {
+      *out = static_cast<Profile>(p);
+      return true;
+    }
+  }
+  return false;
+}
+
+const char* op_name(OpKind k) {
+  static const char* const names[kCanonicalOpcodes] = {
+      "malloc",     "calloc",   "realloc",    "free",       "aligned_alloc", "posix_memalign",
+      "usable_size", "check_heap", "refill",  "oom_window", "free_range",    "alloc_range",
+      "swap",       "release_cached", "touch_usable", "peek"};
+  const unsigned i = static_cast<unsigned>(k);
+  return i < kCanonicalOpcodes ? names[i] : "?";
+}
+
+const char* size_cat_name(SizeCat c) {
+  static const char* const names[16] = {"tiny",   "class",   "threshold", "pow2",  "log-small",
+                                        "log-medium", "log-large", "log-any", "medium16", "raw16",
+                                        "raw24",  "huge",    "big",       "relative", "raw64",
+                                        "same-as-prev"};
+  return names[static_cast<unsigned>(c) & 15];
+}
+
+uint64_t align_value(uint8_t a) {
+  static const uint64_t nonpow2[8] = {3, 24, 48, 80, 1000, 4097, 3u << 20, kSizeMax};
+  static const uint64_t overmax[8] = {uint64_t{1} << 31, uint64_t{1} << 32, uint64_t{1} << 33,
+                                      uint64_t{1} << 40, uint64_t{1} << 47, uint64_t{1} << 48,
+                                      uint64_t{1} << 62, uint64_t{1} << 63};
+  static const uint64_t common[16] = {16,   32,   64,    128,   256, 512, 1024, 2048,
+                                      4096, 8192, 16384, 65536, 16,    64,  8,   4};
+  if (a < 31) return uint64_t{1} << a;
+  if (a == 31) return 0;
+  if (a < 40) return nonpow2[a - 32];
+  if (a < 48) return overmax[a - 40];
+  return common[a & 15];
+}
+
+int align_byte_for(uint64_t v) {
+  for (int a = 0; a < 64; ++a) {
+    if (align_value(static_cast<uint8_t>(a)) == v) return a;
+  }
+  return -1;
+}
+
+uint64_t count_value(uint8_t c) {
+  const unsigned k = c & 63u;
+  switch (c >> 6) {
+    case 0: return k;
+    case 1: return uint64_t{1} << k;
+    case 2: return kSizeMax / (k + 1);
+    default: return kSizeMax >> k;
+  }
+}
+
+// ---- SizeExpr ------------------------------------------------------------------------------
+
+SizeExpr SizeExpr::exact(uint64_t n) {
+  SizeExpr s;
+  if (n <= 64) {
+    s.cat = C::kTiny;
+    s.args[0] = static_cast<uint8_t>(n);
+  } else if (n < (uint64_t{1} << 16)) {
+    s.cat = C::kRaw16;
+    for (int i = 0; i < 2; ++i) s.args[i] = static_cast<uint8_t>(n >> (8 * i));
+  } else if (n < (uint64_t{1} << 24)) {
+    s.cat = C::kRaw24;
+    for (int i = 0; i < 3; ++i) s.args[i] = static_cast<uint8_t>(n >> (8 * i));
+  } else {
+    s.cat = C::kRaw64;
+    for (int i = 0; i < 8; ++i) s.args[i] = static_cast<uint8_t>(n >> (8 * i));
+  }
+  return s;
+}
+
+SizeExpr SizeExpr::cls(unsigned class_index, unsigned delta_index) {
+  SizeExpr s;
+  s.cat = C::kClass;
+  s.param = static_cast<uint8_t>(delta_index & 7);
+  s.args[0] = static_cast<uint8_t>(class_index % tmalloc::kSmallClassCount);
+  return s;
+}
+
+SizeExpr SizeExpr::pow2(unsigned k, unsigned delta_index) {
+  SizeExpr s;
+  s.cat = C::kPow2;
+  s.param = static_cast<uint8_t>(delta_index & 7);
+  s.args[0] = static_cast<uint8_t>(k % 27);
+  return s;
+}
+
+SizeExpr SizeExpr::threshold(unsigned index, unsigned delta_index) {
+  SizeExpr s;
+  s.cat = C::kThreshold;
+  s.param = static_cast<uint8_t>(delta_index & 7);
+  s.args[0] = static_cast<uint8_t>(index % 32);
+  return s;
+}
+
+SizeExpr SizeExpr::huge(unsigned index) {
+  SizeExpr s;
+  s.cat = C::kHuge;
+  s.args[0] = static_cast<uint8_t>(index % 16);
+  return s;
+}
+
+SizeExpr SizeExpr::relative(unsigned slot, bool usable, unsigned scale_index, unsigned delta_index,
+                            bool own_slot) {
+  SizeExpr s;
+  s.cat = C::kRelative;
+  s.param = static_cast<uint8_t>(scale_index & 7);
+  s.args[0] = static_cast<uint8_t>((slot % kSlots) | (usable ? 64u : 0u) | (own_slot ? 128u : 0u));
+  s.args[1] = static_cast<uint8_t>(delta_index % 32);
+  return s;
+}
+
+SizeExpr SizeExpr::same_as_prev(unsigned scale_index, unsigned delta_index) {
+  SizeExpr s;
+  s.cat = C::kSameAsPrev;
+  s.param = static_cast<uint8_t>(scale_index & 7);
+  s.args[0] = static_cast<uint8_t>(delta_index % 32);
+  return s;
+}
+
+uint64_t SizeExpr::static_value() const {
+  const int64_t delta = kSmallDeltas[param & 7];
+  switch (cat) {
+    case C::kTiny:
+      return args[0] % 65u;
+    case C::kClass:
+      return add_delta(tmalloc::class_size(args[0] % tmalloc::kSmallClassCount), delta);
+    case C::kThreshold:
+      return add_delta(kThresholds[args[0] % 32u], delta);
+    case C::kPow2:
+      return add_delta(uint64_t{1} << (args[0] % 27u), delta);
+    case C::kLogSmall: {
+      const unsigned lg = 4 + args[0] % 9u;
+      return (uint64_t{1} << lg) + ((le(args + 1, 2) << lg) >> 16);
+    }
+    case C::kLogMedium: {
+      const unsigned lg = 13 + args[0] % 6u;
+      return (uint64_t{1} << lg) + ((le(args + 1, 2) << lg) >> 16);
+    }
+    case C::kLogLarge: {
+      const unsigned lg = 19 + args[0] % 5u;
+      return (uint64_t{1} << lg) + ((le(args + 1, 3) << lg) >> 24);
+    }
+    case C::kLogAny: {
+      const unsigned lg = args[0] % 24u;
+      return (uint64_t{1} << lg) + ((le(args + 1, 3) << lg) >> 24);
+    }
+    case C::kMedium16:
+      return add_delta(tmalloc::kSmallMax + 16 * (le(args, 2) % 32257u), delta);
+    case C::kRaw16:
+      return le(args, 2);
+    case C::kRaw24:
+      return le(args, 3);
+    case C::kHuge:
+      return kHugeSizes[args[0] % 16u];
+    case C::kBig:
+      return add_delta((uint64_t{64} << 20 << (args[0] % 5u)) + (le(args + 1, 2) << 12), delta);
+    case C::kRaw64:
+      return le(args, 8);
+    case C::kRelative:
+    case C::kSameAsPrev:
+      return 0;
+  }
+  return 0;
+}
+
+std::string SizeExpr::describe() const {
+  const int64_t delta = kSmallDeltas[param & 7];
+  switch (cat) {
+    case C::kRelative: {
+      std::string s = (args[0] & 64) ? "usable(" : "size(";
+      s += (args[0] & 128) ? std::string("own slot") : "slot " + std::to_string(args[0] & 63);
+      s += ")";
+      s += scale_name(param);
+      s += signed_delta(kRelDeltas[args[1] % 32]);
+      return s;
+    }
+    case C::kSameAsPrev:
+      return std::string("prev") + scale_name(param) + signed_delta(kRelDeltas[args[0] % 32]);
+    default:
+      break;
+  }
+  std::string s = human(static_value());
+  switch (cat) {
+    case C::kClass:
+      s += " (class " + std::to_string(args[0] % tmalloc::kSmallClassCount) + " size " +
+           u64(tmalloc::class_size(args[0] % tmalloc::kSmallClassCount)) + signed_delta(delta) + ")";
+      break;
+    case C::kThreshold:
+      s += " (" + u64(kThresholds[args[0] % 32u]) + signed_delta(delta) + ")";
+      break;
+    case C::kPow2:
+      s += " (2^" + std::to_string(args[0] % 27u) + signed_delta(delta) + ")";
+      break;
+    case C::kHuge:
+      if (static_value() == kSizeMax) s += " (SIZE_MAX)";
+      else if (static_value() == kSizeMax / 2) s += " (SIZE_MAX/2)";
+      break;
+    case C::kBig:
+      s += " (big: may fail)";
+      break;
+    default:
+      break;
+  }
+  return s;
+}
+
+// ---- Op constructors -----------------------------------------------------------------------
+
+namespace {
+Op make(OpKind k, unsigned slot) {
+  Op op;
+  op.kind = k;
+  op.opcode = static_cast<uint8_t>(k);
+  op.slot = static_cast<uint8_t>(slot % kSlots);
+  return op;
+}
+uint8_t align_byte_or_die(uint64_t a) {
+  const int b = align_byte_for(a);
+  if (b < 0) {
+    fprintf(stderr, "tm_harness: alignment %" PRIu64 " is not encodable (see FORMAT.md)\n", a);
+    abort();
+  }
+  return static_cast<uint8_t>(b);
+}
+}  // namespace
+
+Op Op::malloc(unsigned slot, SizeExpr s) { Op op = make(OpKind::kMalloc, slot); op.size = s; return op; }
+Op Op::calloc(unsigned slot, uint8_t count_byte, SizeExpr s) {
+  Op op = make(OpKind::kCalloc, slot);
+  op.count = count_byte;
+  op.size = s;
+  return op;
+}
+Op Op::realloc(unsigned slot, SizeExpr s) { Op op = make(OpKind::kRealloc, slot); op.size = s; return op; }
+Op Op::free(unsigned slot) { return make(OpKind::kFree, slot); }
+Op Op::aligned_alloc(unsigned slot, uint64_t alignment, SizeExpr s) {
+  Op op = make(OpKind::kAlignedAlloc, slot);
+  op.align = align_byte_or_die(alignment);
+  op.size = s;
+  return op;
+}
+Op Op::posix_memalign(unsigned slot, uint64_t alignment, SizeExpr s) {
+  Op op = make(OpKind::kPosixMemalign, slot);
+  op.align = align_byte_or_die(alignment);
+  op.size = s;
+  return op;
+}
+Op Op::usable_size(unsigned slot) { return make(OpKind::kUsableSize, slot); }
+Op Op::check_heap() { return make(OpKind::kCheckHeap, 0); }
+Op Op::refill(unsigned slot) { return make(OpKind::kRefill, slot); }
+Op Op::oom_window(unsigned successful_maps, unsigned span) {
+  Op op = make(OpKind::kOomWindow, 0);
+  const unsigned sp = span < 1 ? 1 : (span > 32 ? 32 : span);
+  op.arg = static_cast<uint8_t>((successful_maps & 7u) | ((sp - 1) << 3));
+  return op;
+}
+Op Op::free_range(unsigned first, unsigned count, unsigned step, bool reverse) {
+  Op op = make(OpKind::kFreeRange, first);
+  op.count = static_cast<uint8_t>((count < 1 ? 1 : count) - 1);
+  op.arg = static_cast<uint8_t>(((step < 1 ? 1 : step) - 1) % 16u | (reverse ? 16u : 0u));
+  return op;
+}
+Op Op::alloc_range(unsigned first, unsigned count, SizeExpr s) {
+  Op op = make(OpKind::kAllocRange, first);
+  op.count = static_cast<uint8_t>((count < 1 ? 1 : count) - 1);
+  op.size = s;
+  return op;
+}
+Op Op::swap(unsigned a, unsigned b) {
+  Op op = make(OpKind::kSwap, a);
+  op.slot2 = static_cast<uint8_t>(b % kSlots);
+  return op;
+}
+Op Op::release_cached() { return make(OpKind::kReleaseCached, 0); }
+Op Op::touch_usable(unsigned slot) { return make(OpKind::kTouchUsable, slot); }
+Op Op::peek(unsigned slot, uint16_t offset) {
+  Op op = make(OpKind::kPeek, slot);
+  op.offset = offset;
+  return op;
+}
+
+unsigned range_slot(const Op& op, unsigned i) {
+  if (op.kind != OpKind::kFreeRange) return (op.slot + i) % kSlots;
+  const unsigned d = (i * op.range_step()) % kSlots;
+  return op.range_reverse() ? (op.slot + kSlots - d) % kSlots : (op.slot + d) % kSlots;
+}
+
+// ---- Decode / encode -------------------------------------------------------------------------
+
+Program decode(const uint8_t* data, size_t size, Profile profile) {
+  if (static_cast<int>(profile) >= static_cast<int>(Profile::kCount)) profile = Profile::kGeneral;
+  Program p;
+  p.input_size = size;
+  p.header = size > 0 ? data[0] : 0;
+  Reader r{data, size, 1};
+  const auto& alias = op_alias().table[static_cast<int>(profile)];
+  while (r.pos < size && p.ops.size() < kMaxOps) {
+    Op op;
+    op.pos = static_cast<uint32_t>(r.pos);
+    op.opcode = r.byte();
+    const unsigned c = op.opcode & (kOpcodeSpace - 1);
+    op.kind = c < kCanonicalOpcodes ? static_cast<OpKind>(c) : alias[c - kCanonicalOpcodes];
+    switch (op.kind) {
+      case OpKind::kMalloc:
+      case OpKind::kRealloc:
+        op.slot = r.byte() % kSlots;
+        op.size = read_size(r, profile);
+        break;
+      case OpKind::kCalloc:
+        op.slot = r.byte() % kSlots;
+        op.count = r.byte();
+        op.size = read_size(r, profile);
+        break;
+      case OpKind::kAlignedAlloc:
+      case OpKind::kPosixMemalign:
+        op.slot = r.byte() % kSlots;
+        op.align = r.byte();
+        op.size = read_size(r, profile);
+        break;
+      case OpKind::kFree:
+      case OpKind::kUsableSize:
+      case OpKind::kRefill:
+      case OpKind::kTouchUsable:
+        op.slot = r.byte() % kSlots;
+        break;
+      case OpKind::kCheckHeap:
+      case OpKind::kReleaseCached:
+        break;
+      case OpKind::kOomWindow:
+        op.arg = r.byte();
+        break;
+      case OpKind::kFreeRange:
+        op.slot = r.byte() % kSlots;
+        op.count = r.byte();
+        op.arg = r.byte();
+        break;
+      case OpKind::kAllocRange:
+        op.slot = r.byte() % kSlots;
+        op.count = r.byte();
+        op.size = read_size(r, profile);
+        break;
+      case OpKind::kSwap:
+        op.slot = r.byte() % kSlots;
+        op.slot2 = r.byte() % kSlots;
+        break;
+      case OpKind::kPeek: {
+        op.slot = r.byte() % kSlots;
+        const uint8_t lo = r.byte();
+        const uint8_t hi = r.byte();
+        op.offset = static_cast<uint16_t>(lo | hi << 8);
+        break;
+      }
+    }
+    p.ops.push_back(op);
+  }
+  return p;
+}
+
+void encode_op(const Op& op, std::vector<uint8_t>& out) {
+  out.push_back(static_cast<uint8_t>(op.kind));
+  switch (op.kind) {
+    case OpKind::kMalloc:
+    case OpKind::kRealloc:
+      out.push_back(op.slot);
+      write_size(op.size, out);
+      break;
+    case OpKind::kCalloc:
+      out.push_back(op.slot);
+      out.push_back(op.count);
+      write_size(op.size, out);
+      break;
+    case OpKind::kAlignedAlloc:
+    case OpKind::kPosixMemalign:
+      out.push_back(op.slot);
+      out.push_back(op.align);
+      write_size(op.size, out);
+      break;
+    case OpKind::kFree:
+    case OpKind::kUsableSize:
+    case OpKind::kRefill:
+    case OpKind::kTouchUsable:
+      out.push_back(op.slot);
+      break;
+    case OpKind::kCheckHeap:
+    case OpKind::kReleaseCached:
+      break;
+    case OpKind::kOomWindow:
+      out.push_back(op.arg);
+      break;
+    case OpKind::kFreeRange:
+      out.push_back(op.slot);
+      out.push_back(op.count);
+      out.push_back(op.arg);
+      break;
+    case OpKind::kAllocRange:
+      out.push_back(op.slot);
+      out.push_back(op.count);
+      write_size(op.size, out);
+      break;
+    case OpKind::kSwap:
+      out.push_back(op.slot);
+      out.push_back(op.slot2);
+      break;
+    case OpKind::kPeek:
+      out.push_back(op.slot);
+      out.push_back(static_cast<uint8_t>(op.offset));
+      out.push_back(static_cast<uint8_t>(op.offset >> 8));
+      break;
+  }
+}
+
+std::vector<uint8_t> encode(const Program& p) {
+  std::vector<uint8_t> out;
+  out.push_back(p.header);
+  for (const Op& op : p.ops) encode_op(op, out);
+  return out;
+}
+
+// ---- Printing ----------------------------------------------------------------------------------
+
+namespace {
+
+std::string align_desc(uint8_t a) {
+  const uint64_t v = align_value(a);
+  std::string s = human(v);
+  if (v == 0 || (v & (v - 1)) != 0) s += " (not a power of two)";
+  else if (v > (uint64_t{1} << 30)) s += " (> TM_MAX_ALIGNMENT)";
+  return s;
+}
+
+std::string count_desc(uint8_t c) {
+  const uint64_t v = count_value(c);
+  return human(v);
+}
+
+}  // namespace
+
+std::string format_op(const Op& op, size_t index) {
+  std::string s = "#" + std::to_string(index) + " " + op_name(op.kind);
+  const std::string slot = " slot " + std::to_string(op.slot);
+  switch (op.kind) {
+    case OpKind::kMalloc:
+      s += slot + " <- " + op.size.describe() + " bytes";
+      break;
+    case OpKind::kCalloc:
+      s += slot + " <- " + count_desc(op.count) + " x " + op.size.describe() + " bytes";
+      break;
+    case OpKind::kRealloc:
+      s += slot + " -> " + op.size.describe() + " bytes";
+      break;
+    case OpKind::kAlignedAlloc:
+    case OpKind::kPosixMemalign:
+      s += slot + " <- " + op.size.describe() + " bytes, align " + align_desc(op.align);
+      break;
+    case OpKind::kFree:
+    case OpKind::kUsableSize:
+    case OpKind::kRefill:
+    case OpKind::kTouchUsable:
+      s += slot;
+      break;
+    case OpKind::kCheckHeap:
+    case OpKind::kReleaseCached:
+      break;
+    case OpKind::kOomWindow:
+      s += ": OS maps fail after " + std::to_string(op.oom_successes()) + " more, for the next " +
+           std::to_string(op.oom_span()) + " ops";
+      break;
+    case OpKind::kFreeRange:
+    case OpKind::kAllocRange: {
+      s += " slots";
+      const unsigned n = op.range_count();
+      for (unsigned i = 0; i < n; ++i) {
+        if (i == 12 && n > 14) {
+          s += " ... (" + std::to_string(n) + " slots)";
+          break;
+        }
+        s += (i ? "," : " ") + std::to_string(range_slot(op, i));
+      }
+      if (op.kind == OpKind::kAllocRange) s += " <- " + op.size.describe() + " bytes each";
+      break;
+    }
+    case OpKind::kSwap:
+      s += slot + " <-> slot " + std::to_string(op.slot2);
+      break;
+    case OpKind::kPeek:
+      s += slot + " byte " + std::to_string(op.offset);
+      break;
+  }
+  if (op.opcode != static_cast<uint8_t>(op.kind)) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "  [opcode 0x%02x]", op.opcode);
+    s += buf;
+  }
+  return s;
+}
+
+std::string format_program(const Program& p, Profile profile) {
+  std::string s;
+  char buf[256];
+  std::string flags;
+  if (p.paranoid()) flags += " paranoid";
+  if (p.fill_usable()) flags += " fill-usable";
+  static const char* const orders[4] = {"slot-ascending", "slot-descending", "address-ascending",
+                                        "address-descending"};
+  snprintf(buf, sizeof buf,
+           "tinymalloc harness trace: format v%u%s (header 0x%02x), profile %s, %zu ops, %zu bytes; "
+           "flags:%s; final frees %s\n",
+           static_cast<unsigned>(kFormatVersion),
+           p.version() > kFormatVersion ? " (newer version nibble decoded as v1)" : "", p.header,
+           profile_name(profile), p.ops.size(), p.input_size, flags.empty() ? " none" : flags.c_str(),
+           orders[static_cast<int>(p.end_order())]);
+  s += buf;
+  for (size_t i = 0; i < p.ops.size(); ++i) {
+    s += format_op(p.ops[i], i);
+    s += '\n';
+  }
+  return s;
+}
+
+}  // namespace tmh

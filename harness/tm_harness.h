@@ -1,0 +1,324 @@
+// tinymalloc verification harness: one engine shared by the fuzz targets, the property
+// tests and the tools.
+//
+//   Program  = a decoded sequence of operations (see harness/FORMAT.md for the byte format:
+//              any byte string decodes, nothing is rejected as malformed).
+//   Backend  = the allocator under test: "tm" (tinymalloc's tm_* API, with heap-check,
+//              stats and ownership checks) or "system" (the process's malloc, so
+//              LD_PRELOAD=other.so puts any allocator under the same checks).
+//   Interpreter = runs a Program against a Backend and a shadow heap (the reference model),
+//              checks every result, and reports the first difference with the trace position.
+//
+// No gtest / RapidCheck dependency: this library links into libFuzzer targets.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tmh {
+
+// ---- Format constants ------------------------------------------------------------------
+
+inline constexpr uint8_t kFormatVersion = 1;
+inline constexpr size_t kSlots = 64;                // slot table size (slot byte % 64)
+inline constexpr unsigned kCanonicalOpcodes = 16;   // v1 opcodes 0..15
+inline constexpr unsigned kOpcodeSpace = 64;        // opcode byte & 63
+inline constexpr size_t kMaxOps = 1 << 16;          // decoding stops after this many ops
+
+// Header flag bits (low nibble of the first byte).
+inline constexpr uint8_t kFlagParanoid = 1;    // verify every live block after every op
+inline constexpr uint8_t kFlagFillUsable = 2;  // fill every block up to its usable size
+inline constexpr uint8_t kFlagEndOrderShift = 2;  // bits 2-3: order of the final frees
+enum class EndOrder : uint8_t { kSlotAscending = 0, kSlotDescending = 1, kAddressAscending = 2, kAddressDescending = 3 };
+
+// Size outcome classes (see FORMAT.md "Expected outcomes").
+inline constexpr uint64_t kSaneMax = uint64_t{64} << 20;     // <= 64 MiB: must succeed
+inline constexpr uint64_t kImpossibleMin = uint64_t{1} << 47;  // >= 128 TiB: NULL + ENOMEM
+
+// Decoding profiles: targets that bias the op / size mix. Canonical opcodes and size
+// categories (the ones the encoder writes) decode the same in every profile; only the
+// alias ranges (opcodes 16..63, size categories 16..31) differ.
+enum class Profile : uint8_t { kGeneral = 0, kRealloc, kSplitCoalesce, kAligned, kCount };
+const char* profile_name(Profile p);
+// Target or profile name -> profile ("heap_ops", "general", "realloc", "split_coalesce",
+// "aligned"). Returns false for an unknown name.
+bool profile_from_name(std::string_view name, Profile* out);
+
+enum class OpKind : uint8_t {
+  kMalloc = 0,
+  kCalloc = 1,
+  kRealloc = 2,
+  kFree = 3,
+  kAlignedAlloc = 4,
+  kPosixMemalign = 5,
+  kUsableSize = 6,
+  kCheckHeap = 7,
+  kRefill = 8,
+  kOomWindow = 9,
+  kFreeRange = 10,
+  kAllocRange = 11,
+  kSwap = 12,
+  kReleaseCached = 13,
+  kTouchUsable = 14,
+  kPeek = 15,
+};
+const char* op_name(OpKind k);
+
+enum class SizeCat : uint8_t {
+  kTiny = 0,        // 0..64
+  kClass = 1,       // small class size +- delta
+  kThreshold = 2,   // tier / geometry thresholds +- delta
+  kPow2 = 3,        // 2^k +- delta, k <= 26
+  kLogSmall = 4,    // log-uniform [16, 8192)
+  kLogMedium = 5,   // log-uniform [8192, 512 KiB)
+  kLogLarge = 6,    // log-uniform [512 KiB, 16 MiB)
+  kLogAny = 7,      // log-uniform [1, 16 MiB)
+  kMedium16 = 8,    // 8192 + 16*k (+- delta): exact medium payloads
+  kRaw16 = 9,       // 16-bit little endian
+  kRaw24 = 10,      // 24-bit little endian
+  kHuge = 11,       // impossible sizes (SIZE_MAX, SIZE_MAX/2, > 2^47 ...)
+  kBig = 12,        // 64 MiB .. 1 GiB+: may succeed or fail with ENOMEM
+  kRelative = 13,   // (requested or usable size of a slot) * scale + delta; dynamic
+  kRaw64 = 14,      // 64-bit little endian
+  kSameAsPrev = 15, // previous op's size * scale + delta; dynamic
+};
+const char* size_cat_name(SizeCat c);
+
+// A size operand exactly as encoded: category, 3 parameter bits and argument bytes.
+struct SizeExpr {
+  SizeCat cat = SizeCat::kRaw64;
+  uint8_t param = 0;  // selector >> 5
+  uint8_t args[8] = {};
+
+  static SizeExpr exact(uint64_t n);  // shortest raw form
+  static SizeExpr cls(unsigned class_index, unsigned delta_index = 0);
+  static SizeExpr pow2(unsigned k, unsigned delta_index = 0);
+  static SizeExpr threshold(unsigned index, unsigned delta_index = 0);
+  static SizeExpr huge(unsigned index);
+  // Size of slot `slot` (its usable size when `usable`), scaled, plus a delta from
+  // kRelDeltas; own_slot: the base is the op's own slot.
+  static SizeExpr relative(unsigned slot, bool usable, unsigned scale_index, unsigned delta_index,
+                           bool own_slot = false);
+  static SizeExpr same_as_prev(unsigned scale_index, unsigned delta_index);
+
+  bool is_dynamic() const { return cat == SizeCat::kRelative || cat == SizeCat::kSameAsPrev; }
+  // Value of a static size (undefined for dynamic ones).
+  uint64_t static_value() const;
+  // Human-readable: "8193" or "usable(slot 3)/2-256".
+  std::string describe() const;
+};
+
+// Tables referenced by the format (FORMAT.md lists them).
+extern const int64_t kSmallDeltas[8];
+extern const int64_t kRelDeltas[32];
+extern const uint64_t kThresholds[32];
+extern const uint64_t kHugeSizes[16];
+const char* scale_name(unsigned scale_index);  // "", "*2", "/2", "*3/2", ...
+
+// Alignment operand: value table indexed by the byte (FORMAT.md).
+uint64_t align_value(uint8_t a);
+// Byte that encodes alignment value v, or -1 when v is not in the table.
+int align_byte_for(uint64_t v);
+// calloc count operand.
+uint64_t count_value(uint8_t c);
+
+struct Op {
+  OpKind kind = OpKind::kMalloc;
+  uint8_t opcode = 0;  // byte as read (aliases keep their raw value for printing)
+  uint8_t slot = 0;    // slot operand (already % kSlots)
+  uint8_t slot2 = 0;   // swap: second slot
+  uint8_t align = 0;   // aligned ops: alignment byte
+  uint8_t count = 0;   // calloc: count byte; free/alloc range: count byte
+  uint8_t arg = 0;     // oom window: param byte; free range: step byte
+  uint16_t offset = 0; // peek
+  SizeExpr size;
+  uint32_t pos = 0;    // byte offset of the opcode in the input (decode only)
+
+  // Convenience constructors for generators and properties.
+  static Op malloc(unsigned slot, SizeExpr s);
+  static Op calloc(unsigned slot, uint8_t count_byte, SizeExpr s);
+  static Op realloc(unsigned slot, SizeExpr s);
+  static Op free(unsigned slot);
+  static Op aligned_alloc(unsigned slot, uint64_t alignment, SizeExpr s);
+  static Op posix_memalign(unsigned slot, uint64_t alignment, SizeExpr s);
+  static Op usable_size(unsigned slot);
+  static Op check_heap();
+  static Op refill(unsigned slot);
+  static Op oom_window(unsigned successful_maps, unsigned span);
+  static Op free_range(unsigned first, unsigned count, unsigned step, bool reverse);
+  static Op alloc_range(unsigned first, unsigned count, SizeExpr s);
+  static Op swap(unsigned a, unsigned b);
+  static Op release_cached();
+  static Op touch_usable(unsigned slot);
+  static Op peek(unsigned slot, uint16_t offset);
+
+  // Decoded helpers.
+  unsigned oom_successes() const { return arg & 7u; }
+  unsigned oom_span() const { return 1u + (arg >> 3); }
+  unsigned range_count() const { return 1u + count % 64u; }
+  unsigned range_step() const { return 1u + (arg & 15u); }
+  bool range_reverse() const { return (arg & 16u) != 0; }
+};
+
+// Slot of the i-th element of a free_range (first + i*step, or - when reversed) or
+// alloc_range (first + i), modulo kSlots.
+unsigned range_slot(const Op& op, unsigned i);
+
+struct Program {
+  uint8_t header = kFormatVersion << 4;
+  std::vector<Op> ops;
+  size_t input_size = 0;  // bytes decoded (0 for built programs)
+
+  uint8_t version() const { return static_cast<uint8_t>(header >> 4); }
+  uint8_t flags() const { return static_cast<uint8_t>(header & 15); }
+  bool paranoid() const { return (header & kFlagParanoid) != 0; }
+  bool fill_usable() const { return (header & kFlagFillUsable) != 0; }
+  EndOrder end_order() const { return static_cast<EndOrder>((header >> kFlagEndOrderShift) & 3); }
+};
+
+// Decodes any byte string (never fails).
+Program decode(const uint8_t* data, size_t size, Profile profile = Profile::kGeneral);
+// Encodes a program in canonical form (decode(encode(p)) == p for canonical ops).
+std::vector<uint8_t> encode(const Program& p);
+void encode_op(const Op& op, std::vector<uint8_t>& out);
+// "#3 realloc slot 5 -> 8193 bytes".
+std::string format_op(const Op& op, size_t index);
+// Whole trace, one line per op, with a header line.
+std::string format_program(const Program& p, Profile profile);
+
+// ---- Backends ----------------------------------------------------------------------------
+
+// The counters of tm_stats that the harness checks (a copy, so this header does not need
+// tinymalloc.h).
+struct HeapStats {
+  size_t live_blocks = 0;
+  size_t requested_bytes = 0;
+  size_t usable_bytes = 0;
+  size_t mapped_bytes = 0;
+  size_t committed_bytes = 0;
+  size_t peak_mapped_bytes = 0;
+  size_t peak_requested_bytes = 0;
+  size_t small_live_blocks = 0;
+  size_t medium_live_blocks = 0;
+  size_t large_live_blocks = 0;
+  size_t class_live_sum = 0;
+  size_t medium_free_blocks = 0;
+  size_t medium_free_bytes = 0;
+  size_t medium_largest_free = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  virtual void* malloc(size_t n) = 0;
+  virtual void* calloc(size_t count, size_t n) = 0;
+  virtual void* realloc(void* p, size_t n) = 0;
+  virtual void free(void* p) = 0;
+  virtual void* aligned_alloc(size_t alignment, size_t n) = 0;
+  virtual int posix_memalign(void** out, size_t alignment, size_t n) = 0;
+  virtual size_t usable_size(const void* p) = 0;
+  virtual void release_cached() {}
+
+  // True: the tinymalloc contract applies exactly (malloc(0) non-NULL, realloc(p,0) frees
+  // and returns NULL, aligned_alloc/posix_memalign EINVAL rules). False: the lenient
+  // POSIX/C rules any malloc satisfies.
+  virtual bool strict() const { return false; }
+  // Capabilities.
+  virtual bool has_heap_check() const { return false; }
+  // 0 when consistent; otherwise a nonzero code and *message describes the violation.
+  virtual int check_heap(std::string* message) { (void)message; return 0; }
+  virtual bool has_stats() const { return false; }
+  virtual void stats(HeapStats* out) { *out = HeapStats{}; }
+  virtual bool has_owns() const { return false; }
+  virtual bool owns(const void* p) { (void)p; return false; }
+  virtual bool has_oom_injection() const { return false; }
+  virtual void fail_os_after(long calls) { (void)calls; }
+  // Largest size in (kSaneMax, kImpossibleMin) that is attempted at all, and the most
+  // live bytes such attempts may hold (address-space / RSS guard; see FORMAT.md).
+  virtual uint64_t max_attempt_size() const { return uint64_t{1} << 30; }
+  virtual uint64_t max_live_bytes() const { return uint64_t{4} << 30; }
+  // Largest alignment attempted (larger valid ones are skipped; strict backends still get
+  // the > TM_MAX_ALIGNMENT requests that must fail).
+  virtual uint64_t max_attempt_alignment() const { return uint64_t{1} << 30; }
+};
+
+std::unique_ptr<Backend> make_tm_backend();
+std::unique_ptr<Backend> make_system_backend();
+// Harness self-test backend: a correct arena allocator that injects one deliberate bug
+// (mode 1..N, see faulty_mode_name) so tests can prove that every check fires.
+std::unique_ptr<Backend> make_faulty_backend(int mode);
+int faulty_mode_count();
+const char* faulty_mode_name(int mode);
+// "tm", "system" or "faulty:<mode>"; nullptr for an unknown name.
+std::unique_ptr<Backend> make_backend(std::string_view name);
+// TM_HARNESS_BACKEND (default "tm"); exits with a message for an unknown value.
+std::unique_ptr<Backend> backend_from_env();
+
+// ---- Interpreter -------------------------------------------------------------------------
+
+struct Options {
+  bool abort_on_failure = true;  // print the report and abort(); else return it
+  // Without abort: after a failure, free the blocks still live in the model (best effort,
+  // no checks). Off by default: on a corrupt heap the allocator may abort in free() and the
+  // returned report would be lost; turn it on for backends that cannot be corrupted (system,
+  // faulty) when leak checkers must stay quiet.
+  bool free_after_failure = false;
+  bool self_test_poke = false;   // peek ops corrupt the block instead (TM_HARNESS_SELFTEST=poke)
+  bool verbose = false;          // print every op as it runs (tm-repro -v)
+  unsigned verify_every = 32;    // full content verification period (ops)
+  // Heap check (tm_check_heap) period in ops; 1 = after every op (default: the failing op
+  // is the one that broke the heap). Larger values trade that precision for throughput
+  // (tm_check_heap dominates the cost of an op); the check also runs at check_heap ops,
+  // when an OOM window closes, after release_cached and at the end of every input.
+  unsigned heap_check_every = 1;
+  Profile profile = Profile::kGeneral;
+  std::string target = "heap_ops";
+  FILE* out = stderr;
+};
+// Options from the environment: TM_HARNESS_SELFTEST=poke, TM_HARNESS_VERBOSE=1,
+// TM_HARNESS_HEAP_CHECK_EVERY=N, TM_HARNESS_VERIFY_EVERY=N.
+Options options_from_env(Profile profile, std::string_view target);
+
+struct Result {
+  bool ok = true;
+  size_t op_index = 0;  // failing op (ops.size() for the final leak check)
+  std::string message;  // the full report
+};
+
+class Interpreter {
+ public:
+  Interpreter(Backend& backend, Options options);
+  ~Interpreter();
+  Interpreter(const Interpreter&) = delete;
+  Interpreter& operator=(const Interpreter&) = delete;
+
+  Result run(const Program& program);
+  Result run_bytes(const uint8_t* data, size_t size) {
+    return run(decode(data, size, options_.profile));
+  }
+  // Ops executed by the last run (for statistics in properties).
+  struct Counters {
+    size_t ops = 0, allocs = 0, frees = 0, reallocs = 0, realloc_in_place = 0,
+           expected_failures = 0, oom_failures = 0, skipped = 0;
+  };
+  const Counters& counters() const { return counters_; }
+
+ private:
+  struct Impl;
+  Backend& backend_;
+  Options options_;
+  Counters counters_;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Fill pattern of the shadow heap: byte i of a block with seed s (never constant).
+uint8_t pattern_byte(uint32_t seed, uint64_t i);
+
+}  // namespace tmh

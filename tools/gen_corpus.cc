@@ -1,0 +1,706 @@
+// tm_gen_corpus ROOT [--clean]
+// Writes the seed corpora ROOT/corpus/<target>/<sha1 of content> and the dictionaries
+// ROOT/fuzz/<target>.dict. Deterministic: re-running produces the same files (existing
+// files with the same name are left alone). --clean first removes the files of
+// ROOT/corpus/<target>/ (not corpus/regressions/). Run through tools/gen-corpus.
+//
+// Op-program seeds are built with the harness encoder (harness/FORMAT.md), so they use the
+// canonical opcodes and decode identically in every profile; the unit-target seeds follow
+// the record formats documented at the top of fuzz/<target>.cc.
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "size_class.h"
+#include "tm_harness.h"
+
+namespace {
+
+using tmh::Op;
+using tmh::Program;
+using tmh::SizeExpr;
+using Bytes = std::vector<uint8_t>;
+
+// ---- SHA-1 (file names) ----------------------------------------------------------------------
+
+std::string sha1_hex(const Bytes& msg) {
+  uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+  Bytes m = msg;
+  const uint64_t bits = static_cast<uint64_t>(msg.size()) * 8;
+  m.push_back(0x80);
+  while (m.size() % 64 != 56) m.push_back(0);
+  for (int i = 7; i >= 0; --i) m.push_back(static_cast<uint8_t>(bits >> (8 * i)));
+  auto rol = [](uint32_t x, int n) { return (x << n) | (x >> (32 - n)); };
+  for (size_t off = 0; off < m.size(); off += 64) {
+    uint32_t w[80];
+    for (int i = 0; i < 16; ++i) {
+      w[i] = static_cast<uint32_t>(m[off + 4 * i]) << 24 | static_cast<uint32_t>(m[off + 4 * i + 1]) << 16 |
+             static_cast<uint32_t>(m[off + 4 * i + 2]) << 8 | m[off + 4 * i + 3];
+    }
+    for (int i = 16; i < 80; ++i) w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; ++i) {
+      uint32_t f, k;
+      if (i < 20) {
+        f = (b & c) | (~b & d);
+        k = 0x5A827999;
+      } else if (i < 40) {
+        f = b ^ c ^ d;
+        k = 0x6ED9EBA1;
+      } else if (i < 60) {
+        f = (b & c) | (b & d) | (c & d);
+        k = 0x8F1BBCDC;
+      } else {
+        f = b ^ c ^ d;
+        k = 0xCA62C1D6;
+      }
+      const uint32_t t = rol(a, 5) + f + e + k + w[i];
+      e = d;
+      d = c;
+      c = rol(b, 30);
+      b = a;
+      a = t;
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+  }
+  char out[41];
+  for (int i = 0; i < 5; ++i) snprintf(out + 8 * i, 9, "%08x", h[i]);
+  return out;
+}
+
+// ---- Deterministic randomness ------------------------------------------------------------------
+
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
+  uint64_t next() {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+  }
+  unsigned below(unsigned n) { return static_cast<unsigned>(next() % n); }
+};
+
+Program prog(std::vector<Op> ops, uint8_t flags = 0) {
+  Program p;
+  p.header = static_cast<uint8_t>(tmh::kFormatVersion << 4 | flags);
+  p.ops = std::move(ops);
+  return p;
+}
+
+// A random size expression from any category (canonical form).
+SizeExpr random_size(Rng& r, int bias) {
+  // bias: 0 general, 1 realloc, 2 medium, 3 aligned
+  const unsigned c = r.below(16);
+  SizeExpr s;
+  // (RNG calls are sequenced in locals: argument evaluation order differs between compilers.)
+  if (bias == 1 && r.below(2) == 0) {
+    const unsigned slot = r.below(64), usable = r.below(2), scale = r.below(8), delta = r.below(32);
+    return SizeExpr::relative(slot, usable, scale, delta, true);
+  }
+  if (bias == 2 && r.below(3) != 0) {
+    if (r.below(2)) return SizeExpr::exact(tmalloc::kSmallMax + 1 + r.below(tmalloc::kMediumMax - tmalloc::kSmallMax));
+    const unsigned slot = r.below(64), usable = r.below(2), delta = 17 + r.below(8);
+    return SizeExpr::relative(slot, usable, 0, delta);
+  }
+  // Mostly cheap categories (small / medium sizes): seeds stay fast to execute; the
+  // dedicated seeds above cover large sizes, thresholds and impossible sizes.
+  static const tmh::SizeCat kMix[16] = {
+      tmh::SizeCat::kTiny,      tmh::SizeCat::kClass,     tmh::SizeCat::kClass,     tmh::SizeCat::kThreshold,
+      tmh::SizeCat::kPow2,      tmh::SizeCat::kLogSmall,  tmh::SizeCat::kLogSmall,  tmh::SizeCat::kLogMedium,
+      tmh::SizeCat::kLogMedium, tmh::SizeCat::kMedium16,  tmh::SizeCat::kRaw16,     tmh::SizeCat::kRelative,
+      tmh::SizeCat::kRelative,  tmh::SizeCat::kSameAsPrev, tmh::SizeCat::kHuge,     tmh::SizeCat::kLogLarge};
+  s.cat = kMix[c];
+  if (s.cat == tmh::SizeCat::kLogLarge && r.below(4) != 0) s.cat = tmh::SizeCat::kLogSmall;
+  s.param = static_cast<uint8_t>(r.below(8));
+  for (auto& a : s.args) a = static_cast<uint8_t>(r.next());
+  if (s.cat == tmh::SizeCat::kRaw64) return SizeExpr::exact(r.below(1u << 20));  // keep raw64 sane
+  if (s.cat == tmh::SizeCat::kHuge && r.below(4) != 0) return SizeExpr::exact(r.below(4096));
+  if (s.cat == tmh::SizeCat::kBig && r.below(2) != 0) return SizeExpr::exact(r.below(65536));
+  (void)bias;
+  return s;
+}
+
+Op random_op(Rng& r, int bias) {
+  static const uint64_t aligns[] = {1, 2, 8, 16, 32, 64, 128, 256, 4096, 8192, 65536, 1u << 20, 3, 24, 0, 1u << 30};
+  const unsigned slot = r.below(bias == 2 ? 16 : 64);
+  unsigned k = r.below(16);
+  if (bias == 1 && r.below(2)) k = 2;                      // realloc
+  if (bias == 2 && r.below(2)) k = r.below(2) ? 0 : 3;     // malloc / free
+  if (bias == 3 && r.below(2)) k = r.below(2) ? 4 : 5;     // aligned
+  switch (k) {
+    case 0: return Op::malloc(slot, random_size(r, bias));
+    case 1: {
+      const auto count = static_cast<uint8_t>(r.below(17));
+      return Op::calloc(slot, count, random_size(r, bias));
+    }
+    case 2: return Op::realloc(slot, random_size(r, bias));
+    case 3: return Op::free(slot);
+    case 4: {
+      const uint64_t al = aligns[r.below(16)];
+      return Op::aligned_alloc(slot, al, random_size(r, bias));
+    }
+    case 5: {
+      const uint64_t al = aligns[r.below(16)];
+      return Op::posix_memalign(slot, al, random_size(r, bias));
+    }
+    case 6: return Op::usable_size(slot);
+    case 7: return Op::check_heap();
+    case 8: return Op::refill(slot);
+    case 9: {
+      const unsigned after = r.below(4), span = 1 + r.below(8);
+      return Op::oom_window(after, span);
+    }
+    case 10: {
+      const unsigned count = 1 + r.below(16), step = 1 + r.below(4), reverse = r.below(2);
+      return Op::free_range(slot, count, step, reverse);
+    }
+    case 11: {
+      const unsigned count = 1 + r.below(8);
+      return Op::alloc_range(slot, count, random_size(r, bias));
+    }
+    case 12: return Op::swap(slot, r.below(64));
+    case 13: return Op::release_cached();
+    case 14: return Op::touch_usable(slot);
+    default: return Op::peek(slot, static_cast<uint16_t>(r.next()));
+  }
+}
+
+// ---- Seeds per target ---------------------------------------------------------------------------
+
+std::vector<Program> heap_ops_seeds() {
+  std::vector<Program> v;
+  // Every small class boundary (+-1), then free in slot order.
+  for (unsigned d : {0u, 1u, 2u}) {
+    std::vector<Op> ops;
+    for (unsigned c = 0; c < tmalloc::kSmallClassCount; ++c) ops.push_back(Op::malloc(c % 64, SizeExpr::cls(c, d)));
+    ops.push_back(Op::check_heap());
+    v.push_back(prog(ops));
+  }
+  // Every threshold +-1, each in a fresh slot.
+  for (unsigned d : {0u, 1u, 2u}) {
+    std::vector<Op> ops;
+    for (unsigned t = 0; t < 32; ++t) ops.push_back(Op::malloc(t, SizeExpr::threshold(t, d)));
+    ops.push_back(Op::check_heap());
+    for (unsigned t = 0; t < 32; t += 2) ops.push_back(Op::free(t));
+    v.push_back(prog(ops, tmh::kFlagFillUsable));
+  }
+  // Powers of two +-1.
+  {
+    std::vector<Op> ops;
+    for (unsigned k = 0; k < 27; ++k) {
+      for (unsigned d = 0; d < 3; ++d) ops.push_back(Op::malloc((k * 3 + d) % 64, SizeExpr::pow2(k, d)));
+    }
+    v.push_back(prog(ops));
+  }
+  // Zero sizes and the realloc corner cases.
+  v.push_back(prog({Op::malloc(0, SizeExpr::exact(0)), Op::malloc(1, SizeExpr::exact(0)), Op::calloc(2, 0, SizeExpr::exact(7)),
+                    Op::calloc(3, 5, SizeExpr::exact(0)), Op::realloc(4, SizeExpr::exact(0)),
+                    Op::realloc(0, SizeExpr::exact(0)), Op::realloc(1, SizeExpr::exact(100)),
+                    Op::realloc(1, SizeExpr::exact(0)), Op::usable_size(0), Op::usable_size(2), Op::free(9),
+                    Op::check_heap()}));
+  // Impossible sizes everywhere.
+  {
+    std::vector<Op> ops;
+    ops.push_back(Op::malloc(63, SizeExpr::exact(1000)));
+    for (unsigned h = 0; h < 16; ++h) {
+      ops.push_back(Op::malloc(h, SizeExpr::huge(h)));
+      ops.push_back(Op::realloc(63, SizeExpr::huge(h)));
+      ops.push_back(Op::aligned_alloc(h, 64, SizeExpr::huge(h)));
+      ops.push_back(Op::posix_memalign(h, 4096, SizeExpr::huge(h)));
+    }
+    ops.push_back(Op::check_heap());
+    v.push_back(prog(ops));
+  }
+  // calloc: zeroing across tiers and overflowing products.
+  {
+    std::vector<Op> ops;
+    const uint8_t counts[] = {1, 2, 3, 16, 0x40 | 10, 0x40 | 33, 0x40 | 63, 0x80 | 0, 0x80 | 1, 0x80 | 15, 0xC0 | 1, 0xC0 | 20};
+    unsigned s = 0;
+    for (uint8_t c : counts) {
+      ops.push_back(Op::calloc(s++ % 64, c, SizeExpr::exact(16)));
+      ops.push_back(Op::calloc(s++ % 64, c, SizeExpr::exact(3)));
+      ops.push_back(Op::calloc(s++ % 64, c, SizeExpr::exact(8193)));
+    }
+    ops.push_back(Op::calloc(s++, 4, SizeExpr::exact(200000)));
+    ops.push_back(Op::calloc(s++, 1, SizeExpr::exact(3 << 20)));
+    ops.push_back(Op::touch_usable(s - 1));
+    ops.push_back(Op::realloc(s - 1, SizeExpr::exact(5 << 20)));
+    v.push_back(prog(ops));
+  }
+  // Growing and shrinking one block through every tier.
+  {
+    const uint64_t sizes[] = {1, 16, 17, 128, 129, 8192, 8193, 100000, 524288, 524289, 4 << 20, 70 << 20, 524289,
+                              524288, 8193, 8192, 100, 0};
+    std::vector<Op> ops;
+    for (uint64_t n : sizes) ops.push_back(Op::realloc(7, SizeExpr::exact(n)));
+    v.push_back(prog(ops));
+    v.push_back(prog(ops, tmh::kFlagFillUsable | tmh::kFlagParanoid));
+  }
+  // OOM windows around large and medium allocations.
+  for (unsigned after = 0; after < 3; ++after) {
+    std::vector<Op> ops;
+    ops.push_back(Op::malloc(0, SizeExpr::exact(100)));
+    ops.push_back(Op::oom_window(after, 12));
+    for (unsigned i = 0; i < 4; ++i) {
+      ops.push_back(Op::malloc(1 + i, SizeExpr::exact(uint64_t{600000} << i)));
+      ops.push_back(Op::malloc(10 + i, SizeExpr::exact(20000 + 4096 * i)));
+      ops.push_back(Op::realloc(0, SizeExpr::exact(uint64_t{700000} << i)));
+    }
+    ops.push_back(Op::malloc(20, SizeExpr::exact(3000)));
+    ops.push_back(Op::alloc_range(30, 8, SizeExpr::exact(5000)));
+    ops.push_back(Op::check_heap());
+    v.push_back(prog(ops));
+  }
+  // Every op once with fill-usable and paranoid verification, each end order.
+  for (uint8_t order = 0; order < 4; ++order) {
+    v.push_back(prog({Op::malloc(0, SizeExpr::exact(100)), Op::calloc(1, 3, SizeExpr::exact(24)),
+                      Op::realloc(0, SizeExpr::exact(9000)), Op::aligned_alloc(2, 4096, SizeExpr::exact(100)),
+                      Op::posix_memalign(3, 64, SizeExpr::exact(1000)), Op::usable_size(3), Op::check_heap(),
+                      Op::refill(1), Op::touch_usable(0), Op::peek(0, 7), Op::swap(0, 1), Op::free(2),
+                      Op::release_cached(), Op::alloc_range(10, 12, SizeExpr::exact(20000)),
+                      Op::free_range(10, 6, 2, false), Op::malloc(40, SizeExpr::exact(1 << 20))},
+                     static_cast<uint8_t>(order << tmh::kFlagEndOrderShift | (order & 1 ? tmh::kFlagParanoid : 0) |
+                                          (order & 2 ? tmh::kFlagFillUsable : 0))));
+  }
+  // Random canonical programs.
+  for (unsigned i = 0; i < 24; ++i) {
+    Rng r(1000 + i);
+    std::vector<Op> ops;
+    const unsigned n = 20 + r.below(60);
+    for (unsigned k = 0; k < n; ++k) ops.push_back(random_op(r, 0));
+    v.push_back(prog(ops, static_cast<uint8_t>(r.below(16))));
+  }
+  return v;
+}
+
+std::vector<Program> realloc_seeds() {
+  std::vector<Program> v;
+  // In-place growth into a freed neighbour, shrink with and without a split remainder.
+  for (unsigned base : {9000u, 20000u, 100000u, 300000u}) {
+    v.push_back(prog({Op::alloc_range(0, 4, SizeExpr::exact(base)), Op::free(1),
+                      Op::realloc(0, SizeExpr::relative(0, false, 0, 1, true)),        // +1
+                      Op::realloc(0, SizeExpr::relative(0, true, 0, 0, true)),         // usable
+                      Op::realloc(0, SizeExpr::relative(0, true, 0, 1, true)),         // usable + 1
+                      Op::realloc(0, SizeExpr::relative(0, false, 1, 0, true)),        // *2
+                      Op::realloc(0, SizeExpr::relative(0, false, 2, 0, true)),        // /2
+                      Op::realloc(0, SizeExpr::relative(0, false, 0, 19, true)),       // -256
+                      Op::realloc(0, SizeExpr::relative(0, false, 0, 17, true)),       // -255
+                      Op::realloc(0, SizeExpr::relative(0, false, 0, 21, true)),       // -257
+                      Op::realloc(0, SizeExpr::relative(0, false, 0, 23, true)),       // -272
+                      Op::realloc(2, SizeExpr::relative(2, false, 3, 0, true)),        // *3/2
+                      Op::check_heap(), Op::free(3), Op::realloc(2, SizeExpr::relative(2, false, 1, 0, true))}));
+  }
+  // Across tier boundaries in both directions.
+  {
+    std::vector<Op> ops;
+    for (unsigned t = 0; t < 32; ++t) {
+      ops.push_back(Op::realloc(t % 8, SizeExpr::threshold(t, 0)));
+      ops.push_back(Op::realloc(t % 8, SizeExpr::threshold(t, 1)));
+      ops.push_back(Op::realloc(t % 8, SizeExpr::threshold(t, 2)));
+    }
+    v.push_back(prog(ops));
+  }
+  // Small-class walk: realloc by +1 / +16 / -16 through the classes.
+  {
+    std::vector<Op> ops{Op::malloc(0, SizeExpr::exact(1))};
+    for (unsigned i = 0; i < 60; ++i) ops.push_back(Op::realloc(0, SizeExpr::relative(0, true, 0, 1, true)));
+    for (unsigned i = 0; i < 30; ++i) ops.push_back(Op::realloc(0, SizeExpr::relative(0, false, 6, 0, true)));
+    v.push_back(prog(ops, tmh::kFlagFillUsable));
+  }
+  // Large: mremap-style growth and shrink, failed huge realloc in between.
+  v.push_back(prog({Op::malloc(0, SizeExpr::exact(600000)), Op::realloc(0, SizeExpr::exact(3 << 20)),
+                    Op::realloc(0, SizeExpr::huge(0)), Op::realloc(0, SizeExpr::exact(9 << 20)),
+                    Op::realloc(0, SizeExpr::exact(530000)), Op::realloc(0, SizeExpr::exact(520000)),
+                    Op::realloc(0, SizeExpr::exact(8000)), Op::check_heap()}));
+  // Realloc of aligned and calloc'd blocks.
+  v.push_back(prog({Op::aligned_alloc(0, 65536, SizeExpr::exact(100)), Op::realloc(0, SizeExpr::exact(200000)),
+                    Op::calloc(1, 10, SizeExpr::exact(1000)), Op::realloc(1, SizeExpr::exact(5)),
+                    Op::realloc(1, SizeExpr::exact(70000))}));
+  // OOM during growth.
+  v.push_back(prog({Op::malloc(0, SizeExpr::exact(400000)), Op::oom_window(0, 6), Op::realloc(0, SizeExpr::exact(2 << 20)),
+                    Op::realloc(0, SizeExpr::exact(500000)), Op::realloc(0, SizeExpr::exact(9000)),
+                    Op::realloc(0, SizeExpr::exact(100)), Op::check_heap()}));
+  for (unsigned i = 0; i < 16; ++i) {
+    Rng r(2000 + i);
+    std::vector<Op> ops;
+    const unsigned n = 20 + r.below(60);
+    for (unsigned k = 0; k < n; ++k) ops.push_back(random_op(r, 1));
+    v.push_back(prog(ops, static_cast<uint8_t>(r.below(16))));
+  }
+  return v;
+}
+
+std::vector<Program> split_coalesce_seeds() {
+  std::vector<Program> v;
+  // Runs of equal medium blocks freed in different orders (merge left, right, both).
+  const uint64_t sizes[] = {8193, 9000, 16384, 40000, 100000, 250000, 524288};
+  for (uint64_t n : sizes) {
+    v.push_back(prog({Op::alloc_range(0, 9, SizeExpr::exact(n)), Op::free(1), Op::free(3), Op::free(2), Op::free(5),
+                      Op::free(7), Op::free(6), Op::check_heap(), Op::free(4), Op::check_heap(),
+                      Op::alloc_range(20, 4, SizeExpr::exact(n / 3 + 16))}));
+    v.push_back(prog({Op::alloc_range(0, 16, SizeExpr::exact(n)), Op::free_range(0, 8, 2, false),
+                      Op::free_range(15, 8, 2, true), Op::check_heap()}));
+  }
+  // Split-threshold reuse: free a block, then take size - 256 +- 1 / -272 out of it.
+  for (unsigned d : {17u, 18u, 19u, 20u, 21u, 22u, 23u, 12u, 13u}) {
+    v.push_back(prog({Op::alloc_range(0, 3, SizeExpr::exact(30000)), Op::free(1),
+                      Op::malloc(1, SizeExpr::relative(1, false, 0, d)), Op::check_heap(), Op::free(0), Op::free(2),
+                      Op::malloc(5, SizeExpr::relative(1, true, 0, d)), Op::free(1), Op::check_heap()}));
+  }
+  // Exact-multiple medium payloads and a filled segment.
+  {
+    std::vector<Op> ops;
+    for (unsigned i = 0; i < 40; ++i) ops.push_back(Op::malloc(i, SizeExpr::exact(8192 + 16 * (i * 37 % 200))));
+    ops.push_back(Op::free_range(0, 40, 3, false));
+    ops.push_back(Op::alloc_range(0, 20, SizeExpr::exact(100000)));
+    ops.push_back(Op::free_range(19, 20, 1, true));
+    v.push_back(prog(ops, tmh::kFlagFillUsable));
+  }
+  for (unsigned i = 0; i < 16; ++i) {
+    Rng r(3000 + i);
+    std::vector<Op> ops;
+    const unsigned n = 30 + r.below(70);
+    for (unsigned k = 0; k < n; ++k) ops.push_back(random_op(r, 2));
+    v.push_back(prog(ops, static_cast<uint8_t>(r.below(16))));
+  }
+  return v;
+}
+
+std::vector<Program> aligned_seeds() {
+  std::vector<Program> v;
+  // Every alignment in the table, with a small, a medium and a large size.
+  for (uint64_t n : {uint64_t{0}, uint64_t{1}, uint64_t{100}, uint64_t{8193}, uint64_t{700000}}) {
+    std::vector<Op> ops;
+    for (unsigned a = 0; a < 64; ++a) {
+      const uint64_t al = tmh::align_value(static_cast<uint8_t>(a));
+      ops.push_back(Op::aligned_alloc(a, al, SizeExpr::exact(n)));
+      ops.push_back(Op::posix_memalign(63 - a, al, SizeExpr::exact(n)));
+    }
+    ops.push_back(Op::check_heap());
+    v.push_back(prog(ops));
+  }
+  // Large alignments with frees in between (alignment padding reuse).
+  v.push_back(prog({Op::aligned_alloc(0, 1 << 20, SizeExpr::exact(100)), Op::aligned_alloc(1, 1 << 22, SizeExpr::exact(5000)),
+                    Op::aligned_alloc(2, uint64_t{1} << 30, SizeExpr::exact(64)), Op::free(1),
+                    Op::posix_memalign(3, 65536, SizeExpr::exact(70000)), Op::realloc(0, SizeExpr::exact(300000)),
+                    Op::check_heap(), Op::free(2), Op::aligned_alloc(4, 8192, SizeExpr::exact(8192))}));
+  // Sizes that are not multiples of the alignment (accepted, as glibc does).
+  {
+    std::vector<Op> ops;
+    for (unsigned k = 4; k < 20; ++k) ops.push_back(Op::aligned_alloc(k, uint64_t{1} << k, SizeExpr::exact((uint64_t{1} << k) + 1)));
+    v.push_back(prog(ops));
+  }
+  for (unsigned i = 0; i < 16; ++i) {
+    Rng r(4000 + i);
+    std::vector<Op> ops;
+    const unsigned n = 20 + r.below(60);
+    for (unsigned k = 0; k < n; ++k) ops.push_back(random_op(r, 3));
+    v.push_back(prog(ops, static_cast<uint8_t>(r.below(16))));
+  }
+  return v;
+}
+
+// ---- Unit-target seeds (formats: top of fuzz/<target>.cc) ---------------------------------------
+
+void put16(Bytes& b, unsigned v) {
+  b.push_back(static_cast<uint8_t>(v));
+  b.push_back(static_cast<uint8_t>(v >> 8));
+}
+
+std::vector<Bytes> size_class_seeds() {
+  std::vector<Bytes> v;
+  Bytes all;  // every class boundary -1/0/+1 (mode 3)
+  for (unsigned c = 0; c < tmalloc::kSmallClassCount; ++c) {
+    for (int d : {-1, 0, 1}) {
+      all.push_back(3);
+      put16(all, c);
+      put16(all, static_cast<uint8_t>(static_cast<int8_t>(d)) | (c * 1021 % 256) << 8);
+    }
+  }
+  v.push_back(all);
+  Bytes lin;  // sizes 0..300 and around 8192 (mode 0/1)
+  for (unsigned n = 0; n <= 300; n += 3) {
+    lin.push_back(0);
+    put16(lin, n);
+    put16(lin, n * 7);
+  }
+  for (unsigned n = 8180; n <= 8200; ++n) {
+    lin.push_back(1);
+    put16(lin, n);
+    put16(lin, 65535 - n);
+  }
+  v.push_back(lin);
+  Bytes big;  // huge sizes (mode 2)
+  for (unsigned s = 0; s < 64; s += 5) {
+    big.push_back(2);
+    put16(big, 0xFFFF);
+    put16(big, s);
+  }
+  v.push_back(big);
+  return v;
+}
+
+std::vector<Bytes> bitmap_seeds() {
+  std::vector<Bytes> v;
+  for (unsigned words : {0u, 1u, 3u, 63u}) {
+    Bytes b{static_cast<uint8_t>(words)};
+    const unsigned bits = (words + 1) * 64;
+    auto op = [&](unsigned o, unsigned val) {
+      b.push_back(static_cast<uint8_t>(o));
+      put16(b, val);
+    };
+    op(0, bits / 2 + 3);
+    op(4, 0);
+    op(2, 0);
+    op(4, 0);
+    op(1, bits - 1);
+    op(0, 0);
+    op(4, words);
+    op(1, bits - 1);
+    op(4, words);
+    op(0, bits + 64);
+    op(5, 0);
+    op(3, 63);
+    op(2, 63);
+    op(3, 63);
+    op(4, 0);
+    v.push_back(b);
+  }
+  return v;
+}
+
+std::vector<Bytes> fit_index_seeds() {
+  std::vector<Bytes> v;
+  auto rec = [](Bytes& b, unsigned op, unsigned id, unsigned m, unsigned val) {
+    b.push_back(static_cast<uint8_t>(op));
+    b.push_back(static_cast<uint8_t>(id));
+    b.push_back(static_cast<uint8_t>(m));
+    put16(b, val);
+  };
+  {
+    Bytes b;  // blocks in many lists, then finds of each
+    for (unsigned i = 0; i < 32; ++i) rec(b, 0, i, 1, i * 2039);
+    for (unsigned i = 0; i < 32; ++i) rec(b, 2, i, 1, i * 2039 + 7);
+    for (unsigned i = 0; i < 16; ++i) rec(b, 3, i, 0, 0);
+    v.push_back(b);
+  }
+  {
+    Bytes b;  // many blocks in one list (scan window), boundaries
+    for (unsigned i = 0; i < 12; ++i) rec(b, 0, i, 2, 12 | (3 << 8) | (i % 4) << 12);
+    for (unsigned i = 0; i < 12; ++i) rec(b, 2, i, 2, 12 | (3 << 8) | (i % 4) << 12);
+    for (unsigned i = 0; i < 12; i += 3) rec(b, 1, i, 0, 0);
+    for (unsigned i = 0; i < 12; ++i) rec(b, 3, i, static_cast<uint8_t>(-1), 0);
+    v.push_back(b);
+  }
+  {
+    Bytes b;  // small lists (< 256 B) and same-list sizes
+    for (unsigned i = 0; i < 20; ++i) rec(b, 0, i, 0, i * 3);
+    for (unsigned i = 20; i < 40; ++i) rec(b, 0, i, 3, (i - 20) | (i % 8) << 8);
+    for (unsigned i = 0; i < 40; ++i) rec(b, 2 + i % 2, i, 3, i | 2 << 8);
+    v.push_back(b);
+  }
+  return v;
+}
+
+// ---- Dictionaries --------------------------------------------------------------------------------
+
+std::string dict_escape(const Bytes& b) {
+  std::string s;
+  char buf[8];
+  for (uint8_t c : b) {
+    snprintf(buf, sizeof buf, "\\x%02x", c);
+    s += buf;
+  }
+  return s;
+}
+
+std::string op_dict(int profile_bias) {
+  std::vector<std::pair<std::string, Bytes>> entries;
+  auto size_entry = [&](const std::string& name, const SizeExpr& s) {
+    Bytes b;
+    Op op = Op::malloc(0, s);
+    tmh::encode_op(op, b);
+    entries.push_back({name, Bytes(b.begin() + 2, b.end())});  // size operand alone
+  };
+  for (unsigned t = 0; t < 32; ++t) {
+    const uint64_t n = tmh::kThresholds[t];
+    for (int d : {-1, 0, 1}) {
+      const uint64_t v = d < 0 ? (n ? n - 1 : 0) : n + static_cast<uint64_t>(d);
+      size_entry("size_" + std::to_string(v), SizeExpr::exact(v));
+    }
+  }
+  for (unsigned h = 0; h < 16; h += 3) size_entry("huge_" + std::to_string(h), SizeExpr::exact(tmh::kHugeSizes[h]));
+  for (unsigned d : {17u, 18u, 19u, 20u, 21u, 22u, 23u, 0u, 1u, 5u}) {
+    size_entry("rel_own_usable_" + std::to_string(d), SizeExpr::relative(0, true, 0, d, true));
+    size_entry("rel_own_size_" + std::to_string(d), SizeExpr::relative(0, false, 0, d, true));
+  }
+  size_entry("rel_own_x2", SizeExpr::relative(0, false, 1, 0, true));
+  size_entry("rel_own_half", SizeExpr::relative(0, false, 2, 0, true));
+  // Whole ops.
+  auto op_entry = [&](const std::string& name, const Op& op) {
+    Bytes b;
+    tmh::encode_op(op, b);
+    entries.push_back({name, b});
+  };
+  op_entry("malloc_8193", Op::malloc(1, SizeExpr::exact(8193)));
+  op_entry("malloc_512k1", Op::malloc(2, SizeExpr::exact(524289)));
+  op_entry("free_range_all", Op::free_range(0, 64, 1, false));
+  op_entry("free_range_odd", Op::free_range(1, 32, 2, true));
+  op_entry("alloc_range_med", Op::alloc_range(0, 8, SizeExpr::exact(20000)));
+  op_entry("oom_now", Op::oom_window(0, 8));
+  op_entry("check", Op::check_heap());
+  if (profile_bias == 3) {
+    for (unsigned a = 0; a < 64; ++a) {
+      const uint64_t al = tmh::align_value(static_cast<uint8_t>(a));
+      op_entry("aligned_a" + std::to_string(a), Op::aligned_alloc(a % 64, al, SizeExpr::exact(100)));
+    }
+  }
+  if (profile_bias == 1) {
+    op_entry("realloc_usable_plus1", Op::realloc(0, SizeExpr::relative(0, true, 0, 1, true)));
+    op_entry("realloc_minus_256", Op::realloc(0, SizeExpr::relative(0, false, 0, 19, true)));
+  }
+  std::string out = "# Generated by tools/gen-corpus (tm_gen_corpus); harness/FORMAT.md tokens.\n";
+  std::set<Bytes> seen;
+  for (auto& [name, b] : entries) {
+    if (b.size() < 2 || !seen.insert(b).second) continue;
+    out += name + "=\"" + dict_escape(b) + "\"\n";
+  }
+  return out;
+}
+
+std::string unit_dict(const std::string& target) {
+  std::string out = "# Generated by tools/gen-corpus (tm_gen_corpus); record tokens of fuzz/" + target + ".cc.\n";
+  auto le16 = [](unsigned v) { return Bytes{static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8)}; };
+  std::set<Bytes> seen;
+  auto add = [&](const std::string& name, const Bytes& b) {
+    if (seen.insert(b).second) out += name + "=\"" + dict_escape(b) + "\"\n";
+  };
+  if (target == "size_class") {
+    for (unsigned c = 0; c < tmalloc::kSmallClassCount; ++c) add("class" + std::to_string(c), le16(static_cast<unsigned>(tmalloc::class_size(c))));
+    add("small_max", le16(8192));
+    add("small_max1", le16(8193));
+  } else if (target == "bitmap") {
+    for (unsigned v : {63u, 64u, 65u, 127u, 128u, 4095u, 4096u}) add("v" + std::to_string(v), le16(v));
+  } else {
+    for (unsigned k = 8; k < 22; ++k) add("pow" + std::to_string(k), le16(k | (15u << 8)));
+  }
+  return out;
+}
+
+// ---- Output ----------------------------------------------------------------------------------------
+
+bool mkdirs(const std::string& path) {
+  std::string cur;
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = path.find('/', pos + 1);
+    cur = path.substr(0, pos);
+    if (cur.empty()) continue;
+    if (mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
+      fprintf(stderr, "tm_gen_corpus: mkdir %s: %s\n", cur.c_str(), strerror(errno));
+      return false;
+    }
+  }
+  return true;
+}
+
+bool write_file(const std::string& path, const std::string& data) {
+  FILE* f = fopen(path.c_str(), "wb");
+  if (!f) {
+    fprintf(stderr, "tm_gen_corpus: cannot write %s: %s\n", path.c_str(), strerror(errno));
+    return false;
+  }
+  fwrite(data.data(), 1, data.size(), f);
+  return fclose(f) == 0;
+}
+
+void clean_dir(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (!d) return;
+  std::vector<std::string> names;
+  while (const dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') names.push_back(e->d_name);
+  }
+  closedir(d);
+  for (const auto& n : names) unlink((dir + "/" + n).c_str());
+}
+
+int write_corpus(const std::string& root, const std::string& target, const std::vector<Bytes>& inputs, bool clean) {
+  const std::string dir = root + "/corpus/" + target;
+  if (!mkdirs(dir)) return -1;
+  if (clean) clean_dir(dir);
+  int n = 0;
+  for (const Bytes& b : inputs) {
+    const std::string path = dir + "/" + sha1_hex(b);
+    struct stat st;
+    if (stat(path.c_str(), &st) == 0) continue;
+    if (!write_file(path, std::string(b.begin(), b.end()))) return -1;
+    ++n;
+  }
+  printf("tm_gen_corpus: corpus/%s: %zu seeds (%d new)\n", target.c_str(), inputs.size(), n);
+  return n;
+}
+
+std::vector<Bytes> encode_all(const std::vector<Program>& ps) {
+  std::vector<Bytes> v;
+  for (const Program& p : ps) v.push_back(tmh::encode(p));
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+    fprintf(stderr, "usage: tm_gen_corpus REPO_ROOT [--clean]\n");
+    return 2;
+  }
+  const std::string root = argv[1];
+  const bool clean = argc > 2 && strcmp(argv[2], "--clean") == 0;
+  struct T {
+    const char* name;
+    std::vector<Bytes> inputs;
+    std::string dict;
+  };
+  std::vector<T> targets = {
+      {"heap_ops", encode_all(heap_ops_seeds()), op_dict(0)},
+      {"realloc", encode_all(realloc_seeds()), op_dict(1)},
+      {"split_coalesce", encode_all(split_coalesce_seeds()), op_dict(2)},
+      {"aligned", encode_all(aligned_seeds()), op_dict(3)},
+      {"size_class", size_class_seeds(), unit_dict("size_class")},
+      {"bitmap", bitmap_seeds(), unit_dict("bitmap")},
+      {"fit_index", fit_index_seeds(), unit_dict("fit_index")},
+  };
+  if (!mkdirs(root + "/fuzz")) return 1;
+  // Harness self-test input (fuzz.selftest.poke): a peek of a live block, which
+  // TM_HARNESS_SELFTEST=poke turns into a corruption the model must report.
+  {
+    const Program poke = prog({Op::malloc(0, SizeExpr::exact(100)), Op::malloc(1, SizeExpr::exact(20000)),
+                               Op::malloc(2, SizeExpr::exact(300)), Op::peek(1, 1234), Op::check_heap()});
+    const Bytes b = tmh::encode(poke);
+    if (!mkdirs(root + "/corpus/selftest") ||
+        !write_file(root + "/corpus/selftest/poke-heap_ops", std::string(b.begin(), b.end()))) {
+      return 1;
+    }
+  }
+  for (const T& t : targets) {
+    if (write_corpus(root, t.name, t.inputs, clean) < 0) return 1;
+    if (!write_file(root + "/fuzz/" + t.name + ".dict", t.dict)) return 1;
+  }
+  return 0;
+}
