@@ -151,14 +151,16 @@ void* large_resize(LargeHeader* header, void* p, size_t requested) {
   const size_t old_usable = usable_of(header);
   // The header moves with the mapping; unregister first so no lookup sees a stale entry.
   if (new_size != old_size) chunk_map_set(old_mapping, old_size, nullptr);
-  // The pages may move and shadow does not move with them: clear what we poisoned.
-  unpoison(static_cast<char*>(p) + header->requested, old_usable - header->requested);
+  const size_t old_requested = header->requested;
   char* mapping = static_cast<char*>(os_remap(old_mapping, old_size, new_size, kSegmentSize));
   if (mapping == nullptr) {
+    // Untouched, poisoning included: the caller may have unpoisoned the slack with
+    // tm_usable_size and written it.
     chunk_map_set(old_mapping, old_size, header);
-    poison(static_cast<char*>(p) + header->requested, old_usable - header->requested);
     return nullptr;
   }
+  // Shadow does not move with the pages: clear what was poisoned at the old addresses.
+  unpoison(static_cast<char*>(p) + old_requested, old_usable - old_requested);
   header = header_for(mapping + offset);
   header->mapping = mapping;
   header->mapping_size = new_size;
