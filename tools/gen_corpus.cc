@@ -121,9 +121,9 @@ SizeExpr random_size(Rng& r, int bias) {
   // Mostly cheap categories (small / medium sizes): seeds stay fast to execute; the
   // dedicated seeds above cover large sizes, thresholds and impossible sizes.
   static const tmh::SizeCat kMix[16] = {
-      tmh::SizeCat::kTiny,      tmh::SizeCat::kClass,     tmh::SizeCat::kClass,     tmh::SizeCat::kThreshold,
-      tmh::SizeCat::kPow2,      tmh::SizeCat::kLogSmall,  tmh::SizeCat::kLogSmall,  tmh::SizeCat::kLogMedium,
-      tmh::SizeCat::kLogMedium, tmh::SizeCat::kMedium16,  tmh::SizeCat::kRaw16,     tmh::SizeCat::kRelative,
+      tmh::SizeCat::kTiny,      tmh::SizeCat::kClass,      tmh::SizeCat::kClass,    tmh::SizeCat::kThreshold,
+      tmh::SizeCat::kPow2,      tmh::SizeCat::kLogSmall,   tmh::SizeCat::kLogSmall, tmh::SizeCat::kLogMedium,
+      tmh::SizeCat::kLogMedium, tmh::SizeCat::kMedium16,   tmh::SizeCat::kRaw16,    tmh::SizeCat::kRelative,
       tmh::SizeCat::kRelative,  tmh::SizeCat::kSameAsPrev, tmh::SizeCat::kHuge,     tmh::SizeCat::kLogLarge};
   s.cat = kMix[c];
   if (s.cat == tmh::SizeCat::kLogLarge && r.below(4) != 0) s.cat = tmh::SizeCat::kLogSmall;
@@ -140,17 +140,20 @@ Op random_op(Rng& r, int bias) {
   static const uint64_t aligns[] = {1, 2, 8, 16, 32, 64, 128, 256, 4096, 8192, 65536, 1u << 20, 3, 24, 0, 1u << 30};
   const unsigned slot = r.below(bias == 2 ? 16 : 64);
   unsigned k = r.below(16);
-  if (bias == 1 && r.below(2)) k = 2;                      // realloc
-  if (bias == 2 && r.below(2)) k = r.below(2) ? 0 : 3;     // malloc / free
-  if (bias == 3 && r.below(2)) k = r.below(2) ? 4 : 5;     // aligned
+  if (bias == 1 && r.below(2)) k = 2;                   // realloc
+  if (bias == 2 && r.below(2)) k = r.below(2) ? 0 : 3;  // malloc / free
+  if (bias == 3 && r.below(2)) k = r.below(2) ? 4 : 5;  // aligned
   switch (k) {
-    case 0: return Op::malloc(slot, random_size(r, bias));
+    case 0:
+      return Op::malloc(slot, random_size(r, bias));
     case 1: {
       const auto count = static_cast<uint8_t>(r.below(17));
       return Op::calloc(slot, count, random_size(r, bias));
     }
-    case 2: return Op::realloc(slot, random_size(r, bias));
-    case 3: return Op::free(slot);
+    case 2:
+      return Op::realloc(slot, random_size(r, bias));
+    case 3:
+      return Op::free(slot);
     case 4: {
       const uint64_t al = aligns[r.below(16)];
       return Op::aligned_alloc(slot, al, random_size(r, bias));
@@ -159,9 +162,12 @@ Op random_op(Rng& r, int bias) {
       const uint64_t al = aligns[r.below(16)];
       return Op::posix_memalign(slot, al, random_size(r, bias));
     }
-    case 6: return Op::usable_size(slot);
-    case 7: return Op::check_heap();
-    case 8: return Op::refill(slot);
+    case 6:
+      return Op::usable_size(slot);
+    case 7:
+      return Op::check_heap();
+    case 8:
+      return Op::refill(slot);
     case 9: {
       const unsigned after = r.below(4), span = 1 + r.below(8);
       return Op::oom_window(after, span);
@@ -174,10 +180,14 @@ Op random_op(Rng& r, int bias) {
       const unsigned count = 1 + r.below(8);
       return Op::alloc_range(slot, count, random_size(r, bias));
     }
-    case 12: return Op::swap(slot, r.below(64));
-    case 13: return Op::release_cached();
-    case 14: return Op::touch_usable(slot);
-    default: return Op::peek(slot, static_cast<uint16_t>(r.next()));
+    case 12:
+      return Op::swap(slot, r.below(64));
+    case 13:
+      return Op::release_cached();
+    case 14:
+      return Op::touch_usable(slot);
+    default:
+      return Op::peek(slot, static_cast<uint16_t>(r.next()));
   }
 }
 
@@ -209,11 +219,11 @@ std::vector<Program> heap_ops_seeds() {
     v.push_back(prog(ops));
   }
   // Zero sizes and the realloc corner cases.
-  v.push_back(prog({Op::malloc(0, SizeExpr::exact(0)), Op::malloc(1, SizeExpr::exact(0)), Op::calloc(2, 0, SizeExpr::exact(7)),
-                    Op::calloc(3, 5, SizeExpr::exact(0)), Op::realloc(4, SizeExpr::exact(0)),
-                    Op::realloc(0, SizeExpr::exact(0)), Op::realloc(1, SizeExpr::exact(100)),
-                    Op::realloc(1, SizeExpr::exact(0)), Op::usable_size(0), Op::usable_size(2), Op::free(9),
-                    Op::check_heap()}));
+  v.push_back(prog({Op::malloc(0, SizeExpr::exact(0)), Op::malloc(1, SizeExpr::exact(0)),
+                    Op::calloc(2, 0, SizeExpr::exact(7)), Op::calloc(3, 5, SizeExpr::exact(0)),
+                    Op::realloc(4, SizeExpr::exact(0)), Op::realloc(0, SizeExpr::exact(0)),
+                    Op::realloc(1, SizeExpr::exact(100)), Op::realloc(1, SizeExpr::exact(0)), Op::usable_size(0),
+                    Op::usable_size(2), Op::free(9), Op::check_heap()}));
   // Impossible sizes everywhere.
   {
     std::vector<Op> ops;
@@ -230,7 +240,8 @@ std::vector<Program> heap_ops_seeds() {
   // calloc: zeroing across tiers and overflowing products.
   {
     std::vector<Op> ops;
-    const uint8_t counts[] = {1, 2, 3, 16, 0x40 | 10, 0x40 | 33, 0x40 | 63, 0x80 | 0, 0x80 | 1, 0x80 | 15, 0xC0 | 1, 0xC0 | 20};
+    const uint8_t counts[] = {1,         2,        3,        16,        0x40 | 10, 0x40 | 33,
+                              0x40 | 63, 0x80 | 0, 0x80 | 1, 0x80 | 15, 0xC0 | 1,  0xC0 | 20};
     unsigned s = 0;
     for (uint8_t c : counts) {
       ops.push_back(Op::calloc(s++ % 64, c, SizeExpr::exact(16)));
@@ -245,8 +256,8 @@ std::vector<Program> heap_ops_seeds() {
   }
   // Growing and shrinking one block through every tier.
   {
-    const uint64_t sizes[] = {1, 16, 17, 128, 129, 8192, 8193, 100000, 524288, 524289, 4 << 20, 70 << 20, 524289,
-                              524288, 8193, 8192, 100, 0};
+    const uint64_t sizes[] = {1,      16,      17,       128,    129,    8192, 8193, 100000, 524288,
+                              524289, 4 << 20, 70 << 20, 524289, 524288, 8193, 8192, 100,    0};
     std::vector<Op> ops;
     for (uint64_t n : sizes) ops.push_back(Op::realloc(7, SizeExpr::exact(n)));
     v.push_back(prog(ops));
@@ -294,16 +305,16 @@ std::vector<Program> realloc_seeds() {
   // In-place growth into a freed neighbour, shrink with and without a split remainder.
   for (unsigned base : {9000u, 20000u, 100000u, 300000u}) {
     v.push_back(prog({Op::alloc_range(0, 4, SizeExpr::exact(base)), Op::free(1),
-                      Op::realloc(0, SizeExpr::relative(0, false, 0, 1, true)),        // +1
-                      Op::realloc(0, SizeExpr::relative(0, true, 0, 0, true)),         // usable
-                      Op::realloc(0, SizeExpr::relative(0, true, 0, 1, true)),         // usable + 1
-                      Op::realloc(0, SizeExpr::relative(0, false, 1, 0, true)),        // *2
-                      Op::realloc(0, SizeExpr::relative(0, false, 2, 0, true)),        // /2
-                      Op::realloc(0, SizeExpr::relative(0, false, 0, 19, true)),       // -256
-                      Op::realloc(0, SizeExpr::relative(0, false, 0, 17, true)),       // -255
-                      Op::realloc(0, SizeExpr::relative(0, false, 0, 21, true)),       // -257
-                      Op::realloc(0, SizeExpr::relative(0, false, 0, 23, true)),       // -272
-                      Op::realloc(2, SizeExpr::relative(2, false, 3, 0, true)),        // *3/2
+                      Op::realloc(0, SizeExpr::relative(0, false, 0, 1, true)),   // +1
+                      Op::realloc(0, SizeExpr::relative(0, true, 0, 0, true)),    // usable
+                      Op::realloc(0, SizeExpr::relative(0, true, 0, 1, true)),    // usable + 1
+                      Op::realloc(0, SizeExpr::relative(0, false, 1, 0, true)),   // *2
+                      Op::realloc(0, SizeExpr::relative(0, false, 2, 0, true)),   // /2
+                      Op::realloc(0, SizeExpr::relative(0, false, 0, 19, true)),  // -256
+                      Op::realloc(0, SizeExpr::relative(0, false, 0, 17, true)),  // -255
+                      Op::realloc(0, SizeExpr::relative(0, false, 0, 21, true)),  // -257
+                      Op::realloc(0, SizeExpr::relative(0, false, 0, 23, true)),  // -272
+                      Op::realloc(2, SizeExpr::relative(2, false, 3, 0, true)),   // *3/2
                       Op::check_heap(), Op::free(3), Op::realloc(2, SizeExpr::relative(2, false, 1, 0, true))}));
   }
   // Across tier boundaries in both directions.
@@ -333,9 +344,9 @@ std::vector<Program> realloc_seeds() {
                     Op::calloc(1, 10, SizeExpr::exact(1000)), Op::realloc(1, SizeExpr::exact(5)),
                     Op::realloc(1, SizeExpr::exact(70000))}));
   // OOM during growth.
-  v.push_back(prog({Op::malloc(0, SizeExpr::exact(400000)), Op::oom_window(0, 6), Op::realloc(0, SizeExpr::exact(2 << 20)),
-                    Op::realloc(0, SizeExpr::exact(500000)), Op::realloc(0, SizeExpr::exact(9000)),
-                    Op::realloc(0, SizeExpr::exact(100)), Op::check_heap()}));
+  v.push_back(prog({Op::malloc(0, SizeExpr::exact(400000)), Op::oom_window(0, 6),
+                    Op::realloc(0, SizeExpr::exact(2 << 20)), Op::realloc(0, SizeExpr::exact(500000)),
+                    Op::realloc(0, SizeExpr::exact(9000)), Op::realloc(0, SizeExpr::exact(100)), Op::check_heap()}));
   for (unsigned i = 0; i < 16; ++i) {
     Rng r(2000 + i);
     std::vector<Op> ops;
@@ -362,6 +373,24 @@ std::vector<Program> split_coalesce_seeds() {
     v.push_back(prog({Op::alloc_range(0, 3, SizeExpr::exact(30000)), Op::free(1),
                       Op::malloc(1, SizeExpr::relative(1, false, 0, d)), Op::check_heap(), Op::free(0), Op::free(2),
                       Op::malloc(5, SizeExpr::relative(1, true, 0, d)), Op::free(1), Op::check_heap()}));
+  }
+  // A segment filled to its very end: 8 blocks of 512 KiB leave a 458624-byte remainder at
+  // the end of the first segment, which an exact-fit request takes; freeing that last block
+  // must not coalesce past the segment's end sentinel.
+  for (bool reverse : {false, true}) {
+    std::vector<Op> ops = {Op::alloc_range(0, 8, SizeExpr::exact(524288)), Op::malloc(8, SizeExpr::exact(458608)),
+                           Op::check_heap()};
+    if (reverse) {
+      ops.push_back(Op::free_range(8, 9, 1, true));
+    } else {
+      ops.push_back(Op::free(8));
+      ops.push_back(Op::check_heap());
+      ops.push_back(Op::free(6));
+      ops.push_back(Op::malloc(8, SizeExpr::exact(458608)));
+      ops.push_back(Op::free(8));
+    }
+    ops.push_back(Op::check_heap());
+    v.push_back(prog(ops));
   }
   // Exact-multiple medium payloads and a filled segment.
   {
@@ -396,14 +425,16 @@ std::vector<Program> aligned_seeds() {
     v.push_back(prog(ops));
   }
   // Large alignments with frees in between (alignment padding reuse).
-  v.push_back(prog({Op::aligned_alloc(0, 1 << 20, SizeExpr::exact(100)), Op::aligned_alloc(1, 1 << 22, SizeExpr::exact(5000)),
-                    Op::aligned_alloc(2, uint64_t{1} << 30, SizeExpr::exact(64)), Op::free(1),
-                    Op::posix_memalign(3, 65536, SizeExpr::exact(70000)), Op::realloc(0, SizeExpr::exact(300000)),
-                    Op::check_heap(), Op::free(2), Op::aligned_alloc(4, 8192, SizeExpr::exact(8192))}));
+  v.push_back(
+      prog({Op::aligned_alloc(0, 1 << 20, SizeExpr::exact(100)), Op::aligned_alloc(1, 1 << 22, SizeExpr::exact(5000)),
+            Op::aligned_alloc(2, uint64_t{1} << 30, SizeExpr::exact(64)), Op::free(1),
+            Op::posix_memalign(3, 65536, SizeExpr::exact(70000)), Op::realloc(0, SizeExpr::exact(300000)),
+            Op::check_heap(), Op::free(2), Op::aligned_alloc(4, 8192, SizeExpr::exact(8192))}));
   // Sizes that are not multiples of the alignment (accepted, as glibc does).
   {
     std::vector<Op> ops;
-    for (unsigned k = 4; k < 20; ++k) ops.push_back(Op::aligned_alloc(k, uint64_t{1} << k, SizeExpr::exact((uint64_t{1} << k) + 1)));
+    for (unsigned k = 4; k < 20; ++k)
+      ops.push_back(Op::aligned_alloc(k, uint64_t{1} << k, SizeExpr::exact((uint64_t{1} << k) + 1)));
     v.push_back(prog(ops));
   }
   for (unsigned i = 0; i < 16; ++i) {
@@ -592,7 +623,8 @@ std::string unit_dict(const std::string& target) {
     if (seen.insert(b).second) out += name + "=\"" + dict_escape(b) + "\"\n";
   };
   if (target == "size_class") {
-    for (unsigned c = 0; c < tmalloc::kSmallClassCount; ++c) add("class" + std::to_string(c), le16(static_cast<unsigned>(tmalloc::class_size(c))));
+    for (unsigned c = 0; c < tmalloc::kSmallClassCount; ++c)
+      add("class" + std::to_string(c), le16(static_cast<unsigned>(tmalloc::class_size(c))));
     add("small_max", le16(8192));
     add("small_max1", le16(8193));
   } else if (target == "bitmap") {
