@@ -124,26 +124,26 @@ class SystemBackend final : public Backend {
 
 enum FaultMode {
   kFaultNone = 0,
-  kFaultOverlap,          // 3rd malloc returns a pointer inside a live block
-  kFaultMisaligned,       // 3rd malloc (>= 16 B) returns a pointer 8 bytes off
-  kFaultReallocCopy,      // realloc that moves drops the last byte of the copied prefix
-  kFaultCallocDirty,      // 3rd calloc leaves a nonzero byte
-  kFaultUsableShort,      // usable_size reports requested - 1 for the 3rd block
-  kFaultStatsLeak,        // 3rd free does not update the live counters
+  kFaultOverlap,             // 3rd malloc returns a pointer inside a live block
+  kFaultMisaligned,          // 3rd malloc (>= 16 B) returns a pointer 8 bytes off
+  kFaultReallocCopy,         // realloc that moves drops the last byte of the copied prefix
+  kFaultCallocDirty,         // 3rd calloc leaves a nonzero byte
+  kFaultUsableShort,         // usable_size reports requested - 1 for the 3rd block
+  kFaultStatsLeak,           // 3rd free does not update the live counters
   kFaultReallocFailClobber,  // failing realloc overwrites the old block's first byte
-  kFaultErrno,            // impossible malloc returns NULL with errno EINVAL
-  kFaultHugeSucceeds,     // malloc(SIZE_MAX-ish) wraps and returns a small block
-  kFaultHeapCheck,        // check_heap reports a violation from the 3rd call on
-  kFaultFreeStomps,       // 3rd free writes one byte into another live block
-  kFaultZeroNull,         // malloc(0) returns NULL
-  kFaultAlignedEinval,    // aligned_alloc rejects sizes that are not a multiple of alignment
+  kFaultErrno,               // impossible malloc returns NULL with errno EINVAL
+  kFaultHugeSucceeds,        // malloc(SIZE_MAX-ish) wraps and returns a small block
+  kFaultHeapCheck,           // check_heap reports a violation from the 3rd call on
+  kFaultFreeStomps,          // 3rd free writes one byte into another live block
+  kFaultZeroNull,            // malloc(0) returns NULL
+  kFaultAlignedEinval,       // aligned_alloc rejects sizes that are not a multiple of alignment
   kFaultModeCount
 };
 
-const char* const kFaultNames[kFaultModeCount] = {
-    "none",          "overlap",           "misaligned",  "realloc-copy", "calloc-dirty",
-    "usable-short",  "stats-leak",        "realloc-fail-clobber", "errno", "huge-succeeds",
-    "heap-check",    "free-stomps",       "zero-null",   "aligned-einval"};
+const char* const kFaultNames[kFaultModeCount] = {"none",         "overlap",       "misaligned", "realloc-copy",
+                                                  "calloc-dirty", "usable-short",  "stats-leak", "realloc-fail-clobber",
+                                                  "errno",        "huge-succeeds", "heap-check", "free-stomps",
+                                                  "zero-null",    "aligned-einval"};
 
 class FaultyBackend final : public Backend {
  public:
@@ -395,9 +395,7 @@ std::unique_ptr<Backend> make_faulty_backend(int mode) {
   return std::make_unique<FaultyBackend>(mode);
 }
 int faulty_mode_count() { return kFaultModeCount; }
-const char* faulty_mode_name(int mode) {
-  return mode >= 0 && mode < kFaultModeCount ? kFaultNames[mode] : "?";
-}
+const char* faulty_mode_name(int mode) { return mode >= 0 && mode < kFaultModeCount ? kFaultNames[mode] : "?"; }
 
 std::unique_ptr<Backend> make_backend(std::string_view name) {
   if (name.empty() || name == "tm") return make_tm_backend();

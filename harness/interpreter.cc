@@ -91,8 +91,8 @@ struct Pattern {
       uint64_t x;
       memcpy(&x, base + 8 * w, 8);
       // Bytewise add without carries between bytes.
-      const uint64_t sum = ((x & 0x7F7F7F7F7F7F7F7Full) + (cc & 0x7F7F7F7F7F7F7F7Full)) ^
-                           ((x ^ cc) & 0x8080808080808080ull);
+      const uint64_t sum =
+          ((x & 0x7F7F7F7F7F7F7F7Full) + (cc & 0x7F7F7F7F7F7F7F7Full)) ^ ((x ^ cc) & 0x8080808080808080ull);
       memcpy(out + 8 * w, &sum, 8);
     }
   }
@@ -172,29 +172,6 @@ uint64_t min_align(uint64_t n) {
   return a;
 }
 
-uint64_t scale(uint64_t v, unsigned s) {
-  auto mul = [](uint64_t x, uint64_t m) { return x > UINT64_MAX / m ? UINT64_MAX : x * m; };
-  switch (s & 7) {
-    case 1: return mul(v, 2);
-    case 2: return v / 2;
-    case 3: return mul(v / 2, 3) + (v & 1);
-    case 4: return mul(v / 4, 3);
-    case 5: return mul(v, 4);
-    case 6: return v / 4;
-    case 7: return mul(v / 4, 5);
-    default: return v;
-  }
-}
-
-uint64_t add_delta(uint64_t base, int64_t delta) {
-  if (delta < 0) {
-    const uint64_t d = static_cast<uint64_t>(-delta);
-    return base > d ? base - d : 0;
-  }
-  const uint64_t d = static_cast<uint64_t>(delta);
-  return base > UINT64_MAX - d ? UINT64_MAX : base + d;
-}
-
 std::string hex(uint64_t v) {
   char b[32];
   snprintf(b, sizeof b, "0x%" PRIx64, v);
@@ -236,7 +213,7 @@ struct Block {
   uint64_t fill_len = 0;
   uint64_t align = 0;
   uint32_t seed = 0;
-  uint64_t last_size = 0;    // kept after free (relative sizes)
+  uint64_t last_size = 0;  // kept after free (relative sizes)
   uint64_t last_usable = 0;
   size_t birth_op = 0;
   OpKind how = OpKind::kMalloc;
@@ -248,7 +225,7 @@ struct Block {
 // What happened, for the trace in a failure report.
 struct Record {
   size_t index = 0;
-  uint64_t n = 0;          // resolved size (0 when none)
+  uint64_t n = 0;  // resolved size (0 when none)
   const void* before = nullptr;
   const void* after = nullptr;
   int err = 0;
@@ -336,10 +313,10 @@ struct Interpreter::Impl {
     }
     snprintf(buf, sizeof buf,
              "differs at offset %" PRIu64 " (address %s): expected 0x%02x, found 0x%02x; %" PRIu64
-             " of the next 4096 bytes differ (last at offset %" PRIu64 ")\n"
+             " of the next 4096 bytes differ (last at offset %" PRIu64
+             ")\n"
              "      bytes %" PRIu64 "..%" PRIu64 ": %s\n      expected:    %s",
-             off, ptr(p + off).c_str(), pat.at(off), p[off], bad, last, from, to - 1, found.c_str(),
-             want.c_str());
+             off, ptr(p + off).c_str(), pat.at(off), p[off], bad, last, from, to - 1, found.c_str(), want.c_str());
     (void)b;
     return buf;
   }
@@ -398,8 +375,8 @@ struct Interpreter::Impl {
       --it;
       const Block& o = slots[it->second];
       if (it->first + o.extent() > a) {
-        fail("%s returned %s (usable %s bytes) which overlaps live %s", what, ptr(p).c_str(),
-             num(extent).c_str(), describe_block(it->second).c_str());
+        fail("%s returned %s (usable %s bytes) which overlaps live %s", what, ptr(p).c_str(), num(extent).c_str(),
+             describe_block(it->second).c_str());
       }
     }
   }
@@ -503,9 +480,9 @@ struct Interpreter::Impl {
       const Block& b = slots[src];
       const bool usable = (s.args[0] & 64) != 0;
       const uint64_t base = b.live ? (usable ? b.usable : b.requested) : (usable ? b.last_usable : b.last_size);
-      n = add_delta(scale(base, s.param), kRelDeltas[s.args[1] % 32]);
+      n = add_size_delta(scale_size(base, s.param), kRelDeltas[s.args[1] % 32]);
     } else if (s.cat == SizeCat::kSameAsPrev) {
-      n = add_delta(scale(prev_size, s.param), kRelDeltas[s.args[0] % 32]);
+      n = add_size_delta(scale_size(prev_size, s.param), kRelDeltas[s.args[0] % 32]);
     } else {
       n = s.static_value();
     }
@@ -527,17 +504,23 @@ struct Interpreter::Impl {
       for (int i = 0; i < allowed.n; ++i) list += std::string(list.empty() ? "" : " or ") + strerrorname(allowed.e[i]);
       fail("%s returned NULL with errno %d (%s); expected %s", what, err, strerror(err), list.c_str());
     }
-    if (e == Expect::kMustFail) ++ctr.expected_failures;
-    else ++ctr.oom_failures;
+    if (e == Expect::kMustFail)
+      ++ctr.expected_failures;
+    else
+      ++ctr.oom_failures;
     outcome(e == Expect::kMustFail ? "NULL (expected)" : "NULL (allowed)", nullptr, nullptr, err);
   }
 
   static const char* strerrorname(int e) {
     switch (e) {
-      case ENOMEM: return "ENOMEM";
-      case EINVAL: return "EINVAL";
-      case 0: return "0";
-      default: return "?";
+      case ENOMEM:
+        return "ENOMEM";
+      case EINVAL:
+        return "EINVAL";
+      case 0:
+        return "0";
+      default:
+        return "?";
     }
   }
 
@@ -660,10 +643,14 @@ struct Interpreter::Impl {
 
     const uint64_t others = live_virtual - b.virt();
     Expect e;
-    if (n >= kImpossibleMin) e = Expect::kMustFail;
-    else if (n <= kSaneMax) e = oom_active ? Expect::kMayFail : Expect::kSucceed;
-    else if (n > be.max_attempt_size() || others + n > be.max_live_bytes()) e = Expect::kSkip;
-    else e = Expect::kMayFail;
+    if (n >= kImpossibleMin)
+      e = Expect::kMustFail;
+    else if (n <= kSaneMax)
+      e = oom_active ? Expect::kMayFail : Expect::kSucceed;
+    else if (n > be.max_attempt_size() || others + n > be.max_live_bytes())
+      e = Expect::kSkip;
+    else
+      e = Expect::kMayFail;
     if (e == Expect::kSkip) {
       ++ctr.skipped;
       outcome("skipped (size neither sane nor impossible, over the attempt budget)");
@@ -919,8 +906,7 @@ struct Interpreter::Impl {
       fail("stats %s: usable_bytes %zu < requested_bytes %zu", when, s.usable_bytes, s.requested_bytes);
     }
     if (s.peak_requested_bytes < s.requested_bytes) {
-      fail("stats %s: peak_requested_bytes %zu < requested_bytes %zu", when, s.peak_requested_bytes,
-           s.requested_bytes);
+      fail("stats %s: peak_requested_bytes %zu < requested_bytes %zu", when, s.peak_requested_bytes, s.requested_bytes);
     }
     if (s.peak_mapped_bytes < s.mapped_bytes) {
       fail("stats %s: peak_mapped_bytes %zu < mapped_bytes %zu", when, s.peak_mapped_bytes, s.mapped_bytes);
@@ -929,8 +915,8 @@ struct Interpreter::Impl {
       fail("stats %s: committed_bytes %zu > mapped_bytes %zu", when, s.committed_bytes, s.mapped_bytes);
     }
     if (s.medium_largest_free > s.medium_free_bytes || (s.medium_free_blocks == 0) != (s.medium_free_bytes == 0)) {
-      fail("stats %s: medium free space inconsistent: %zu blocks, %zu bytes, largest %zu", when,
-           s.medium_free_blocks, s.medium_free_bytes, s.medium_largest_free);
+      fail("stats %s: medium free space inconsistent: %zu blocks, %zu bytes, largest %zu", when, s.medium_free_blocks,
+           s.medium_free_bytes, s.medium_largest_free);
     }
   }
 
@@ -945,13 +931,27 @@ struct Interpreter::Impl {
 
   void exec(const Op& op) {
     switch (op.kind) {
-      case OpKind::kMalloc: op_malloc(op); break;
-      case OpKind::kCalloc: op_calloc(op); break;
-      case OpKind::kRealloc: op_realloc(op); break;
-      case OpKind::kFree: op_free(op); break;
-      case OpKind::kAlignedAlloc: op_aligned(op, false); break;
-      case OpKind::kPosixMemalign: op_aligned(op, true); break;
-      case OpKind::kUsableSize: op_usable(op); break;
+      case OpKind::kMalloc:
+        op_malloc(op);
+        break;
+      case OpKind::kCalloc:
+        op_calloc(op);
+        break;
+      case OpKind::kRealloc:
+        op_realloc(op);
+        break;
+      case OpKind::kFree:
+        op_free(op);
+        break;
+      case OpKind::kAlignedAlloc:
+        op_aligned(op, false);
+        break;
+      case OpKind::kPosixMemalign:
+        op_aligned(op, true);
+        break;
+      case OpKind::kUsableSize:
+        op_usable(op);
+        break;
       case OpKind::kCheckHeap:
         verify_all("at check_heap");
         check_heap("at check_heap");
@@ -1034,7 +1034,7 @@ struct Interpreter::Impl {
         }
         const uint64_t window = b.fill_len < kEdge ? b.fill_len : kEdge;
         const uint64_t off = op.offset % window;
-            const Pattern pat(b.zeroed, b.seed);
+        const Pattern pat(b.zeroed, b.seed);
         if (opt.self_test_poke) {
           b.p[off] = static_cast<uint8_t>(~b.p[off]);  // the model is not told
           outcome("POKED (self-test)");
@@ -1081,10 +1081,11 @@ struct Interpreter::Impl {
       be.stats(&s);
       if (s.live_blocks != base.live_blocks || s.requested_bytes != base.requested_bytes ||
           s.usable_bytes != base.usable_bytes) {
-        fail("leak: after freeing every block, stats say live_blocks %zu, requested_bytes %zu, usable_bytes %zu; "
-             "at the start of the input they were %zu, %zu, %zu",
-             s.live_blocks, s.requested_bytes, s.usable_bytes, base.live_blocks, base.requested_bytes,
-             base.usable_bytes);
+        fail(
+            "leak: after freeing every block, stats say live_blocks %zu, requested_bytes %zu, usable_bytes %zu; "
+            "at the start of the input they were %zu, %zu, %zu",
+            s.live_blocks, s.requested_bytes, s.usable_bytes, base.live_blocks, base.requested_bytes,
+            base.usable_bytes);
       }
     }
     check_stats("after the final frees");

@@ -19,38 +19,37 @@ constexpr uint64_t kSizeMax = UINT64_MAX;
 
 const int64_t kSmallDeltas[8] = {0, +1, -1, +16, -16, +15, -15, +17};
 
-const int64_t kRelDeltas[32] = {0,    1,     -1,   15,   -15,  16,   -16,   17,
-                                -17,  32,    -32,  48,   240,  -240, 241,   -241,
-                                255,  -255,  256,  -256, 257,  -257, 272,   -272,
-                                4096, -4096, 8192, -8192, 65536, -65536, 1024, -1024};
+const int64_t kRelDeltas[32] = {0,   1,    -1,   15,    -15,  16,    -16,   17,     -17,  32,   -32,
+                                48,  240,  -240, 241,   -241, 255,   -255,  256,    -256, 257,  -257,
+                                272, -272, 4096, -4096, 8192, -8192, 65536, -65536, 1024, -1024};
 
 const uint64_t kThresholds[32] = {
     1,
     16,
     17,
-    tmalloc::kSmallLinearMax,                       // 128: end of the 16-byte classes
-    tmalloc::kMediumMinBlock,                       // 256: smallest split remainder
+    tmalloc::kSmallLinearMax,  // 128: end of the 16-byte classes
+    tmalloc::kMediumMinBlock,  // 256: smallest split remainder
     tmalloc::kMediumMinBlock - 16,
     tmalloc::kMediumMinBlock + 16,
     1024,
     4096,
-    tmalloc::kSmallMax,                             // 8192: small / medium
+    tmalloc::kSmallMax,  // 8192: small / medium
     tmalloc::kSmallMax - 16,
     tmalloc::kSmallMax + 16,
     tmalloc::kSmallMax + tmalloc::kMediumMinBlock,
     tmalloc::kSmallMax + tmalloc::kMediumMinBlock + 16,
     16384,
-    tmalloc::kRunSize,                              // 64 KiB
+    tmalloc::kRunSize,  // 64 KiB
     tmalloc::kRunSize - 16,
     2 * tmalloc::kRunSize,
     tmalloc::kMediumMax / 2,
-    tmalloc::kMediumMax,                            // 512 KiB: medium / large
+    tmalloc::kMediumMax,  // 512 KiB: medium / large
     tmalloc::kMediumMax - 16,
     tmalloc::kMediumMax - tmalloc::kMediumMinBlock - 16,
     tmalloc::kMediumMax + 16,
     uint64_t{1} << 20,
     uint64_t{2} << 20,
-    tmalloc::kSegmentSize,                          // 4 MiB
+    tmalloc::kSegmentSize,                               // 4 MiB
     tmalloc::kSegmentSize - tmalloc::kMediumHeaderSize,  // largest medium region payload area
     tmalloc::kSegmentSize - tmalloc::kMediumHeaderSize - 16,
     tmalloc::kSegmentSize - tmalloc::kLargeHeaderSize,
@@ -97,24 +96,21 @@ const ProfileTables kProfiles[static_cast<int>(Profile::kCount)] = {
      {8, 3, 7, 8, 3, 2, 2, 2, 2, 1, 2, 2, 2, 1, 2, 1},
      // Aliases favour small and medium sizes (cheap, most code paths); the canonical
      // categories 0..15 keep every size class reachable.
-     {C::kTiny, C::kClass, C::kClass, C::kThreshold, C::kPow2, C::kLogSmall, C::kLogSmall,
-      C::kLogMedium, C::kLogMedium, C::kLogLarge, C::kMedium16, C::kRaw16, C::kRelative,
-      C::kRelative, C::kSameAsPrev, C::kHuge}},
+     {C::kTiny, C::kClass, C::kClass, C::kThreshold, C::kPow2, C::kLogSmall, C::kLogSmall, C::kLogMedium, C::kLogMedium,
+      C::kLogLarge, C::kMedium16, C::kRaw16, C::kRelative, C::kRelative, C::kSameAsPrev, C::kHuge}},
     {"realloc",
      {6, 2, 20, 5, 1, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1},
-     {C::kRelative, C::kRelative, C::kRelative, C::kRelative, C::kRelative, C::kRelative,
-      C::kRelative, C::kRelative, C::kThreshold, C::kClass, C::kPow2, C::kLogSmall, C::kLogMedium,
-      C::kLogLarge, C::kSameAsPrev, C::kHuge}},
+     {C::kRelative, C::kRelative, C::kRelative, C::kRelative, C::kRelative, C::kRelative, C::kRelative, C::kRelative,
+      C::kThreshold, C::kClass, C::kPow2, C::kLogSmall, C::kLogMedium, C::kLogLarge, C::kSameAsPrev, C::kHuge}},
     {"split_coalesce",
      {12, 1, 4, 12, 1, 0, 1, 2, 1, 1, 5, 4, 2, 1, 1, 0},
-     {C::kLogMedium, C::kLogMedium, C::kLogMedium, C::kLogMedium, C::kMedium16, C::kMedium16,
-      C::kMedium16, C::kRelative, C::kRelative, C::kRelative, C::kRelative, C::kThreshold,
-      C::kSameAsPrev, C::kSameAsPrev, C::kClass, C::kLogSmall}},
+     {C::kLogMedium, C::kLogMedium, C::kLogMedium, C::kLogMedium, C::kMedium16, C::kMedium16, C::kMedium16,
+      C::kRelative, C::kRelative, C::kRelative, C::kRelative, C::kThreshold, C::kSameAsPrev, C::kSameAsPrev, C::kClass,
+      C::kLogSmall}},
     {"aligned",
      {4, 1, 4, 8, 13, 10, 2, 1, 1, 1, 1, 0, 1, 0, 1, 0},
-     {C::kClass, C::kPow2, C::kPow2, C::kPow2, C::kTiny, C::kThreshold, C::kThreshold,
-      C::kLogSmall, C::kLogSmall, C::kLogMedium, C::kLogMedium, C::kLogLarge, C::kRelative,
-      C::kHuge, C::kMedium16, C::kSameAsPrev}},
+     {C::kClass, C::kPow2, C::kPow2, C::kPow2, C::kTiny, C::kThreshold, C::kThreshold, C::kLogSmall, C::kLogSmall,
+      C::kLogMedium, C::kLogMedium, C::kLogLarge, C::kRelative, C::kHuge, C::kMedium16, C::kSameAsPrev}},
 };
 
 struct OpAliasTables {
@@ -139,14 +135,24 @@ const OpAliasTables& op_alias() {
 
 unsigned size_arg_count(SizeCat c) {
   switch (c) {
-    case C::kTiny: case C::kClass: case C::kThreshold: case C::kPow2: case C::kHuge:
+    case C::kTiny:
+    case C::kClass:
+    case C::kThreshold:
+    case C::kPow2:
+    case C::kHuge:
     case C::kSameAsPrev:
       return 1;
-    case C::kMedium16: case C::kRaw16: case C::kRelative:
+    case C::kMedium16:
+    case C::kRaw16:
+    case C::kRelative:
       return 2;
-    case C::kLogSmall: case C::kLogMedium: case C::kRaw24: case C::kBig:
+    case C::kLogSmall:
+    case C::kLogMedium:
+    case C::kRaw24:
+    case C::kBig:
       return 3;
-    case C::kLogLarge: case C::kLogAny:
+    case C::kLogLarge:
+    case C::kLogAny:
       return 4;
     case C::kRaw64:
       return 8;
@@ -154,14 +160,7 @@ unsigned size_arg_count(SizeCat c) {
   return 0;
 }
 
-uint64_t add_delta(uint64_t base, int64_t delta) {
-  if (delta < 0) {
-    const uint64_t d = static_cast<uint64_t>(-delta);
-    return base > d ? base - d : 0;
-  }
-  const uint64_t d = static_cast<uint64_t>(delta);
-  return base > kSizeMax - d ? kSizeMax : base + d;
-}
+uint64_t add_delta(uint64_t base, int64_t delta) { return add_size_delta(base, delta); }
 
 uint64_t le(const uint8_t* a, unsigned n) {
   uint64_t v = 0;
@@ -220,8 +219,7 @@ std::string human(uint64_t v) {
 const char* scale_name(unsigned scale_index) { return kScaleNames[scale_index & 7]; }
 
 const char* profile_name(Profile p) {
-  return static_cast<int>(p) < static_cast<int>(Profile::kCount) ? kProfiles[static_cast<int>(p)].name
-                                                                  : "?";
+  return static_cast<int>(p) < static_cast<int>(Profile::kCount) ? kProfiles[static_cast<int>(p)].name : "?";
 }
 
 bool profile_from_name(std::string_view name, Profile* out) {
@@ -239,29 +237,26 @@ bool profile_from_name(std::string_view name, Profile* out) {
 }
 
 const char* op_name(OpKind k) {
-  static const char* const names[kCanonicalOpcodes] = {
-      "malloc",     "calloc",   "realloc",    "free",       "aligned_alloc", "posix_memalign",
-      "usable_size", "check_heap", "refill",  "oom_window", "free_range",    "alloc_range",
-      "swap",       "release_cached", "touch_usable", "peek"};
+  static const char* const names[kCanonicalOpcodes] = {"malloc",        "calloc",         "realloc",      "free",
+                                                       "aligned_alloc", "posix_memalign", "usable_size",  "check_heap",
+                                                       "refill",        "oom_window",     "free_range",   "alloc_range",
+                                                       "swap",          "release_cached", "touch_usable", "peek"};
   const unsigned i = static_cast<unsigned>(k);
   return i < kCanonicalOpcodes ? names[i] : "?";
 }
 
 const char* size_cat_name(SizeCat c) {
-  static const char* const names[16] = {"tiny",   "class",   "threshold", "pow2",  "log-small",
-                                        "log-medium", "log-large", "log-any", "medium16", "raw16",
-                                        "raw24",  "huge",    "big",       "relative", "raw64",
-                                        "same-as-prev"};
+  static const char* const names[16] = {"tiny",      "class",    "threshold", "pow2",        "log-small", "log-medium",
+                                        "log-large", "log-any",  "medium16",  "raw16",       "raw24",     "huge",
+                                        "big",       "relative", "raw64",     "same-as-prev"};
   return names[static_cast<unsigned>(c) & 15];
 }
 
 uint64_t align_value(uint8_t a) {
   static const uint64_t nonpow2[8] = {3, 24, 48, 80, 1000, 4097, 3u << 20, kSizeMax};
-  static const uint64_t overmax[8] = {uint64_t{1} << 31, uint64_t{1} << 32, uint64_t{1} << 33,
-                                      uint64_t{1} << 40, uint64_t{1} << 47, uint64_t{1} << 48,
-                                      uint64_t{1} << 62, uint64_t{1} << 63};
-  static const uint64_t common[16] = {16,   32,   64,    128,   256, 512, 1024, 2048,
-                                      4096, 8192, 16384, 65536, 16,    64,  8,   4};
+  static const uint64_t overmax[8] = {uint64_t{1} << 31, uint64_t{1} << 32, uint64_t{1} << 33, uint64_t{1} << 40,
+                                      uint64_t{1} << 47, uint64_t{1} << 48, uint64_t{1} << 62, uint64_t{1} << 63};
+  static const uint64_t common[16] = {16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536, 16, 64, 8, 4};
   if (a < 31) return uint64_t{1} << a;
   if (a == 31) return 0;
   if (a < 40) return nonpow2[a - 32];
@@ -279,10 +274,14 @@ int align_byte_for(uint64_t v) {
 uint64_t count_value(uint8_t c) {
   const unsigned k = c & 63u;
   switch (c >> 6) {
-    case 0: return k;
-    case 1: return uint64_t{1} << k;
-    case 2: return kSizeMax / (k + 1);
-    default: return kSizeMax >> k;
+    case 0:
+      return k;
+    case 1:
+      return uint64_t{1} << k;
+    case 2:
+      return kSizeMax / (k + 1);
+    default:
+      return kSizeMax >> k;
   }
 }
 
@@ -337,8 +336,7 @@ SizeExpr SizeExpr::huge(unsigned index) {
   return s;
 }
 
-SizeExpr SizeExpr::relative(unsigned slot, bool usable, unsigned scale_index, unsigned delta_index,
-                            bool own_slot) {
+SizeExpr SizeExpr::relative(unsigned slot, bool usable, unsigned scale_index, unsigned delta_index, bool own_slot) {
   SizeExpr s;
   s.cat = C::kRelative;
   s.param = static_cast<uint8_t>(scale_index & 7);
@@ -430,8 +428,10 @@ std::string SizeExpr::describe() const {
       s += " (2^" + std::to_string(args[0] % 27u) + signed_delta(delta) + ")";
       break;
     case C::kHuge:
-      if (static_value() == kSizeMax) s += " (SIZE_MAX)";
-      else if (static_value() == kSizeMax / 2) s += " (SIZE_MAX/2)";
+      if (static_value() == kSizeMax)
+        s += " (SIZE_MAX)";
+      else if (static_value() == kSizeMax / 2)
+        s += " (SIZE_MAX/2)";
       break;
     case C::kBig:
       s += " (big: may fail)";
@@ -462,14 +462,22 @@ uint8_t align_byte_or_die(uint64_t a) {
 }
 }  // namespace
 
-Op Op::malloc(unsigned slot, SizeExpr s) { Op op = make(OpKind::kMalloc, slot); op.size = s; return op; }
+Op Op::malloc(unsigned slot, SizeExpr s) {
+  Op op = make(OpKind::kMalloc, slot);
+  op.size = s;
+  return op;
+}
 Op Op::calloc(unsigned slot, uint8_t count_byte, SizeExpr s) {
   Op op = make(OpKind::kCalloc, slot);
   op.count = count_byte;
   op.size = s;
   return op;
 }
-Op Op::realloc(unsigned slot, SizeExpr s) { Op op = make(OpKind::kRealloc, slot); op.size = s; return op; }
+Op Op::realloc(unsigned slot, SizeExpr s) {
+  Op op = make(OpKind::kRealloc, slot);
+  op.size = s;
+  return op;
+}
 Op Op::free(unsigned slot) { return make(OpKind::kFree, slot); }
 Op Op::aligned_alloc(unsigned slot, uint64_t alignment, SizeExpr s) {
   Op op = make(OpKind::kAlignedAlloc, slot);
@@ -661,8 +669,10 @@ namespace {
 std::string align_desc(uint8_t a) {
   const uint64_t v = align_value(a);
   std::string s = human(v);
-  if (v == 0 || (v & (v - 1)) != 0) s += " (not a power of two)";
-  else if (v > (uint64_t{1} << 30)) s += " (> TM_MAX_ALIGNMENT)";
+  if (v == 0 || (v & (v - 1)) != 0)
+    s += " (not a power of two)";
+  else if (v > (uint64_t{1} << 30))
+    s += " (> TM_MAX_ALIGNMENT)";
   return s;
 }
 
@@ -738,14 +748,13 @@ std::string format_program(const Program& p, Profile profile) {
   std::string flags;
   if (p.paranoid()) flags += " paranoid";
   if (p.fill_usable()) flags += " fill-usable";
-  static const char* const orders[4] = {"slot-ascending", "slot-descending", "address-ascending",
-                                        "address-descending"};
+  static const char* const orders[4] = {"slot-ascending", "slot-descending", "address-ascending", "address-descending"};
   snprintf(buf, sizeof buf,
            "tinymalloc harness trace: format v%u%s (header 0x%02x), profile %s, %zu ops, %zu bytes; "
            "flags:%s; final frees %s\n",
            static_cast<unsigned>(kFormatVersion),
-           p.version() > kFormatVersion ? " (newer version nibble decoded as v1)" : "", p.header,
-           profile_name(profile), p.ops.size(), p.input_size, flags.empty() ? " none" : flags.c_str(),
+           p.version() > kFormatVersion ? " (newer version nibble decoded as v1)" : "", p.header, profile_name(profile),
+           p.ops.size(), p.input_size, flags.empty() ? " none" : flags.c_str(),
            orders[static_cast<int>(p.end_order())]);
   s += buf;
   for (size_t i = 0; i < p.ops.size(); ++i) {
@@ -753,6 +762,37 @@ std::string format_program(const Program& p, Profile profile) {
     s += '\n';
   }
   return s;
+}
+
+uint64_t add_size_delta(uint64_t base, int64_t delta) {
+  if (delta < 0) {
+    const uint64_t d = static_cast<uint64_t>(-delta);
+    return base > d ? base - d : 0;
+  }
+  const uint64_t d = static_cast<uint64_t>(delta);
+  return base > kSizeMax - d ? kSizeMax : base + d;
+}
+
+uint64_t scale_size(uint64_t v, unsigned scale_index) {
+  auto mul = [](uint64_t x, uint64_t m) { return x > kSizeMax / m ? kSizeMax : x * m; };
+  switch (scale_index & 7) {
+    case 1:
+      return mul(v, 2);
+    case 2:
+      return v / 2;
+    case 3:
+      return mul(v / 2, 3) + (v & 1);
+    case 4:
+      return mul(v / 4, 3);
+    case 5:
+      return mul(v, 4);
+    case 6:
+      return v / 4;
+    case 7:
+      return mul(v / 4, 5);
+    default:
+      return v;
+  }
 }
 
 }  // namespace tmh

@@ -105,14 +105,15 @@ void test_format() {
 }
 
 void test_printer() {
-  const Program p = prog({Op::realloc(5, SizeExpr::exact(8193)), Op::malloc(3, SizeExpr::cls(55, 2)),
-                          Op::aligned_alloc(1, 64, SizeExpr::exact(100)),
-                          Op::realloc(2, SizeExpr::relative(0, true, 2, 19, true)),
-                          Op::calloc(4, 0x40 | 32, SizeExpr::pow2(32 % 27))});
+  const Program p =
+      prog({Op::realloc(5, SizeExpr::exact(8193)), Op::malloc(3, SizeExpr::cls(55, 2)),
+            Op::aligned_alloc(1, 64, SizeExpr::exact(100)), Op::realloc(2, SizeExpr::relative(0, true, 2, 19, true)),
+            Op::calloc(4, 0x40 | 32, SizeExpr::pow2(32 % 27))});
   const std::vector<uint8_t> bytes = tmh::encode(p);
   const std::string s = tmh::format_program(tmh::decode(bytes.data(), bytes.size()), tmh::Profile::kGeneral);
   check(s.find("#0 realloc slot 5 -> 8193 bytes\n") != std::string::npos, "printer: realloc line\n" + s);
-  check(s.find("#1 malloc slot 3 <- 8191 (class 55 size 8192-1) bytes") != std::string::npos, "printer: class line\n" + s);
+  check(s.find("#1 malloc slot 3 <- 8191 (class 55 size 8192-1) bytes") != std::string::npos,
+        "printer: class line\n" + s);
   check(s.find("#2 aligned_alloc slot 1 <- 100 bytes, align 64") != std::string::npos, "printer: aligned line\n" + s);
   check(s.find("#3 realloc slot 2 -> usable(own slot)/2-256 bytes") != std::string::npos, "printer: relative\n" + s);
   check(s.find("#4 calloc slot 4 <- 4294967296 x 32 (2^5) bytes") != std::string::npos, "printer: calloc\n" + s);
@@ -121,13 +122,27 @@ void test_printer() {
 // Programs that exercise every op on a correct allocator.
 std::vector<Program> clean_programs() {
   std::vector<Program> v;
-  v.push_back(prog({Op::malloc(0, SizeExpr::exact(100)), Op::calloc(1, 3, SizeExpr::exact(24)),
-                    Op::realloc(0, SizeExpr::exact(9000)), Op::realloc(0, SizeExpr::exact(50)),
-                    Op::aligned_alloc(2, 4096, SizeExpr::exact(100)), Op::posix_memalign(3, 64, SizeExpr::exact(1000)),
-                    Op::usable_size(3), Op::usable_size(9), Op::check_heap(), Op::refill(1), Op::touch_usable(0),
-                    Op::peek(0, 7), Op::swap(0, 1), Op::free(0), Op::free(0), Op::release_cached(),
-                    Op::oom_window(1, 4), Op::malloc(4, SizeExpr::exact(1 << 20)), Op::malloc(5, SizeExpr::exact(16)),
-                    Op::alloc_range(10, 8, SizeExpr::exact(20000)), Op::free_range(10, 8, 2, false),
+  v.push_back(prog({Op::malloc(0, SizeExpr::exact(100)),
+                    Op::calloc(1, 3, SizeExpr::exact(24)),
+                    Op::realloc(0, SizeExpr::exact(9000)),
+                    Op::realloc(0, SizeExpr::exact(50)),
+                    Op::aligned_alloc(2, 4096, SizeExpr::exact(100)),
+                    Op::posix_memalign(3, 64, SizeExpr::exact(1000)),
+                    Op::usable_size(3),
+                    Op::usable_size(9),
+                    Op::check_heap(),
+                    Op::refill(1),
+                    Op::touch_usable(0),
+                    Op::peek(0, 7),
+                    Op::swap(0, 1),
+                    Op::free(0),
+                    Op::free(0),
+                    Op::release_cached(),
+                    Op::oom_window(1, 4),
+                    Op::malloc(4, SizeExpr::exact(1 << 20)),
+                    Op::malloc(5, SizeExpr::exact(16)),
+                    Op::alloc_range(10, 8, SizeExpr::exact(20000)),
+                    Op::free_range(10, 8, 2, false),
                     Op::free_range(17, 8, 2, true)}));
   // Impossible and invalid requests.
   std::vector<Op> bad;
@@ -181,8 +196,8 @@ void test_clean(const std::vector<std::string>& corpus_files) {
     check(r.ok, "corpus file " + f + " fails on the reference (fault-free) backend:\n" + r.message);
     ++files;
   }
-  printf("selftest: %d clean programs pass on system and reference backends; %zu corpus files pass on reference\n",
-         n, files);
+  printf("selftest: %d clean programs pass on system and reference backends; %zu corpus files pass on reference\n", n,
+         files);
 }
 
 struct FaultCase {
@@ -194,27 +209,29 @@ struct FaultCase {
 void test_faults() {
   const SizeExpr s100 = SizeExpr::exact(100);
   std::vector<FaultCase> cases;
-  cases.push_back({"overlap", prog({Op::malloc(0, s100), Op::malloc(1, s100), Op::malloc(2, s100), Op::malloc(3, s100)}),
+  cases.push_back({"overlap",
+                   prog({Op::malloc(0, s100), Op::malloc(1, s100), Op::malloc(2, s100), Op::malloc(3, s100)}),
                    "overlaps live slot"});
-  cases.push_back({"misaligned", prog({Op::malloc(0, s100), Op::malloc(1, s100), Op::malloc(2, s100)}), "not aligned to 16"});
+  cases.push_back(
+      {"misaligned", prog({Op::malloc(0, s100), Op::malloc(1, s100), Op::malloc(2, s100)}), "not aligned to 16"});
   cases.push_back({"realloc-copy",
-                   prog({Op::malloc(0, s100), Op::realloc(0, SizeExpr::exact(200)), Op::realloc(0, SizeExpr::exact(300)),
-                         Op::realloc(0, SizeExpr::exact(400))}),
+                   prog({Op::malloc(0, s100), Op::realloc(0, SizeExpr::exact(200)),
+                         Op::realloc(0, SizeExpr::exact(300)), Op::realloc(0, SizeExpr::exact(400))}),
                    "did not keep the first"});
-  cases.push_back({"calloc-dirty",
-                   prog({Op::calloc(0, 1, s100), Op::calloc(1, 1, s100), Op::calloc(2, 1, s100)}), "is not zeroed"});
-  cases.push_back({"usable-short", prog({Op::malloc(0, s100), Op::malloc(1, s100), Op::malloc(2, s100)}),
-                   "usable size 99 < 100"});
-  cases.push_back({"stats-leak",
-                   prog({Op::malloc(0, s100), Op::malloc(1, s100), Op::malloc(2, s100), Op::free(0), Op::free(1),
-                         Op::free(2)}),
-                   "live_blocks"});
+  cases.push_back({"calloc-dirty", prog({Op::calloc(0, 1, s100), Op::calloc(1, 1, s100), Op::calloc(2, 1, s100)}),
+                   "is not zeroed"});
+  cases.push_back(
+      {"usable-short", prog({Op::malloc(0, s100), Op::malloc(1, s100), Op::malloc(2, s100)}), "usable size 99 < 100"});
+  cases.push_back(
+      {"stats-leak",
+       prog({Op::malloc(0, s100), Op::malloc(1, s100), Op::malloc(2, s100), Op::free(0), Op::free(1), Op::free(2)}),
+       "live_blocks"});
   cases.push_back({"realloc-fail-clobber", prog({Op::malloc(0, s100), Op::realloc(0, SizeExpr::huge(0))}),
                    "after a failed realloc"});
   cases.push_back({"errno", prog({Op::malloc(0, SizeExpr::huge(1))}), "expected ENOMEM"});
   cases.push_back({"huge-succeeds", prog({Op::malloc(0, SizeExpr::huge(0))}), "must fail with ENOMEM"});
-  cases.push_back({"heap-check", prog({Op::malloc(0, s100), Op::malloc(1, s100), Op::free(0), Op::free(1)}),
-                   "heap check failed"});
+  cases.push_back(
+      {"heap-check", prog({Op::malloc(0, s100), Op::malloc(1, s100), Op::free(0), Op::free(1)}), "heap check failed"});
   cases.push_back({"free-stomps",
                    prog({Op::malloc(0, s100), Op::malloc(1, s100), Op::malloc(2, s100), Op::malloc(3, s100),
                          Op::malloc(4, s100), Op::free(0), Op::free(1), Op::free(2)}),
@@ -232,14 +249,14 @@ void test_faults() {
     const tmh::Result r = run_on(*be, c.program);
     const std::string w = what_line(r.message);
     const bool ok = !r.ok && w.find(c.expect) != std::string::npos;
-    check(ok, std::string("fault ") + c.mode + " not reported as '" + c.expect + "'; got: " +
-                  (r.ok ? std::string("PASS") : r.message));
+    check(ok, std::string("fault ") + c.mode + " not reported as '" + c.expect +
+                  "'; got: " + (r.ok ? std::string("PASS") : r.message));
     if (ok) printf("selftest: fault %-22s caught at op #%zu: %s\n", c.mode, r.op_index, w.c_str());
   }
   // Poke: peek turns into a corruption the model does not know about.
   auto sys = tmh::make_system_backend();
-  const Program poke = prog({Op::malloc(0, s100), Op::malloc(1, SizeExpr::exact(20000)), Op::peek(1, 1234),
-                             Op::check_heap()});
+  const Program poke =
+      prog({Op::malloc(0, s100), Op::malloc(1, SizeExpr::exact(20000)), Op::peek(1, 1234), Op::check_heap()});
   const tmh::Result clean = run_on(*sys, poke, false);
   check(clean.ok, "poke program passes without self-test mode:\n" + clean.message);
   const tmh::Result r = run_on(*sys, poke, true);

@@ -25,19 +25,24 @@ namespace tmh {
 // ---- Format constants ------------------------------------------------------------------
 
 inline constexpr uint8_t kFormatVersion = 1;
-inline constexpr size_t kSlots = 64;                // slot table size (slot byte % 64)
-inline constexpr unsigned kCanonicalOpcodes = 16;   // v1 opcodes 0..15
-inline constexpr unsigned kOpcodeSpace = 64;        // opcode byte & 63
-inline constexpr size_t kMaxOps = 1 << 16;          // decoding stops after this many ops
+inline constexpr size_t kSlots = 64;               // slot table size (slot byte % 64)
+inline constexpr unsigned kCanonicalOpcodes = 16;  // v1 opcodes 0..15
+inline constexpr unsigned kOpcodeSpace = 64;       // opcode byte & 63
+inline constexpr size_t kMaxOps = 1 << 16;         // decoding stops after this many ops
 
 // Header flag bits (low nibble of the first byte).
-inline constexpr uint8_t kFlagParanoid = 1;    // verify every live block after every op
-inline constexpr uint8_t kFlagFillUsable = 2;  // fill every block up to its usable size
+inline constexpr uint8_t kFlagParanoid = 1;       // verify every live block after every op
+inline constexpr uint8_t kFlagFillUsable = 2;     // fill every block up to its usable size
 inline constexpr uint8_t kFlagEndOrderShift = 2;  // bits 2-3: order of the final frees
-enum class EndOrder : uint8_t { kSlotAscending = 0, kSlotDescending = 1, kAddressAscending = 2, kAddressDescending = 3 };
+enum class EndOrder : uint8_t {
+  kSlotAscending = 0,
+  kSlotDescending = 1,
+  kAddressAscending = 2,
+  kAddressDescending = 3
+};
 
 // Size outcome classes (see FORMAT.md "Expected outcomes").
-inline constexpr uint64_t kSaneMax = uint64_t{64} << 20;     // <= 64 MiB: must succeed
+inline constexpr uint64_t kSaneMax = uint64_t{64} << 20;       // <= 64 MiB: must succeed
 inline constexpr uint64_t kImpossibleMin = uint64_t{1} << 47;  // >= 128 TiB: NULL + ENOMEM
 
 // Decoding profiles: targets that bias the op / size mix. Canonical opcodes and size
@@ -70,22 +75,22 @@ enum class OpKind : uint8_t {
 const char* op_name(OpKind k);
 
 enum class SizeCat : uint8_t {
-  kTiny = 0,        // 0..64
-  kClass = 1,       // small class size +- delta
-  kThreshold = 2,   // tier / geometry thresholds +- delta
-  kPow2 = 3,        // 2^k +- delta, k <= 26
-  kLogSmall = 4,    // log-uniform [16, 8192)
-  kLogMedium = 5,   // log-uniform [8192, 512 KiB)
-  kLogLarge = 6,    // log-uniform [512 KiB, 16 MiB)
-  kLogAny = 7,      // log-uniform [1, 16 MiB)
-  kMedium16 = 8,    // 8192 + 16*k (+- delta): exact medium payloads
-  kRaw16 = 9,       // 16-bit little endian
-  kRaw24 = 10,      // 24-bit little endian
-  kHuge = 11,       // impossible sizes (SIZE_MAX, SIZE_MAX/2, > 2^47 ...)
-  kBig = 12,        // 64 MiB .. 1 GiB+: may succeed or fail with ENOMEM
-  kRelative = 13,   // (requested or usable size of a slot) * scale + delta; dynamic
-  kRaw64 = 14,      // 64-bit little endian
-  kSameAsPrev = 15, // previous op's size * scale + delta; dynamic
+  kTiny = 0,         // 0..64
+  kClass = 1,        // small class size +- delta
+  kThreshold = 2,    // tier / geometry thresholds +- delta
+  kPow2 = 3,         // 2^k +- delta, k <= 26
+  kLogSmall = 4,     // log-uniform [16, 8192)
+  kLogMedium = 5,    // log-uniform [8192, 512 KiB)
+  kLogLarge = 6,     // log-uniform [512 KiB, 16 MiB)
+  kLogAny = 7,       // log-uniform [1, 16 MiB)
+  kMedium16 = 8,     // 8192 + 16*k (+- delta): exact medium payloads
+  kRaw16 = 9,        // 16-bit little endian
+  kRaw24 = 10,       // 24-bit little endian
+  kHuge = 11,        // impossible sizes (SIZE_MAX, SIZE_MAX/2, > 2^47 ...)
+  kBig = 12,         // 64 MiB .. 1 GiB+: may succeed or fail with ENOMEM
+  kRelative = 13,    // (requested or usable size of a slot) * scale + delta; dynamic
+  kRaw64 = 14,       // 64-bit little endian
+  kSameAsPrev = 15,  // previous op's size * scale + delta; dynamic
 };
 const char* size_cat_name(SizeCat c);
 
@@ -119,6 +124,10 @@ extern const int64_t kRelDeltas[32];
 extern const uint64_t kThresholds[32];
 extern const uint64_t kHugeSizes[16];
 const char* scale_name(unsigned scale_index);  // "", "*2", "/2", "*3/2", ...
+// Saturating size arithmetic of relative sizes (FORMAT.md): the value scaled by
+// scale_index, and a base plus a signed delta clamped to [0, UINT64_MAX].
+uint64_t scale_size(uint64_t v, unsigned scale_index);
+uint64_t add_size_delta(uint64_t base, int64_t delta);
 
 // Alignment operand: value table indexed by the byte (FORMAT.md).
 uint64_t align_value(uint8_t a);
@@ -129,15 +138,15 @@ uint64_t count_value(uint8_t c);
 
 struct Op {
   OpKind kind = OpKind::kMalloc;
-  uint8_t opcode = 0;  // byte as read (aliases keep their raw value for printing)
-  uint8_t slot = 0;    // slot operand (already % kSlots)
-  uint8_t slot2 = 0;   // swap: second slot
-  uint8_t align = 0;   // aligned ops: alignment byte
-  uint8_t count = 0;   // calloc: count byte; free/alloc range: count byte
-  uint8_t arg = 0;     // oom window: param byte; free range: step byte
-  uint16_t offset = 0; // peek
+  uint8_t opcode = 0;   // byte as read (aliases keep their raw value for printing)
+  uint8_t slot = 0;     // slot operand (already % kSlots)
+  uint8_t slot2 = 0;    // swap: second slot
+  uint8_t align = 0;    // aligned ops: alignment byte
+  uint8_t count = 0;    // calloc: count byte; free/alloc range: count byte
+  uint8_t arg = 0;      // oom window: param byte; free range: step byte
+  uint16_t offset = 0;  // peek
   SizeExpr size;
-  uint32_t pos = 0;    // byte offset of the opcode in the input (decode only)
+  uint32_t pos = 0;  // byte offset of the opcode in the input (decode only)
 
   // Convenience constructors for generators and properties.
   static Op malloc(unsigned slot, SizeExpr s);
@@ -233,11 +242,17 @@ class Backend {
   // Capabilities.
   virtual bool has_heap_check() const { return false; }
   // 0 when consistent; otherwise a nonzero code and *message describes the violation.
-  virtual int check_heap(std::string* message) { (void)message; return 0; }
+  virtual int check_heap(std::string* message) {
+    (void)message;
+    return 0;
+  }
   virtual bool has_stats() const { return false; }
   virtual void stats(HeapStats* out) { *out = HeapStats{}; }
   virtual bool has_owns() const { return false; }
-  virtual bool owns(const void* p) { (void)p; return false; }
+  virtual bool owns(const void* p) {
+    (void)p;
+    return false;
+  }
   virtual bool has_oom_injection() const { return false; }
   virtual void fail_os_after(long calls) { (void)calls; }
   // Largest size in (kSaneMax, kImpossibleMin) that is attempted at all, and the most
@@ -270,9 +285,9 @@ struct Options {
   // returned report would be lost; turn it on for backends that cannot be corrupted (system,
   // faulty) when leak checkers must stay quiet.
   bool free_after_failure = false;
-  bool self_test_poke = false;   // peek ops corrupt the block instead (TM_HARNESS_SELFTEST=poke)
-  bool verbose = false;          // print every op as it runs (tm-repro -v)
-  unsigned verify_every = 32;    // full content verification period (ops)
+  bool self_test_poke = false;  // peek ops corrupt the block instead (TM_HARNESS_SELFTEST=poke)
+  bool verbose = false;         // print every op as it runs (tm-repro -v)
+  unsigned verify_every = 32;   // full content verification period (ops)
   // Heap check (tm_check_heap) period in ops; 1 = after every op (default: the failing op
   // is the one that broke the heap). Larger values trade that precision for throughput
   // (tm_check_heap dominates the cost of an op); the check also runs at check_heap ops,
@@ -300,13 +315,11 @@ class Interpreter {
   Interpreter& operator=(const Interpreter&) = delete;
 
   Result run(const Program& program);
-  Result run_bytes(const uint8_t* data, size_t size) {
-    return run(decode(data, size, options_.profile));
-  }
+  Result run_bytes(const uint8_t* data, size_t size) { return run(decode(data, size, options_.profile)); }
   // Ops executed by the last run (for statistics in properties).
   struct Counters {
-    size_t ops = 0, allocs = 0, frees = 0, reallocs = 0, realloc_in_place = 0,
-           expected_failures = 0, oom_failures = 0, skipped = 0;
+    size_t ops = 0, allocs = 0, frees = 0, reallocs = 0, realloc_in_place = 0, expected_failures = 0, oom_failures = 0,
+           skipped = 0;
   };
   const Counters& counters() const { return counters_; }
 

@@ -36,8 +36,8 @@ void showValue(const AlignedReq& r, std::ostream& os) {
 rc::Gen<AlignedReq> gen_req() {
   return rc::gen::build<AlignedReq>(
       rc::gen::set(&AlignedReq::log2_align,
-                   rc::gen::weightedOneOf<unsigned>({{3, rc::gen::inRange<unsigned>(0, 13)},     // <= 4 KiB
-                                                     {2, rc::gen::inRange<unsigned>(13, 17)},    // <= 64 KiB (medium)
+                   rc::gen::weightedOneOf<unsigned>({{3, rc::gen::inRange<unsigned>(0, 13)},      // <= 4 KiB
+                                                     {2, rc::gen::inRange<unsigned>(13, 17)},     // <= 64 KiB (medium)
                                                      {1, rc::gen::inRange<unsigned>(17, 27)}})),  // <= 64 MiB
       rc::gen::set(&AlignedReq::size, tmprop::request_size(size_t{1} << 20)),
       rc::gen::set(&AlignedReq::posix, rc::gen::arbitrary<bool>()));
@@ -145,8 +145,8 @@ RC_GTEST_PROP(Alignment, AlignedBlocksAreAlignedUsableAndDisjoint, ()) {
 // tm_usable_size and tm_free then rejected as a foreign pointer).
 RC_GTEST_PROP(Alignment, ZeroSizeBlocksAreUniqueOwnedAndFreeable, ()) {
   // Every alignment exponent is equally likely from the first case on (no size scaling).
-  const auto logs = *rc::gen::nonEmpty(rc::gen::container<std::vector<unsigned>>(
-      rc::gen::resize(rc::kNominalSize, rc::gen::inRange<unsigned>(0, 27))));
+  const auto logs = *rc::gen::nonEmpty(
+      rc::gen::container<std::vector<unsigned>>(rc::gen::resize(rc::kNominalSize, rc::gen::inRange<unsigned>(0, 27))));
   tm_stats_t before;
   tm_stats(&before);
   std::vector<char*> held;
@@ -189,8 +189,9 @@ rc::Gen<size_t> not_power_of_two() {
       rc::gen::weightedOneOf<size_t>({
           {1, rc::gen::just<size_t>(0)},
           {2, rc::gen::inRange<size_t>(3, 5000)},
-          {2, rc::gen::map(rc::gen::pair(rc::gen::inRange<unsigned>(0, 63), rc::gen::inRange<unsigned>(0, 63)),
-                           [](std::pair<unsigned, unsigned> b) { return (size_t{1} << b.first) | (size_t{1} << b.second); })},
+          {2, rc::gen::map(
+                  rc::gen::pair(rc::gen::inRange<unsigned>(0, 63), rc::gen::inRange<unsigned>(0, 63)),
+                  [](std::pair<unsigned, unsigned> b) { return (size_t{1} << b.first) | (size_t{1} << b.second); })},
           {1, rc::gen::just<size_t>(SIZE_MAX)},
       }),
       [](size_t a) { return a == 0 || (a & (a - 1)) != 0; });

@@ -55,12 +55,18 @@ struct POp {
 
 const char* pkind_name(PKind k) {
   switch (k) {
-    case PKind::kMalloc: return "malloc";
-    case PKind::kCalloc: return "calloc";
-    case PKind::kRealloc: return "realloc";
-    case PKind::kFree: return "free";
-    case PKind::kAligned: return "aligned_alloc";
-    case PKind::kPosix: return "posix_memalign";
+    case PKind::kMalloc:
+      return "malloc";
+    case PKind::kCalloc:
+      return "calloc";
+    case PKind::kRealloc:
+      return "realloc";
+    case PKind::kFree:
+      return "free";
+    case PKind::kAligned:
+      return "aligned_alloc";
+    case PKind::kPosix:
+      return "posix_memalign";
   }
   return "?";
 }
@@ -84,16 +90,15 @@ struct Live {
 uint8_t pat(uint8_t seed, size_t i) { return static_cast<uint8_t>(seed * 31u + i * 7u + 1u); }
 
 rc::Gen<POp> gen_pop(size_t max_size) {
-  return rc::gen::build<POp>(
-      rc::gen::set(&POp::kind, rc::gen::weightedElement<PKind>({{5, PKind::kMalloc},
-                                                               {1, PKind::kCalloc},
-                                                               {4, PKind::kRealloc},
-                                                               {5, PKind::kFree},
-                                                               {1, PKind::kAligned},
-                                                               {1, PKind::kPosix}})),
-      rc::gen::set(&POp::slot, rc::gen::inRange<unsigned>(0, kPSlots)),
-      rc::gen::set(&POp::size, tmprop::request_size(max_size)),
-      rc::gen::set(&POp::log2_align, rc::gen::inRange<unsigned>(3, 17)));
+  return rc::gen::build<POp>(rc::gen::set(&POp::kind, rc::gen::weightedElement<PKind>({{5, PKind::kMalloc},
+                                                                                       {1, PKind::kCalloc},
+                                                                                       {4, PKind::kRealloc},
+                                                                                       {5, PKind::kFree},
+                                                                                       {1, PKind::kAligned},
+                                                                                       {1, PKind::kPosix}})),
+                             rc::gen::set(&POp::slot, rc::gen::inRange<unsigned>(0, kPSlots)),
+                             rc::gen::set(&POp::size, tmprop::request_size(max_size)),
+                             rc::gen::set(&POp::log2_align, rc::gen::inRange<unsigned>(3, 17)));
 }
 
 // First poisoned byte of [p, p + n), or nullptr.

@@ -30,13 +30,20 @@ struct BitOp {
 
 const char* kind_name(BitOpKind k) {
   switch (k) {
-    case BitOpKind::kFill: return "fill";
-    case BitOpKind::kSet: return "set";
-    case BitOpKind::kClear: return "clear";
-    case BitOpKind::kTest: return "test";
-    case BitOpKind::kFindFirst: return "find_first";
-    case BitOpKind::kCount: return "count";
-    case BitOpKind::kAllocate: return "allocate";
+    case BitOpKind::kFill:
+      return "fill";
+    case BitOpKind::kSet:
+      return "set";
+    case BitOpKind::kClear:
+      return "clear";
+    case BitOpKind::kTest:
+      return "test";
+    case BitOpKind::kFindFirst:
+      return "find_first";
+    case BitOpKind::kCount:
+      return "count";
+    case BitOpKind::kAllocate:
+      return "allocate";
   }
   return "?";
 }
@@ -46,12 +53,12 @@ void showValue(const BitOp& op, std::ostream& os) { os << kind_name(op.kind) << 
 rc::Gen<BitOp> gen_op() {
   return rc::gen::build<BitOp>(
       rc::gen::set(&BitOp::kind, rc::gen::weightedElement<BitOpKind>({{1, BitOpKind::kFill},
-                                                                       {6, BitOpKind::kSet},
-                                                                       {6, BitOpKind::kClear},
-                                                                       {3, BitOpKind::kTest},
-                                                                       {3, BitOpKind::kFindFirst},
-                                                                       {1, BitOpKind::kCount},
-                                                                       {4, BitOpKind::kAllocate}})),
+                                                                      {6, BitOpKind::kSet},
+                                                                      {6, BitOpKind::kClear},
+                                                                      {3, BitOpKind::kTest},
+                                                                      {3, BitOpKind::kFindFirst},
+                                                                      {1, BitOpKind::kCount},
+                                                                      {4, BitOpKind::kAllocate}})),
       rc::gen::set(&BitOp::arg, rc::gen::inRange<size_t>(0, kMaxBits + 1)));
 }
 
@@ -62,7 +69,6 @@ size_t model_find_first(const Model& m, size_t words, size_t hint) {
   }
   return words * 64;
 }
-
 
 RC_GTEST_PROP(Bitmap, MatchesBitsetModel, ()) {
   const size_t words = *rc::gen::inRange<size_t>(1, kMaxWords + 1);
@@ -152,7 +158,8 @@ RC_GTEST_PROP(Bitmap, MatchesBitsetModel, ()) {
 RC_GTEST_PROP(Bitmap, FindFirstFromHintScansOnlyFromHint, ()) {
   const size_t words = *rc::gen::inRange<size_t>(1, kMaxWords + 1);
   std::vector<uint64_t> bits(words);
-  for (auto& w : bits) w = *rc::gen::weightedOneOf<uint64_t>({{1, rc::gen::arbitrary<uint64_t>()}, {2, rc::gen::just<uint64_t>(0)}});
+  for (auto& w : bits)
+    w = *rc::gen::weightedOneOf<uint64_t>({{1, rc::gen::arbitrary<uint64_t>()}, {2, rc::gen::just<uint64_t>(0)}});
   size_t hint = *rc::gen::inRange<size_t>(0, words + 1);
   const size_t start = hint;
   const size_t got = tmalloc::bitmap_find_first(bits.data(), words, &hint);

@@ -36,10 +36,10 @@ inline std::vector<size_t> boundary_sizes() {
     const size_t s = tmalloc::class_size(c);
     out.insert(out.end(), {s - 1, s, s + 1});
   }
-  const size_t thresholds[] = {tmalloc::kSmallMax,         tmalloc::kMediumMax,
-                               tmalloc::kMediumMinBlock,   tmalloc::kPageSize,
-                               tmalloc::kRunSize,          tmalloc::kMediumMax - tmalloc::kMediumMinBlock,
-                               tmalloc::kSegmentSize / 2,  tmalloc::kSegmentSize};
+  const size_t thresholds[] = {tmalloc::kSmallMax,        tmalloc::kMediumMax,
+                               tmalloc::kMediumMinBlock,  tmalloc::kPageSize,
+                               tmalloc::kRunSize,         tmalloc::kMediumMax - tmalloc::kMediumMinBlock,
+                               tmalloc::kSegmentSize / 2, tmalloc::kSegmentSize};
   for (size_t t : thresholds) out.insert(out.end(), {t - 16, t - 1, t, t + 1, t + 16});
   return out;
 }
@@ -59,10 +59,10 @@ inline rc::Gen<size_t> log_uniform(size_t lo, size_t hi) {
 inline rc::Gen<size_t> request_size(size_t max = size_t{2} << 20) {
   return rc::gen::suchThat(
       rc::gen::weightedOneOf<size_t>({
-          {4, log_uniform(0, tmalloc::kSmallMax + 1)},                       // small tier
+          {4, log_uniform(0, tmalloc::kSmallMax + 1)},                                     // small tier
           {3, rc::gen::inRange<size_t>(tmalloc::kSmallMax + 1, tmalloc::kMediumMax + 1)},  // medium
-          {3, rc::gen::elementOf(boundary_sizes())},                          // boundaries
-          {1, log_uniform(tmalloc::kMediumMax + 1, max + 1)},                // large
+          {3, rc::gen::elementOf(boundary_sizes())},                                       // boundaries
+          {1, log_uniform(tmalloc::kMediumMax + 1, max + 1)},                              // large
       }),
       [max](size_t n) { return n <= max; });
 }

@@ -114,9 +114,15 @@ struct FitOp {
 
 void showValue(const FitOp& op, std::ostream& os) {
   switch (op.kind) {
-    case FitOpKind::kInsert: os << "insert(node " << op.node << ", " << op.size << ")"; break;
-    case FitOpKind::kRemove: os << "remove(node " << op.node << ")"; break;
-    case FitOpKind::kFindFit: os << "find_fit(" << op.size << ")"; break;
+    case FitOpKind::kInsert:
+      os << "insert(node " << op.node << ", " << op.size << ")";
+      break;
+    case FitOpKind::kRemove:
+      os << "remove(node " << op.node << ")";
+      break;
+    case FitOpKind::kFindFit:
+      os << "find_fit(" << op.size << ")";
+      break;
   }
 }
 
@@ -127,15 +133,14 @@ constexpr uint64_t kMaxBlock = uint64_t{0xFFFFFFF0};  // the size field holds < 
 // clusters in a few lists so lists grow past the best-fit scan length.
 rc::Gen<uint64_t> block_size() {
   auto round16 = [](uint64_t v) { return std::max<uint64_t>(16, v & ~uint64_t{15}); };
-  return rc::gen::map(
-      rc::gen::weightedOneOf<uint64_t>({
-          {4, rc::gen::inRange<uint64_t>(8192, 8192 + 512)},  // one list (8 KiB, granule 512)
-          {2, rc::gen::inRange<uint64_t>(256, 1024)},
-          {3, rc::gen::inRange<uint64_t>(256, uint64_t{4} << 20)},
-          {1, rc::gen::inRange<uint64_t>(16, 256)},
-          {1, rc::gen::inRange<uint64_t>(uint64_t{4} << 20, kMaxBlock)},
-      }),
-      round16);
+  return rc::gen::map(rc::gen::weightedOneOf<uint64_t>({
+                          {4, rc::gen::inRange<uint64_t>(8192, 8192 + 512)},  // one list (8 KiB, granule 512)
+                          {2, rc::gen::inRange<uint64_t>(256, 1024)},
+                          {3, rc::gen::inRange<uint64_t>(256, uint64_t{4} << 20)},
+                          {1, rc::gen::inRange<uint64_t>(16, 256)},
+                          {1, rc::gen::inRange<uint64_t>(uint64_t{4} << 20, kMaxBlock)},
+                      }),
+                      round16);
 }
 
 rc::Gen<FitOp> gen_fit_op() {

@@ -44,15 +44,15 @@ std::map<std::string, tmh::Program> targeted_programs() {
   m["overlap"] = program_of({Op::malloc(0, s64), Op::malloc(1, s64), Op::malloc(2, s64), Op::malloc(3, s64),
                              Op::malloc(4, s64), Op::check_heap()});
   m["misaligned"] = program_of({Op::malloc(0, s64), Op::malloc(1, s64), Op::malloc(2, s64), Op::malloc(3, s64)});
-  m["realloc-copy"] = program_of({Op::malloc(0, s100), Op::realloc(0, SizeExpr::exact(200)),
-                                  Op::realloc(0, SizeExpr::exact(300)), Op::realloc(0, SizeExpr::exact(400)),
-                                  Op::realloc(0, SizeExpr::exact(500))});
-  m["calloc-dirty"] = program_of({Op::calloc(0, 1, s100), Op::calloc(1, 1, s100), Op::calloc(2, 1, s100),
-                                  Op::calloc(3, 1, s100)});
+  m["realloc-copy"] =
+      program_of({Op::malloc(0, s100), Op::realloc(0, SizeExpr::exact(200)), Op::realloc(0, SizeExpr::exact(300)),
+                  Op::realloc(0, SizeExpr::exact(400)), Op::realloc(0, SizeExpr::exact(500))});
+  m["calloc-dirty"] =
+      program_of({Op::calloc(0, 1, s100), Op::calloc(1, 1, s100), Op::calloc(2, 1, s100), Op::calloc(3, 1, s100)});
   m["usable-short"] = program_of({Op::malloc(0, s100), Op::malloc(1, s100), Op::malloc(2, s100), Op::malloc(3, s100),
                                   Op::usable_size(2), Op::usable_size(3)});
-  m["stats-leak"] = program_of({Op::malloc(0, s100), Op::malloc(1, s100), Op::malloc(2, s100), Op::free(0),
-                                Op::free(1), Op::free(2)});
+  m["stats-leak"] = program_of(
+      {Op::malloc(0, s100), Op::malloc(1, s100), Op::malloc(2, s100), Op::free(0), Op::free(1), Op::free(2)});
   m["realloc-fail-clobber"] = program_of({Op::malloc(0, s100), Op::realloc(0, SizeExpr::huge(0)),
                                           Op::realloc(0, SizeExpr::huge(1)), Op::realloc(0, SizeExpr::huge(2))});
   m["errno"] = program_of({Op::malloc(0, SizeExpr::huge(0)), Op::malloc(1, SizeExpr::huge(1))});

@@ -43,7 +43,7 @@ namespace {
 using tmh::Op;
 using tmh::SizeExpr;
 
-constexpr unsigned kHSlots = 10;  // slot ids used (of the harness's 64): collisions on purpose
+constexpr unsigned kHSlots = 10;                       // slot ids used (of the harness's 64): collisions on purpose
 constexpr uint64_t kMaxKnownSize = uint64_t{8} << 20;  // realloc growth cap (keeps runs fast)
 
 // ---- Model -----------------------------------------------------------------------------
@@ -62,9 +62,9 @@ struct HeapModel {
 
 struct HeapSut {
   tmh::Program program;
-  size_t validated = 0;          // ops already judged by a run
+  size_t validated = 0;                 // ops already judged by a run
   tmh::Interpreter::Counters counters;  // of the last run (the whole program so far)
-  std::set<std::string> events;  // paths observed (split, coalesce, in-place realloc, ...)
+  std::set<std::string> events;         // paths observed (split, coalesce, in-place realloc, ...)
 };
 
 // How often a command runs the program so far (TM_PROP_CHECK_EVERY, default 4). The
@@ -96,34 +96,11 @@ void validate(HeapSut& sut) {
     hex += digits[b >> 4];
     hex += digits[b & 15];
   }
-  const std::string where = r.crashed ? "the run crashed (allocator abort or signal)"
+  const std::string where = r.crashed        ? "the run crashed (allocator abort or signal)"
                             : r.op_index < n ? "the harness Interpreter rejected op #" + std::to_string(r.op_index)
                                              : "the harness Interpreter rejected the final verification / frees";
   RC_FAIL(where + ":\n" + r.message + "\nprogram:\n" + tmh::format_program(sut.program, tmh::Profile::kGeneral) +
           "encoded (hex): " + hex + "\n");
-}
-
-// The harness's size arithmetic for relative sizes (FORMAT.md: scale, then saturating delta).
-uint64_t h_scale(uint64_t v, unsigned s) {
-  auto mul = [](uint64_t x, uint64_t m) { return x > UINT64_MAX / m ? UINT64_MAX : x * m; };
-  switch (s & 7) {
-    case 1: return mul(v, 2);
-    case 2: return v / 2;
-    case 3: return mul(v / 2, 3) + (v & 1);
-    case 4: return mul(v / 4, 3);
-    case 5: return mul(v, 4);
-    case 6: return v / 4;
-    case 7: return mul(v / 4, 5);
-    default: return v;
-  }
-}
-uint64_t h_add_delta(uint64_t base, int64_t delta) {
-  if (delta < 0) {
-    const uint64_t d = static_cast<uint64_t>(-delta);
-    return base > d ? base - d : 0;
-  }
-  const uint64_t d = static_cast<uint64_t>(delta);
-  return base > UINT64_MAX - d ? UINT64_MAX : base + d;
 }
 
 // An allocation into slot s of n bytes (n known, or unknown for dynamic sizes).
@@ -180,8 +157,8 @@ rc::Gen<SizeExpr> medium_size_expr() {
 }
 
 // (scale index, kRelDeltas index) pairs that grow / shrink a block.
-const std::vector<std::pair<unsigned, unsigned>> kGrow = {{0, 5},  {0, 18}, {0, 24}, {0, 30},
-                                                          {0, 28}, {1, 0},  {3, 0},  {7, 0}, {0, 1}};
+const std::vector<std::pair<unsigned, unsigned>> kGrow = {{0, 5}, {0, 18}, {0, 24}, {0, 30}, {0, 28},
+                                                          {1, 0}, {3, 0},  {7, 0},  {0, 1}};
 const std::vector<std::pair<unsigned, unsigned>> kShrink = {{2, 0},  {4, 0},  {6, 0},  {0, 6},
                                                             {0, 19}, {0, 25}, {0, 31}, {0, 2}};
 
@@ -242,7 +219,7 @@ struct ReallocRelative : HCmd {
   bool known_target(const HeapModel& m, uint64_t* n) const {
     const SlotModel& slot = m.slots[op.slot];
     if (slot.live != Live::kLive) return false;
-    *n = h_add_delta(h_scale(slot.size, op.size.param), tmh::kRelDeltas[op.size.args[1] % 32]);
+    *n = tmh::add_size_delta(tmh::scale_size(slot.size, op.size.param), tmh::kRelDeltas[op.size.args[1] % 32]);
     return true;
   }
   void checkPreconditions(const HeapModel& m) const override {
@@ -292,9 +269,9 @@ struct Free : HCmd {
 struct Aligned : HCmd {
   bool posix = false;
   explicit Aligned(bool is_posix) : posix(is_posix) {
-    const uint64_t align = uint64_t{1} << *rc::gen::weightedOneOf<unsigned>(
-                               {{4, rc::gen::inRange<unsigned>(0, 13)}, {2, rc::gen::inRange<unsigned>(13, 17)},
-                                {1, rc::gen::inRange<unsigned>(17, 23)}});
+    const uint64_t align = uint64_t{1} << *rc::gen::weightedOneOf<unsigned>({{4, rc::gen::inRange<unsigned>(0, 13)},
+                                                                             {2, rc::gen::inRange<unsigned>(13, 17)},
+                                                                             {1, rc::gen::inRange<unsigned>(17, 23)}});
     const SizeExpr size = *rc::gen::weightedOneOf<SizeExpr>({{3, any_size_expr()}, {1, medium_size_expr()}});
     op = posix ? Op::posix_memalign(*any_slot(), align, size) : Op::aligned_alloc(*any_slot(), align, size);
   }
@@ -346,7 +323,7 @@ struct Impossible : HCmd {
       slot.live = Live::kMaybe;
     } else if (slot.live == Live::kEmpty) {
       slot = SlotModel{};  // realloc(NULL, huge) = malloc(huge): NULL
-    }  // else: realloc failed, block unchanged
+    }                      // else: realloc failed, block unchanged
   }
 };
 
@@ -372,10 +349,9 @@ struct ProgramFlags {
 };
 
 void showValue(const ProgramFlags& f, std::ostream& os) {
-  static const char* const orders[4] = {"slot-ascending", "slot-descending", "address-ascending",
-                                        "address-descending"};
-  os << "program flags:" << (f.paranoid ? " paranoid" : "") << (f.fill_usable ? " fill-usable" : "")
-     << " final-frees " << orders[f.end_order & 3];
+  static const char* const orders[4] = {"slot-ascending", "slot-descending", "address-ascending", "address-descending"};
+  os << "program flags:" << (f.paranoid ? " paranoid" : "") << (f.fill_usable ? " fill-usable" : "") << " final-frees "
+     << orders[f.end_order & 3];
 }
 
 // fill-usable writes the slack between the requested and the usable size: fine under ASan too,
@@ -393,9 +369,9 @@ RC_GTEST_PROP(HeapState, MatchesHarnessShadowHeap, ()) {
   sut.program.header = (*gen_flags()).header();
   rc::state::check(initial, sut,
                    rc::state::gen::execOneOfWithArgs<Malloc, Malloc, MallocMedium, MallocMedium, MallocMedium, Calloc,
-                                                     ReallocGrow, ReallocGrow, ReallocShrink, ReallocShrink,
-                                                     ReallocAny, Free, Free, Free, Free, AlignedAlloc, PosixMemalign,
-                                                     UsableSize, CheckHeap, Impossible, OomWindow, OomWindow>());
+                                                     ReallocGrow, ReallocGrow, ReallocShrink, ReallocShrink, ReallocAny,
+                                                     Free, Free, Free, Free, AlignedAlloc, PosixMemalign, UsableSize,
+                                                     CheckHeap, Impossible, OomWindow, OomWindow>());
   validate(sut);  // the ops after the last periodic run, and the final frees
   // Which allocator paths the case reached (distribution printed on success).
   auto saw = [&](const char* e) { return sut.events.count(e) != 0; };

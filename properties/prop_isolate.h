@@ -32,9 +32,9 @@ namespace tmprop {
 
 struct RunOutcome {
   bool ok = true;
-  bool crashed = false;     // the child died (signal) or exited without a result
-  size_t op_index = 0;      // failing op (program size: final frees / leak check)
-  std::string message;      // the Interpreter's report, or the child's stderr on a crash
+  bool crashed = false;  // the child died (signal) or exited without a result
+  size_t op_index = 0;   // failing op (program size: final frees / leak check)
+  std::string message;   // the Interpreter's report, or the child's stderr on a crash
   tmh::Interpreter::Counters counters;
   std::set<std::string> events;  // paths observed during the op `observe_op` (see below)
 };
@@ -75,7 +75,8 @@ class ObservingBackend final : public tmh::Backend {
     if (q == p) {
       const char* tier = n <= tmalloc::kSmallMax ? "small" : n <= tmalloc::kMediumMax ? "medium" : "large";
       add(std::string("realloc in place (") + tier + (n > old_usable ? ", grow)" : ", shrink or same)"));
-      if (t.medium_live == s.medium_live && t.medium_free < s.medium_free) add("medium grow absorbed the next free block");
+      if (t.medium_live == s.medium_live && t.medium_free < s.medium_free)
+        add("medium grow absorbed the next free block");
       if (t.medium_live == s.medium_live && t.medium_free > s.medium_free) add("medium shrink split off a free tail");
     } else {
       add("realloc moved");
@@ -288,8 +289,9 @@ inline ChildOutcome run_in_child(const std::function<std::string()>& fn) {
     out.result = result;
     return out;
   }
-  out.status = WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")"
-                                   : "exit status " + std::to_string(WEXITSTATUS(status));
+  out.status = WIFSIGNALED(status)
+                   ? "signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")"
+                   : "exit status " + std::to_string(WEXITSTATUS(status));
   out.stderr_tail = err.size() > 8000 ? err.substr(err.size() - 8000) : err;
   return out;
 }

@@ -75,7 +75,7 @@ RC_GTEST_PROP(SizeClass, ClassSizesStrictlyIncreaseAndRoundTrip, ()) {
   RC_ASSERT(s % 16 == 0);
   RC_ASSERT(s <= kSmallMax);
   if (c + 1 < kSmallClassCount) RC_ASSERT(class_size(c + 1) > s);
-  RC_ASSERT(size_to_class(s) == c);      // a class size maps to its own class
+  RC_ASSERT(size_to_class(s) == c);  // a class size maps to its own class
   RC_ASSERT(size_to_class(s + 1) == c + 1 || s == kSmallMax);
   RC_ASSERT(tmalloc::blocks_per_run(c) * s <= tmalloc::kRunSize);
   RC_ASSERT(tmalloc::blocks_per_run(c) >= 1u);

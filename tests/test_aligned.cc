@@ -22,7 +22,8 @@ const size_t kSizes[] = {1, 16, 100, 5000, 100000, 1 * MiB};
 
 void check_group_disjoint(std::vector<std::pair<char*, size_t>>& group) {
   std::vector<std::pair<uintptr_t, uintptr_t>> r;
-  for (auto& [p, n] : group) r.emplace_back(reinterpret_cast<uintptr_t>(p), reinterpret_cast<uintptr_t>(p) + tm_usable_size(p));
+  for (auto& [p, n] : group)
+    r.emplace_back(reinterpret_cast<uintptr_t>(p), reinterpret_cast<uintptr_t>(p) + tm_usable_size(p));
   std::sort(r.begin(), r.end());
   for (size_t i = 1; i < r.size(); ++i) ASSERT_LE(r[i - 1].second, r[i].first) << "aligned blocks overlap";
 }
@@ -113,8 +114,8 @@ TEST_F(Aligned, AboveMaxAlignmentFails) {
 }
 
 TEST_F(Aligned, BadAlignmentIsEinval) {
-  const size_t bad[] = {0, 3, 5, 6, 7, 12, 24, 48, 100, 4097, (size_t{1} << 20) + 16, SIZE_MAX, SIZE_MAX / 2,
-                        (size_t{1} << 63) + 1};
+  const size_t bad[] = {
+      0, 3, 5, 6, 7, 12, 24, 48, 100, 4097, (size_t{1} << 20) + 16, SIZE_MAX, SIZE_MAX / 2, (size_t{1} << 63) + 1};
   for (size_t alignment : bad) {
     for (size_t n : {size_t{16}, size_t{100}, size_t{100000}}) {
       errno = 0;

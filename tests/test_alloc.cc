@@ -31,9 +31,19 @@ TEST_F(Alloc, TierBoundaries) {
     size_t size;
     int tier;  // 0 small, 1 medium, 2 large
   };
-  const Case cases[] = {{0, 0},          {1, 0},          {16, 0},         {8191, 0},        {8192, 0},
-                        {8193, 1},       {8208, 1},       {65536, 1},      {512 * KiB - 1, 1}, {512 * KiB, 1},
-                        {512 * KiB + 1, 2}, {512 * KiB + 16, 2}, {4 * MiB, 2}};
+  const Case cases[] = {{0, 0},
+                        {1, 0},
+                        {16, 0},
+                        {8191, 0},
+                        {8192, 0},
+                        {8193, 1},
+                        {8208, 1},
+                        {65536, 1},
+                        {512 * KiB - 1, 1},
+                        {512 * KiB, 1},
+                        {512 * KiB + 1, 2},
+                        {512 * KiB + 16, 2},
+                        {4 * MiB, 2}};
   for (const Case& c : cases) {
     SCOPED_TRACE(::testing::Message() << "size " << c.size);
     const tm_stats_t before = stats();
@@ -206,7 +216,8 @@ TEST_F(Alloc, MediumCoalesceThreeFreedNeighbours) {
   const tm_stats_t s3 = stats();
   EXPECT_EQ(s3.medium_free_blocks, s0.medium_free_blocks + 1) << "A, B and C must merge into one free block";
   const size_t freed_bytes = s3.medium_free_bytes - s0.medium_free_bytes;
-  EXPECT_TRUE(freed_bytes == span || freed_bytes == span - 16) << "free bytes grew by " << freed_bytes << ", span " << span;
+  EXPECT_TRUE(freed_bytes == span || freed_bytes == span - 16)
+      << "free bytes grew by " << freed_bytes << ", span " << span;
   EXPECT_GE(s3.medium_largest_free, span - 16);
   EXPECT_EQ(s3.medium_live_blocks, s0.medium_live_blocks - 3);
 
@@ -411,14 +422,10 @@ TEST_F(Alloc, CallocRequestedBytesAndOddShapes) {
 }
 
 TEST_F(Alloc, CallocOverflowIsEnomem) {
-  const std::pair<size_t, size_t> cases[] = {{SIZE_MAX, 2},
-                                             {2, SIZE_MAX},
-                                             {SIZE_MAX / 2 + 1, 2},
-                                             {size_t{1} << 32, size_t{1} << 32},
-                                             {SIZE_MAX, SIZE_MAX},
-                                             {(SIZE_MAX / 16) + 1, 16},
-                                             {1, SIZE_MAX},
-                                             {SIZE_MAX, 1}};
+  const std::pair<size_t, size_t> cases[] = {{SIZE_MAX, 2},         {2, SIZE_MAX},
+                                             {SIZE_MAX / 2 + 1, 2}, {size_t{1} << 32, size_t{1} << 32},
+                                             {SIZE_MAX, SIZE_MAX},  {(SIZE_MAX / 16) + 1, 16},
+                                             {1, SIZE_MAX},         {SIZE_MAX, 1}};
   for (auto [n, m] : cases) {
     errno = 0;
     void* p = tm_calloc(n, m);
@@ -431,9 +438,9 @@ TEST_F(Alloc, CallocOverflowIsEnomem) {
 // ---- impossible sizes ----------------------------------------------------------------
 
 TEST_F(Alloc, HugeMallocIsEnomem) {
-  const size_t sizes[] = {SIZE_MAX,          SIZE_MAX - 1,       SIZE_MAX - 15,       SIZE_MAX - 64,
-                          SIZE_MAX - 4095,   SIZE_MAX - 4 * MiB, SIZE_MAX / 2,        SIZE_MAX / 2 + 1,
-                          size_t{1} << 62,   (size_t{1} << 48) + 1, size_t{1} << 47};
+  const size_t sizes[] = {SIZE_MAX,        SIZE_MAX - 1,          SIZE_MAX - 15,  SIZE_MAX - 64,
+                          SIZE_MAX - 4095, SIZE_MAX - 4 * MiB,    SIZE_MAX / 2,   SIZE_MAX / 2 + 1,
+                          size_t{1} << 62, (size_t{1} << 48) + 1, size_t{1} << 47};
   for (size_t n : sizes) {
     errno = 0;
     void* p = tm_malloc(n);
@@ -599,7 +606,7 @@ TEST_F(Alloc, PeakRequestedFollowsHighWater) {
 
 TEST_F(Alloc, ReleaseCachedUnmapsEmptySegments) {
   std::vector<void*> blocks;
-  for (int i = 0; i < 3000; ++i) blocks.push_back(tm_malloc(4096));   // ~12 MiB of small runs
+  for (int i = 0; i < 3000; ++i) blocks.push_back(tm_malloc(4096));  // ~12 MiB of small runs
   for (int i = 0; i < 60; ++i) blocks.push_back(tm_malloc(200000));  // ~12 MiB of medium
   for (void* p : blocks) ASSERT_NE(p, nullptr);
   const tm_stats_t full = stats();

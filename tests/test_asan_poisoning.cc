@@ -5,17 +5,10 @@
 
 #include <cstring>
 
+#include "test_util.h"
 #include "tinymalloc.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TM_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TM_TEST_ASAN 1
-#endif
-#endif
-
-#if defined(TM_TEST_ASAN)
+#if TM_TEST_ASAN
 #include <sanitizer/asan_interface.h>
 
 namespace {

@@ -3,8 +3,8 @@
 
 #include "internal_headers.h"
 
-#include <cstddef>
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -54,7 +54,8 @@ TEST(Bitmap, FillEveryCount) {
         ASSERT_TRUE(g.guards_intact()) << "fill wrote outside the bitmap, words=" << words << " count=" << count;
         ASSERT_EQ(tmi::bitmap_count(g.bits(), words), count) << "words=" << words << " count=" << count;
         for (size_t i = 0; i < words * 64; ++i) {
-          ASSERT_EQ(tmi::bitmap_test(g.bits(), i), i < count) << "words=" << words << " count=" << count << " bit=" << i;
+          ASSERT_EQ(tmi::bitmap_test(g.bits(), i), i < count)
+              << "words=" << words << " count=" << count << " bit=" << i;
         }
       }
     }
@@ -148,8 +149,8 @@ TEST(Bitmap, FindFirstWithEveryHint) {
 
 TEST(Bitmap, FindFirstIgnoresBitsBelowHint) {
   Guarded g(4);
-  tmi::bitmap_set(g.bits(), 3);     // word 0
-  tmi::bitmap_set(g.bits(), 200);   // word 3
+  tmi::bitmap_set(g.bits(), 3);    // word 0
+  tmi::bitmap_set(g.bits(), 200);  // word 3
   size_t hint = 1;
   EXPECT_EQ(tmi::bitmap_find_first(g.bits(), 4, &hint), 200u);
   EXPECT_EQ(hint, 3u);

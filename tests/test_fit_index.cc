@@ -23,7 +23,9 @@ using tmi::FreeBlock;
 constexpr unsigned kF = FitIndex::kFirstLevelCount;
 constexpr unsigned kS = FitIndex::kSecondLevelCount;
 
-bool slot_less(FitIndex::Slot a, FitIndex::Slot b) { return a.first != b.first ? a.first < b.first : a.second < b.second; }
+bool slot_less(FitIndex::Slot a, FitIndex::Slot b) {
+  return a.first != b.first ? a.first < b.first : a.second < b.second;
+}
 
 // Smallest size filed in list (first, second), from the documented geometry.
 uint64_t slot_min_size(unsigned first, unsigned second) {
@@ -336,8 +338,8 @@ TEST(FitIndex, RandomOpsAgainstModel) {
       m.del(b);
       EXPECT_EQ(b->next_free, nullptr);
       EXPECT_EQ(b->prev_free, nullptr);
-      free_cells.push_back(static_cast<size_t>((reinterpret_cast<unsigned char*>(b) -
-                                                reinterpret_cast<unsigned char*>(arena.at(0))) / 64));
+      free_cells.push_back(static_cast<size_t>(
+          (reinterpret_cast<unsigned char*>(b) - reinterpret_cast<unsigned char*>(arena.at(0))) / 64));
     } else {
       size_t req;
       if (!filed.empty() && rng.chance(40)) {

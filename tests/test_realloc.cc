@@ -115,9 +115,8 @@ TEST_F(Realloc, SameSizeKeepsPointerInEveryTier) {
 TEST_F(Realloc, ContentsPreservedAcrossAllTiers) {
   // 10 B -> ... -> 3 MiB -> ... -> 10 B; after each step the common prefix is intact and the
   // statistics name exactly one live block of the new size.
-  const size_t steps[] = {10,        100,       1000,      8192,     8193,      60000,     512 * KiB,
-                          512 * KiB + 1, 600 * KiB, 3 * MiB, 700 * KiB, 100 * KiB, 9000,      5000,
-                          8193,      10,        1,         2 * MiB,  16};
+  const size_t steps[] = {10,        100,       1000, 8192, 8193, 60000, 512 * KiB, 512 * KiB + 1, 600 * KiB, 3 * MiB,
+                          700 * KiB, 100 * KiB, 9000, 5000, 8193, 10,    1,         2 * MiB,       16};
   size_t cur = 10;
   auto* p = static_cast<unsigned char*>(tm_malloc(cur));
   ASSERT_NE(p, nullptr);

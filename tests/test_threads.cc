@@ -166,9 +166,7 @@ void run_hammer(int threads, std::chrono::milliseconds duration, bool with_check
 
 TEST_F(Threads, TwoThreadsMixedSizes) { run_hammer(2, std::chrono::milliseconds(1000), false, base_); }
 
-TEST_F(Threads, FourThreadsWithConcurrentHeapChecks) {
-  run_hammer(4, std::chrono::milliseconds(1500), true, base_);
-}
+TEST_F(Threads, FourThreadsWithConcurrentHeapChecks) { run_hammer(4, std::chrono::milliseconds(1500), true, base_); }
 
 TEST_F(Threads, ProducerConsumer) {
   // One thread allocates, another frees everything it receives (all tiers).

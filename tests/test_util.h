@@ -3,12 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -151,8 +151,7 @@ inline std::string heap_report() {
   const int code = tm_check_heap_report(&r);
   if (code == 0) return "ok";
   char buf[400];
-  std::snprintf(buf, sizeof buf, "code %d at 0x%llx: %s", code, static_cast<unsigned long long>(r.address),
-                r.message);
+  std::snprintf(buf, sizeof buf, "code %d at 0x%llx: %s", code, static_cast<unsigned long long>(r.address), r.message);
   return buf;
 }
 
