@@ -148,14 +148,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           const auto sl = tmalloc::FitIndex::slot_for_size(model.size[b]);
           if (slot_less(own, sl) && outside_fit < 0) outside_fit = b;
         }
-        tm_fuzz::trace("#%zu find_fit(%zu) (own list %u,%u) = %s%ld (size %zu); best fit: block %ld (size %zu)", i,
-                       n, own.first, own.second, got ? "block " : "null ", gid, got ? got->size() : 0, best_id,
-                       best);
+        tm_fuzz::trace("#%zu find_fit(%zu) (own list %u,%u) = %s%ld (size %zu); best fit: block %ld (size %zu)", i, n,
+                       own.first, own.second, got ? "block " : "null ", gid, got ? got->size() : 0, best_id, best);
         if (got != nullptr) {
           if (gid < 0 || !model.filed[gid]) {
             tm_fuzz::unit_fail(kTarget, "find_fit(%zu) returned %p, which is not a filed block", n, (const void*)got);
           }
-          if (got->size() < n) tm_fuzz::unit_fail(kTarget, "find_fit(%zu) returned block %ld of size %zu < %zu", n, gid, got->size(), n);
+          if (got->size() < n)
+            tm_fuzz::unit_fail(kTarget, "find_fit(%zu) returned block %ld of size %zu < %zu", n, gid, got->size(), n);
           if ((got->size() - best) * 16 > best) {
             tm_fuzz::unit_fail(kTarget,
                                "find_fit(%zu) returned block %ld of size %zu, more than 1/16 above the best fit "
@@ -163,8 +163,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                n, gid, got->size(), best_id, best);
           }
         } else if (outside_fit >= 0) {
-          tm_fuzz::unit_fail(kTarget, "find_fit(%zu) returned nullptr, but block %ld of size %zu (in a higher list) fits",
-                             n, outside_fit, model.size[outside_fit]);
+          tm_fuzz::unit_fail(kTarget,
+                             "find_fit(%zu) returned nullptr, but block %ld of size %zu (in a higher list) fits", n,
+                             outside_fit, model.size[outside_fit]);
         } else if (best_id >= 0) {
           tm_fuzz::unit_fail(kTarget,
                              "find_fit(%zu) returned nullptr, but block %ld of size %zu in the request's own list fits "

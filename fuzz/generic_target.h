@@ -58,15 +58,15 @@ inline Runner& runner(const char* target, tmh::Profile profile) {
 
 }  // namespace tm_fuzz
 
-#define TM_HARNESS_FUZZ_TARGET(TARGET_NAME, PROFILE)                                         \
-  extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {                             \
-    for (int i = 1; i < *argc; ++i) {                                                        \
-      const char* a = (*argv)[i];                                                            \
-      if (strncmp(a, "-tm_backend=", 12) == 0) tm_fuzz::backend_flag() = a + 12;             \
-    }                                                                                        \
-    return 0;                                                                                \
-  }                                                                                          \
-  extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {                  \
-    tm_fuzz::runner(TARGET_NAME, PROFILE).interp->run_bytes(data, size);                     \
-    return 0;                                                                                \
+#define TM_HARNESS_FUZZ_TARGET(TARGET_NAME, PROFILE)                             \
+  extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {                 \
+    for (int i = 1; i < *argc; ++i) {                                            \
+      const char* a = (*argv)[i];                                                \
+      if (strncmp(a, "-tm_backend=", 12) == 0) tm_fuzz::backend_flag() = a + 12; \
+    }                                                                            \
+    return 0;                                                                    \
+  }                                                                              \
+  extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {      \
+    tm_fuzz::runner(TARGET_NAME, PROFILE).interp->run_bytes(data, size);         \
+    return 0;                                                                    \
   }

@@ -140,9 +140,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const uint16_t b = static_cast<uint16_t>(r[3] | r[4] << 8);
     size_t n;
     switch (r[0] % 4) {
-      case 0: n = a % 8193u; break;
-      case 1: n = a; break;
-      case 2: n = static_cast<size_t>(a) << (b % 64u); break;
+      case 0:
+        n = a % 8193u;
+        break;
+      case 1:
+        n = a;
+        break;
+      case 2:
+        n = static_cast<size_t>(a) << (b % 64u);
+        break;
       default: {
         const size_t cs = tmalloc::class_size(a % tmalloc::kSmallClassCount);
         const int d = static_cast<int8_t>(b & 0xFF);

@@ -41,8 +41,7 @@ __attribute__((format(printf, 1, 2))) inline void trace(const char* fmt, ...) {
     --start;
     if (t[start] == '\n' && start + 1 < t.size()) ++lines;
   }
-  fprintf(stderr,
-          "\n==== tinymalloc unit fuzz target %s: FAILURE ====\nwhat: %s\ntrace (%s):\n%s====\n", target, buf,
+  fprintf(stderr, "\n==== tinymalloc unit fuzz target %s: FAILURE ====\nwhat: %s\ntrace (%s):\n%s====\n", target, buf,
           start > 0 ? "last 60 ops" : "all ops", t.c_str() + (start > 0 ? start + 1 : 0));
   fflush(stderr);
   abort();
