@@ -525,6 +525,15 @@ struct Interpreter::Impl {
   }
 
   // -- ops --
+  // Records an op whose size is neither sane nor impossible and over the backend's attempt
+  // budget as skipped; true when it was.
+  bool skipped_over_budget(Expect e) {
+    if (e != Expect::kSkip) return false;
+    ++ctr.skipped;
+    outcome("skipped (size neither sane nor impossible, over the attempt budget)");
+    return true;
+  }
+
   void op_malloc(const Op& op) {
     const uint64_t n = resolve(op.size, op.slot);
     release(op.slot, "before its slot was reused");
@@ -535,11 +544,7 @@ struct Interpreter::Impl {
     char what[96];
     snprintf(what, sizeof what, "malloc(%s)", num(n).c_str());
     Expect e = expect_size(n, 0);
-    if (e == Expect::kSkip) {
-      ++ctr.skipped;
-      outcome("skipped (size neither sane nor impossible, over the attempt budget)");
-      return;
-    }
+    if (skipped_over_budget(e)) return;
     errno = 0;
     void* p = be.malloc(n);
     const int err = errno;
@@ -566,11 +571,7 @@ struct Interpreter::Impl {
     const bool overflow = __builtin_mul_overflow(count, size, &total);
     resolved += (resolved.empty() ? "" : "; ") + std::string(overflow ? "count*size overflows" : "total " + num(total));
     const Expect e = overflow ? Expect::kMustFail : expect_size(total, 0);
-    if (e == Expect::kSkip) {
-      ++ctr.skipped;
-      outcome("skipped (size neither sane nor impossible, over the attempt budget)");
-      return;
-    }
+    if (skipped_over_budget(e)) return;
     errno = 0;
     void* p = be.calloc(count, size);
     const int err = errno;
@@ -597,11 +598,7 @@ struct Interpreter::Impl {
     if (!b.live) {
       snprintf(what, sizeof what, "realloc(NULL, %s)", num(n).c_str());
       const Expect e = expect_size(n, 0);
-      if (e == Expect::kSkip) {
-        ++ctr.skipped;
-        outcome("skipped (size neither sane nor impossible, over the attempt budget)");
-        return;
-      }
+      if (skipped_over_budget(e)) return;
       errno = 0;
       void* p = be.realloc(nullptr, n);
       const int err = errno;
@@ -651,11 +648,7 @@ struct Interpreter::Impl {
       e = Expect::kSkip;
     else
       e = Expect::kMayFail;
-    if (e == Expect::kSkip) {
-      ++ctr.skipped;
-      outcome("skipped (size neither sane nor impossible, over the attempt budget)");
-      return;
-    }
+    if (skipped_over_budget(e)) return;
 
     errno = 0;
     void* vp = be.realloc(old, n);
@@ -783,11 +776,7 @@ struct Interpreter::Impl {
         allowed = kEither;
       }
     }
-    if (e == Expect::kSkip) {
-      ++ctr.skipped;
-      outcome("skipped (size neither sane nor impossible, over the attempt budget)");
-      return;
-    }
+    if (skipped_over_budget(e)) return;
     const bool zero_ok = n == 0 && e == Expect::kSucceed;  // size 0: NULL or a unique block
 
     void* p = nullptr;
