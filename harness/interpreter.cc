@@ -4,12 +4,14 @@
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
+#include <climits>
 #include <cstdarg>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
 
+#include "engine.h"
 #include "tm_harness.h"
 
 // The pattern loops run over every live byte: keep libFuzzer's coverage instrumentation
@@ -204,23 +206,7 @@ constexpr Allowed kENOMEM{{ENOMEM, 0}, 1};
 constexpr Allowed kEINVAL{{EINVAL, 0}, 1};
 constexpr Allowed kEither{{ENOMEM, EINVAL}, 2};
 
-struct Block {
-  uint8_t* p = nullptr;
-  bool live = false;
-  bool zeroed = false;
-  uint64_t requested = 0;
-  uint64_t usable = 0;
-  uint64_t fill_len = 0;
-  uint64_t align = 0;
-  uint32_t seed = 0;
-  uint64_t last_size = 0;  // kept after free (relative sizes)
-  uint64_t last_usable = 0;
-  size_t birth_op = 0;
-  OpKind how = OpKind::kMalloc;
-
-  uint64_t extent() const { return usable > 0 ? usable : 1; }
-  uint64_t virt() const { return requested + (align > 4096 ? align : 0); }
-};
+using detail::Block;
 
 // What happened, for the trace in a failure report.
 struct Record {
@@ -230,6 +216,7 @@ struct Record {
   const void* after = nullptr;
   int err = 0;
   const char* outcome = "";
+  std::string note;  // multi-threaded runs: a thread op recorded in the ring (no heap op)
 };
 
 }  // namespace
@@ -252,6 +239,17 @@ struct Interpreter::Impl {
   uint64_t prev_size = 0;
   long oom_left = -1;
   bool oom_active = false;
+
+  // Multi-threaded runs (ThreadEngine): OOM windows are phase-level (set by the runner),
+  // the backend's live-bytes budget is shared by budget_divisor engines and also caps
+  // large sane sizes, and in strict-overlap mode every block is claimed in a registry
+  // shared by all threads. Off (single-thread Interpreter): the v1 behaviour.
+  bool mt = false;
+  unsigned budget_divisor = 1;
+  unsigned engine_id = 0;
+  detail::OverlapRegistry* registry = nullptr;
+  std::string context;  // "thread 2, phase 3" in reports
+  std::string where;    // set: the report is about a check outside a heap op ("at: <where>")
 
   static constexpr size_t kRing = 32;
   Record ring[kRing];
@@ -381,16 +379,26 @@ struct Interpreter::Impl {
     }
   }
 
-  void link(unsigned s) {
+  // Adds slot s's block to the model (and, when `global`, claims it in the shared registry).
+  void link(unsigned s, bool global = true) {
     Block& b = slots[s];
+    if (global && registry != nullptr) {
+      std::string other;
+      if (!registry->claim(b.p, b.extent(), engine_id, &other)) {
+        fail("%s (usable %s bytes, now in %s) overlaps a live block of another thread: %s", ptr(b.p).c_str(),
+             num(b.extent()).c_str(), describe_block(s).c_str(), other.c_str());
+      }
+    }
     by_addr[reinterpret_cast<uintptr_t>(b.p)] = s;
     ++live_count;
     live_requested += b.requested;
     live_usable += b.usable;
     live_virtual += b.virt();
   }
-  void unlink(unsigned s) {
+  // Removes slot s's block from the model (and, when `global`, from the shared registry).
+  void unlink(unsigned s, bool global = true) {
     Block& b = slots[s];
+    if (global && registry != nullptr) registry->unclaim(b.p);
     by_addr.erase(reinterpret_cast<uintptr_t>(b.p));
     --live_count;
     live_requested -= b.requested;
@@ -467,11 +475,21 @@ struct Interpreter::Impl {
   // -- expectations --
   Expect expect_size(uint64_t n, uint64_t extra_virtual) const {
     if (n >= kImpossibleMin) return Expect::kMustFail;
+    if (mt_over_budget(n, extra_virtual, live_virtual)) return Expect::kSkip;
     if (n <= kSaneMax) return oom_active ? Expect::kMayFail : Expect::kSucceed;
     if (n > be.max_attempt_size()) return Expect::kSkip;
-    if (live_virtual + n + extra_virtual > be.max_live_bytes()) return Expect::kSkip;
+    if (live_virtual + n + extra_virtual > live_budget()) return Expect::kSkip;
     return Expect::kMayFail;
   }
+
+  // Multi-threaded runs: a large sane block (> 1 MiB) is skipped when it would take this
+  // engine's live bytes over its share of the backend's budget (bounded RSS with 8 threads;
+  // under ASan large blocks cost shadow memory). Never in single-thread runs.
+  bool mt_over_budget(uint64_t n, uint64_t extra_virtual, uint64_t others) const {
+    if (!mt || n <= (uint64_t{1} << 20) || n > kSaneMax) return false;
+    return others + n + extra_virtual > be.max_live_bytes() / budget_divisor;
+  }
+  uint64_t live_budget() const { return mt ? be.max_live_bytes() / budget_divisor : be.max_live_bytes(); }
 
   uint64_t resolve(const SizeExpr& s, unsigned own_slot) {
     uint64_t n;
@@ -642,18 +660,30 @@ struct Interpreter::Impl {
     Expect e;
     if (n >= kImpossibleMin)
       e = Expect::kMustFail;
+    else if (mt_over_budget(n, 0, others))
+      e = Expect::kSkip;
     else if (n <= kSaneMax)
       e = oom_active ? Expect::kMayFail : Expect::kSucceed;
-    else if (n > be.max_attempt_size() || others + n > be.max_live_bytes())
+    else if (n > be.max_attempt_size() || others + n > live_budget())
       e = Expect::kSkip;
     else
       e = Expect::kMayFail;
     if (skipped_over_budget(e)) return;
 
+    // Strict-overlap mode: the old block leaves the shared registry before the call (once
+    // realloc has freed it, another thread may be handed its memory).
+    if (registry != nullptr) registry->unclaim(old);
     errno = 0;
     void* vp = be.realloc(old, n);
     const int err = errno;
     if (vp == nullptr) {
+      if (registry != nullptr) {
+        std::string other;
+        if (!registry->claim(old, b.extent(), engine_id, &other)) {
+          fail("after the failed %s, the old block overlaps a block another thread got meanwhile: %s", what,
+               other.c_str());
+        }
+      }
       null_result(e, err, what, n, kENOMEM);
       // The old block must be untouched and still live.
       verify_block(op.slot, "after a failed realloc, which must leave the block untouched");
@@ -677,7 +707,7 @@ struct Interpreter::Impl {
       }
     });
     const Block prev = b;
-    unlink(op.slot);
+    unlink(op.slot, /*global=*/false);  // the registry dropped it before the call
     b.live = false;
     const bool in_place = p == old;
     if (in_place) ++ctr.realloc_in_place;
@@ -961,6 +991,10 @@ struct Interpreter::Impl {
         break;
       }
       case OpKind::kOomWindow:
+        if (mt) {
+          outcome("phase-level in heap_mt (armed by the runner for the whole phase)");
+          break;
+        }
         if (!be.has_oom_injection()) {
           outcome("no-op (backend has no failure injection)");
           break;
@@ -1037,7 +1071,7 @@ struct Interpreter::Impl {
         break;
       }
     }
-    if (oom_active && op.kind != OpKind::kOomWindow && --oom_left <= 0) {
+    if (!mt && oom_active && op.kind != OpKind::kOomWindow && --oom_left <= 0) {
       close_oom_window("when the OOM window closed");
     }
   }
@@ -1100,7 +1134,10 @@ struct Interpreter::Impl {
     snprintf(buf, sizeof buf, "\n==== tinymalloc harness: FAILURE (target %s, backend %s, profile %s) ====\n",
              opt.target.c_str(), be.name(), profile_name(opt.profile));
     r += buf;
-    if (in_final) {
+    if (!context.empty()) r += "thread: " + context + " (op numbers below count this thread's heap ops)\n";
+    if (!where.empty()) {
+      r += "at: " + where + "\n";
+    } else if (in_final) {
       snprintf(buf, sizeof buf, "at: end of input, after op #%zu of %zu (final verification and frees)\n",
                total ? total - 1 : 0, total);
       r += buf;
@@ -1121,6 +1158,10 @@ struct Interpreter::Impl {
     const size_t first = ring_n > kRing ? ring_n - kRing : 0;
     for (size_t i = first; i < ring_n; ++i) {
       const Record& rc = ring[i % kRing];
+      if (!rc.note.empty()) {
+        r += "  " + rc.note + "\n";
+        continue;
+      }
       std::string line = "  " + format_op(prog->ops[rc.index], rc.index);
       if (rc.outcome && *rc.outcome) {
         line += "  => ";
@@ -1129,7 +1170,7 @@ struct Interpreter::Impl {
         if (rc.after) line += std::string(rc.before ? " -> " : " ") + ptr(rc.after);
         if (rc.err) line += " errno " + std::to_string(rc.err);
       }
-      if (!in_final && rc.index == cur && i + 1 == ring_n) line += "   <== FAILED HERE";
+      if (!in_final && where.empty() && rc.index == cur && i + 1 == ring_n) line += "   <== FAILED HERE";
       r += line + "\n";
     }
     unsigned shown = 0;
@@ -1151,7 +1192,8 @@ struct Interpreter::Impl {
   void print_verbose(double ms) const {
     if (!opt.verbose) return;
     const Record& rc = *rec;
-    std::string line = format_op(prog->ops[rc.index], rc.index);
+    std::string line = context.empty() ? std::string() : "[" + context + "] ";
+    line += format_op(prog->ops[rc.index], rc.index);
     if (!resolved.empty()) line += "  {" + resolved + "}";
     line += "  => ";
     line += rc.outcome;
@@ -1237,5 +1279,200 @@ Options options_from_env(Profile profile, std::string_view target) {
   }
   return o;
 }
+
+// ---- ThreadEngine (harness/engine.h): one thread of a multi-threaded run ---------------------
+
+namespace detail {
+
+std::string verify_detached(const Block& b) {
+  if (!b.live) return "";
+  const Pattern pat(b.zeroed, b.seed);
+  std::string err;
+  for_windows(b.fill_len, 0, UINT64_MAX, [&](uint64_t a, uint64_t z) {
+    if (!err.empty()) return;
+    const uint64_t bad = check_range(b.p, a, z, pat);
+    if (bad != kNone) {
+      char buf[160];
+      snprintf(buf, sizeof buf, "differs at offset %" PRIu64 " (address %s): expected 0x%02x, found 0x%02x", bad,
+               ptr(b.p + bad).c_str(), pat.at(bad), b.p[bad]);
+      err = buf;
+    }
+  });
+  return err;
+}
+
+std::string describe_detached(const Block& b) {
+  std::string d = ptr(b.p) + " (" + num(b.requested) + " bytes requested, usable " + num(b.usable) + ", ";
+  d += b.zeroed ? std::string("zero-filled") : "seed " + std::to_string(b.seed);
+  d += ", from " + std::string(op_name(b.how)) + ")";
+  return d;
+}
+
+namespace {
+
+constexpr const char* kHandoffWhere =
+    "a thread op (send, receive, drain), a handoff at a phase end or a final free: the last of the recent ops";
+
+}  // namespace
+
+struct ThreadEngine::State {
+  Options opt;
+  Interpreter::Counters ctr;
+  Program prog;
+  Interpreter::Impl impl;
+  unsigned own_ops = 0;  // ops run, for the periodic full verification
+
+  State(Backend& be, const Options& o, const Program& p) : opt(o), prog(p), impl(be, opt, ctr) {}
+
+  // A report about a check outside a heap op.
+  std::string report_at(const std::string& context, const std::string& what, const char* where) {
+    impl.context = context;
+    impl.where = where;
+    std::string r = impl.report(what);
+    impl.where.clear();
+    return r;
+  }
+};
+
+ThreadEngine::ThreadEngine(Backend& backend, const Options& options, const Program& program, unsigned id,
+                           unsigned budget_divisor, OverlapRegistry* registry)
+    : s_(std::make_unique<State>(backend, options, program)) {
+  Interpreter::Impl& m = s_->impl;
+  m.prog = &s_->prog;
+  m.mt = true;
+  m.engine_id = id;
+  m.budget_divisor = budget_divisor ? budget_divisor : 1;
+  m.registry = registry;
+  m.next_seed = (id + 1) << 24;
+}
+
+ThreadEngine::~ThreadEngine() = default;
+
+bool ThreadEngine::step(size_t index, const std::string& context, std::string* report) {
+  Interpreter::Impl& m = s_->impl;
+  m.context = context;
+  try {
+    m.cur = index;
+    m.begin_record(index);
+    const bool verbose = s_->opt.verbose;
+    const auto t0 = verbose ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    m.exec(s_->prog.ops[index]);
+    ++s_->ctr.ops;
+    const unsigned every = s_->opt.verify_every ? s_->opt.verify_every : 16;
+    if (s_->prog.paranoid() || ++s_->own_ops % every == 0) m.verify_all("at a periodic full verification");
+    if (verbose)
+      m.print_verbose(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    return true;
+  } catch (Failure& f) {
+    *report = m.report(f.what);
+    return false;
+  }
+}
+
+bool ThreadEngine::verify_all(const char* when, const std::string& context, std::string* report) {
+  Interpreter::Impl& m = s_->impl;
+  m.context = context;
+  try {
+    m.verify_all(when);
+    return true;
+  } catch (Failure& f) {
+    *report = this->report(context, f.what);
+    return false;
+  }
+}
+
+void ThreadEngine::note(size_t index, const std::string& text) {
+  Interpreter::Impl& m = s_->impl;
+  m.begin_record(index);
+  m.rec->note = text;
+  m.rec->outcome = "";
+  if (s_->opt.verbose) fprintf(s_->opt.out, "[%s] %s\n", m.context.c_str(), text.c_str());
+}
+
+std::string ThreadEngine::report(const std::string& context, const std::string& what) {
+  return s_->report_at(context, what, "a phase boundary of the multi-threaded run (checks by the main thread)");
+}
+
+void ThreadEngine::set_oom(bool on) {
+  s_->impl.oom_active = on;
+  s_->impl.oom_left = on ? LONG_MAX : -1;
+}
+
+bool ThreadEngine::live(unsigned slot) const { return s_->impl.slots[slot % kSlots].live; }
+
+bool ThreadEngine::take(unsigned slot, Block* out, const char* why, const std::string& context, std::string* report) {
+  Interpreter::Impl& m = s_->impl;
+  m.context = context;
+  slot %= kSlots;
+  try {
+    m.verify_block(slot, why);
+    *out = m.slots[slot];
+    m.unlink(slot, /*global=*/false);  // still live: it moves to another thread
+    m.slots[slot].live = false;
+    m.slots[slot].p = nullptr;
+    return true;
+  } catch (Failure& f) {
+    *report = s_->report_at(context, f.what, kHandoffWhere);
+    return false;
+  }
+}
+
+bool ThreadEngine::put(unsigned slot, const Block& b, const char* why, const std::string& context,
+                       std::string* report) {
+  Interpreter::Impl& m = s_->impl;
+  m.context = context;
+  slot %= kSlots;
+  try {
+    m.check_overlap(b.p, b.extent(), why);
+    m.slots[slot] = b;
+    m.link(slot, /*global=*/false);
+    m.verify_block(slot, why);
+    return true;
+  } catch (Failure& f) {
+    *report = s_->report_at(context, f.what, kHandoffWhere);
+    return false;
+  }
+}
+
+bool ThreadEngine::release(unsigned slot, const char* why, const std::string& context, std::string* report) {
+  Interpreter::Impl& m = s_->impl;
+  m.context = context;
+  try {
+    m.release(slot % kSlots, why);
+    return true;
+  } catch (Failure& f) {
+    *report = s_->report_at(context, f.what, kHandoffWhere);
+    return false;
+  }
+}
+
+std::vector<ThreadEngine::LiveBlock> ThreadEngine::live_blocks() const {
+  std::vector<LiveBlock> v;
+  for (const auto& [a, s] : s_->impl.by_addr) v.push_back({a, s_->impl.slots[s].extent(), s});
+  return v;
+}
+
+std::string ThreadEngine::describe(unsigned slot) const { return s_->impl.describe_block(slot % kSlots); }
+uint64_t ThreadEngine::live_count() const { return s_->impl.live_count; }
+uint64_t ThreadEngine::live_requested() const { return s_->impl.live_requested; }
+uint64_t ThreadEngine::live_usable() const { return s_->impl.live_usable; }
+uint64_t ThreadEngine::live_virtual() const { return s_->impl.live_virtual; }
+const Interpreter::Counters& ThreadEngine::counters() const { return s_->ctr; }
+
+void ThreadEngine::forget_all(bool free_them) {
+  Interpreter::Impl& m = s_->impl;
+  for (unsigned s = 0; s < kSlots; ++s) {
+    Block& b = m.slots[s];
+    if (!b.live) continue;
+    if (m.registry != nullptr) m.registry->unclaim(b.p);
+    if (free_them) m.be.free(b.p);
+    b.live = false;
+    b.p = nullptr;
+  }
+  m.by_addr.clear();
+  m.live_count = m.live_requested = m.live_usable = m.live_virtual = 0;
+}
+
+}  // namespace detail
 
 }  // namespace tmh

@@ -533,6 +533,64 @@ unsigned range_slot(const Op& op, unsigned i) {
 
 // ---- Decode / encode -------------------------------------------------------------------------
 
+size_t decode_operands(const uint8_t* data, size_t size, size_t pos, Profile profile, Op* out) {
+  if (static_cast<int>(profile) >= static_cast<int>(Profile::kCount)) profile = Profile::kGeneral;
+  Reader r{data, size, pos};
+  Op& op = *out;
+  switch (op.kind) {
+    case OpKind::kMalloc:
+    case OpKind::kRealloc:
+      op.slot = r.byte() % kSlots;
+      op.size = read_size(r, profile);
+      break;
+    case OpKind::kCalloc:
+      op.slot = r.byte() % kSlots;
+      op.count = r.byte();
+      op.size = read_size(r, profile);
+      break;
+    case OpKind::kAlignedAlloc:
+    case OpKind::kPosixMemalign:
+      op.slot = r.byte() % kSlots;
+      op.align = r.byte();
+      op.size = read_size(r, profile);
+      break;
+    case OpKind::kFree:
+    case OpKind::kUsableSize:
+    case OpKind::kRefill:
+    case OpKind::kTouchUsable:
+      op.slot = r.byte() % kSlots;
+      break;
+    case OpKind::kCheckHeap:
+    case OpKind::kReleaseCached:
+      break;
+    case OpKind::kOomWindow:
+      op.arg = r.byte();
+      break;
+    case OpKind::kFreeRange:
+      op.slot = r.byte() % kSlots;
+      op.count = r.byte();
+      op.arg = r.byte();
+      break;
+    case OpKind::kAllocRange:
+      op.slot = r.byte() % kSlots;
+      op.count = r.byte();
+      op.size = read_size(r, profile);
+      break;
+    case OpKind::kSwap:
+      op.slot = r.byte() % kSlots;
+      op.slot2 = r.byte() % kSlots;
+      break;
+    case OpKind::kPeek: {
+      op.slot = r.byte() % kSlots;
+      const uint8_t lo = r.byte();
+      const uint8_t hi = r.byte();
+      op.offset = static_cast<uint16_t>(lo | hi << 8);
+      break;
+    }
+  }
+  return r.pos;
+}
+
 Program decode(const uint8_t* data, size_t size, Profile profile) {
   if (static_cast<int>(profile) >= static_cast<int>(Profile::kCount)) profile = Profile::kGeneral;
   Program p;
@@ -546,57 +604,7 @@ Program decode(const uint8_t* data, size_t size, Profile profile) {
     op.opcode = r.byte();
     const unsigned c = op.opcode & (kOpcodeSpace - 1);
     op.kind = c < kCanonicalOpcodes ? static_cast<OpKind>(c) : alias[c - kCanonicalOpcodes];
-    switch (op.kind) {
-      case OpKind::kMalloc:
-      case OpKind::kRealloc:
-        op.slot = r.byte() % kSlots;
-        op.size = read_size(r, profile);
-        break;
-      case OpKind::kCalloc:
-        op.slot = r.byte() % kSlots;
-        op.count = r.byte();
-        op.size = read_size(r, profile);
-        break;
-      case OpKind::kAlignedAlloc:
-      case OpKind::kPosixMemalign:
-        op.slot = r.byte() % kSlots;
-        op.align = r.byte();
-        op.size = read_size(r, profile);
-        break;
-      case OpKind::kFree:
-      case OpKind::kUsableSize:
-      case OpKind::kRefill:
-      case OpKind::kTouchUsable:
-        op.slot = r.byte() % kSlots;
-        break;
-      case OpKind::kCheckHeap:
-      case OpKind::kReleaseCached:
-        break;
-      case OpKind::kOomWindow:
-        op.arg = r.byte();
-        break;
-      case OpKind::kFreeRange:
-        op.slot = r.byte() % kSlots;
-        op.count = r.byte();
-        op.arg = r.byte();
-        break;
-      case OpKind::kAllocRange:
-        op.slot = r.byte() % kSlots;
-        op.count = r.byte();
-        op.size = read_size(r, profile);
-        break;
-      case OpKind::kSwap:
-        op.slot = r.byte() % kSlots;
-        op.slot2 = r.byte() % kSlots;
-        break;
-      case OpKind::kPeek: {
-        op.slot = r.byte() % kSlots;
-        const uint8_t lo = r.byte();
-        const uint8_t hi = r.byte();
-        op.offset = static_cast<uint16_t>(lo | hi << 8);
-        break;
-      }
-    }
+    r.pos = decode_operands(data, size, r.pos, profile, &op);
     p.ops.push_back(op);
   }
   return p;

@@ -192,6 +192,10 @@ struct Program {
 
 // Decodes any byte string (never fails).
 Program decode(const uint8_t* data, size_t size, Profile profile = Profile::kGeneral);
+// Reads the operands of one op whose kind is already set in *op, starting at data[pos]
+// (bytes past the end read as 0, as in decode); returns the position after them. The
+// building block of decode, also used by the heap_mt decoder (harness/tm_harness_mt.h).
+size_t decode_operands(const uint8_t* data, size_t size, size_t pos, Profile profile, Op* op);
 // Encodes a program in canonical form (decode(encode(p)) == p for canonical ops).
 std::vector<uint8_t> encode(const Program& p);
 void encode_op(const Op& op, std::vector<uint8_t>& out);
@@ -278,6 +282,10 @@ std::unique_ptr<Backend> backend_from_env();
 
 // ---- Interpreter -------------------------------------------------------------------------
 
+namespace detail {
+class ThreadEngine;  // harness/engine.h: one thread of a multi-threaded run
+}
+
 struct Options {
   bool abort_on_failure = true;  // print the report and abort(); else return it
   // Without abort: after a failure, free the blocks still live in the model (best effort,
@@ -324,6 +332,7 @@ class Interpreter {
   const Counters& counters() const { return counters_; }
 
  private:
+  friend class detail::ThreadEngine;  // runs the same Impl, one per thread
   struct Impl;
   Backend& backend_;
   Options options_;

@@ -71,7 +71,10 @@ typedef struct tm_stats_s {
   size_t mapped_bytes;
   /* Of mapped_bytes, what is not known to have been returned with madvise. */
   size_t committed_bytes;
-  /* High-water marks since start (or tm_stats_reset_peaks). */
+  /* High-water marks since start (or tm_stats_reset_peaks). peak_requested_bytes is
+   * sampled (threads count requested bytes locally, without atomic read-modify-writes):
+   * it may be below the true peak by less than TM_PEAK_SAMPLE_BYTES per thread, and it is
+   * never below the current requested_bytes. */
   size_t peak_mapped_bytes;
   size_t peak_requested_bytes;
   /* Per tier. */
@@ -92,12 +95,31 @@ typedef struct tm_stats_s {
   size_t os_map_calls;
   size_t os_unmap_calls;
   size_t os_purge_calls;
+  /* Concurrency: arenas touched so far, threads with a live cache, small blocks sitting in
+   * those caches and in arenas' remote-free lists (free, not yet back in their runs). */
+  size_t arenas_used;
+  size_t thread_caches;
+  size_t cached_blocks;
+  size_t remote_blocks;
+  /* Empty segments in the global pool (shared by every arena), and how many of them have
+   * had their memory returned to the OS after the purge delay. */
+  size_t pool_segments;
+  size_t pool_purged_segments;
 } tm_stats_t;
 
-/* Fills *out with a consistent snapshot of the allocator's counters. */
+/* Granularity of the peak_requested_bytes sampling, per thread. */
+#define TM_PEAK_SAMPLE_BYTES ((size_t)256 * 1024)
+
+/* Fills *out with a snapshot of the allocator's counters: exact while no other thread is
+ * allocating or freeing (each thread's cache and counters are its own); otherwise each
+ * counter is a recent value, off by at most what other threads did meanwhile. */
 void tm_stats(tm_stats_t *out);
 /* Sets the peak counters to the current values. */
 void tm_stats_reset_peaks(void);
+/* Writes the statistics to file descriptor fd: a readable table (json == 0; totals, then
+ * the live blocks of every small class in use) or one JSON object (json != 0) with every
+ * tm_stats_t field and class_live_blocks as an array. Never allocates. */
+void tm_stats_print(int fd, int json);
 
 /* Codes returned by tm_check_heap. */
 enum tm_check_code {
@@ -135,6 +157,38 @@ size_t tm_medium_max(void);
 size_t tm_size_class_size(size_t class_index);
 /* Class index for a small size (<= tm_small_max()); TM_SMALL_CLASS_COUNT when larger. */
 size_t tm_size_to_class(size_t size);
+
+/* ---- Options ------------------------------------------------------------------------- */
+
+/* Run-time options (README "Options"). tinymalloc reads the environment variable
+ * TINYMALLOC_OPTIONS once, at its first use: comma-separated name=value items, e.g.
+ *   TINYMALLOC_OPTIONS="arenas=4,stats=json,verbose=1"
+ * An item with an unknown name, no '=', or a bad or out-of-range value is ignored with one
+ * warning line on stderr; the other items still apply. The options (index order):
+ *   arenas          0..64, default 0 (0 = one arena per CPU)
+ *   arena_select    0 = cpu (default), 1 = thread: how a thread picks its arena
+ *   thread_cache    0/1, default 1: per-thread caches of small blocks
+ *   purge_delay_ms  0..3600000, default 1000: delay before free memory goes back to the OS
+ *   pool_segments   0..4096, default 16: empty segments the global pool keeps mapped
+ *   arena_retain    0..64, default 1: empty segments an arena keeps before pooling them
+ *   debug           0/1, default 0: canaries, fill patterns, allocation sites
+ *   leaks           0/1, default 0: leak report at exit
+ *   leak_exitcode   0..255, default 0: exit status forced when leaks are found (0 = keep)
+ *   stats           0 = off (default), 1 = text, 2 = json: statistics printed at exit
+ *   verbose         0/1, default 0: print the effective options at start-up
+ * arenas, arena_select and debug are read when the allocator starts and when threads pick
+ * their arenas, so setting them after the first allocation affects only later decisions;
+ * debug takes effect only when it is set before the first allocation. Symbolic and boolean
+ * values are numbers here (arena_select thread = 1, stats json = 2, true = 1). */
+
+/* Stores the current value of option `name` in *value. Returns 0, or -1 with errno = EINVAL
+ * when the name is unknown or an argument is NULL. */
+int tm_option_get(const char *name, long *value);
+/* Sets option `name` to value. Returns 0, or -1 with errno = EINVAL when the name is unknown
+ * or the value is outside the option's range; the option then keeps its value. */
+int tm_option_set(const char *name, long value);
+/* Name of option `index` (0, 1, ...), or NULL past the last option: enumerates the options. */
+const char *tm_option_name(unsigned index);
 
 /* ---- Testing hooks ------------------------------------------------------------------- */
 

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "arena.h"
 #include "check.h"
 #include "chunk_map.h"
 #include "config.h"
@@ -13,20 +14,30 @@
 #include "os.h"
 #include "plant.h"
 #include "platform.h"
+#include "segment_pool.h"
 #include "size_class.h"
 #include "small.h"
 #include "stats.h"
+#include "thread_cache.h"
 #include "tinymalloc.h"
 
 namespace tmalloc {
 
 namespace {
 
+// Allocates a block of a small class through the thread cache, zeroed when `zero`.
+TM_ALWAYS_INLINE void* allocate_small(size_t class_index, size_t size, bool zero) {
+  void* p = cache_alloc(class_index, size);
+  // Cached blocks may hold old data: calloc always clears what it hands out.
+  if (zero && p != nullptr && !TM_PLANT_IF(7)) std::memset(p, 0, size);
+  return p;
+}
+
 // Allocates `size` bytes at the default alignment, zeroed when `zero`.
-void* allocate(size_t size, bool zero) {
-  if (TM_LIKELY(size <= kSmallMax)) return small_alloc(size_to_class(size), size, zero);
+TM_ALWAYS_INLINE void* allocate(size_t size, bool zero) {
+  if (TM_LIKELY(size <= kSmallMax)) return allocate_small(size_to_class(size), size, zero);
   if (size <= kMediumMax) return medium_alloc(size, kBlockHeaderSize, zero);
-  return large_alloc(size, kBlockHeaderSize);
+  return large_alloc(size, kBlockHeaderSize, zero);
 }
 
 // Allocates `size` bytes aligned to the power of two `alignment`.
@@ -39,42 +50,52 @@ void* allocate_aligned(size_t alignment, size_t size) {
   if (size <= kSmallMax) {
     const size_t class_index = small_class_for_alignment(size, alignment);
     if (class_index < kSmallClassCount) {
-      void* p = small_alloc(class_index, size, false);
       // Planted bug 8 shifts a block that cannot be freed; keep it only for the medium path.
-      return p;
+      return allocate_small(class_index, size, false);
     }
   }
   if (medium_fits(size, alignment)) return medium_alloc(size, alignment, false);
-  return large_alloc(size, alignment);
+  return large_alloc(size, alignment, false);
+}
+
+// Reports a pointer the address map does not know: a large block freed before, or foreign.
+[[noreturn]] TM_NOINLINE void report_unowned(const void* p, const char* what) {
+  if (large_recently_freed(p)) {
+    report_misuse(std::strcmp(what, "invalid free") == 0 ? "double free" : what, p, "large block already freed");
+  }
+  report_misuse(what, p, "pointer not owned by tinymalloc");
 }
 
 // Owner of p or a misuse report naming `what`.
-SegmentBase* owner_or_report(const void* p, const char* what) {
+TM_ALWAYS_INLINE SegmentBase* owner_or_report(const void* p, const char* what) {
   SegmentBase* owner = chunk_owner(p);
-  if (TM_UNLIKELY(owner == nullptr)) {
-    if (large_recently_freed(p)) {
-      report_misuse(std::strcmp(what, "invalid free") == 0 ? "double free" : what, p, "large block already unmapped");
-    }
-    report_misuse(what, p, "pointer not owned by tinymalloc");
-  }
+  if (TM_UNLIKELY(owner == nullptr)) report_unowned(p, what);
   return owner;
 }
 
-// Frees p; `what` names the operation for misuse reports.
-void release(void* p, const char* what) {
-  SegmentBase* owner = owner_or_report(p, what);
-  switch (owner->kind) {
-    case SegmentKind::kSmall:
-      small_free(static_cast<SmallSegment*>(owner), p, what);
-      return;
-    case SegmentKind::kMedium:
-      medium_free(static_cast<MediumSegment*>(owner), p, what);
-      return;
-    case SegmentKind::kLarge:
-      large_free(static_cast<LargeHeader*>(owner), p, what);
-      return;
+// Frees a medium or large block; preserves errno (munmap may set it), as glibc's contract
+// for free requires. The small path never touches errno.
+TM_NOINLINE void release_tiered(SegmentBase* owner, void* p, const char* what) {
+  const int saved_errno = errno;
+  if (owner->kind == SegmentKind::kMedium) {
+    medium_free(static_cast<MediumSegment*>(owner), p, what);
+  } else if (owner->kind == SegmentKind::kLarge) {
+    large_free(static_cast<LargeHeader*>(owner), p, what);
+  } else {
+    report_misuse("heap corruption", p, "address map names a segment of unknown kind");
   }
-  report_misuse("heap corruption", p, "address map names a segment of unknown kind");
+  heap_maintain();
+  errno = saved_errno;
+}
+
+// Frees p; `what` names the operation for misuse reports.
+TM_ALWAYS_INLINE void release(void* p, const char* what) {
+  SegmentBase* owner = owner_or_report(p, what);
+  if (TM_LIKELY(owner->kind == SegmentKind::kSmall)) {
+    cache_free(static_cast<SmallSegment*>(owner), p, what);
+    return;
+  }
+  release_tiered(owner, p, what);
 }
 
 // Requested size of the live block p (what realloc must preserve).
@@ -86,6 +107,20 @@ size_t requested_size(SegmentBase* owner, const void* p) {
       return medium_requested_size(static_cast<MediumSegment*>(owner), p, "invalid realloc");
     case SegmentKind::kLarge:
       return large_requested_size(static_cast<LargeHeader*>(owner), p, "invalid realloc");
+  }
+  report_misuse("heap corruption", p, "address map names a segment of unknown kind");
+}
+
+// Usable size of the live block p (under ASan its slack becomes addressable, as for
+// tm_usable_size).
+size_t usable_size(SegmentBase* owner, const void* p, const char* what) {
+  switch (owner->kind) {
+    case SegmentKind::kSmall:
+      return small_usable_size(static_cast<SmallSegment*>(owner), p, what);
+    case SegmentKind::kMedium:
+      return medium_usable_size(static_cast<MediumSegment*>(owner), p, what);
+    case SegmentKind::kLarge:
+      return large_usable_size(static_cast<LargeHeader*>(owner), p, what);
   }
   report_misuse("heap corruption", p, "address map names a segment of unknown kind");
 }
@@ -110,7 +145,9 @@ void* reallocate(void* p, size_t size) {
       if (size > kMediumMax) return large_resize(static_cast<LargeHeader*>(owner), p, size);
       break;
   }
-  const size_t old_size = requested_size(owner, p);
+  // Every usable byte survives the move, not only the requested ones: a program may write
+  // all malloc_usable_size() bytes (glibc allows it) and then grow the block.
+  const size_t old_size = usable_size(owner, p, "invalid realloc");
   void* fresh = allocate(size, false);
   if (fresh == nullptr) return nullptr;  // p stays valid and untouched
   std::memcpy(fresh, p, TM_PLANT_IF(5) ? size : (old_size < size ? old_size : size));
@@ -136,10 +173,9 @@ TM_EXPORT void* tm_malloc(size_t size) {
 
 TM_EXPORT void tm_free(void* ptr) {
   if (ptr == nullptr) return;
-  // free must preserve errno (glibc's contract for replacements).
-  const int saved_errno = errno;
+  // free preserves errno (glibc's contract for replacements): the small path never sets
+  // it, the other paths save and restore it.
   release(ptr, "invalid free");
-  errno = saved_errno;
 }
 
 TM_EXPORT void* tm_calloc(size_t count, size_t size) {
@@ -180,16 +216,7 @@ TM_EXPORT int tm_posix_memalign(void** out, size_t alignment, size_t size) {
 
 TM_EXPORT size_t tm_usable_size(const void* ptr) {
   if (ptr == nullptr) return 0;
-  SegmentBase* owner = owner_or_report(ptr, "invalid usable_size");
-  switch (owner->kind) {
-    case SegmentKind::kSmall:
-      return small_usable_size(static_cast<SmallSegment*>(owner), ptr, "invalid usable_size");
-    case SegmentKind::kMedium:
-      return medium_usable_size(static_cast<MediumSegment*>(owner), ptr, "invalid usable_size");
-    case SegmentKind::kLarge:
-      return large_usable_size(static_cast<LargeHeader*>(owner), ptr, "invalid usable_size");
-  }
-  report_misuse("heap corruption", ptr, "address map names a segment of unknown kind");
+  return usable_size(owner_or_report(ptr, "invalid usable_size"), ptr, "invalid usable_size");
 }
 
 TM_EXPORT int tm_owns(const void* ptr) {
@@ -217,8 +244,10 @@ TM_EXPORT size_t tm_size_class_size(size_t class_index) {
 TM_EXPORT size_t tm_size_to_class(size_t size) { return size <= kSmallMax ? size_to_class(size) : kSmallClassCount; }
 
 TM_EXPORT void tm_release_cached(void) {
+  cache_flush_current();
   small_release_cached();
   medium_release_cached();
+  pool_release_all();
 }
 
 }  // extern "C"

@@ -30,9 +30,8 @@ inline constexpr size_t kMediumMinBlock = 256;
 // Header area at the start of a medium segment (segment header + block-start bitmap).
 inline constexpr size_t kMediumHeaderSize = 64 * 1024;
 
-// Hysteresis: how many completely empty segments of each tier are kept mapped for reuse
-// before further empty ones are unmapped.
-inline constexpr unsigned kRetainedEmptySegments = 2;
+// Most arenas the allocator can run (the `arenas` option is capped at this).
+inline constexpr unsigned kMaxArenas = 64;
 
 // Large tier: header in front of the user block inside its own mapping.
 inline constexpr size_t kLargeHeaderSize = 64;

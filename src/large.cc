@@ -4,6 +4,7 @@
 #include <errno.h>
 
 #include <atomic>
+#include <cstring>
 
 #include "check.h"
 #include "chunk_map.h"
@@ -12,6 +13,7 @@
 #include "os.h"
 #include "platform.h"
 #include "sanitizer.h"
+#include "segment_pool.h"
 #include "spinlock.h"
 #include "stats.h"
 #include "tinymalloc.h"
@@ -70,7 +72,7 @@ void validate(LargeHeader* header, const void* p, const char* what) {
 
 }  // namespace
 
-void* large_alloc(size_t requested, size_t alignment) {
+void* large_alloc(size_t requested, size_t alignment, bool zero) {
   if (requested > kMaxRequest || alignment > kMaxRequest) {
     errno = ENOMEM;
     return nullptr;
@@ -83,8 +85,15 @@ void* large_alloc(size_t requested, size_t alignment) {
   // At least one byte past the user pointer, so even a zero-byte block lies inside its
   // mapping (and its chunk is registered).
   const size_t mapping_size = align_up(offset + (requested == 0 ? 1 : requested), kPageSize);
-  char* mapping = static_cast<char*>(os_map_aligned(mapping_size, alignment > kSegmentSize ? alignment : kSegmentSize));
-  if (mapping == nullptr) return nullptr;
+  const size_t mapping_alignment = alignment > kSegmentSize ? alignment : kSegmentSize;
+  const PooledSegment pooled = pool_take(mapping_size, mapping_alignment);
+  char* mapping = static_cast<char*>(pooled.address);
+  if (mapping == nullptr) {
+    mapping = static_cast<char*>(os_map_aligned(mapping_size, mapping_alignment));
+    if (mapping == nullptr) return nullptr;
+  } else if (zero && !pooled.purged) {
+    std::memset(mapping + offset, 0, requested);  // reused memory holds old data
+  }
   void* user = mapping + offset;
   LargeHeader* header = header_for(user);
   header->magic = kSegmentMagic;
@@ -123,7 +132,7 @@ void large_free(LargeHeader* header, void* p, const char* what) {
   unpoison(static_cast<char*>(p) + header->requested, usable_of(header) - header->requested);
   g_freed_ring[g_freed_next.fetch_add(1, std::memory_order_relaxed) % kFreedRing].store(addr_of(p),
                                                                                         std::memory_order_relaxed);
-  os_unmap(mapping, mapping_size);
+  pool_give(mapping, mapping_size);
 }
 
 size_t large_usable_size(LargeHeader* header, const void* p, const char* what) {

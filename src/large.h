@@ -1,5 +1,6 @@
 // Large tier: blocks above kMediumMax get their own mapping, with a header just before the
-// user pointer. free unmaps; realloc resizes the mapping with mremap (no copy).
+// user pointer. free gives the mapping to the global pool (segment_pool.h), which unmaps
+// or purges it later; realloc resizes the mapping with mremap (no copy).
 #pragma once
 
 #include <cstddef>
@@ -21,7 +22,10 @@ static_assert(sizeof(LargeHeader) <= 64);
 
 // Allocates `requested` bytes aligned to `alignment` in a mapping of its own.
 // Memory is fresh from the OS, hence zero. nullptr + ENOMEM on failure.
-void* large_alloc(size_t requested, size_t alignment);
+// The mapping comes from the global pool when one fits (freed large blocks are reused
+// there until the purge delay), otherwise from the OS. `zero`: the requested bytes read as
+// zero (free for fresh or purged memory, cleared otherwise).
+void* large_alloc(size_t requested, size_t alignment, bool zero);
 
 // Frees the large block p whose address-map entry is `header`.
 void large_free(LargeHeader* header, void* p, const char* what);

@@ -5,16 +5,20 @@
 
 #include <cstring>
 
+#include "arena.h"
 #include "check.h"
 #include "chunk_map.h"
 #include "error.h"
 #include "fit_index.h"
+#include "options.h"
 #include "os.h"
 #include "plant.h"
 #include "platform.h"
 #include "sanitizer.h"
+#include "segment_pool.h"
 #include "spinlock.h"
 #include "stats.h"
+#include "thread_cache.h"
 #include "tinymalloc.h"
 
 namespace tmalloc {
@@ -31,8 +35,12 @@ struct MediumHeap {
   size_t usable_bytes;
 };
 
-// Zero-initialised; FitIndex and SpinLock have constexpr constructors: no global constructor.
-constinit MediumHeap g_medium{};
+// One per arena. Zero-initialised; FitIndex and SpinLock have constexpr constructors: no
+// global constructor.
+constinit MediumHeap g_medium[kMaxArenas]{};
+
+// The heap (arena) that owns a segment.
+MediumHeap& heap_of(const MediumSegment* segment) { return g_medium[segment->arena]; }
 
 // Block header at byte offset `offset` of a segment.
 BlockHeader* block_at(MediumSegment* segment, size_t offset) {
@@ -75,16 +83,18 @@ void mark_dirty(MediumSegment* segment, size_t end) {
 // Turns `block` into a free block of `size` bytes, fixes its successor's prev_size and
 // files it in the index. Does not coalesce.
 TM_NO_ASAN void make_free(MediumSegment* segment, BlockHeader* block, size_t size) {
+  MediumHeap& heap = heap_of(segment);
   block->set(size, true);
   block->next_physical()->prev_size = size;
   set_start_bit(segment, offset_of(segment, block));
-  g_medium.index.insert(static_cast<FreeBlock*>(block));
+  heap.index.insert(static_cast<FreeBlock*>(block));
   mark_dirty(segment, offset_of(segment, block) + sizeof(FreeBlock));
 }
 
 // Splits `block` (not on the index) to `size` bytes when the rest is at least a minimum
 // block; the rest becomes a free block, merged with a free successor.
 TM_NO_ASAN void split_tail(MediumSegment* segment, BlockHeader* block, size_t size) {
+  MediumHeap& heap = heap_of(segment);
   const size_t total = block->size();
   if (total - size < kMediumMinBlock) return;
   const size_t tail_offset = TM_PLANT_IF(1) ? size - kBlockHeaderSize : size;
@@ -94,21 +104,36 @@ TM_NO_ASAN void split_tail(MediumSegment* segment, BlockHeader* block, size_t si
   size_t tail_size = total - tail_offset;
   BlockHeader* after = reinterpret_cast<BlockHeader*>(reinterpret_cast<char*>(tail) + tail_size);
   if (after->is_free()) {
-    g_medium.index.remove(static_cast<FreeBlock*>(after));
+    heap.index.remove(static_cast<FreeBlock*>(after));
     clear_start_bit(segment, offset_of(segment, after));
     tail_size += after->size();
   }
   make_free(segment, tail, tail_size);
 }
 
-// Maps a new segment holding one free block spanning it (medium lock held).
-TM_NO_ASAN MediumSegment* segment_create() {
+// Takes a segment from the global pool or maps a new one, holding one free block spanning
+// it, for arena `arena_index` (its medium lock held).
+TM_NO_ASAN MediumSegment* segment_create(unsigned arena_index) {
   if (!chunk_map_ensure()) return nullptr;
-  auto* segment = static_cast<MediumSegment*>(os_map_aligned(kSegmentSize, kSegmentSize));
-  if (segment == nullptr) return nullptr;
+  const PooledSegment pooled = pool_take(kSegmentSize, kSegmentSize);
+  MediumSegment* segment;
+  bool clean = true;
+  if (pooled.address != nullptr) {
+    segment = static_cast<MediumSegment*>(pooled.address);
+    clean = pooled.purged;
+    std::memset(segment->start_bits, 0, sizeof segment->start_bits);
+  } else {
+    segment = static_cast<MediumSegment*>(os_map_aligned(kSegmentSize, kSegmentSize));
+    if (segment == nullptr) return nullptr;
+  }
+  MediumHeap& heap = g_medium[arena_index];
   segment->magic = kSegmentMagic;
   segment->kind = SegmentKind::kMedium;
-  segment->dirty_end = kMediumFirstBlock;
+  segment->arena = arena_index;
+  segment->sweep_mark = 0;
+  segment->purged = 0;
+  // A pooled segment that was not purged holds old data everywhere.
+  segment->dirty_end = clean ? kMediumFirstBlock : kSegmentSize;
   BlockHeader* sentinel = block_at(segment, kMediumSentinel);
   sentinel->prev_size = kMediumMaxBlock;
   sentinel->size_flags = 0;
@@ -118,11 +143,11 @@ TM_NO_ASAN MediumSegment* segment_create() {
   make_free(segment, first, kMediumMaxBlock);
   chunk_map_set(segment, kSegmentSize, segment);
   segment->prev = nullptr;
-  segment->next = g_medium.segments;
-  if (g_medium.segments != nullptr) g_medium.segments->prev = segment;
-  g_medium.segments = segment;
-  ++g_medium.segment_count;
-  ++g_medium.empty_segments;
+  segment->next = heap.segments;
+  if (heap.segments != nullptr) heap.segments->prev = segment;
+  heap.segments = segment;
+  ++heap.segment_count;
+  ++heap.empty_segments;
   return segment;
 }
 
@@ -131,21 +156,28 @@ TM_NO_ASAN bool spans_segment(MediumSegment* segment, BlockHeader* block) {
   return offset_of(segment, block) == kMediumFirstBlock && block->size() == kMediumMaxBlock;
 }
 
-// Unregisters and unmaps an empty segment whose single free block is filed (lock held).
+// Unregisters an empty segment whose single free block is filed and moves it to the
+// global pool (lock held).
 TM_NO_ASAN void segment_destroy(MediumSegment* segment) {
-  g_medium.index.remove(static_cast<FreeBlock*>(block_at(segment, kMediumFirstBlock)));
+  MediumHeap& heap = heap_of(segment);
+  heap.index.remove(static_cast<FreeBlock*>(block_at(segment, kMediumFirstBlock)));
   if (segment->prev != nullptr) {
     segment->prev->next = segment->next;
   } else {
-    g_medium.segments = segment->next;
+    heap.segments = segment->next;
   }
   if (segment->next != nullptr) segment->next->prev = segment->prev;
   chunk_map_set(segment, kSegmentSize, nullptr);
-  --g_medium.segment_count;
-  --g_medium.empty_segments;
+  --heap.segment_count;
+  --heap.empty_segments;
   unpoison(segment, kSegmentSize);
-  os_unmap(segment, kSegmentSize);
+  pool_give(segment, kSegmentSize);
 }
+
+// The range of an empty segment the idle sweep purges: everything but the page of the
+// spanning free block's header and the page of the end sentinel.
+constexpr size_t kMediumPurgeStart = kMediumFirstBlock + kPageSize;
+constexpr size_t kMediumPurgeEnd = kSegmentSize - kPageSize;
 
 // Offset of the block that contains segment offset `offset` (the nearest block start at
 // or below it), or 0 when there is none. Error path only: scans the start bitmap.
@@ -161,8 +193,8 @@ size_t containing_block(const MediumSegment* segment, size_t offset) {
 }
 
 // Reports a corrupted boundary tag at the block p belongs to (lock held; released).
-[[noreturn]] TM_NO_ASAN void report_corrupt_tag(const void* p, const char* field, size_t value) {
-  g_medium.lock.unlock();
+[[noreturn]] TM_NO_ASAN void report_corrupt_tag(MediumHeap& heap, const void* p, const char* field, size_t value) {
+  heap.lock.unlock();
   TextBuffer detail;
   detail.str("boundary tag of a medium block is corrupted: ").str(field).str(" ").dec(value);
   detail.str("; was a neighbouring block overrun or underrun?");
@@ -174,6 +206,7 @@ size_t containing_block(const MediumSegment* segment, size_t offset) {
 // block already free (a double free when `what` is "invalid free"), or headers that no
 // longer round-trip (heap corruption), before anything follows a damaged link.
 TM_NO_ASAN BlockHeader* checked_block(MediumSegment* segment, const void* p, const char* what) {
+  MediumHeap& heap = heap_of(segment);
   const size_t offset = addr_of(p) - addr_of(segment);
   const bool in_range = offset >= kMediumFirstBlock + kBlockHeaderSize && offset < kMediumSentinel;
   if ((offset & (kBlockHeaderSize - 1)) != 0 || !in_range || !start_bit(segment, offset - kBlockHeaderSize)) {
@@ -181,31 +214,31 @@ TM_NO_ASAN BlockHeader* checked_block(MediumSegment* segment, const void* p, con
     if (around >= kMediumFirstBlock && block_at(segment, around)->is_free() && (offset & (kBlockHeaderSize - 1)) == 0 &&
         std::strcmp(what, "invalid free") == 0) {
       // The block was freed and merged into the free block before it.
-      g_medium.lock.unlock();
+      heap.lock.unlock();
       TextBuffer detail;
       detail.str("medium block already freed and merged into a free block of ").dec(block_at(segment, around)->size());
       detail.str(" bytes");
       report_misuse("double free", p, detail);
     }
-    g_medium.lock.unlock();
+    heap.lock.unlock();
     report_misuse(what, p, in_range ? "inside a medium block: not its start" : "pointer into medium segment metadata");
   }
   const size_t header_offset = offset - kBlockHeaderSize;
   BlockHeader* block = BlockHeader::from_payload(p);
   const size_t size = block->size();
-  if (size < kMediumMinBlock || size > kMediumSentinel - header_offset) report_corrupt_tag(p, "size", size);
+  if (size < kMediumMinBlock || size > kMediumSentinel - header_offset) report_corrupt_tag(heap, p, "size", size);
   if (block->next_physical()->prev_size != size) {
-    report_corrupt_tag(p, "successor's prev_size", block->next_physical()->prev_size);
+    report_corrupt_tag(heap, p, "successor's prev_size", block->next_physical()->prev_size);
   }
   const size_t prev_size = block->prev_size;
   if (prev_size == 0 ? header_offset != kMediumFirstBlock
                      : (prev_size % kBlockHeaderSize != 0 || prev_size > header_offset - kMediumFirstBlock ||
                         !start_bit(segment, header_offset - prev_size) ||
                         block_at(segment, header_offset - prev_size)->size() != prev_size)) {
-    report_corrupt_tag(p, "prev_size", prev_size);
+    report_corrupt_tag(heap, p, "prev_size", prev_size);
   }
   if (block->is_free()) {
-    g_medium.lock.unlock();
+    heap.lock.unlock();
     TextBuffer detail;
     detail.str("medium block already free (").dec(size - kBlockHeaderSize).str(" bytes)");
     report_misuse(std::strcmp(what, "invalid free") == 0 ? "double free" : what, p, detail);
@@ -213,190 +246,10 @@ TM_NO_ASAN BlockHeader* checked_block(MediumSegment* segment, const void* p, con
   return block;
 }
 
-}  // namespace
-
-bool medium_fits(size_t requested, size_t alignment) {
-  if (alignment <= kBlockHeaderSize) return requested <= kMediumMax;
-  return alignment <= kRunSize && requested <= kMediumMax && requested + alignment <= kMediumMax;
-}
-
-TM_NO_ASAN void* medium_alloc(size_t requested, size_t alignment, bool zero) {
-  const size_t size = block_size_for(requested);
-  // Aligned: room to move the payload to an aligned address while the skipped head is
-  // either empty or large enough to be a free block of its own.
-  const size_t search = alignment > kBlockHeaderSize ? size + alignment + kMediumMinBlock : size;
-  LockGuard guard(g_medium.lock);
-  FreeBlock* found = g_medium.index.find_fit(search);
-  if (found == nullptr) {
-    MediumSegment* fresh = segment_create();
-    if (fresh == nullptr) {
-      errno = ENOMEM;
-      return nullptr;
-    }
-    found = static_cast<FreeBlock*>(block_at(fresh, kMediumFirstBlock));
-  }
-  MediumSegment* segment = segment_of(found);
-  // Memory at or past dirty_end is still zero from the OS (measured before this call's
-  // own header and link writes).
-  const size_t dirty_before = segment->dirty_end;
-  if (spans_segment(segment, found)) --g_medium.empty_segments;
-  g_medium.index.remove(found);
-  BlockHeader* block = found;
-  if (alignment > kBlockHeaderSize) {
-    const uintptr_t payload = addr_of(block->payload());
-    uintptr_t aligned = align_up(payload, alignment);
-    if (aligned != payload && aligned - payload < kMediumMinBlock)
-      aligned = align_up(payload + kMediumMinBlock, alignment);
-    if (TM_PLANT_IF(8) && alignment > kPageSize) aligned += kBlockHeaderSize;
-    const size_t gap = aligned - payload;
-    if (gap != 0) {
-      // The skipped head stays free; its predecessor is used (blocks never sit free side
-      // by side), so it needs no coalescing.
-      const size_t total = block->size();
-      auto* moved = reinterpret_cast<BlockHeader*>(reinterpret_cast<char*>(block) + gap);
-      moved->prev_size = gap;
-      moved->set(total - gap, false);
-      moved->next_physical()->prev_size = total - gap;
-      set_start_bit(segment, offset_of(segment, moved));
-      make_free(segment, block, gap);
-      block = moved;
-    }
-  }
-  split_tail(segment, block, size);
-  block->set(block->size(), false);
-  const size_t usable = block->size() - kBlockHeaderSize;
-  block->set_slack(usable - requested);
-  set_start_bit(segment, offset_of(segment, block));
-  char* payload = static_cast<char*>(block->payload());
-  const size_t payload_offset = offset_of(segment, payload);
-  const size_t dirty_bytes = dirty_before > payload_offset ? dirty_before - payload_offset : 0;
-  mark_dirty(segment, payload_offset + usable);
-  ++g_medium.live_blocks;
-  g_medium.usable_bytes += usable;
-  stats_add_requested(requested);  // under the lock: heap checks see block and counter agree
-  unpoison(payload, requested);
-  if (zero && !TM_PLANT_IF(7)) std::memset(payload, 0, dirty_bytes < requested ? dirty_bytes : requested);
-  return payload;
-}
-
-TM_NO_ASAN void medium_free(MediumSegment* segment, void* p, const char* what) {
-  g_medium.lock.lock();
-  BlockHeader* block = checked_block(segment, p, what);
-  const size_t usable = block->size() - kBlockHeaderSize;
-  const size_t requested = usable - block->slack();
-  --g_medium.live_blocks;
-  g_medium.usable_bytes -= usable;
-  poison(p, usable);
-
-  size_t size = block->size();
-  BlockHeader* next = block->next_physical();
-  if (next->is_free() && !TM_PLANT_IF(2)) {
-    g_medium.index.remove(static_cast<FreeBlock*>(next));
-    clear_start_bit(segment, offset_of(segment, next));
-    size += next->size();
-  } else if (TM_PLANT_IF(3) && next->size() == 0) {
-    size += kBlockHeaderSize;  // swallows the end sentinel: coalescing across the segment end
-  }
-  if (block->prev_size != 0) {
-    BlockHeader* prev = block->prev_physical();
-    if (prev->is_free()) {
-      g_medium.index.remove(static_cast<FreeBlock*>(prev));
-      clear_start_bit(segment, offset_of(segment, block));
-      size += prev->size();
-      block = prev;
-    }
-  }
-  make_free(segment, block, size);
-  if (spans_segment(segment, block)) {
-    ++g_medium.empty_segments;
-    if (g_medium.empty_segments > kRetainedEmptySegments) segment_destroy(segment);
-  }
-  stats_sub_requested(requested);
-  g_medium.lock.unlock();
-}
-
-TM_NO_ASAN size_t medium_usable_size(MediumSegment* segment, const void* p, const char* what) {
-  g_medium.lock.lock();
-  const size_t usable = checked_block(segment, p, what)->size() - kBlockHeaderSize;
-  g_medium.lock.unlock();
-  unpoison(p, usable);  // the caller may now use every usable byte
-  return usable;
-}
-
-TM_NO_ASAN size_t medium_requested_size(MediumSegment* segment, const void* p, const char* what) {
-  g_medium.lock.lock();
-  BlockHeader* block = checked_block(segment, p, what);
-  const size_t requested = block->size() - kBlockHeaderSize - block->slack();
-  g_medium.lock.unlock();
-  return requested;
-}
-
-TM_NO_ASAN bool medium_resize_in_place(MediumSegment* segment, void* p, size_t requested) {
-  if (requested > kMediumMax) return false;
-  // checked_block releases the lock itself before it reports misuse (and aborts).
-  LockGuard guard(g_medium.lock);
-  BlockHeader* block = checked_block(segment, p, "invalid realloc");
-  const size_t old_usable = block->size() - kBlockHeaderSize;
-  const size_t old_requested = old_usable - block->slack();
-  const size_t want = block_size_for(requested);
-  if (want > block->size()) {
-    BlockHeader* next = block->next_physical();
-    const bool next_free = next->is_free() || (TM_PLANT_IF(6) && next->size() != 0);
-    if (!next_free || block->size() + next->size() < want) return false;
-    if (next->is_free()) g_medium.index.remove(static_cast<FreeBlock*>(next));
-    clear_start_bit(segment, offset_of(segment, next));
-    const size_t merged = block->size() + next->size();
-    block->set(merged, false);
-    block->next_physical()->prev_size = merged;
-  }
-  split_tail(segment, block, want);
-  block->set(block->size(), false);
-  const size_t usable = block->size() - kBlockHeaderSize;
-  block->set_slack(usable - requested);
-  mark_dirty(segment, offset_of(segment, p) + usable);
-  g_medium.usable_bytes = g_medium.usable_bytes - old_usable + usable;
-  if (!TM_PLANT_IF(10)) {
-    stats_sub_requested(old_requested);
-    stats_add_requested(requested);
-  }
-  // Poison everything past the request that belonged to the block before or after: the
-  // slack, and on a shrink the tail just split off (the caller could reach it before).
-  unpoison(p, requested);
-  poison(static_cast<char*>(p) + requested, (usable > old_usable ? usable : old_usable) - requested);
-  return true;
-}
-
-bool medium_owns(const MediumSegment* segment, const void* p) {
-  const size_t offset = addr_of(p) - addr_of(segment);
-  return offset >= kMediumFirstBlock && offset < kMediumSentinel;
-}
-
-void medium_lock() { g_medium.lock.lock(); }
-void medium_unlock() { g_medium.lock.unlock(); }
-
-void medium_totals(MediumTotals* out) {
-  out->live_blocks = g_medium.live_blocks;
-  out->usable_bytes = g_medium.usable_bytes;
-  out->free_blocks = g_medium.index.count();
-  out->free_bytes = g_medium.index.bytes();
-  out->largest_free = g_medium.index.largest();
-  out->segments = g_medium.segment_count;
-}
-
-TM_NO_ASAN void medium_release_cached() {
-  LockGuard guard(g_medium.lock);
-  for (MediumSegment* segment = g_medium.segments; segment != nullptr;) {
-    MediumSegment* next = segment->next;
-    if (spans_segment(segment, block_at(segment, kMediumFirstBlock)) &&
-        block_at(segment, kMediumFirstBlock)->is_free()) {
-      segment_destroy(segment);
-    }
-    segment = next;
-  }
-}
-
-TM_NO_ASAN TM_NO_COVERAGE int medium_check(CheckResult* result, size_t* requested_total) {
-  const void* bad = g_medium.index.validate();
+// Heap walk of one arena's medium heap (its lock held); adds its live requested bytes.
+TM_NO_ASAN TM_NO_COVERAGE int medium_check_heap(CheckResult* result, MediumHeap& heap, unsigned arena_index,
+                                                size_t* requested_total) {
+  const void* bad = heap.index.validate();
   if (bad != nullptr)
     return result->fail(TM_CHECK_FIT_INDEX, bad, "best-fit index is inconsistent (bitmap, list placement or links)");
   size_t segments = 0;
@@ -406,11 +259,11 @@ TM_NO_ASAN TM_NO_COVERAGE int medium_check(CheckResult* result, size_t* requeste
   size_t live = 0;
   size_t usable_total = 0;
   size_t requested = 0;
-  for (MediumSegment* segment = g_medium.segments; segment != nullptr; segment = segment->next) {
-    if (++segments > g_medium.segment_count)
+  for (MediumSegment* segment = heap.segments; segment != nullptr; segment = segment->next) {
+    if (++segments > heap.segment_count)
       return result->fail(TM_CHECK_SEGMENT, segment, "medium segment list is longer than its count (cycle?)");
-    if (segment->magic != kSegmentMagic || segment->kind != SegmentKind::kMedium) {
-      return result->fail(TM_CHECK_SEGMENT, segment, "medium segment header has a bad magic or kind");
+    if (segment->magic != kSegmentMagic || segment->kind != SegmentKind::kMedium || segment->arena != arena_index) {
+      return result->fail(TM_CHECK_SEGMENT, segment, "medium segment header has a bad magic, kind or arena");
     }
     if (chunk_owner(segment) != segment)
       return result->fail(TM_CHECK_SEGMENT, segment, "address map entry does not name this medium segment");
@@ -440,11 +293,11 @@ TM_NO_ASAN TM_NO_COVERAGE int medium_check(CheckResult* result, size_t* requeste
         const FitIndex::Slot slot = FitIndex::slot_for_size(size);
         const FreeBlock* walk = static_cast<FreeBlock*>(block);
         size_t steps = 0;
-        while (walk->prev_free != nullptr && steps <= g_medium.index.count()) {
+        while (walk->prev_free != nullptr && steps <= heap.index.count()) {
           walk = walk->prev_free;
           ++steps;
         }
-        if (walk != g_medium.index.head(slot.first, slot.second)) {
+        if (walk != heap.index.head(slot.first, slot.second)) {
           return result->fail(TM_CHECK_FIT_INDEX, block,
                               "free medium block is not on the best-fit index list for its size");
         }
@@ -475,18 +328,267 @@ TM_NO_ASAN TM_NO_COVERAGE int medium_check(CheckResult* result, size_t* requeste
                           "block-start bitmap marks positions that are not block starts");
     if (blocks == 1 && block_at(segment, kMediumFirstBlock)->is_free()) ++empty;
   }
-  if (segments != g_medium.segment_count)
+  if (segments != heap.segment_count)
     return result->fail(TM_CHECK_STATS, &g_medium, "medium segment count differs from the segment list");
-  if (free_blocks != g_medium.index.count() || free_bytes != g_medium.index.bytes()) {
-    return result->fail(TM_CHECK_FIT_INDEX, &g_medium.index,
-                        "best-fit index does not hold exactly the free medium blocks");
+  if (free_blocks != heap.index.count() || free_bytes != heap.index.bytes()) {
+    return result->fail(TM_CHECK_FIT_INDEX, &heap.index, "best-fit index does not hold exactly the free medium blocks");
   }
-  if (empty != g_medium.empty_segments)
+  if (empty != heap.empty_segments)
     return result->fail(TM_CHECK_STATS, &g_medium, "empty medium segment count differs from the walk");
-  if (live != g_medium.live_blocks || usable_total != g_medium.usable_bytes) {
+  if (live != heap.live_blocks || usable_total != heap.usable_bytes) {
     return result->fail(TM_CHECK_STATS, &g_medium, "medium live counters differ from the block walk");
   }
-  *requested_total = requested;
+  *requested_total += requested;
+  return 0;
+}
+
+}  // namespace
+
+bool medium_fits(size_t requested, size_t alignment) {
+  if (alignment <= kBlockHeaderSize) return requested <= kMediumMax;
+  return alignment <= kRunSize && requested <= kMediumMax && requested + alignment <= kMediumMax;
+}
+
+TM_NO_ASAN void* medium_alloc(size_t requested, size_t alignment, bool zero) {
+  heap_maintain();
+  const unsigned arena_index = current_arena();
+  arena_note_used(arena_index);
+  MediumHeap& heap = g_medium[arena_index];
+  const size_t size = block_size_for(requested);
+  // Aligned: room to move the payload to an aligned address while the skipped head is
+  // either empty or large enough to be a free block of its own.
+  const size_t search = alignment > kBlockHeaderSize ? size + alignment + kMediumMinBlock : size;
+  if (!heap.lock.try_lock()) {
+    heap.lock.lock();
+    choose_arena(true);  // contended: this thread moves to another arena next time
+  }
+  LockGuard guard(heap.lock, kAdoptLock);
+  FreeBlock* found = heap.index.find_fit(search);
+  if (found == nullptr) {
+    MediumSegment* fresh = segment_create(arena_index);
+    if (fresh == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    found = static_cast<FreeBlock*>(block_at(fresh, kMediumFirstBlock));
+  }
+  MediumSegment* segment = segment_of(found);
+  // Memory at or past dirty_end is still zero from the OS (measured before this call's
+  // own header and link writes).
+  const size_t dirty_before = segment->dirty_end;
+  if (spans_segment(segment, found)) {
+    --heap.empty_segments;
+    segment->sweep_mark = 0;
+    if (segment->purged != 0) {
+      segment->purged = 0;
+      os_note_recommitted(kMediumPurgeEnd - kMediumPurgeStart);
+    }
+  }
+  heap.index.remove(found);
+  BlockHeader* block = found;
+  if (alignment > kBlockHeaderSize) {
+    const uintptr_t payload = addr_of(block->payload());
+    uintptr_t aligned = align_up(payload, alignment);
+    if (aligned != payload && aligned - payload < kMediumMinBlock)
+      aligned = align_up(payload + kMediumMinBlock, alignment);
+    if (TM_PLANT_IF(8) && alignment > kPageSize) aligned += kBlockHeaderSize;
+    const size_t gap = aligned - payload;
+    if (gap != 0) {
+      // The skipped head stays free; its predecessor is used (blocks never sit free side
+      // by side), so it needs no coalescing.
+      const size_t total = block->size();
+      auto* moved = reinterpret_cast<BlockHeader*>(reinterpret_cast<char*>(block) + gap);
+      moved->prev_size = gap;
+      moved->set(total - gap, false);
+      moved->next_physical()->prev_size = total - gap;
+      set_start_bit(segment, offset_of(segment, moved));
+      make_free(segment, block, gap);
+      block = moved;
+    }
+  }
+  split_tail(segment, block, size);
+  block->set(block->size(), false);
+  const size_t usable = block->size() - kBlockHeaderSize;
+  block->set_slack(usable - requested);
+  set_start_bit(segment, offset_of(segment, block));
+  char* payload = static_cast<char*>(block->payload());
+  const size_t payload_offset = offset_of(segment, payload);
+  const size_t dirty_bytes = dirty_before > payload_offset ? dirty_before - payload_offset : 0;
+  mark_dirty(segment, payload_offset + usable);
+  ++heap.live_blocks;
+  heap.usable_bytes += usable;
+  stats_add_requested(requested);  // under the lock: heap checks see block and counter agree
+  unpoison(payload, requested);
+  if (zero && !TM_PLANT_IF(7)) std::memset(payload, 0, dirty_bytes < requested ? dirty_bytes : requested);
+  return payload;
+}
+
+TM_NO_ASAN void medium_free(MediumSegment* segment, void* p, const char* what) {
+  MediumHeap& heap = heap_of(segment);
+  heap.lock.lock();
+  BlockHeader* block = checked_block(segment, p, what);
+  const size_t usable = block->size() - kBlockHeaderSize;
+  const size_t requested = usable - block->slack();
+  --heap.live_blocks;
+  heap.usable_bytes -= usable;
+  poison(p, usable);
+
+  size_t size = block->size();
+  BlockHeader* next = block->next_physical();
+  if (next->is_free() && !TM_PLANT_IF(2)) {
+    heap.index.remove(static_cast<FreeBlock*>(next));
+    clear_start_bit(segment, offset_of(segment, next));
+    size += next->size();
+  } else if (TM_PLANT_IF(3) && next->size() == 0) {
+    size += kBlockHeaderSize;  // swallows the end sentinel: coalescing across the segment end
+  }
+  if (block->prev_size != 0) {
+    BlockHeader* prev = block->prev_physical();
+    if (prev->is_free()) {
+      heap.index.remove(static_cast<FreeBlock*>(prev));
+      clear_start_bit(segment, offset_of(segment, block));
+      size += prev->size();
+      block = prev;
+    }
+  }
+  make_free(segment, block, size);
+  if (spans_segment(segment, block)) {
+    ++heap.empty_segments;
+    if (heap.empty_segments > static_cast<size_t>(option(OptionId::kArenaRetain))) segment_destroy(segment);
+  }
+  stats_sub_requested(requested);
+  heap.lock.unlock();
+}
+
+TM_NO_ASAN size_t medium_usable_size(MediumSegment* segment, const void* p, const char* what) {
+  MediumHeap& heap = heap_of(segment);
+  heap.lock.lock();
+  const size_t usable = checked_block(segment, p, what)->size() - kBlockHeaderSize;
+  heap.lock.unlock();
+  unpoison(p, usable);  // the caller may now use every usable byte
+  return usable;
+}
+
+TM_NO_ASAN size_t medium_requested_size(MediumSegment* segment, const void* p, const char* what) {
+  MediumHeap& heap = heap_of(segment);
+  heap.lock.lock();
+  BlockHeader* block = checked_block(segment, p, what);
+  const size_t requested = block->size() - kBlockHeaderSize - block->slack();
+  heap.lock.unlock();
+  return requested;
+}
+
+TM_NO_ASAN bool medium_resize_in_place(MediumSegment* segment, void* p, size_t requested) {
+  if (requested > kMediumMax) return false;
+  MediumHeap& heap = heap_of(segment);
+  // checked_block releases the lock itself before it reports misuse (and aborts).
+  LockGuard guard(heap.lock);
+  BlockHeader* block = checked_block(segment, p, "invalid realloc");
+  const size_t old_usable = block->size() - kBlockHeaderSize;
+  const size_t old_requested = old_usable - block->slack();
+  const size_t want = block_size_for(requested);
+  if (want > block->size()) {
+    BlockHeader* next = block->next_physical();
+    const bool next_free = next->is_free() || (TM_PLANT_IF(6) && next->size() != 0);
+    if (!next_free || block->size() + next->size() < want) return false;
+    if (next->is_free()) heap.index.remove(static_cast<FreeBlock*>(next));
+    clear_start_bit(segment, offset_of(segment, next));
+    const size_t merged = block->size() + next->size();
+    block->set(merged, false);
+    block->next_physical()->prev_size = merged;
+  }
+  split_tail(segment, block, want);
+  block->set(block->size(), false);
+  const size_t usable = block->size() - kBlockHeaderSize;
+  block->set_slack(usable - requested);
+  mark_dirty(segment, offset_of(segment, p) + usable);
+  heap.usable_bytes = heap.usable_bytes - old_usable + usable;
+  if (!TM_PLANT_IF(10)) {
+    stats_sub_requested(old_requested);
+    stats_add_requested(requested);
+  }
+  // Poison everything past the request that belonged to the block before or after: the
+  // slack, and on a shrink the tail just split off (the caller could reach it before).
+  unpoison(p, requested);
+  poison(static_cast<char*>(p) + requested, (usable > old_usable ? usable : old_usable) - requested);
+  return true;
+}
+
+bool medium_owns(const MediumSegment* segment, const void* p) {
+  const size_t offset = addr_of(p) - addr_of(segment);
+  return offset >= kMediumFirstBlock && offset < kMediumSentinel;
+}
+
+void medium_lock_all(unsigned arenas) {
+  for (unsigned a = 0; a < arenas; ++a) g_medium[a].lock.lock();
+}
+void medium_unlock_all(unsigned arenas) {
+  for (unsigned a = arenas; a-- > 0;) g_medium[a].lock.unlock();
+}
+
+void medium_totals(MediumTotals* out, unsigned arenas) {
+  *out = MediumTotals{};
+  for (unsigned a = 0; a < arenas; ++a) {
+    const MediumHeap& heap = g_medium[a];
+    out->live_blocks += heap.live_blocks;
+    out->usable_bytes += heap.usable_bytes;
+    out->free_blocks += heap.index.count();
+    out->free_bytes += heap.index.bytes();
+    const size_t largest = heap.index.largest();
+    if (largest > out->largest_free) out->largest_free = largest;
+    out->segments += heap.segment_count;
+  }
+}
+
+TM_NO_ASAN void medium_release_cached() {
+  const unsigned arenas = arenas_used();
+  for (unsigned a = 0; a < arenas; ++a) {
+    MediumHeap& heap = g_medium[a];
+    LockGuard guard(heap.lock);
+    for (MediumSegment* segment = heap.segments; segment != nullptr;) {
+      MediumSegment* next = segment->next;
+      if (spans_segment(segment, block_at(segment, kMediumFirstBlock)) &&
+          block_at(segment, kMediumFirstBlock)->is_free()) {
+        segment_destroy(segment);
+      }
+      segment = next;
+    }
+  }
+}
+
+TM_NO_ASAN void medium_sweep_idle() {
+  const unsigned arenas = arenas_used();
+  for (unsigned a = 0; a < arenas; ++a) {
+    MediumHeap& heap = g_medium[a];
+    if (heap.empty_segments == 0) continue;  // racy peek: the next sweep sees it
+    LockGuard guard(heap.lock);
+    for (MediumSegment* segment = heap.segments; segment != nullptr; segment = segment->next) {
+      BlockHeader* first = block_at(segment, kMediumFirstBlock);
+      if (!first->is_free() || !spans_segment(segment, first) || segment->purged != 0) continue;
+      if (segment->sweep_mark == 0) {
+        segment->sweep_mark = 1;  // empty now: purged if still empty at the next sweep
+        continue;
+      }
+      char* start = reinterpret_cast<char*>(segment) + kMediumPurgeStart;
+      os_purge(start, kMediumPurgeEnd - kMediumPurgeStart);
+      // The sentinel's page stays: clear what a block may have left there, so everything
+      // past kMediumPurgeStart reads as zero (dirty_end below).
+      char* tail = reinterpret_cast<char*>(segment) + kMediumPurgeEnd;
+      unpoison(tail, kMediumSentinel - kMediumPurgeEnd);
+      std::memset(tail, 0, kMediumSentinel - kMediumPurgeEnd);
+      poison(tail, kMediumSentinel - kMediumPurgeEnd);
+      segment->purged = 1;
+      if (segment->dirty_end > kMediumPurgeStart) segment->dirty_end = kMediumPurgeStart;
+    }
+  }
+}
+
+TM_NO_ASAN TM_NO_COVERAGE int medium_check(CheckResult* result, unsigned arenas, size_t* requested_total) {
+  *requested_total = 0;
+  for (unsigned a = 0; a < arenas; ++a) {
+    const int code = medium_check_heap(result, g_medium[a], a, requested_total);
+    if (code != 0) return code;
+  }
   return 0;
 }
 

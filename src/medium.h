@@ -15,11 +15,15 @@
 namespace tmalloc {
 
 struct MediumSegment : SegmentBase {
+  uint32_t arena;  // owning arena (its medium lock guards every block here)
   MediumSegment* next;
   MediumSegment* prev;
   // Offset below which the allocator or a user may have written; memory above it is
   // still zero from the OS, so calloc need not clear it.
   size_t dirty_end;
+  // Idle sweep (medium_sweep_idle): found empty by the last sweep / memory purged since.
+  uint8_t sweep_mark;
+  uint8_t purged;
   // Bit per 16-byte granule: a block header starts there.
   uint64_t start_bits[kSegmentSize / kBlockHeaderSize / 64];
 };
@@ -34,12 +38,15 @@ inline constexpr size_t kMediumMaxBlock = kMediumSentinel - kMediumFirstBlock;
 
 // Allocates `requested` bytes aligned to `alignment` (a power of two); zeroes them when
 // `zero` (skipping memory fresh from the OS). nullptr + ENOMEM on failure.
+// The block comes from the calling thread's arena (see arena.h).
 void* medium_alloc(size_t requested, size_t alignment, bool zero);
 
 // True when a request of `requested` bytes at `alignment` fits the medium tier.
 bool medium_fits(size_t requested, size_t alignment);
 
-// Frees p in `segment` (`what` names the operation for misuse reports).
+// Frees p in `segment` under the lock of the arena that owns it, whichever thread frees
+// (`what` names the operation for misuse reports). Medium frees are not cached: boundary
+// tags need the lock to coalesce, and the block is back in the index at once.
 void medium_free(MediumSegment* segment, void* p, const char* what);
 
 // Usable and requested size of the live block p.
@@ -61,16 +68,21 @@ struct MediumTotals {
   size_t largest_free;
   size_t segments;
 };
-// Counters for tm_stats (medium lock held).
-void medium_totals(MediumTotals* out);
+// Counters for tm_stats over arenas [0, arenas) (their medium locks held).
+void medium_totals(MediumTotals* out, unsigned arenas);
 
-void medium_lock();
-void medium_unlock();
-// Returns cached empty medium segments to the OS.
+// Takes / releases the medium locks of arenas [0, arenas) in order.
+void medium_lock_all(unsigned arenas);
+void medium_unlock_all(unsigned arenas);
+// Moves the arenas' empty medium segments to the global pool.
 void medium_release_cached();
 
+// Purges the memory of retained empty segments that stayed empty since the previous
+// sweep (once per purge delay; takes each arena's medium lock).
+void medium_sweep_idle();
+
 struct CheckResult;
-// Heap walk for tm_check_heap (medium lock held): 0 or a tm_check_code.
-int medium_check(CheckResult* result, size_t* requested_total);
+// Heap walk for tm_check_heap (medium locks held): 0 or a tm_check_code.
+int medium_check(CheckResult* result, unsigned arenas, size_t* requested_total);
 
 }  // namespace tmalloc

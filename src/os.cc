@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <sys/mman.h>
 
+#include <time.h>
+
 #include <atomic>
 
 #include "config.h"
@@ -138,6 +140,12 @@ void* os_remap(void* addr, size_t old_size, size_t new_size, size_t alignment) {
 }
 
 void* os_map_metadata(size_t size) { return raw_map(size); }
+
+uint64_t os_monotonic_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+}
 
 size_t os_mapped_bytes() { return g_mapped.load(std::memory_order_relaxed); }
 size_t os_committed_bytes() { return g_committed.load(std::memory_order_relaxed); }

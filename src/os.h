@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace tmalloc {
 
@@ -23,6 +24,9 @@ void os_purge(void* addr, size_t size);
 // the mapping to a new start aligned to `alignment`. Returns the (possibly new) start, or
 // nullptr + ENOMEM leaving the old mapping untouched.
 void* os_remap(void* addr, size_t old_size, size_t new_size, size_t alignment);
+
+// Monotonic milliseconds from the coarse clock (a vDSO read, no system call).
+uint64_t os_monotonic_ms();
 
 // Address-space accounting (bytes), updated by the calls above.
 size_t os_mapped_bytes();

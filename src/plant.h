@@ -10,6 +10,11 @@
 //   8  aligned allocation above a page returns a block misaligned by 16 B
 //   9  usable size of small blocks overstated by 16 B
 //  10  medium in-place realloc does not update the requested-bytes statistic
+//  11  remote-free push and drain without release/acquire ordering (relaxed CAS / exchange)
+//  12  a drained remote-free list read without synchronisation (load + store instead of an
+//      atomic exchange: a concurrent push is lost)
+//  13  the segment pool's lock skipped on the migration path (arena <-> pool)
+//  14  a thread cache not flushed at thread exit (its blocks are stranded)
 #pragma once
 
 #ifndef TM_PLANT

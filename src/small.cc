@@ -1,17 +1,22 @@
-// Small tier: size-class runs with bitmap allocation (see small.h).
+// Small tier: size-class runs with bitmap allocation, per arena (see small.h).
 #include "small.h"
 
 #include <errno.h>
 
+#include <atomic>
 #include <cstring>
 
+#include "arena.h"
 #include "check.h"
 #include "chunk_map.h"
 #include "error.h"
+#include "free_block.h"
+#include "options.h"
 #include "os.h"
 #include "plant.h"
 #include "platform.h"
 #include "sanitizer.h"
+#include "segment_pool.h"
 #include "stats.h"
 #include "tinymalloc.h"
 
@@ -21,19 +26,26 @@ namespace {
 
 struct SmallClass {
   SpinLock lock;
-  RunDesc* partial;  // runs with at least one free block; the head is allocated from
-  size_t live_blocks;
+  RunDesc* partial;   // runs with at least one free block; the head is allocated from
+  size_t handed_out;  // blocks whose bitmap bit is clear: live, cached or remote-freed
   size_t runs;
+  // Remote-free list: blocks freed by threads of other arenas while this lock was busy.
+  // Any thread pushes (lock-free); only a holder of `lock` takes the whole list at once,
+  // so a node is never popped while a pusher reads it (no ABA).
+  std::atomic<void*> remote;
+};
+
+struct SmallArena {
+  SmallClass classes[kSmallClassCount];
+  // Guards the segment list and run assignment. Lock order: a class lock, then this one.
+  SpinLock segments_lock;
+  SmallSegment* segments;  // segments with free runs come first
+  size_t segment_count;
+  size_t empty_segments;  // segments whose usable runs are all free
 };
 
 // Zero-initialised, constexpr-constructible: no global constructor runs.
-SmallClass g_classes[kSmallClassCount];
-
-// Guards the segment list and run assignment. Lock order: a class lock, then this one.
-SpinLock g_segments_lock;
-SmallSegment* g_segments;  // segments with free runs come first
-size_t g_segment_count;
-size_t g_empty_segments;  // segments whose usable runs are all free
+constinit SmallArena g_arenas[kMaxArenas]{};
 
 // First byte of run `index` in `segment`.
 char* run_base(SmallSegment* segment, size_t index) { return reinterpret_cast<char*>(segment) + index * kRunSize; }
@@ -41,104 +53,121 @@ char* run_base(SmallSegment* segment, size_t index) { return reinterpret_cast<ch
 // Index of run `run` within its segment.
 size_t run_index(const SmallSegment* segment, const RunDesc* run) { return static_cast<size_t>(run - segment->runs); }
 
-// Segment containing the run descriptor `run`.
-SmallSegment* segment_of(const RunDesc* run) {
-  return reinterpret_cast<SmallSegment*>(reinterpret_cast<uintptr_t>(run) & ~(kSegmentSize - 1));
+// Segment containing an address of a run descriptor or block.
+SmallSegment* segment_of(const void* p) { return reinterpret_cast<SmallSegment*>(addr_of(p) & ~(kSegmentSize - 1)); }
+
+// Address of block `index` of `run`.
+char* block_address(RunDesc* run, size_t index) {
+  SmallSegment* segment = segment_of(run);
+  return run_base(segment, run_index(segment, run)) + index * run->block_size;
 }
 
-// Whether a run is assigned to a class. Read without the class lock by tm_owns and by
-// free's first lookup, so it is accessed atomically: release on publish pairs with the
-// acquire here, making the run's fields (written before) visible to the reader.
-bool run_in_use(const RunDesc* run) { return __atomic_load_n(&run->in_use, __ATOMIC_ACQUIRE) != 0; }
+// Run descriptor and index of a block known to be valid (cached or remote-freed).
+BlockRef block_ref(void* block) {
+  SmallSegment* segment = segment_of(block);
+  RunDesc* run = &segment->runs[(addr_of(block) >> kRunShift) & (kRunsPerSegment - 1)];
+  const size_t index = static_cast<size_t>(((addr_of(block) & (kRunSize - 1)) * run->reciprocal) >> 32);
+  return BlockRef{run, index};
+}
+
 void set_run_in_use(RunDesc* run, bool in_use) {
   __atomic_store_n(&run->in_use, static_cast<uint8_t>(in_use ? 1 : 0), __ATOMIC_RELEASE);
 }
 
-// Records the slack of block `index`.
-void set_slack(RunDesc* run, size_t index, size_t slack) {
-  if (run->block_size <= kByteSlackMaxBlock) {
-    run->slack[index] = static_cast<uint8_t>(slack);
-  } else {
-    uint16_t value = static_cast<uint16_t>(slack);
-    std::memcpy(&run->slack[index * 2], &value, sizeof value);
-  }
-}
-
-// Slack recorded for block `index`.
-size_t get_slack(const RunDesc* run, size_t index) {
-  if (run->block_size <= kByteSlackMaxBlock) return run->slack[index];
-  uint16_t value;
-  std::memcpy(&value, &run->slack[index * 2], sizeof value);
-  return value;
-}
-
-// Moves a segment to the front (it has free runs) or the back (it has none) of the list.
-void segment_requeue(SmallSegment* segment) {
-  // Unlink.
+// Moves a segment to the front (it has free runs) or the back (it has none) of its
+// arena's list (segments lock held).
+void segment_requeue(SmallArena& arena, SmallSegment* segment) {
   if (segment->prev != nullptr) {
     segment->prev->next = segment->next;
   } else {
-    g_segments = segment->next;
+    arena.segments = segment->next;
   }
   if (segment->next != nullptr) segment->next->prev = segment->prev;
   segment->next = segment->prev = nullptr;
-  if ((segment->free_runs & kSmallUsableRunsMask) != 0 || g_segments == nullptr) {
-    segment->next = g_segments;
-    if (g_segments != nullptr) g_segments->prev = segment;
-    g_segments = segment;
+  if ((segment->free_runs & kSmallUsableRunsMask) != 0 || arena.segments == nullptr) {
+    segment->next = arena.segments;
+    if (arena.segments != nullptr) arena.segments->prev = segment;
+    arena.segments = segment;
     return;
   }
-  SmallSegment* tail = g_segments;
+  SmallSegment* tail = arena.segments;
   while (tail->next != nullptr) tail = tail->next;
   tail->next = segment;
   segment->prev = tail;
 }
 
-// Maps and registers a new small segment (segments lock held).
-SmallSegment* segment_create() {
+// Takes a segment from the global pool or maps a new one, and registers it for arena
+// `arena_index` (segments lock held).
+SmallSegment* segment_create(unsigned arena_index) {
   if (!chunk_map_ensure()) return nullptr;
-  auto* segment = static_cast<SmallSegment*>(os_map_aligned(kSegmentSize, kSegmentSize));
-  if (segment == nullptr) return nullptr;
+  const PooledSegment pooled = pool_take(kSegmentSize, kSegmentSize);
+  bool clean = true;
+  SmallSegment* segment;
+  if (pooled.address != nullptr) {
+    segment = static_cast<SmallSegment*>(pooled.address);
+    clean = pooled.purged;
+  } else {
+    segment = static_cast<SmallSegment*>(os_map_aligned(kSegmentSize, kSegmentSize));
+    if (segment == nullptr) return nullptr;
+  }
+  SmallArena& arena = g_arenas[arena_index];
   segment->magic = kSegmentMagic;
   segment->kind = SegmentKind::kSmall;
+  segment->arena = arena_index;
   segment->free_runs = kSmallUsableRunsMask;
-  segment->clean_runs = kSmallUsableRunsMask;
+  // A pooled segment that was not purged holds old data: its runs are not clean.
+  segment->clean_runs = clean ? kSmallUsableRunsMask : 0;
+  segment->sweep_mark = 0;
+  segment->purged = 0;
+  for (RunDesc& run : segment->runs) {
+    set_run_in_use(&run, false);
+    run.on_partial = 0;
+  }
   // Only the runs' memory is for blocks; under ASan it stays poisoned until handed out.
   poison(run_base(segment, kSmallReservedRuns), kSegmentSize - kSmallReservedRuns * kRunSize);
   chunk_map_set(segment, kSegmentSize, segment);
   segment->prev = nullptr;
-  segment->next = g_segments;
-  if (g_segments != nullptr) g_segments->prev = segment;
-  g_segments = segment;
-  ++g_segment_count;
-  ++g_empty_segments;
+  segment->next = arena.segments;
+  if (arena.segments != nullptr) arena.segments->prev = segment;
+  arena.segments = segment;
+  ++arena.segment_count;
+  ++arena.empty_segments;
   return segment;
 }
 
-// Unregisters and unmaps an empty segment (segments lock held).
-void segment_destroy(SmallSegment* segment) {
+// Unregisters an empty segment and moves it to the global pool (segments lock held).
+void segment_destroy(SmallArena& arena, SmallSegment* segment) {
   if (segment->prev != nullptr) {
     segment->prev->next = segment->next;
   } else {
-    g_segments = segment->next;
+    arena.segments = segment->next;
   }
   if (segment->next != nullptr) segment->next->prev = segment->prev;
   chunk_map_set(segment, kSegmentSize, nullptr);
-  --g_segment_count;
-  --g_empty_segments;
+  --arena.segment_count;
+  --arena.empty_segments;
   unpoison(segment, kSegmentSize);
-  os_unmap(segment, kSegmentSize);
+  pool_give(segment, kSegmentSize);
 }
 
-// Takes a free run for class `class_index` and initialises it (class lock held).
-RunDesc* run_acquire(size_t class_index) {
-  LockGuard guard(g_segments_lock);
-  SmallSegment* segment = g_segments;
+// Takes a free run of arena `arena_index` for class `class_index` and initialises it
+// (class lock held).
+RunDesc* run_acquire(unsigned arena_index, size_t class_index) {
+  SmallArena& arena = g_arenas[arena_index];
+  LockGuard guard(arena.segments_lock);
+  SmallSegment* segment = arena.segments;
   if (segment == nullptr || (segment->free_runs & kSmallUsableRunsMask) == 0) {
-    segment = segment_create();
+    segment = segment_create(arena_index);
     if (segment == nullptr) return nullptr;
   }
-  if ((segment->free_runs & kSmallUsableRunsMask) == kSmallUsableRunsMask) --g_empty_segments;
+  if ((segment->free_runs & kSmallUsableRunsMask) == kSmallUsableRunsMask) {
+    --arena.empty_segments;
+    segment->sweep_mark = 0;
+    if (segment->purged != 0) {
+      segment->purged = 0;
+      os_note_recommitted(kSegmentSize - kSmallReservedRuns * kRunSize);
+    }
+  }
   // Prefer clean runs: their blocks need no zeroing for calloc.
   const uint64_t candidates = segment->free_runs & kSmallUsableRunsMask;
   const uint64_t clean = candidates & segment->clean_runs;
@@ -146,7 +175,7 @@ RunDesc* run_acquire(size_t class_index) {
   segment->free_runs &= ~(uint64_t{1} << index);
   const bool was_clean = (segment->clean_runs >> index) & 1u;
   segment->clean_runs &= ~(uint64_t{1} << index);
-  if ((segment->free_runs & kSmallUsableRunsMask) == 0) segment_requeue(segment);
+  if ((segment->free_runs & kSmallUsableRunsMask) == 0) segment_requeue(arena, segment);
 
   RunDesc* run = &segment->runs[index];
   run->next = run->prev = nullptr;
@@ -157,25 +186,26 @@ RunDesc* run_acquire(size_t class_index) {
   run->hint_word = 0;
   run->watermark = was_clean ? 0 : run->block_count;
   run->class_index = static_cast<uint16_t>(class_index);
-  set_run_in_use(run, true);
   run->on_partial = 0;
   bitmap_fill(run->bitmap, kRunBitmapWords, run->block_count);
+  set_run_in_use(run, true);
   return run;
 }
 
-// Returns an empty run to its segment; releases the segment beyond the retention limit
-// (class lock held).
+// Returns an empty run to its segment; moves the segment to the global pool when the
+// arena keeps more empty segments than the `arena_retain` option (class lock held).
 void run_release(RunDesc* run) {
-  LockGuard guard(g_segments_lock);
   SmallSegment* segment = segment_of(run);
+  SmallArena& arena = g_arenas[segment->arena];
+  LockGuard guard(arena.segments_lock);
   const size_t index = run_index(segment, run);
   set_run_in_use(run, false);
   const bool had_free_runs = (segment->free_runs & kSmallUsableRunsMask) != 0;
   segment->free_runs |= uint64_t{1} << index;
-  if (!had_free_runs) segment_requeue(segment);
+  if (!had_free_runs) segment_requeue(arena, segment);
   if ((segment->free_runs & kSmallUsableRunsMask) == kSmallUsableRunsMask) {
-    ++g_empty_segments;
-    if (g_empty_segments > kRetainedEmptySegments) segment_destroy(segment);
+    ++arena.empty_segments;
+    if (arena.empty_segments > static_cast<size_t>(option(OptionId::kArenaRetain))) segment_destroy(arena, segment);
   }
 }
 
@@ -200,68 +230,13 @@ void partial_remove(SmallClass& cls, RunDesc* run) {
   run->on_partial = 0;
 }
 
-// Where a pointer lands inside a small segment.
-struct BlockRef {
-  RunDesc* run;
-  size_t index;
-};
-
-// Locates the block p starts, reporting misuse for pointers into metadata, unassigned runs
-// or the middle of a block. The class lock of the run must be held by the caller after
-// this returns (see lock_block).
-BlockRef locate_block(SmallSegment* segment, const void* p, const char* what) {
-  const uintptr_t offset_in_segment = addr_of(p) - addr_of(segment);
-  const size_t index_of_run = offset_in_segment >> kRunShift;
-  if (index_of_run < kSmallReservedRuns) report_misuse(what, p, "pointer into allocator metadata");
-  RunDesc* run = &segment->runs[index_of_run];
-  if (!run_in_use(run)) report_misuse(what, p, "pointer into an unused run: not a live block");
-  const uint64_t offset = offset_in_segment & (kRunSize - 1);
-  const size_t index = static_cast<size_t>((offset * run->reciprocal) >> 32);
-  if (index * run->block_size != offset || index >= run->block_count) {
-    TextBuffer detail;
-    detail.str("inside a block: not its start; small block of ").dec(run->block_size).str(" bytes");
-    report_misuse(what, p, detail);
-  }
-  return BlockRef{run, index};
-}
-
-// Takes the class lock of p's run and returns the block, re-validating under the lock.
-BlockRef lock_block(SmallSegment* segment, const void* p, const char* what) {
-  for (;;) {
-    BlockRef ref = locate_block(segment, p, what);
-    SmallClass& cls = g_classes[ref.run->class_index];
-    cls.lock.lock();
-    // The run cannot change class while it holds a live block; a changed run means p was
-    // not live when we looked, so look again under the lock.
-    if (run_in_use(ref.run) && &g_classes[ref.run->class_index] == &cls) {
-      BlockRef again = locate_block(segment, p, what);
-      if (again.run == ref.run && again.index == ref.index) return ref;
-    }
-    cls.lock.unlock();
-  }
-}
-
-// Reports a double free of a block whose bit is already set (class lock held).
-[[noreturn]] void report_double_free(const BlockRef& ref, const void* p, const char* what) {
-  g_classes[ref.run->class_index].lock.unlock();
-  TextBuffer detail;
-  detail.str("small block of ").dec(ref.run->block_size).str(" bytes, class ").dec(ref.run->class_index);
-  report_misuse(std::strcmp(what, "invalid free") == 0 ? "double free" : what, p, detail);
-}
-
-}  // namespace
-
-void* small_alloc(size_t class_index, size_t requested, bool zero) {
-  SmallClass& cls = g_classes[class_index];
-  cls.lock.lock();
+// Takes the lowest free block of the class's first partial run, acquiring a run when
+// none has free blocks (class lock held). Returns the block, or nullptr when no memory.
+char* take_block(unsigned arena_index, size_t class_index, SmallClass& cls, bool* fresh) {
   RunDesc* run = cls.partial;
   if (TM_UNLIKELY(run == nullptr)) {
-    run = run_acquire(class_index);
-    if (run == nullptr) {
-      cls.lock.unlock();
-      errno = ENOMEM;
-      return nullptr;
-    }
+    run = run_acquire(arena_index, class_index);
+    if (run == nullptr) return nullptr;
     ++cls.runs;
     partial_push(cls, run);
   }
@@ -272,13 +247,98 @@ void* small_alloc(size_t class_index, size_t requested, bool zero) {
   bitmap_clear(run->bitmap, TM_PLANT_IF(4) ? (index ^ 1) : index);
   --run->free_count;
   if (run->free_count == 0) partial_remove(cls, run);
-  const bool fresh = index >= run->watermark;
-  if (fresh) run->watermark = static_cast<uint32_t>(index + 1);
-  set_slack(run, index, run->block_size - requested);
-  ++cls.live_blocks;
-  SmallSegment* segment = segment_of(run);
-  char* block = run_base(segment, run_index(segment, run)) + index * run->block_size;
-  // Under the lock, so a heap check (which holds every lock) sees block and counter agree.
+  *fresh = index >= run->watermark;
+  if (*fresh) run->watermark = static_cast<uint32_t>(index + 1);
+  ++cls.handed_out;
+  return block_address(run, index);
+}
+
+// Puts block `index` of `run` back into the run (class lock held): the free-block key is
+// written so a later free of it is named a double free.
+void free_to_run(SmallClass& cls, RunDesc* run, size_t index) {
+  char* block = block_address(run, index);
+  free_block_write(block, nullptr);
+  bitmap_set(run->bitmap, index);
+  if (index / 64 < run->hint_word) run->hint_word = static_cast<uint32_t>(index / 64);
+  ++run->free_count;
+  --cls.handed_out;
+  poison(block, run->block_size);
+  if (run->free_count == 1) partial_push(cls, run);  // it was full
+  if (run->free_count == run->block_count && !(cls.partial == run && run->next == nullptr)) {
+    // Empty and not the class's only partial run (kept to avoid map/unmap thrash).
+    partial_remove(cls, run);
+    --cls.runs;
+    run_release(run);
+  }
+}
+
+// Takes the whole remote-free list of a class (its lock held).
+void* take_remote(SmallClass& cls) {
+  if (cls.remote.load(std::memory_order_relaxed) == nullptr) return nullptr;
+  if (TM_PLANT_IF(12)) {
+    // Planted bug 12: read and reset without an atomic exchange; a push in between is lost.
+    void* head = cls.remote.load(std::memory_order_relaxed);
+    cls.remote.store(nullptr, std::memory_order_relaxed);
+    return head;
+  }
+  // acquire: pairs with the pushers' release; their link writes in the blocks are visible.
+  return cls.remote.exchange(nullptr, TM_PLANT_IF(11) ? std::memory_order_relaxed : std::memory_order_acquire);
+}
+
+// Frees every block of a list taken from the remote-free list into its run (lock held).
+void drain_list_to_runs(SmallClass& cls, void* head) {
+  while (head != nullptr) {
+    void* next = free_block_next(head);
+    const BlockRef ref = block_ref(head);
+    free_to_run(cls, ref.run, ref.index);
+    head = next;
+  }
+}
+
+// Pushes the chain first..last (linked, keyed) onto a class's remote-free list.
+void push_remote(SmallClass& cls, void* first, void* last) {
+  void* head = cls.remote.load(std::memory_order_relaxed);
+  do {
+    free_block_set_next(last, head);
+    // release: the chain's link writes happen-before the drainer's acquire exchange.
+  } while (!cls.remote.compare_exchange_weak(
+      head, first, TM_PLANT_IF(11) ? std::memory_order_relaxed : std::memory_order_release, std::memory_order_relaxed));
+}
+
+}  // namespace
+
+void report_bad_small_pointer(SmallSegment* segment, const void* p, const char* what) {
+  const uintptr_t offset_in_segment = addr_of(p) - addr_of(segment);
+  const size_t index_of_run = offset_in_segment >> kRunShift;
+  if (index_of_run < kSmallReservedRuns) report_misuse(what, p, "pointer into allocator metadata");
+  const RunDesc* run = &segment->runs[index_of_run];
+  if (!run_in_use(run)) report_misuse(what, p, "pointer into an unused run: not a live block");
+  TextBuffer detail;
+  detail.str("inside a block: not its start; small block of ").dec(run->block_size).str(" bytes");
+  report_misuse(what, p, detail);
+}
+
+void report_small_double_free(const BlockRef& ref, const void* p, const char* what) {
+  TextBuffer detail;
+  detail.str("small block of ").dec(ref.run->block_size).str(" bytes, class ").dec(ref.run->class_index);
+  detail.str(bitmap_test(ref.run->bitmap, ref.index) ? ", free in its run" : ", in a free list");
+  report_misuse(std::strcmp(what, "invalid free") == 0 ? "double free" : what, p, detail);
+}
+
+void* small_alloc(unsigned arena_index, size_t class_index, size_t requested, bool zero) {
+  arena_note_used(arena_index);
+  SmallClass& cls = g_arenas[arena_index].classes[class_index];
+  cls.lock.lock();
+  bool fresh = false;
+  char* block = take_block(arena_index, class_index, cls, &fresh);
+  if (block == nullptr) {
+    cls.lock.unlock();
+    errno = ENOMEM;
+    return nullptr;
+  }
+  const BlockRef ref = block_ref(block);
+  set_slack(ref.run, ref.index, ref.run->block_size - requested);
+  free_block_clear_key(block);
   stats_add_requested(requested);
   cls.lock.unlock();
 
@@ -288,68 +348,162 @@ void* small_alloc(size_t class_index, size_t requested, bool zero) {
 }
 
 void small_free(SmallSegment* segment, void* p, const char* what) {
-  const BlockRef ref = lock_block(segment, p, what);
-  RunDesc* run = ref.run;
-  SmallClass& cls = g_classes[run->class_index];
-  if (bitmap_test(run->bitmap, ref.index)) report_double_free(ref, p, what);
-  const size_t requested = run->block_size - get_slack(run, ref.index);
-  bitmap_set(run->bitmap, ref.index);
-  if (ref.index / 64 < run->hint_word) run->hint_word = static_cast<uint32_t>(ref.index / 64);
-  ++run->free_count;
-  --cls.live_blocks;
-  poison(p, run->block_size);
-  if (run->free_count == 1) partial_push(cls, run);  // it was full
-  if (run->free_count == run->block_count && !(cls.partial == run && run->next == nullptr)) {
-    // Empty and not the class's only partial run (kept to avoid map/unmap thrash).
-    partial_remove(cls, run);
-    --cls.runs;
-    run_release(run);
+  const BlockRef ref = small_locate(segment, p, what);
+  SmallClass& cls = g_arenas[segment->arena].classes[ref.run->class_index];
+  cls.lock.lock();
+  // The run cannot change while it holds a live block; re-validate under the lock (a
+  // changed run means p was not live).
+  if (!run_in_use(ref.run) || bitmap_test(ref.run->bitmap, ref.index) || free_block_has_key(p) ||
+      &g_arenas[segment->arena].classes[ref.run->class_index] != &cls) {
+    cls.lock.unlock();
+    if (!run_in_use(ref.run)) report_bad_small_pointer(segment, p, what);
+    report_small_double_free(ref, p, what);
   }
+  const size_t requested = ref.run->block_size - get_slack(ref.run, ref.index);
+  free_to_run(cls, ref.run, ref.index);
   stats_sub_requested(requested);
   cls.lock.unlock();
 }
 
-size_t small_usable_size(SmallSegment* segment, const void* p, const char* what) {
-  const BlockRef ref = lock_block(segment, p, what);
-  if (bitmap_test(ref.run->bitmap, ref.index)) {
-    g_classes[ref.run->class_index].lock.unlock();
-    report_misuse(what, p, "block is free");
+size_t small_refill(unsigned arena_index, size_t class_index, void** head, size_t max, bool* contended) {
+  arena_note_used(arena_index);
+  SmallClass& cls = g_arenas[arena_index].classes[class_index];
+  if (!cls.lock.try_lock()) {
+    *contended = true;
+    cls.lock.lock();
   }
+  void* first = nullptr;
+  void* last = nullptr;
+  size_t count = 0;
+  // Blocks other threads freed to this arena first: they are still handed out, so they
+  // move to the cache without touching any bitmap.
+  void* remote = take_remote(cls);
+  while (remote != nullptr && count < max) {
+    void* next = free_block_next(remote);
+    free_block_set_next(remote, nullptr);
+    if (last == nullptr) {
+      first = remote;
+    } else {
+      free_block_set_next(last, remote);
+    }
+    last = remote;
+    ++count;
+    remote = next;
+  }
+  drain_list_to_runs(cls, remote);
+  // Then fresh blocks from the runs, in address order.
+  while (count < max) {
+    bool fresh = false;
+    char* block = take_block(arena_index, class_index, cls, &fresh);
+    if (block == nullptr) break;
+    const BlockRef ref = block_ref(block);
+    set_slack(ref.run, ref.index, ref.run->block_size);  // cached: 0 requested bytes
+    free_block_write(block, nullptr);
+    if (last == nullptr) {
+      first = block;
+    } else {
+      free_block_set_next(last, block);
+    }
+    last = block;
+    ++count;
+  }
+  cls.lock.unlock();
+  if (count == 0) errno = ENOMEM;
+  *head = first;
+  return count;
+}
+
+void small_return(size_t class_index, void* head, size_t count, unsigned home) {
+  (void)count;
+  SmallClass* locked = nullptr;
+  void* block = head;
+  while (block != nullptr) {
+    const unsigned owner = segment_of(block)->arena;
+    SmallClass& cls = g_arenas[owner].classes[class_index];
+    if (&cls != locked) {
+      if (locked != nullptr) {
+        drain_list_to_runs(*locked, take_remote(*locked));
+        locked->lock.unlock();
+        locked = nullptr;
+      }
+      if (owner == home) {
+        cls.lock.lock();
+        locked = &cls;
+      } else if (cls.lock.try_lock()) {
+        locked = &cls;
+      } else {
+        // The owner is busy: hand the run of consecutive blocks of that arena over
+        // through its remote-free list; the owner frees them at its next refill.
+        void* last = block;
+        void* next = free_block_next(block);
+        while (next != nullptr && segment_of(next)->arena == owner) {
+          last = next;
+          next = free_block_next(next);
+        }
+        push_remote(cls, block, last);
+        block = next;
+        continue;
+      }
+    }
+    void* next = free_block_next(block);
+    const BlockRef ref = block_ref(block);
+    free_to_run(cls, ref.run, ref.index);
+    block = next;
+  }
+  if (locked != nullptr) {
+    drain_list_to_runs(*locked, take_remote(*locked));
+    locked->lock.unlock();
+  }
+}
+
+void small_drain_remote() {
+  const unsigned arenas = arenas_used();
+  for (unsigned a = 0; a < arenas; ++a) {
+    for (SmallClass& cls : g_arenas[a].classes) {
+      if (cls.remote.load(std::memory_order_relaxed) == nullptr) continue;
+      LockGuard guard(cls.lock);
+      drain_list_to_runs(cls, take_remote(cls));
+    }
+  }
+}
+
+// Validates that p is a live small block (no lock: the caller owns the block).
+BlockRef live_block(SmallSegment* segment, const void* p, const char* what) {
+  const BlockRef ref = small_locate(segment, p, what);
+  if (bitmap_test(ref.run->bitmap, ref.index) || free_block_has_key(p)) {
+    TextBuffer detail;
+    detail.str("block is free (small block of ").dec(ref.run->block_size).str(" bytes)");
+    report_misuse(what, p, detail);
+  }
+  return ref;
+}
+
+size_t small_usable_size(SmallSegment* segment, const void* p, const char* what) {
+  const BlockRef ref = live_block(segment, p, what);
   const size_t size = ref.run->block_size;
-  g_classes[ref.run->class_index].lock.unlock();
   // The caller may now use every usable byte: make the slack addressable under ASan.
   unpoison(p, size);
   return TM_PLANT_IF(9) ? size + 16 : size;
 }
 
 size_t small_requested_size(SmallSegment* segment, const void* p, const char* what) {
-  const BlockRef ref = lock_block(segment, p, what);
-  if (bitmap_test(ref.run->bitmap, ref.index)) {
-    g_classes[ref.run->class_index].lock.unlock();
-    report_misuse(what, p, "block is free");
-  }
-  const size_t requested = ref.run->block_size - get_slack(ref.run, ref.index);
-  g_classes[ref.run->class_index].lock.unlock();
-  return requested;
+  const BlockRef ref = live_block(segment, p, what);
+  return ref.run->block_size - get_slack(ref.run, ref.index);
 }
 
 bool small_resize_in_place(SmallSegment* segment, void* p, size_t requested) {
-  const BlockRef ref = lock_block(segment, p, "invalid realloc");
+  const BlockRef ref = small_locate(segment, p, "invalid realloc");
   RunDesc* run = ref.run;
-  if (bitmap_test(run->bitmap, ref.index)) report_double_free(ref, p, "invalid realloc");
+  if (bitmap_test(run->bitmap, ref.index) || free_block_has_key(p)) report_small_double_free(ref, p, "invalid realloc");
   const size_t block_size = run->block_size;
   // In place while the request still fits and would not waste more than half the block.
   const bool fits = requested <= block_size && block_size - requested <= slack_capacity(block_size) &&
                     (requested * 2 > block_size || block_size <= 32);
-  if (!fits) {
-    g_classes[run->class_index].lock.unlock();
-    return false;
-  }
+  if (!fits) return false;
   const size_t old_requested = block_size - get_slack(run, ref.index);
   set_slack(run, ref.index, block_size - requested);
   stats_sub_requested(old_requested);
   stats_add_requested(requested);
-  g_classes[run->class_index].lock.unlock();
   unpoison(p, requested);
   poison(static_cast<char*>(p) + requested, block_size - requested);
   return true;
@@ -373,146 +527,222 @@ size_t small_class_for_alignment(size_t size, size_t alignment) {
   return kSmallClassCount;
 }
 
-void small_lock_all() {
-  for (SmallClass& cls : g_classes) cls.lock.lock();
-  g_segments_lock.lock();
+void small_lock_all(unsigned arenas) {
+  for (unsigned a = 0; a < arenas; ++a) {
+    for (SmallClass& cls : g_arenas[a].classes) cls.lock.lock();
+    g_arenas[a].segments_lock.lock();
+  }
 }
 
-void small_unlock_all() {
-  g_segments_lock.unlock();
-  for (size_t i = kSmallClassCount; i-- > 0;) g_classes[i].lock.unlock();
+void small_unlock_all(unsigned arenas) {
+  for (unsigned a = arenas; a-- > 0;) {
+    g_arenas[a].segments_lock.unlock();
+    for (size_t i = kSmallClassCount; i-- > 0;) g_arenas[a].classes[i].lock.unlock();
+  }
 }
 
 void small_totals(SmallTotals* out) {
-  out->live_blocks = 0;
-  out->usable_bytes = 0;
-  for (size_t c = 0; c < kSmallClassCount; ++c) {
-    out->class_live[c] = g_classes[c].live_blocks;
-    out->live_blocks += g_classes[c].live_blocks;
-    out->usable_bytes += g_classes[c].live_blocks * class_size(c);
+  std::memset(out, 0, sizeof *out);
+  const unsigned arenas = arenas_used();
+  for (unsigned a = 0; a < arenas; ++a) {
+    for (size_t c = 0; c < kSmallClassCount; ++c) {
+      SmallClass& cls = g_arenas[a].classes[c];
+      out->handed_out[c] += cls.handed_out;
+      // Safe to walk under the class lock: pushers only prepend, and nothing is popped
+      // while the lock is held.
+      for (void* block = cls.remote.load(std::memory_order_acquire); block != nullptr; block = free_block_next(block)) {
+        ++out->remote[c];
+      }
+    }
+    out->segments += g_arenas[a].segment_count;
   }
-  out->segments = g_segment_count;
 }
 
 void small_release_cached() {
-  small_lock_all();
-  for (SmallSegment* segment = g_segments; segment != nullptr;) {
-    SmallSegment* next = segment->next;
-    if ((segment->free_runs & kSmallUsableRunsMask) == kSmallUsableRunsMask) segment_destroy(segment);
-    segment = next;
+  small_drain_remote();
+  const unsigned arenas = arenas_used();
+  for (unsigned a = 0; a < arenas; ++a) {
+    SmallArena& arena = g_arenas[a];
+    LockGuard guard(arena.segments_lock);
+    for (SmallSegment* segment = arena.segments; segment != nullptr;) {
+      SmallSegment* next = segment->next;
+      if ((segment->free_runs & kSmallUsableRunsMask) == kSmallUsableRunsMask) segment_destroy(arena, segment);
+      segment = next;
+    }
   }
-  small_unlock_all();
 }
 
-TM_NO_COVERAGE int small_check(CheckResult* result) {
-  size_t live_per_class[kSmallClassCount] = {};
-  size_t runs_per_class[kSmallClassCount] = {};
-  size_t partial_runs_per_class[kSmallClassCount] = {};
-  size_t segments = 0;
-  size_t empty_segments = 0;
-  for (SmallSegment* segment = g_segments; segment != nullptr; segment = segment->next) {
-    ++segments;
-    if (segments > g_segment_count)
-      return result->fail(TM_CHECK_SEGMENT, segment, "small segment list is longer than its count (cycle?)");
-    if (segment->magic != kSegmentMagic || segment->kind != SegmentKind::kSmall) {
-      return result->fail(TM_CHECK_SEGMENT, segment, "small segment header has a bad magic or kind");
-    }
-    if (chunk_owner(segment) != segment)
-      return result->fail(TM_CHECK_SEGMENT, segment, "address map entry does not name this small segment");
-    if (segment->next != nullptr && segment->next->prev != segment) {
-      return result->fail(TM_CHECK_SEGMENT, segment, "small segment list links do not round-trip");
-    }
-    if ((segment->free_runs & kSmallUsableRunsMask) == kSmallUsableRunsMask) ++empty_segments;
-    for (size_t i = kSmallReservedRuns; i < kRunsPerSegment; ++i) {
-      const RunDesc* run = &segment->runs[i];
-      const bool assigned = ((segment->free_runs >> i) & 1u) == 0;
-      if (assigned != run_in_use(run))
-        return result->fail(TM_CHECK_RUN_LIST, run_base(segment, i),
-                            "run in-use flag disagrees with the segment's free-run bitmap");
-      if (!assigned) continue;
-      if (run->class_index >= kSmallClassCount || run->block_size != class_size(run->class_index) ||
-          run->block_count != blocks_per_run(run->class_index)) {
-        return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i),
-                            "run descriptor has an inconsistent class, block size or count");
+void small_sweep_idle() {
+  const unsigned arenas = arenas_used();
+  for (unsigned a = 0; a < arenas; ++a) {
+    SmallArena& arena = g_arenas[a];
+    if (arena.empty_segments == 0) continue;  // racy peek: the next sweep sees it
+    LockGuard guard(arena.segments_lock);
+    for (SmallSegment* segment = arena.segments; segment != nullptr; segment = segment->next) {
+      if ((segment->free_runs & kSmallUsableRunsMask) != kSmallUsableRunsMask || segment->purged != 0) continue;
+      if (segment->sweep_mark == 0) {
+        segment->sweep_mark = 1;  // empty now: purged if still empty at the next sweep
+        continue;
       }
-      const size_t words = (run->block_count + 63) / 64;
-      if (bitmap_count(run->bitmap, kRunBitmapWords) != run->free_count) {
-        return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i),
-                            "run bitmap's set bits differ from its free count");
-      }
-      uint64_t past_end = 0;  // bits at or after block_count, word by word
-      for (size_t w = run->block_count / 64; w < kRunBitmapWords; ++w) {
-        const size_t first = w * 64;
-        const uint64_t valid = run->block_count >= first + 64 ? ~uint64_t{0}
-                               : run->block_count > first     ? (uint64_t{1} << (run->block_count - first)) - 1
-                                                              : 0;
-        past_end |= run->bitmap[w] & ~valid;
-      }
-      if (past_end != 0) {
-        return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i), "run bitmap has a bit set past its last block");
-      }
-      for (size_t w = 0; w < run->hint_word && w < words; ++w) {
-        if (run->bitmap[w] != 0)
-          return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i),
-                              "run search hint skips a word with free blocks");
-      }
-      if ((run->free_count > 0) != (run->on_partial != 0)) {
-        return result->fail(TM_CHECK_RUN_LIST, run_base(segment, i),
-                            "run with free blocks is not on its class list (or a full run is)");
-      }
-      // Live blocks only, a word of the inverted bitmap at a time.
-      for (size_t w = 0; w < words; ++w) {
-        for (uint64_t live = ~run->bitmap[w]; live != 0; live &= live - 1) {
-          const size_t b = w * 64 + static_cast<size_t>(__builtin_ctzll(live));
-          if (b < run->block_count && get_slack(run, b) > run->block_size) {
-            return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i) + b * run->block_size,
-                                "live block's recorded slack exceeds its size");
-          }
-        }
-      }
-      live_per_class[run->class_index] += run->block_count - run->free_count;
-      ++runs_per_class[run->class_index];
-      if (run->on_partial != 0) ++partial_runs_per_class[run->class_index];
+      char* runs = run_base(segment, kSmallReservedRuns);
+      const size_t bytes = kSegmentSize - kSmallReservedRuns * kRunSize;
+      unpoison(runs, bytes);
+      os_purge(runs, bytes);
+      poison(runs, bytes);
+      segment->purged = 1;
+      segment->clean_runs = kSmallUsableRunsMask;  // purged memory reads as zero
     }
   }
-  if (segments != g_segment_count)
-    return result->fail(TM_CHECK_STATS, &g_segment_count, "small segment count differs from the segment list");
-  if (empty_segments != g_empty_segments)
-    return result->fail(TM_CHECK_STATS, &g_empty_segments, "empty small segment count differs from the walk");
-  for (size_t c = 0; c < kSmallClassCount; ++c) {
-    const SmallClass& cls = g_classes[c];
-    size_t on_list = 0;
-    for (const RunDesc* run = cls.partial; run != nullptr; run = run->next) {
-      ++on_list;
-      if (on_list > partial_runs_per_class[c] || run->class_index != c || !run_in_use(run) || run->free_count == 0) {
-        return result->fail(TM_CHECK_RUN_LIST, run,
-                            "class partial list holds a run that is full, unassigned or of another class");
+}
+
+TM_NO_COVERAGE int small_check_cached_block(CheckResult* result, const void* block, size_t class_index) {
+  const SegmentBase* owner = chunk_owner(block);
+  if (owner == nullptr || owner->kind != SegmentKind::kSmall)
+    return result->fail(TM_CHECK_FREE_LINKS, block, "cached small block is not in a small segment");
+  auto* segment = static_cast<SmallSegment*>(const_cast<SegmentBase*>(owner));
+  const uintptr_t offset_in_segment = addr_of(block) - addr_of(segment);
+  const size_t index_of_run = offset_in_segment >> kRunShift;
+  const RunDesc* run = &segment->runs[index_of_run];
+  const uint64_t offset = offset_in_segment & (kRunSize - 1);
+  if (index_of_run < kSmallReservedRuns || !run_in_use(run) || run->class_index != class_index ||
+      offset % run->block_size != 0 || offset / run->block_size >= run->block_count) {
+    return result->fail(TM_CHECK_FREE_LINKS, block, "cached small block is not a block start of its class");
+  }
+  const size_t index = offset / run->block_size;
+  if (bitmap_test(run->bitmap, index))
+    return result->fail(TM_CHECK_RUN_BITMAP, block, "cached small block is also free in its run's bitmap");
+  if (!free_block_has_key(block))
+    return result->fail(TM_CHECK_FREE_LINKS, block, "cached small block lost its free-block key (written after free?)");
+  if (get_slack(run, index) != run->block_size)
+    return result->fail(TM_CHECK_STATS, block, "cached small block still records requested bytes");
+  return 0;
+}
+
+TM_NO_COVERAGE int small_check(CheckResult* result, unsigned arenas) {
+  for (unsigned a = 0; a < arenas; ++a) {
+    SmallArena& arena = g_arenas[a];
+    size_t live_per_class[kSmallClassCount] = {};
+    size_t runs_per_class[kSmallClassCount] = {};
+    size_t partial_runs_per_class[kSmallClassCount] = {};
+    size_t segments = 0;
+    size_t empty_segments = 0;
+    for (SmallSegment* segment = arena.segments; segment != nullptr; segment = segment->next) {
+      ++segments;
+      if (segments > arena.segment_count)
+        return result->fail(TM_CHECK_SEGMENT, segment, "small segment list is longer than its count (cycle?)");
+      if (segment->magic != kSegmentMagic || segment->kind != SegmentKind::kSmall || segment->arena != a) {
+        return result->fail(TM_CHECK_SEGMENT, segment, "small segment header has a bad magic, kind or arena");
       }
-      if (run->next != nullptr && run->next->prev != run)
-        return result->fail(TM_CHECK_RUN_LIST, run, "class partial list links do not round-trip");
+      if (chunk_owner(segment) != segment)
+        return result->fail(TM_CHECK_SEGMENT, segment, "address map entry does not name this small segment");
+      if (segment->next != nullptr && segment->next->prev != segment) {
+        return result->fail(TM_CHECK_SEGMENT, segment, "small segment list links do not round-trip");
+      }
+      if ((segment->free_runs & kSmallUsableRunsMask) == kSmallUsableRunsMask) ++empty_segments;
+      for (size_t i = kSmallReservedRuns; i < kRunsPerSegment; ++i) {
+        const RunDesc* run = &segment->runs[i];
+        const bool assigned = ((segment->free_runs >> i) & 1u) == 0;
+        if (assigned != run_in_use(run))
+          return result->fail(TM_CHECK_RUN_LIST, run_base(segment, i),
+                              "run in-use flag disagrees with the segment's free-run bitmap");
+        if (!assigned) continue;
+        if (run->class_index >= kSmallClassCount || run->block_size != class_size(run->class_index) ||
+            run->block_count != blocks_per_run(run->class_index)) {
+          return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i),
+                              "run descriptor has an inconsistent class, block size or count");
+        }
+        const size_t words = (run->block_count + 63) / 64;
+        if (bitmap_count(run->bitmap, kRunBitmapWords) != run->free_count) {
+          return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i),
+                              "run bitmap's set bits differ from its free count");
+        }
+        uint64_t past_end = 0;  // bits at or after block_count, word by word
+        for (size_t w = run->block_count / 64; w < kRunBitmapWords; ++w) {
+          const size_t first = w * 64;
+          const uint64_t valid = run->block_count >= first + 64 ? ~uint64_t{0}
+                                 : run->block_count > first     ? (uint64_t{1} << (run->block_count - first)) - 1
+                                                                : 0;
+          past_end |= bitmap_load(&run->bitmap[w]) & ~valid;
+        }
+        if (past_end != 0) {
+          return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i),
+                              "run bitmap has a bit set past its last block");
+        }
+        for (size_t w = 0; w < run->hint_word && w < words; ++w) {
+          if (bitmap_load(&run->bitmap[w]) != 0)
+            return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i),
+                                "run search hint skips a word with free blocks");
+        }
+        if ((run->free_count > 0) != (run->on_partial != 0)) {
+          return result->fail(TM_CHECK_RUN_LIST, run_base(segment, i),
+                              "run with free blocks is not on its class list (or a full run is)");
+        }
+        // Live blocks only, a word of the inverted bitmap at a time.
+        for (size_t w = 0; w < words; ++w) {
+          for (uint64_t live = ~bitmap_load(&run->bitmap[w]); live != 0; live &= live - 1) {
+            const size_t b = w * 64 + static_cast<size_t>(__builtin_ctzll(live));
+            if (b < run->block_count && get_slack(run, b) > run->block_size) {
+              return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i) + b * run->block_size,
+                                  "live block's recorded slack exceeds its size");
+            }
+          }
+        }
+        live_per_class[run->class_index] += run->block_count - run->free_count;
+        ++runs_per_class[run->class_index];
+        if (run->on_partial != 0) ++partial_runs_per_class[run->class_index];
+      }
     }
-    if (on_list != partial_runs_per_class[c])
-      return result->fail(TM_CHECK_RUN_LIST, &cls, "a run with free blocks is missing from its class partial list");
-    if (cls.live_blocks != live_per_class[c])
-      return result->fail(TM_CHECK_STATS, &cls, "class live-block counter differs from the run bitmaps");
-    if (cls.runs != runs_per_class[c])
-      return result->fail(TM_CHECK_STATS, &cls, "class run counter differs from the segments");
+    if (segments != arena.segment_count)
+      return result->fail(TM_CHECK_STATS, &arena.segment_count, "small segment count differs from the segment list");
+    if (empty_segments != arena.empty_segments)
+      return result->fail(TM_CHECK_STATS, &arena.empty_segments, "empty small segment count differs from the walk");
+    for (size_t c = 0; c < kSmallClassCount; ++c) {
+      const SmallClass& cls = arena.classes[c];
+      size_t on_list = 0;
+      for (const RunDesc* run = cls.partial; run != nullptr; run = run->next) {
+        ++on_list;
+        if (on_list > partial_runs_per_class[c] || run->class_index != c || !run_in_use(run) || run->free_count == 0) {
+          return result->fail(TM_CHECK_RUN_LIST, run,
+                              "class partial list holds a run that is full, unassigned or of another class");
+        }
+        if (run->next != nullptr && run->next->prev != run)
+          return result->fail(TM_CHECK_RUN_LIST, run, "class partial list links do not round-trip");
+      }
+      if (on_list != partial_runs_per_class[c])
+        return result->fail(TM_CHECK_RUN_LIST, &cls, "a run with free blocks is missing from its class partial list");
+      if (cls.handed_out != live_per_class[c])
+        return result->fail(TM_CHECK_STATS, &cls, "class handed-out counter differs from the run bitmaps");
+      size_t remote = 0;
+      for (const void* block = cls.remote.load(std::memory_order_acquire); block != nullptr;
+           block = free_block_next(block)) {
+        if (++remote > cls.handed_out)
+          return result->fail(TM_CHECK_FREE_LINKS, &cls,
+                              "remote-free list is longer than the blocks handed out (cycle?)");
+        if (chunk_owner(block) == nullptr || static_cast<const SmallSegment*>(chunk_owner(block))->arena != a)
+          return result->fail(TM_CHECK_FREE_LINKS, block, "remote-free list holds a block of another arena");
+        const int code = small_check_cached_block(result, block, c);
+        if (code != 0) return code;
+      }
+      if (cls.runs != runs_per_class[c])
+        return result->fail(TM_CHECK_STATS, &cls, "class run counter differs from the segments");
+    }
   }
   return 0;
 }
 
-// Sum of requested bytes of live small blocks (locks held); used by the stats check.
-TM_NO_COVERAGE size_t small_requested_walk() {
+TM_NO_COVERAGE size_t small_requested_walk(unsigned arenas) {
   size_t total = 0;
-  for (SmallSegment* segment = g_segments; segment != nullptr; segment = segment->next) {
-    for (size_t i = kSmallReservedRuns; i < kRunsPerSegment; ++i) {
-      const RunDesc* run = &segment->runs[i];
-      if (!run_in_use(run)) continue;
-      const size_t words = (run->block_count + 63) / 64;
-      for (size_t w = 0; w < words; ++w) {
-        for (uint64_t live = ~run->bitmap[w]; live != 0; live &= live - 1) {
-          const size_t b = w * 64 + static_cast<size_t>(__builtin_ctzll(live));
-          if (b < run->block_count) total += run->block_size - get_slack(run, b);
+  for (unsigned a = 0; a < arenas; ++a) {
+    for (SmallSegment* segment = g_arenas[a].segments; segment != nullptr; segment = segment->next) {
+      for (size_t i = kSmallReservedRuns; i < kRunsPerSegment; ++i) {
+        const RunDesc* run = &segment->runs[i];
+        if (!run_in_use(run)) continue;
+        const size_t words = (run->block_count + 63) / 64;
+        for (size_t w = 0; w < words; ++w) {
+          for (uint64_t live = ~bitmap_load(&run->bitmap[w]); live != 0; live &= live - 1) {
+            const size_t b = w * 64 + static_cast<size_t>(__builtin_ctzll(live));
+            if (b < run->block_count) total += run->block_size - get_slack(run, b);
+          }
         }
       }
     }

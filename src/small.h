@@ -10,6 +10,8 @@
 
 #include "bitmap.h"
 #include "config.h"
+#include "error.h"
+#include "platform.h"
 #include "segment.h"
 #include "size_class.h"
 #include "spinlock.h"
@@ -31,18 +33,31 @@ struct RunDesc {
   uint16_t class_index;
   uint8_t in_use;      // assigned to a class
   uint8_t on_partial;  // linked on the class's partial list
+  // Bit set = block free in the run. Blocks in thread caches and remote-free lists are
+  // clear here (the run handed them out). Written under the class lock; free's lock-free
+  // validation reads single words, so every access is a relaxed atomic (see bitmap.h).
   uint64_t bitmap[kRunBitmapWords];
   // Slack (block_size - requested) of each live block: 8-bit entries for classes of at most
   // kByteSlackMaxBlock bytes (up to 4096 blocks), 16-bit entries otherwise (at most 1024
-  // blocks). Keeps the requested-bytes statistic exact.
-  uint8_t slack[4096];
+  // blocks). Keeps the requested-bytes statistic exact. A block in a thread cache or a
+  // remote-free list records slack == block_size (0 requested bytes). Written by the
+  // thread that owns the block, read by heap walks: relaxed atomics.
+  union {
+    uint8_t bytes[4096];
+    uint16_t halves[2048];
+  } slack;
 };
 
 struct SmallSegment : SegmentBase {
-  SmallSegment* next;  // segment list: segments with free runs first
+  uint32_t arena;      // owning arena (its class locks guard the runs)
+  SmallSegment* next;  // the arena's segment list: segments with free runs first
   SmallSegment* prev;
   uint64_t free_runs;   // bit i: run i is not assigned to any class
   uint64_t clean_runs;  // bit i: run i's memory is untouched since it was mapped (zero)
+  // Idle sweep (small_sweep_idle): set when the segment was found empty by a sweep; an
+  // empty segment still marked at the next sweep has its runs purged (`purged`).
+  uint8_t sweep_mark;
+  uint8_t purged;
   RunDesc runs[kRunsPerSegment];
 };
 
@@ -54,12 +69,76 @@ inline constexpr uint64_t kSmallUsableRunsMask = ~uint64_t{0} << kSmallReservedR
 // Largest slack a run of this block size can record.
 constexpr size_t slack_capacity(size_t block_size) { return block_size <= kByteSlackMaxBlock ? 255 : 65535; }
 
-// Allocates a block of class `class_index` for `requested` bytes; zeroes the first
-// `requested` bytes when `zero` (skipped for never-used memory). nullptr + ENOMEM on failure.
-void* small_alloc(size_t class_index, size_t requested, bool zero);
+// Records the slack of block `index` (owner of the block, or class lock held).
+inline void set_slack(RunDesc* run, size_t index, size_t slack) {
+  if (run->block_size <= kByteSlackMaxBlock) {
+    __atomic_store_n(&run->slack.bytes[index], static_cast<uint8_t>(slack), __ATOMIC_RELAXED);
+  } else {
+    __atomic_store_n(&run->slack.halves[index], static_cast<uint16_t>(slack), __ATOMIC_RELAXED);
+  }
+}
 
-// Frees p, which lies in `segment`; `what` names the operation for misuse reports.
+// Slack recorded for block `index`.
+inline size_t get_slack(const RunDesc* run, size_t index) {
+  if (run->block_size <= kByteSlackMaxBlock) return __atomic_load_n(&run->slack.bytes[index], __ATOMIC_RELAXED);
+  return __atomic_load_n(&run->slack.halves[index], __ATOMIC_RELAXED);
+}
+
+// Whether a run is assigned to a class. Read without the class lock by tm_owns and by
+// free's validation, so it is accessed atomically: the release on publish pairs with the
+// acquire here, making the run's fields (written before) visible to the reader.
+inline bool run_in_use(const RunDesc* run) { return __atomic_load_n(&run->in_use, __ATOMIC_ACQUIRE) != 0; }
+
+// Where a pointer lands inside a small segment.
+struct BlockRef {
+  RunDesc* run;
+  size_t index;
+};
+
+// Reports a pointer that is not the start of a block of an assigned run.
+[[noreturn]] TM_NOINLINE void report_bad_small_pointer(SmallSegment* segment, const void* p, const char* what);
+
+// Locates the block p starts, without locks, reporting misuse for pointers into metadata,
+// unassigned runs or the middle of a block. Safe for any p inside `segment`.
+TM_ALWAYS_INLINE BlockRef small_locate(SmallSegment* segment, const void* p, const char* what) {
+  const uintptr_t offset_in_segment = addr_of(p) - addr_of(segment);
+  RunDesc* run = &segment->runs[offset_in_segment >> kRunShift];
+  const uint64_t offset = offset_in_segment & (kRunSize - 1);
+  const size_t index = static_cast<size_t>((offset * run->reciprocal) >> 32);
+  if (TM_UNLIKELY((offset_in_segment >> kRunShift) < kSmallReservedRuns || !run_in_use(run) ||
+                  index * run->block_size != offset || index >= run->block_count)) {
+    report_bad_small_pointer(segment, p, what);
+  }
+  return BlockRef{run, index};
+}
+
+// Reports a free of a block that is already free (in its run, a thread cache or a
+// remote-free list); `what` names the operation.
+[[noreturn]] TM_NOINLINE void report_small_double_free(const BlockRef& ref, const void* p, const char* what);
+
+// Allocates a block of class `class_index` for `requested` bytes from arena `arena`
+// without a thread cache (every call takes the class lock); zeroes the first `requested`
+// bytes when `zero` (skipped for never-used memory). nullptr + ENOMEM on failure.
+void* small_alloc(unsigned arena, size_t class_index, size_t requested, bool zero);
+
+// Frees p, which lies in `segment`, straight into its run under the owning arena's class
+// lock (no thread cache); `what` names the operation for misuse reports.
 void small_free(SmallSegment* segment, void* p, const char* what);
+
+// Moves up to `max` free blocks of class `class_index` from arena `arena` (its remote-free
+// list first, then its runs) onto the singly linked list *head (link in each block's first
+// word, the free-block key in its second). Returns how many; 0 + ENOMEM when none could be
+// had. `contended` is set when the arena's class lock was busy.
+size_t small_refill(unsigned arena, size_t class_index, void** head, size_t max, bool* contended);
+
+// Returns a list of `count` cached blocks of class `class_index` (linked as small_refill
+// links them) to their runs. Blocks of arena `home` are freed under its class lock; blocks
+// of other arenas are freed directly when their lock is free, otherwise pushed onto the
+// owner's lock-free remote-free list (drained by the owner's next refill).
+void small_return(size_t class_index, void* head, size_t count, unsigned home);
+
+// Frees every remote-free list into its runs (tm_release_cached, heap checks of tests).
+void small_drain_remote();
 
 // Usable size of the live block p in `segment` (reports misuse otherwise).
 size_t small_usable_size(SmallSegment* segment, const void* p, const char* what);
@@ -77,25 +156,38 @@ bool small_owns(const SmallSegment* segment, const void* p);
 // (class sizes that are multiples of it); kSmallClassCount when none.
 size_t small_class_for_alignment(size_t size, size_t alignment);
 
-// Counters for tm_stats (call with every class lock held, see small_lock_all).
+// Counters for tm_stats (call with every class lock held, see small_lock_all). Blocks
+// handed out by runs, per class, over all arenas: live blocks plus blocks sitting in
+// thread caches and remote-free lists.
 struct SmallTotals {
-  size_t live_blocks;
-  size_t usable_bytes;
-  size_t class_live[kSmallClassCount];
+  size_t handed_out[kSmallClassCount];
+  size_t remote[kSmallClassCount];  // of those, blocks in remote-free lists
   size_t segments;
 };
 void small_totals(SmallTotals* out);
 
-// Takes / releases every small-tier lock in the global order (classes, then segments).
-void small_lock_all();
-void small_unlock_all();
+// Takes / releases every small-tier lock of arenas [0, arenas) in the global order
+// (per arena: classes, then segments).
+void small_lock_all(unsigned arenas);
+void small_unlock_all(unsigned arenas);
 
-// Returns cached empty small segments to the OS.
+// Returns the arenas' empty small segments to the global pool.
 void small_release_cached();
+
+// Purges the memory of empty segments an arena retains that stayed empty since the
+// previous sweep (called once per purge delay; takes each arena's segments lock).
+void small_sweep_idle();
 
 // Heap walk for tm_check_heap (locks must be held): returns 0 or a tm_check_code and
 // describes the violation in `message`/`address`.
 struct CheckResult;
-int small_check(CheckResult* result);
+int small_check(CheckResult* result, unsigned arenas);
+
+// Sum of requested bytes of live small blocks (locks held); used by the stats check.
+size_t small_requested_walk(unsigned arenas);
+
+// Validates one block held in a cache or remote list of class `class_index` (the key and
+// the run state); 0 or a tm_check_code.
+int small_check_cached_block(CheckResult* result, const void* block, size_t class_index);
 
 }  // namespace tmalloc

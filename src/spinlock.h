@@ -51,10 +51,15 @@ class SpinLock {
   std::atomic<bool> locked_{false};
 };
 
+// Tag: the LockGuard takes over a lock the caller already holds.
+struct AdoptLock {};
+inline constexpr AdoptLock kAdoptLock{};
+
 // Holds a SpinLock for a scope.
 class LockGuard {
  public:
   explicit LockGuard(SpinLock& lock) : lock_(lock) { lock_.lock(); }
+  LockGuard(SpinLock& lock, AdoptLock) : lock_(lock) {}
   ~LockGuard() { lock_.unlock(); }
   LockGuard(const LockGuard&) = delete;
   LockGuard& operator=(const LockGuard&) = delete;

@@ -1,25 +1,16 @@
-// Cross-tier counters (see stats.h). Statistics only: relaxed atomics.
+// Cross-tier counters (see stats.h): the requested-bytes counter lives in the threads'
+// caches (thread_cache.cc), so adding to it is a thread-local store, never an atomic
+// read-modify-write on a shared line.
 #include "stats.h"
+
+#include "thread_cache.h"
 
 namespace tmalloc {
 
-namespace {
-std::atomic<size_t> g_requested{0};
-std::atomic<size_t> g_peak_requested{0};
-}  // namespace
-
-void stats_add_requested(size_t bytes) {
-  const size_t now = g_requested.fetch_add(bytes, std::memory_order_relaxed) + bytes;
-  size_t peak = g_peak_requested.load(std::memory_order_relaxed);
-  while (now > peak && !g_peak_requested.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
-  }
-}
-
-void stats_sub_requested(size_t bytes) { g_requested.fetch_sub(bytes, std::memory_order_relaxed); }
-size_t stats_requested() { return g_requested.load(std::memory_order_relaxed); }
-size_t stats_peak_requested() { return g_peak_requested.load(std::memory_order_relaxed); }
-void stats_reset_peak_requested() {
-  g_peak_requested.store(g_requested.load(std::memory_order_relaxed), std::memory_order_relaxed);
-}
+void stats_add_requested(size_t bytes) { requested_add(static_cast<int64_t>(bytes)); }
+void stats_sub_requested(size_t bytes) { requested_add(-static_cast<int64_t>(bytes)); }
+size_t stats_requested() { return requested_total(); }
+size_t stats_peak_requested() { return requested_peak(); }
+void stats_reset_peak_requested() { requested_reset_peak(); }
 
 }  // namespace tmalloc

@@ -10,7 +10,9 @@ namespace tmalloc {
 void stats_add_requested(size_t bytes);
 // Counts `bytes` fewer requested bytes in use.
 void stats_sub_requested(size_t bytes);
-// Current and peak requested bytes.
+// Current and peak requested bytes. The peak is sampled whenever a thread's counter has
+// grown by 256 KiB since its last sample and at every tm_stats, so it can miss a
+// short-lived excursion of less than that per thread.
 size_t stats_requested();
 size_t stats_peak_requested();
 // Sets the peak to the current value.

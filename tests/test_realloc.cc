@@ -351,3 +351,21 @@ TEST_F(Realloc, RandomResizeKeepsStatsExact) {
 }
 
 }  // namespace
+
+// Regression (found by the realprog gcc test): a program may write every
+// malloc_usable_size() byte and then grow the block; the bytes past the requested size must
+// survive the move, in every tier.
+TEST(ReallocUsable, BytesUpToTheUsableSizeSurviveAMove) {
+  for (size_t n : {size_t{1}, size_t{20}, size_t{100}, size_t{3000}, size_t{9000}, size_t{100000}, size_t{600000}}) {
+    auto* p = static_cast<unsigned char*>(tm_malloc(n));
+    ASSERT_NE(p, nullptr);
+    const size_t usable = tm_usable_size(p);
+    ASSERT_GE(usable, n);
+    for (size_t i = 0; i < usable; ++i) p[i] = static_cast<unsigned char>(i * 7 + 1);
+    auto* q = static_cast<unsigned char*>(tm_realloc(p, usable * 4 + 4096));
+    ASSERT_NE(q, nullptr);
+    for (size_t i = 0; i < usable; ++i) ASSERT_EQ(q[i], static_cast<unsigned char>(i * 7 + 1)) << n << " byte " << i;
+    tm_free(q);
+  }
+  EXPECT_EQ(tm_check_heap(), 0);
+}

@@ -1,0 +1,957 @@
+// The multi-threaded interpreter (heap_mt): runs an MtProgram on real threads, phase by
+// phase, with one ThreadEngine (the single-thread interpreter's shadow model) per thread,
+// mailboxes for handoffs during a phase, and the global checks at phase ends. Semantics:
+// harness/FORMAT.md "Multi-threaded programs".
+//
+// Synchronisation the harness itself adds between the worker threads (it must stay small,
+// or it would hide the allocator's data races from ThreadSanitizer): the phase start and end
+// (one mutex + condition variables, as any thread pool has), the mailbox of the receiving
+// thread (send / recv / drain, like any producer/consumer queue) and, only in strict-overlap
+// mode, the registry of live blocks. Every other harness variable is private to one thread
+// or touched only while the workers are parked.
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cinttypes>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <tuple>
+
+#include "engine.h"
+#include "tinymalloc.h"
+#include "tm_harness_mt.h"
+
+namespace tmh {
+
+namespace {
+
+using detail::Block;
+using detail::ThreadEngine;
+
+std::string hexptr(uintptr_t a) {
+  char b[32];
+  snprintf(b, sizeof b, "0x%" PRIxPTR, a);
+  return b;
+}
+
+// Serialises every call into a backend that is not thread-safe (the faulty self-test
+// backends keep their blocks in an unlocked std::map).
+class LockedBackend final : public Backend {
+ public:
+  explicit LockedBackend(Backend& inner) : in_(inner) {}
+  const char* name() const override { return in_.name(); }
+  void* malloc(size_t n) override {
+    return locked([&] { return in_.malloc(n); });
+  }
+  void* calloc(size_t c, size_t n) override {
+    return locked([&] { return in_.calloc(c, n); });
+  }
+  void* realloc(void* p, size_t n) override {
+    return locked([&] { return in_.realloc(p, n); });
+  }
+  void free(void* p) override {
+    locked([&] {
+      in_.free(p);
+      return 0;
+    });
+  }
+  void* aligned_alloc(size_t a, size_t n) override {
+    return locked([&] { return in_.aligned_alloc(a, n); });
+  }
+  int posix_memalign(void** out, size_t a, size_t n) override {
+    return locked([&] { return in_.posix_memalign(out, a, n); });
+  }
+  size_t usable_size(const void* p) override {
+    return locked([&] { return in_.usable_size(p); });
+  }
+  void release_cached() override {
+    locked([&] {
+      in_.release_cached();
+      return 0;
+    });
+  }
+  bool strict() const override { return in_.strict(); }
+  bool has_heap_check() const override { return in_.has_heap_check(); }
+  int check_heap(std::string* message) override {
+    return locked([&] { return in_.check_heap(message); });
+  }
+  bool has_stats() const override { return in_.has_stats(); }
+  void stats(HeapStats* out) override {
+    locked([&] {
+      in_.stats(out);
+      return 0;
+    });
+  }
+  bool has_owns() const override { return in_.has_owns(); }
+  bool owns(const void* p) override {
+    return locked([&] { return in_.owns(p); });
+  }
+  bool has_oom_injection() const override { return in_.has_oom_injection(); }
+  void fail_os_after(long calls) override {
+    locked([&] {
+      in_.fail_os_after(calls);
+      return 0;
+    });
+  }
+  uint64_t max_attempt_size() const override { return in_.max_attempt_size(); }
+  uint64_t max_live_bytes() const override { return in_.max_live_bytes(); }
+  uint64_t max_attempt_alignment() const override { return in_.max_attempt_alignment(); }
+
+ private:
+  // Runs f with the lock held.
+  template <typename F>
+  auto locked(F&& f) -> decltype(f()) {
+    std::lock_guard<std::mutex> g(mu_);
+    return f();
+  }
+  Backend& in_;
+  std::mutex mu_;
+};
+
+// Strict-overlap mode: every live block of the run, by address, under one lock.
+class Registry final : public detail::OverlapRegistry {
+ public:
+  bool claim(const void* p, uint64_t extent, unsigned owner, std::string* other) override {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = map_.upper_bound(a);
+    if (it != map_.end() && it->first < a + extent) {
+      *other = describe(it);
+      return false;
+    }
+    if (it != map_.begin()) {
+      --it;
+      if (it->first + it->second.extent > a) {
+        *other = describe(it);
+        return false;
+      }
+    }
+    map_[a] = Entry{extent, owner};
+    return true;
+  }
+  void unclaim(const void* p) override {
+    std::lock_guard<std::mutex> g(mu_);
+    map_.erase(reinterpret_cast<uintptr_t>(p));
+  }
+
+ private:
+  struct Entry {
+    uint64_t extent;
+    unsigned owner;
+  };
+  // "0x.. (usable N bytes, claimed by thread T)".
+  static std::string describe(std::map<uintptr_t, Entry>::const_iterator it) {
+    return hexptr(it->first) + " (usable " + std::to_string(it->second.extent) +
+           " bytes, allocated or last held by thread " + std::to_string(it->second.owner) + ")";
+  }
+  std::mutex mu_;
+  std::map<uintptr_t, Entry> map_;
+};
+
+// A block in a mailbox, with where it came from (for reports).
+struct Message {
+  Block block;
+  unsigned from;
+  size_t op;  // stream index of the send
+};
+
+struct Mailbox {
+  std::mutex mu;
+  std::deque<Message> q;
+};
+
+// What a thread runs in one phase, in order.
+struct Step {
+  MtKind kind;
+  uint32_t index;  // kHeap: index into the thread's heap program; else into MtProgram::ops
+};
+
+struct Phase {
+  std::vector<std::vector<Step>> steps;                 // per thread
+  std::vector<std::pair<unsigned, uint32_t>> deferred;  // (thread, stream index): give / migrate
+  bool oom = false;
+  uint8_t oom_arg = 0;
+  bool final_frees = false;  // owners-free finale: every thread frees its own blocks
+  bool empty() const {
+    for (const auto& s : steps) {
+      if (!s.empty()) return false;
+    }
+    return deferred.empty() && !final_frees;
+  }
+};
+
+}  // namespace
+
+// ---- One run -------------------------------------------------------------------------------
+
+struct MtRun {
+  Backend& be;
+  const Options& opt;
+  const MtProgram& prog;
+  const bool serial;
+  MtInterpreter::Counters& ctr;
+  const unsigned n;
+
+  std::vector<Program> tprog;                       // heap ops per thread
+  std::vector<std::vector<uint32_t>> stream_index;  // per thread: heap op -> stream index
+  std::vector<Phase> phases;
+  std::unique_ptr<Registry> registry;
+  std::vector<std::unique_ptr<ThreadEngine>> eng;
+  std::vector<std::unique_ptr<Mailbox>> box;
+  HeapStats base;
+
+  // Worker control (mu): go_gen[t] = the phase thread t may run; done_gen[t] = the last phase it
+  // finished; exits = (thread, phase, step to resume at) of workers whose OS thread ended.
+  std::mutex mu;
+  std::condition_variable go_cv, done_cv;
+  std::vector<long> go_gen, done_gen;
+  std::vector<std::tuple<unsigned, long, size_t>> exits;
+  bool quit = false;
+  std::vector<std::thread> os;      // current OS thread per logical thread (or not joinable)
+  std::vector<unsigned> os_number;  // OS threads started so far per logical thread
+  long cur_phase = -1;
+
+  // First failure (workers stop at their next op once it is set).
+  std::mutex fail_mu;
+  std::atomic<bool> failed{false};
+  std::string failure;
+  size_t failure_op = 0;
+
+  MtRun(Backend& b, const Options& o, const MtProgram& p, bool s, MtInterpreter::Counters& c)
+      : be(b), opt(o), prog(p), serial(s), ctr(c), n(p.threads()) {}
+
+  // ---- schedule ----
+  // Splits the stream into per-thread heap programs and per-phase steps (FORMAT.md).
+  void build() {
+    tprog.assign(n, Program{});
+    stream_index.assign(n, {});
+    for (auto& tp : tprog) tp.header = prog.header;
+    phases.assign(1, Phase{});
+    phases.back().steps.assign(n, {});
+    unsigned cur = 0;
+    size_t exits_seen = 0;
+    for (uint32_t i = 0; i < prog.ops.size(); ++i) {
+      const MtOp& m = prog.ops[i];
+      Phase& ph = phases.back();
+      switch (m.kind) {
+        case MtKind::kHeap:
+          ph.steps[cur].push_back({MtKind::kHeap, static_cast<uint32_t>(tprog[cur].ops.size())});
+          tprog[cur].ops.push_back(m.op);
+          stream_index[cur].push_back(i);
+          if (m.op.kind == OpKind::kOomWindow && !ph.oom) {
+            ph.oom = true;
+            ph.oom_arg = m.op.arg;
+          }
+          break;
+        case MtKind::kThread:
+          cur = m.thread % n;
+          break;
+        case MtKind::kNext:
+          cur = (cur + 1) % n;
+          break;
+        case MtKind::kBarrier:
+          if (phases.size() < kMtMaxPhases) {
+            phases.emplace_back();
+            phases.back().steps.assign(n, {});
+          }
+          break;
+        case MtKind::kGive:
+        case MtKind::kMigrate:
+          ph.deferred.push_back({cur, i});
+          break;
+        case MtKind::kExit:
+          if (++exits_seen > kMtMaxExits) break;
+          ph.steps[cur].push_back({m.kind, i});
+          break;
+        default:
+          ph.steps[cur].push_back({m.kind, i});
+          break;
+      }
+    }
+    if (prog.owners_free()) {
+      phases.emplace_back();
+      phases.back().steps.assign(n, {});
+      phases.back().final_frees = true;
+    }
+  }
+
+  std::string context(unsigned t) const {
+    return "thread " + std::to_string(t) + " (OS thread #" + std::to_string(os_number[t]) + "), phase " +
+           std::to_string(cur_phase);
+  }
+  std::string at(size_t i) const { return "#" + std::to_string(i) + " @" + std::to_string(prog.ops[i].pos); }
+
+  // ---- failures ----
+  // Records the first failure; aborts at once when the options say so.
+  void record_failure(const std::string& report, size_t op) {
+    std::lock_guard<std::mutex> g(fail_mu);
+    if (opt.abort_on_failure) {
+      fputs(report.c_str(), opt.out);
+      fflush(opt.out);
+      abort();
+    }
+    if (failed.load(std::memory_order_relaxed)) return;
+    failure = report;
+    failure_op = op;
+    failed.store(true, std::memory_order_relaxed);
+  }
+
+  // Report of a check by the main thread: a header, what differed, the heap check, and the
+  // recent ops and live blocks of the named threads (all threads when none is named).
+  std::string boundary_report(const std::string& what, std::vector<unsigned> threads) {
+    std::string r;
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             "\n==== tinymalloc harness: FAILURE (target %s, backend %s, heap_mt: %u threads) ====\n"
+             "at: %s\nwhat: %s\n",
+             opt.target.c_str(), be.name(), n,
+             cur_phase >= 0 ? ("the end of phase " + std::to_string(cur_phase) + " (workers parked)").c_str()
+                            : "the end of the run (every worker joined)",
+             what.c_str());
+    r += buf;
+    if (threads.empty()) {
+      for (unsigned t = 0; t < n; ++t) threads.push_back(t);
+    }
+    for (unsigned t : threads) {
+      std::string er = eng[t]->report(context(t), what);
+      // Keep the per-thread part only (from "recent ops").
+      const size_t k = er.find("recent ops");
+      r += "---- thread " + std::to_string(t) + ": " + (k == std::string::npos ? er : er.substr(k));
+    }
+    r += "reproduce: tools/tm-repro <input file> --target " + opt.target +
+         "   (TM_HARNESS_MT_SERIAL=1 runs the threads of a phase one after another)\n";
+    return r;
+  }
+
+  // ---- workers ----
+  // Runs thread t's steps of phase `ph` from `from`; returns the step after an exit op, or
+  // SIZE_MAX when the phase's steps are done.
+  size_t run_steps(unsigned t, const Phase& ph, size_t from) {
+    ThreadEngine& e = *eng[t];
+    const std::vector<Step>& steps = ph.steps[t];
+    std::string report;
+    const std::string ctx = context(t);
+    for (size_t k = from; k < steps.size(); ++k) {
+      if (failed.load(std::memory_order_relaxed)) return SIZE_MAX;
+      const Step& st = steps[k];
+      if (st.kind == MtKind::kHeap) {
+        if (!e.step(st.index, ctx, &report)) {
+          record_failure(report, stream_index[t][st.index]);
+          return SIZE_MAX;
+        }
+        continue;
+      }
+      const MtOp& m = prog.ops[st.index];
+      switch (m.kind) {
+        case MtKind::kSend:
+          send(t, m.slot, m.thread, st.index, ctx);
+          break;
+        case MtKind::kSendRange:
+          for (unsigned i = 0; i < m.range_count(); ++i) send(t, (m.slot + i) % kSlots, m.thread, st.index, ctx);
+          break;
+        case MtKind::kRecv:
+          recv(t, m.slot, st.index, ctx);
+          break;
+        case MtKind::kDrain:
+          drain(t, st.index, ctx);
+          break;
+        case MtKind::kYield:
+          e.note(st.index, at(st.index) + " yield");
+          if (m.arg & 128) {
+            for (unsigned i = 0; i < ((m.arg & 127u) + 1) * 64; ++i) asm volatile("" ::: "memory");
+          } else {
+            for (unsigned i = 0; i <= (m.arg & 7u); ++i) sched_yield();
+          }
+          break;
+        case MtKind::kExit:
+          e.note(st.index, at(st.index) + " exit: OS thread #" + std::to_string(os_number[t]) + " ends here");
+          return k + 1;
+        default:
+          break;
+      }
+    }
+    if (ph.final_frees) final_frees_by_owner(t, ctx);
+    return SIZE_MAX;
+  }
+
+  void send(unsigned t, unsigned slot, unsigned to, uint32_t i, const std::string& ctx) {
+    ThreadEngine& e = *eng[t];
+    if (!e.live(slot)) {
+      e.note(i, at(i) + " send slot " + std::to_string(slot) + ": empty slot, nothing sent");
+      return;
+    }
+    const std::string desc = e.describe(slot);
+    Message msg{Block{}, t, i};
+    std::string report;
+    if (!e.take(slot, &msg.block, "before it was sent to another thread", ctx, &report)) {
+      record_failure(report, i);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> g(box[to % n]->mu);
+      box[to % n]->q.push_back(msg);
+    }
+    e.note(i, at(i) + " sent " + desc + " -> mailbox of thread " + std::to_string(to % n));
+  }
+
+  void recv(unsigned t, unsigned slot, uint32_t i, const std::string& ctx) {
+    ThreadEngine& e = *eng[t];
+    Message msg;
+    bool got = false;
+    {
+      std::lock_guard<std::mutex> g(box[t]->mu);
+      if (!box[t]->q.empty()) {
+        msg = box[t]->q.front();
+        box[t]->q.pop_front();
+        got = true;
+      }
+    }
+    if (!got) {
+      e.note(i, at(i) + " recv slot " + std::to_string(slot) + ": mailbox empty");
+      return;
+    }
+    std::string report;
+    if (e.live(slot) && !e.release(slot, "before its slot received a block", ctx, &report)) {
+      record_failure(report, i);
+      return;
+    }
+    e.note(i, at(i) + " recv slot " + std::to_string(slot) + " <- " + detail::describe_detached(msg.block) +
+                  " from thread " + std::to_string(msg.from) + " (sent by op #" + std::to_string(msg.op) + ")");
+    if (!e.put(slot, msg.block, "when it was received from another thread", ctx, &report)) {
+      record_failure(report, i);
+      return;
+    }
+    ++received_by[t];
+  }
+
+  void drain(unsigned t, uint32_t i, const std::string& ctx) {
+    std::deque<Message> q;
+    {
+      std::lock_guard<std::mutex> g(box[t]->mu);
+      q.swap(box[t]->q);
+    }
+    eng[t]->note(i, at(i) + " drain: " + std::to_string(q.size()) + " block(s)");
+    for (Message& msg : q) {
+      if (!free_detached(msg, t, ctx)) return;
+      ++drained_by[t];
+    }
+  }
+
+  // Verifies and frees a block taken from a mailbox (by its receiver or the main thread).
+  bool free_detached(const Message& msg, unsigned t, const std::string& ctx) {
+    const std::string err = detail::verify_detached(msg.block);
+    if (!err.empty()) {
+      const std::string what = "content of " + detail::describe_detached(msg.block) + " (sent by thread " +
+                               std::to_string(msg.from) + ", op #" + std::to_string(msg.op) +
+                               ") changed while it waited in a mailbox: " + err;
+      record_failure(t < n ? eng[t]->report(ctx, what) : what, msg.op);
+      return false;
+    }
+    if (registry) registry->unclaim(msg.block.p);
+    be.free(msg.block.p);
+    return true;
+  }
+
+  // owners-free finale: thread t frees its own blocks (header order) and its mailbox.
+  void final_frees_by_owner(unsigned t, const std::string& ctx) {
+    ThreadEngine& e = *eng[t];
+    std::vector<unsigned> order = end_order_of(t);
+    std::string report;
+    for (unsigned s : order) {
+      if (!e.release(s, "at the final free (by its owner)", ctx, &report)) {
+        record_failure(report, prog.ops.size());
+        return;
+      }
+    }
+    drain(t, static_cast<uint32_t>(prog.ops.empty() ? 0 : prog.ops.size() - 1), ctx);
+  }
+
+  // Slots of thread t in the header's final-free order.
+  std::vector<unsigned> end_order_of(unsigned t) const {
+    std::vector<unsigned> order;
+    switch (prog.end_order()) {
+      case EndOrder::kSlotAscending:
+        for (unsigned s = 0; s < kSlots; ++s) order.push_back(s);
+        break;
+      case EndOrder::kSlotDescending:
+        for (unsigned s = kSlots; s-- > 0;) order.push_back(s);
+        break;
+      case EndOrder::kAddressAscending:
+      case EndOrder::kAddressDescending: {
+        auto v = eng[t]->live_blocks();
+        if (prog.end_order() == EndOrder::kAddressDescending) std::reverse(v.begin(), v.end());
+        for (auto& b : v) order.push_back(b.slot);
+        break;
+      }
+    }
+    return order;
+  }
+
+  std::vector<size_t> received_by, drained_by;
+
+  // Body of a worker OS thread: phase `gen` from step `from`, then every later phase it is
+  // let go on, until an exit op (the thread ends) or quit.
+  void worker(unsigned t, long gen, size_t from) {
+    for (;;) {
+      const size_t resume = run_steps(t, phases[static_cast<size_t>(gen)], from);
+      {
+        std::lock_guard<std::mutex> g(mu);
+        if (resume != SIZE_MAX) {
+          exits.emplace_back(t, gen, resume);
+        } else {
+          done_gen[t] = gen;
+        }
+        done_cv.notify_all();
+      }
+      if (resume != SIZE_MAX) return;  // exit op: this OS thread ends (TLS destructors run)
+      std::unique_lock<std::mutex> l(mu);
+      go_cv.wait(l, [&] { return quit || go_gen[t] > gen; });
+      if (quit) return;
+      gen = go_gen[t];
+      from = 0;
+    }
+  }
+
+  void start(unsigned t, long gen, size_t from) {
+    ++os_number[t];
+    ++ctr.os_threads;
+    os[t] = std::thread([this, t, gen, from] { worker(t, gen, from); });
+  }
+
+  // Lets thread t run phase `gen` (starting an OS thread when it has none) and waits until
+  // the given threads are done with it, replacing the OS threads that exited on the way.
+  void run_threads(long gen, const std::vector<unsigned>& which) {
+    {
+      std::lock_guard<std::mutex> g(mu);
+      for (unsigned t : which) go_gen[t] = gen;
+    }
+    for (unsigned t : which) {
+      if (!os[t].joinable()) start(t, gen, 0);
+    }
+    go_cv.notify_all();
+    std::unique_lock<std::mutex> l(mu);
+    for (;;) {
+      while (!exits.empty()) {
+        auto [t, g, resume] = exits.back();
+        exits.pop_back();
+        l.unlock();
+        os[t].join();  // the exited thread is gone (its thread-local destructors ran)
+        ++ctr.exits;
+        const bool more = resume < phases[static_cast<size_t>(g)].steps[t].size();
+        if (more && !failed.load(std::memory_order_relaxed)) {
+          start(t, g, resume);
+          l.lock();
+        } else {
+          l.lock();
+          done_gen[t] = g;
+        }
+      }
+      bool all = true;
+      for (unsigned t : which) all = all && done_gen[t] >= gen;
+      if (all) return;
+      done_cv.wait(l);
+    }
+  }
+
+  // ---- phase-end checks (workers parked) ----
+  bool phase_end_checks(const char* when) {
+    // Every live block of every thread and mailbox, by address: no two may overlap.
+    struct Item {
+      uintptr_t a;
+      uint64_t extent;
+      std::string who;
+      unsigned thread;
+    };
+    std::vector<Item> all;
+    for (unsigned t = 0; t < n; ++t) {
+      for (const auto& b : eng[t]->live_blocks()) all.push_back({b.addr, b.extent, "", t});
+      for (const Message& m : box[t]->q) {
+        const std::string err = detail::verify_detached(m.block);
+        if (!err.empty()) {
+          record_failure(boundary_report("content of " + detail::describe_detached(m.block) +
+                                             " in the mailbox of thread " + std::to_string(t) + " changed: " + err,
+                                         {t, m.from}),
+                         prog.ops.size());
+          return false;
+        }
+        all.push_back({reinterpret_cast<uintptr_t>(m.block.p), m.block.extent(),
+                       "in the mailbox of thread " + std::to_string(t), t});
+      }
+    }
+    std::sort(all.begin(), all.end(), [](const Item& x, const Item& y) { return x.a < y.a; });
+    for (size_t k = 1; k < all.size(); ++k) {
+      if (all[k - 1].a + all[k - 1].extent > all[k].a) {
+        const Item& x = all[k - 1];
+        const Item& y = all[k];
+        record_failure(
+            boundary_report("live blocks overlap: " + hexptr(x.a) + " (usable " + std::to_string(x.extent) +
+                                " bytes, thread " + std::to_string(x.thread) + (x.who.empty() ? "" : ", ") + x.who +
+                                ") and " + hexptr(y.a) + " (usable " + std::to_string(y.extent) + " bytes, thread " +
+                                std::to_string(y.thread) + (y.who.empty() ? "" : ", ") + y.who + ")",
+                            {x.thread, y.thread}),
+            prog.ops.size());
+        return false;
+      }
+    }
+    // Then the contents (an overlap shows up as changed contents too; the overlap is the
+    // better diagnosis).
+    std::string report;
+    for (unsigned t = 0; t < n; ++t) {
+      if (!eng[t]->verify_all(when, context(t), &report)) {
+        record_failure(report, prog.ops.size());
+        return false;
+      }
+    }
+    if (be.has_heap_check()) {
+      std::string msg;
+      if (be.check_heap(&msg) != 0) {
+        record_failure(boundary_report(std::string("heap check failed ") + when + ": " + msg, {}), prog.ops.size());
+        return false;
+      }
+    }
+    return check_stats(when);
+  }
+
+  // Model totals over every thread and mailbox.
+  void model_totals(uint64_t* count, uint64_t* requested, uint64_t* usable) const {
+    *count = *requested = *usable = 0;
+    for (unsigned t = 0; t < n; ++t) {
+      *count += eng[t]->live_count();
+      *requested += eng[t]->live_requested();
+      *usable += eng[t]->live_usable();
+      for (const Message& m : box[t]->q) {
+        ++*count;
+        *requested += m.block.requested;
+        *usable += m.block.usable;
+      }
+    }
+  }
+
+  // tm_stats deltas against the model (only meaningful while no worker runs), and the
+  // snapshot's self-consistency (as in the single-thread interpreter).
+  bool check_stats(const char* when) {
+    if (!be.has_stats()) return true;
+    HeapStats s;
+    be.stats(&s);
+    uint64_t count, requested, usable;
+    model_totals(&count, &requested, &usable);
+    char buf[512];
+    auto bad = [&](const char* fmt, auto... args) {
+      snprintf(buf, sizeof buf, fmt, args...);
+      record_failure(boundary_report(std::string("stats ") + when + ": " + buf, {}), prog.ops.size());
+      return false;
+    };
+    if (s.live_blocks - base.live_blocks != count) {
+      return bad("live_blocks is %zu (baseline %zu, so %" PRId64 " blocks of this run); the model has %" PRIu64
+                 " live blocks in all threads and mailboxes",
+                 s.live_blocks, base.live_blocks, static_cast<int64_t>(s.live_blocks - base.live_blocks), count);
+    }
+    if (s.requested_bytes - base.requested_bytes != requested) {
+      return bad("requested_bytes is %zu (baseline %zu, so %" PRId64 " bytes of this run); the model has %" PRIu64,
+                 s.requested_bytes, base.requested_bytes,
+                 static_cast<int64_t>(s.requested_bytes - base.requested_bytes), requested);
+    }
+    if (s.usable_bytes - base.usable_bytes != usable) {
+      return bad("usable_bytes is %zu (baseline %zu, so %" PRId64
+                 " bytes of this run); the model's sum of usable_size() is %" PRIu64,
+                 s.usable_bytes, base.usable_bytes, static_cast<int64_t>(s.usable_bytes - base.usable_bytes), usable);
+    }
+    if (s.small_live_blocks + s.medium_live_blocks + s.large_live_blocks != s.live_blocks) {
+      return bad("small %zu + medium %zu + large %zu live blocks != live_blocks %zu", s.small_live_blocks,
+                 s.medium_live_blocks, s.large_live_blocks, s.live_blocks);
+    }
+    if (s.class_live_sum != s.small_live_blocks) {
+      return bad("sum of class_live_blocks %zu != small_live_blocks %zu", s.class_live_sum, s.small_live_blocks);
+    }
+    if (s.usable_bytes < s.requested_bytes) {
+      return bad("usable_bytes %zu < requested_bytes %zu", s.usable_bytes, s.requested_bytes);
+    }
+    if (s.peak_requested_bytes < s.requested_bytes) {
+      return bad("peak_requested_bytes %zu < requested_bytes %zu", s.peak_requested_bytes, s.requested_bytes);
+    }
+    if (s.peak_mapped_bytes < s.mapped_bytes) {
+      return bad("peak_mapped_bytes %zu < mapped_bytes %zu", s.peak_mapped_bytes, s.mapped_bytes);
+    }
+    if (s.committed_bytes > s.mapped_bytes) {
+      return bad("committed_bytes %zu > mapped_bytes %zu", s.committed_bytes, s.mapped_bytes);
+    }
+    if (s.medium_largest_free > s.medium_free_bytes || (s.medium_free_blocks == 0) != (s.medium_free_bytes == 0)) {
+      return bad("medium free space inconsistent: %zu blocks, %zu bytes, largest %zu", s.medium_free_blocks,
+                 s.medium_free_bytes, s.medium_largest_free);
+    }
+    return true;
+  }
+
+  // ---- handoffs at a phase end (main thread, workers parked) ----
+  // Moves the block of thread a's slot s into thread b's slot d (exchanging with a block there).
+  bool move_block(unsigned a, unsigned s, unsigned b, unsigned d, uint32_t i) {
+    ThreadEngine& from = *eng[a];
+    ThreadEngine& to = *eng[b];
+    if (!from.live(s)) return true;
+    if (a == b && s == d) return true;
+    std::string report;
+    Block blk, other;
+    const std::string desc = from.describe(s);
+    if (!from.take(s, &blk, "before it was given to another thread", context(a), &report)) {
+      record_failure(report, i);
+      return false;
+    }
+    const bool exchange = to.live(d);
+    if (exchange && !to.take(d, &other, "before it was exchanged with another thread's block", context(b), &report)) {
+      record_failure(report, i);
+      return false;
+    }
+    if (!to.put(d, blk, "when it was given to this thread", context(b), &report) ||
+        (exchange && !from.put(s, other, "when it was given back in exchange", context(a), &report))) {
+      record_failure(report, i);
+      return false;
+    }
+    from.note(i, at(i) + " gave " + desc + " -> thread " + std::to_string(b) + " slot " + std::to_string(d) +
+                     (exchange ? " (exchanged)" : ""));
+    to.note(i, at(i) + " got slot " + std::to_string(d) + " <- thread " + std::to_string(a) + " slot " +
+                   std::to_string(s) + (exchange ? " (exchanged)" : ""));
+    ctr.handoffs += exchange ? 2 : 1;
+    return true;
+  }
+
+  bool apply_deferred(const Phase& ph) {
+    for (const auto& [a, i] : ph.deferred) {
+      const MtOp& m = prog.ops[i];
+      const unsigned b = m.thread % n;
+      if (m.kind == MtKind::kGive) {
+        if (!move_block(a, m.slot, b, m.slot2, i)) return false;
+      } else if (a != b) {  // migrate
+        for (unsigned s = 0; s < kSlots; ++s) {
+          if (!move_block(a, s, b, s, i)) return false;
+        }
+      }
+    }
+    return true;
+  }
+
+  // ---- the run ----
+  Result go() {
+    build();
+    received_by.assign(n, 0);
+    drained_by.assign(n, 0);
+    go_gen.assign(n, -1);
+    done_gen.assign(n, -1);
+    os.resize(n);
+    os_number.assign(n, 0);
+    box.clear();
+    for (unsigned t = 0; t < n; ++t) box.push_back(std::make_unique<Mailbox>());
+    if (prog.strict_overlap()) registry = std::make_unique<Registry>();
+    for (unsigned t = 0; t < n; ++t) {
+      eng.push_back(std::make_unique<ThreadEngine>(be, opt, tprog[t], t, n, registry.get()));
+    }
+    if (be.has_stats()) be.stats(&base);
+
+    for (size_t p = 0; p < phases.size() && !failed.load(std::memory_order_relaxed); ++p) {
+      const Phase& ph = phases[p];
+      if (ph.empty()) continue;
+      cur_phase = static_cast<long>(p);
+      ++ctr.phases;
+      const bool oom = ph.oom && be.has_oom_injection();
+      if (oom) {
+        be.fail_os_after(static_cast<long>(ph.oom_arg & 7u));
+        for (auto& e : eng) e->set_oom(true);
+      }
+      if (serial) {
+        for (unsigned t = 0; t < n; ++t) run_threads(cur_phase, {t});
+      } else {
+        std::vector<unsigned> all(n);
+        for (unsigned t = 0; t < n; ++t) all[t] = t;
+        run_threads(cur_phase, all);
+      }
+      if (oom) {
+        be.fail_os_after(-1);
+        for (auto& e : eng) e->set_oom(false);
+      }
+      if (failed.load(std::memory_order_relaxed)) break;
+      if (!apply_deferred(ph)) break;
+      if (!phase_end_checks(ph.final_frees ? "after the owners' final frees" : "at the end of the phase")) break;
+    }
+    // Every worker exits and is joined before the final frees and the leak check.
+    {
+      std::lock_guard<std::mutex> g(mu);
+      quit = true;
+    }
+    go_cv.notify_all();
+    for (auto& th : os) {
+      if (th.joinable()) th.join();
+    }
+    cur_phase = -1;
+    for (unsigned t = 0; t < n; ++t) {
+      ctr.received += received_by[t];
+      ctr.drained += drained_by[t];
+    }
+    if (!failed.load(std::memory_order_relaxed)) final_frees();
+
+    for (unsigned t = 0; t < n; ++t) {
+      const Interpreter::Counters& c = eng[t]->counters();
+      ctr.heap.ops += c.ops;
+      ctr.heap.allocs += c.allocs;
+      ctr.heap.frees += c.frees;
+      ctr.heap.reallocs += c.reallocs;
+      ctr.heap.realloc_in_place += c.realloc_in_place;
+      ctr.heap.expected_failures += c.expected_failures;
+      ctr.heap.oom_failures += c.oom_failures;
+      ctr.heap.skipped += c.skipped;
+    }
+    Result res;
+    if (failed.load(std::memory_order_relaxed)) {
+      res.ok = false;
+      res.op_index = failure_op;
+      res.message = failure;
+      if (be.has_oom_injection()) be.fail_os_after(-1);
+      for (auto& e : eng) e->forget_all(opt.free_after_failure);
+      for (auto& b : box) {
+        if (opt.free_after_failure) {
+          for (const Message& m : b->q) be.free(m.block.p);
+        }
+        b->q.clear();
+      }
+    }
+    return res;
+  }
+
+  // After every worker exited: the main thread frees what is left (blocks of exited threads:
+  // foreign frees), then the heap check and the leak check against the baseline.
+  void final_frees() {
+    std::string report;
+    for (unsigned t = 0; t < n; ++t) {
+      if (!eng[t]->verify_all("at the end of the input", context(t), &report)) {
+        record_failure(report, prog.ops.size());
+        return;
+      }
+    }
+    // Mailboxes first (blocks nobody received), then every thread's slots.
+    for (unsigned t = 0; t < n; ++t) {
+      std::deque<Message> q;
+      q.swap(box[t]->q);
+      for (const Message& m : q) {
+        if (!free_detached(m, t, context(t))) return;
+        ++ctr.foreign_frees;
+      }
+    }
+    std::vector<std::pair<unsigned, unsigned>> order;  // (thread, slot)
+    if (prog.end_order() == EndOrder::kAddressAscending || prog.end_order() == EndOrder::kAddressDescending) {
+      std::vector<std::pair<uintptr_t, std::pair<unsigned, unsigned>>> v;
+      for (unsigned t = 0; t < n; ++t) {
+        for (const auto& b : eng[t]->live_blocks()) v.push_back({b.addr, {t, b.slot}});
+      }
+      std::sort(v.begin(), v.end());
+      if (prog.end_order() == EndOrder::kAddressDescending) std::reverse(v.begin(), v.end());
+      for (auto& x : v) order.push_back(x.second);
+    } else {
+      for (unsigned t = 0; t < n; ++t) {
+        for (unsigned s : end_order_of(t)) order.push_back({t, s});
+      }
+    }
+    for (auto [t, s] : order) {
+      if (!eng[t]->live(s)) continue;
+      if (!eng[t]->release(s, "at the final free (by the main thread, after every worker exited)",
+                           "main thread, final frees of thread " + std::to_string(t) + "'s blocks", &report)) {
+        record_failure(report, prog.ops.size());
+        return;
+      }
+      ++ctr.foreign_frees;
+    }
+    if (be.has_heap_check()) {
+      std::string msg;
+      if (be.check_heap(&msg) != 0) {
+        record_failure(boundary_report("heap check failed after the final frees: " + msg, {}), prog.ops.size());
+        return;
+      }
+    }
+    if (be.has_stats()) {
+      HeapStats s;
+      be.stats(&s);
+      if (s.live_blocks != base.live_blocks || s.requested_bytes != base.requested_bytes ||
+          s.usable_bytes != base.usable_bytes) {
+        char buf[600];
+        snprintf(buf, sizeof buf,
+                 "leak: after every worker thread exited (joined) and every block was freed, stats say live_blocks "
+                 "%zu, requested_bytes %zu, usable_bytes %zu; at the start of the input they were %zu, %zu, %zu "
+                 "(%zu OS threads ran, %zu exited early): blocks cached by an exited thread not returned, or a "
+                 "cross-thread free lost?",
+                 s.live_blocks, s.requested_bytes, s.usable_bytes, base.live_blocks, base.requested_bytes,
+                 base.usable_bytes, ctr.os_threads, ctr.exits);
+        record_failure(boundary_report(buf, {}), prog.ops.size());
+        return;
+      }
+      check_stats("after the final frees");
+    }
+  }
+};
+
+// Sets tinymalloc's arena options for a run's arena mode (tm backend only) and restores the
+// previous values when it goes out of scope (after every worker was joined).
+class ArenaOptions {
+ public:
+  ArenaOptions(const Backend& be, MtArenaMode mode, unsigned threads) {
+    if (mode == MtArenaMode::kDefault || std::string_view(be.name()) != "tm") return;
+    if (tm_option_get("arenas", &arenas_) != 0 || tm_option_get("arena_select", &select_) != 0) return;
+    active_ = true;
+    switch (mode) {
+      case MtArenaMode::kPerThread:
+        tm_option_set("arena_select", 1);
+        tm_option_set("arenas", static_cast<long>(threads));
+        break;
+      case MtArenaMode::kShared:
+        tm_option_set("arenas", 1);
+        break;
+      case MtArenaMode::kTwo:
+        tm_option_set("arena_select", 1);
+        tm_option_set("arenas", 2);
+        break;
+      case MtArenaMode::kDefault:
+        break;
+    }
+  }
+  ~ArenaOptions() {
+    if (!active_) return;
+    tm_option_set("arenas", arenas_);
+    tm_option_set("arena_select", select_);
+  }
+  ArenaOptions(const ArenaOptions&) = delete;
+  ArenaOptions& operator=(const ArenaOptions&) = delete;
+
+ private:
+  bool active_ = false;
+  long arenas_ = 0;
+  long select_ = 0;
+};
+
+// ---- MtInterpreter ----------------------------------------------------------------------------
+
+MtInterpreter::MtInterpreter(Backend& backend, Options options) : backend_(backend), options_(std::move(options)) {}
+
+MtInterpreter::~MtInterpreter() = default;
+
+Result MtInterpreter::run(const MtProgram& program) {
+  counters_ = Counters{};
+  const ArenaOptions arenas(backend_, program.arena_mode(), program.threads());
+  const bool faulty = std::string_view(backend_.name()).rfind("faulty", 0) == 0;
+  if (faulty) {
+    LockedBackend locked(backend_);
+    MtRun r(locked, options_, program, serial_, counters_);
+    return r.go();
+  }
+  MtRun r(backend_, options_, program, serial_, counters_);
+  return r.go();
+}
+
+bool mt_serial_from_env() {
+  const char* e = getenv("TM_HARNESS_MT_SERIAL");
+  return e != nullptr && *e != '\0' && strcmp(e, "0") != 0;
+}
+
+}  // namespace tmh

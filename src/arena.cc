@@ -1,0 +1,83 @@
+// Arena count and selection (see arena.h).
+#include "arena.h"
+
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "options.h"
+#include "spinlock.h"
+
+namespace tmalloc {
+
+namespace {
+
+std::atomic<unsigned> g_cpu_count{0};  // 0 until arena_init: one arena
+std::atomic<unsigned> g_arenas_used{1};
+std::atomic<unsigned> g_next_thread_arena{0};
+SpinLock g_activation_lock;
+
+// CPUs in this process's affinity mask, from the raw system call (glibc's CPU-count
+// helpers may read /sys through allocating stdio).
+unsigned affinity_cpu_count() {
+  unsigned long mask[16] = {};  // 1024 CPUs
+  const long bytes = syscall(SYS_sched_getaffinity, 0, sizeof mask, mask);
+  if (bytes <= 0) return 1;
+  unsigned count = 0;
+  for (long i = 0; i < bytes / static_cast<long>(sizeof mask[0]); ++i) {
+    count += static_cast<unsigned>(__builtin_popcountl(mask[i]));
+  }
+  return count == 0 ? 1 : count;
+}
+
+}  // namespace
+
+unsigned arena_count() {
+  const unsigned cpus = g_cpu_count.load(std::memory_order_relaxed);
+  if (cpus == 0) return 1;
+  // Read on every selection, so tm_option_set("arenas", n) applies to later choices.
+  const long wanted = option(OptionId::kArenas);
+  if (wanted <= 0) return cpus;
+  return wanted > static_cast<long>(kMaxArenas) ? kMaxArenas : static_cast<unsigned>(wanted);
+}
+
+unsigned arena_select(unsigned previous, bool contended) {
+  const unsigned count = arena_count();
+  if (count == 1) return 0;
+  if (option(OptionId::kArenaSelect) == kArenaSelectThread) {
+    if (previous != 0) return contended ? previous % count : (previous - 1) % count;
+    return g_next_thread_arena.fetch_add(1, std::memory_order_relaxed) % count;
+  }
+  // glibc reads the CPU number from the rseq area (no system call) where the kernel
+  // supports it. The CPU can change right after: harmless, see arena.h.
+  const int cpu = sched_getcpu();
+  unsigned chosen = (cpu < 0 ? 0 : static_cast<unsigned>(cpu)) % count;
+  if (contended && chosen == previous - 1) chosen = (chosen + 1) % count;
+  return chosen;
+}
+
+unsigned arenas_used() {
+  // acquire: pairs with the release in arena_note_used; a walker that sees the count also
+  // sees the arena's zero-initialised state (nothing else is published by it).
+  return g_arenas_used.load(std::memory_order_acquire);
+}
+
+void arena_note_used(unsigned index) {
+  if (index < g_arenas_used.load(std::memory_order_relaxed)) return;
+  LockGuard guard(g_activation_lock);
+  if (index >= g_arenas_used.load(std::memory_order_relaxed)) {
+    g_arenas_used.store(index + 1, std::memory_order_release);
+  }
+}
+
+void arena_activation_lock() { g_activation_lock.lock(); }
+void arena_activation_unlock() { g_activation_lock.unlock(); }
+
+void arena_init() {
+  const unsigned cpus = affinity_cpu_count();
+  g_cpu_count.store(cpus > kMaxArenas ? kMaxArenas : cpus, std::memory_order_relaxed);
+}
+
+}  // namespace tmalloc

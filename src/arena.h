@@ -1,0 +1,42 @@
+// Arenas: independent heaps, each with its own small size-class runs, segments and medium
+// tier, each lock-protected on its own. A thread uses one arena for its slow paths (cache
+// refills, medium allocations) and picks it again when that arena's lock is contended:
+// by the CPU it runs on then (sched_getcpu, the default, stepping to the next arena if the
+// CPU's arena is the contended one) or round-robin (option arena_select=thread). A
+// single-threaded program thus stays in one arena (no fragmentation over arenas), and
+// threads that collide spread out over the CPUs' arenas.
+//
+// Why a thread that migrates between CPUs mid-operation is still correct: the arena choice
+// is only a locality hint, never an ownership claim. Every structure of an arena is guarded
+// by that arena's locks, and the owner of a block is recorded in its segment (not derived
+// from the CPU), so an operation that started for arena A on CPU 0 and finishes on CPU 1
+// still takes A's locks and returns blocks to A. The worst outcome is contention with a
+// thread that now runs on A's CPU, which the try-lock fallback resolves by moving on.
+#pragma once
+
+#include "config.h"
+
+namespace tmalloc {
+
+// Number of arenas threads choose from (1 until the runtime is initialised): the `arenas`
+// option, or one per CPU this process may run on; at most kMaxArenas.
+unsigned arena_count();
+
+// Picks an arena for a thread: `previous` is the thread's current arena + 1 (0 = none yet)
+// and `contended` tells whether its lock was found busy. The result is < arena_count().
+unsigned arena_select(unsigned previous, bool contended);
+
+// Arenas [0, arenas_used()) have been touched; heap checks and stats visit only these.
+unsigned arenas_used();
+
+// Marks arena `index` used before its structures are touched (first use only locks).
+void arena_note_used(unsigned index);
+
+// Serialises arena activation with whole-heap walks: taken first by lock_everything.
+void arena_activation_lock();
+void arena_activation_unlock();
+
+// Counts the CPUs this process may run on (runtime init; no allocation).
+void arena_init();
+
+}  // namespace tmalloc

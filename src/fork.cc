@@ -1,0 +1,63 @@
+// Global lock order and the fork handlers (see fork.h).
+#include "fork.h"
+
+#include <pthread.h>
+
+#include "arena.h"
+#include "large.h"
+#include "medium.h"
+#include "segment_pool.h"
+#include "small.h"
+#include "thread_cache.h"
+
+namespace tmalloc {
+
+namespace {
+
+// Arenas locked by the fork prepare handler (read by the parent and child handlers).
+unsigned g_fork_arenas;
+
+// Before fork(): no allocator lock may be held by another thread inside the child.
+void fork_prepare() {
+  g_fork_arenas = heap_lock_all();
+  pool_lock();
+  registry_lock();
+}
+
+// After fork() in the parent: release in reverse order.
+void fork_parent() {
+  registry_unlock();
+  pool_unlock();
+  heap_unlock_all(g_fork_arenas);
+}
+
+// After fork() in the child: this thread took every lock, so it can release them; then the
+// caches of the threads that did not survive go back to the heap.
+void fork_child() {
+  registry_unlock();
+  pool_unlock();
+  heap_unlock_all(g_fork_arenas);
+  cache_forget_other_threads_in_child();
+}
+
+}  // namespace
+
+unsigned heap_lock_all() {
+  arena_activation_lock();
+  const unsigned arenas = arenas_used();
+  small_lock_all(arenas);
+  medium_lock_all(arenas);
+  large_lock();
+  return arenas;
+}
+
+void heap_unlock_all(unsigned arenas) {
+  large_unlock();
+  medium_unlock_all(arenas);
+  small_unlock_all(arenas);
+  arena_activation_unlock();
+}
+
+void fork_handlers_install() { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+
+}  // namespace tmalloc

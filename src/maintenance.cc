@@ -1,0 +1,30 @@
+// Periodic upkeep of free memory (see segment_pool.h: heap_maintain).
+#include <atomic>
+
+#include "medium.h"
+#include "options.h"
+#include "os.h"
+#include "segment_pool.h"
+#include "small.h"
+
+namespace tmalloc {
+
+namespace {
+
+// When the last arena sweep ran (monotonic ms); one thread claims each sweep.
+std::atomic<uint64_t> g_last_sweep_ms{0};
+
+}  // namespace
+
+void heap_maintain() {
+  pool_maintain();
+  const uint64_t now = os_monotonic_ms();
+  uint64_t last = g_last_sweep_ms.load(std::memory_order_relaxed);
+  if (now - last < static_cast<uint64_t>(option(OptionId::kPurgeDelayMs))) return;
+  // Relaxed: the timestamp only rate-limits sweeps; the sweeps synchronise by locks.
+  if (!g_last_sweep_ms.compare_exchange_strong(last, now, std::memory_order_relaxed)) return;
+  small_sweep_idle();
+  medium_sweep_idle();
+}
+
+}  // namespace tmalloc

@@ -1,0 +1,56 @@
+// Global pool of free mappings (empty 4 MiB segments and freed large blocks' mappings),
+// shared by every arena and tier. An arena that holds more empty segments than the
+// `arena_retain` option moves them here, and the large tier puts freed mappings here; any
+// arena and the large tier take from here before asking the OS. This is how memory
+// migrates between arenas, and why churning large blocks does not pay page faults again.
+// A pooled mapping's memory is returned to the OS (madvise) once it has been in the pool
+// for `purge_delay_ms`; beyond `pool_segments` entries the oldest is unmapped. Every
+// pooled mapping starts on a segment boundary.
+#pragma once
+
+#include <cstddef>
+
+namespace tmalloc {
+
+// A mapping taken from the pool.
+struct PooledSegment {
+  void* address;  // nullptr when nothing fits
+  bool purged;    // true: every byte reads as zero (the pages went back to the OS)
+};
+
+// Takes a pooled mapping of exactly `size` bytes (a page multiple) starting at a multiple
+// of `alignment`: the smallest entry that is large enough, with its tail beyond `size`
+// unmapped. Among equal sizes the most recently pooled (the most likely to be hot).
+PooledSegment pool_take(size_t size, size_t alignment);
+
+// Adds a free mapping (unregistered from the address map, unpoisoned, segment-aligned)
+// to the pool, unmapping the oldest entry when the pool is full. Purges entries older
+// than the delay.
+void pool_give(void* mapping, size_t size);
+
+// Unmaps every entry now (tm_release_cached, malloc_trim).
+void pool_release_all();
+
+// Purges entries older than the purge delay (called from slow paths).
+void pool_maintain();
+
+// Periodic upkeep, from slow paths and every kTickInterval cached allocations of a thread:
+// purges pool entries past the delay, and once per purge delay sweeps the arenas for
+// retained empty segments that stayed empty (their memory goes back to the OS).
+void heap_maintain();
+
+// Entries in the pool, how many of them are purged, and their bytes (stats).
+struct PoolTotals {
+  size_t segments;
+  size_t purged;
+  size_t bytes;
+};
+PoolTotals pool_totals();
+
+// Lock order: the pool lock comes after every arena and tier lock. Fork handlers take and
+// release it (see fork.cc).
+void pool_lock();
+void pool_unlock();
+void pool_reset_lock_in_child();
+
+}  // namespace tmalloc

@@ -1,0 +1,375 @@
+// Thread caches: set-up, refill, flush, thread exit and the per-thread statistics
+// registry (see thread_cache.h).
+#include "thread_cache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/auxv.h>
+
+#include <cstring>
+
+#include "arena.h"
+#include "check.h"
+#include "chunk_map.h"
+#include "fork.h"
+#include "options.h"
+#include "os.h"
+#include "plant.h"
+#include "segment_pool.h"
+#include "spinlock.h"
+#include "tinymalloc.h"
+
+namespace tmalloc {
+
+constinit thread_local ThreadCache t_cache __attribute__((tls_model(TM_TLS_MODEL))){};
+
+// Before the runtime picks a random key, a fixed odd constant (never a plausible pointer).
+std::atomic<uintptr_t> g_free_key{0x9e3779b97f4a7c15u};
+
+namespace {
+
+// Growth of a thread's requested counter between two samples of the global peak.
+constexpr int64_t kPeakSampleBytes = TM_PEAK_SAMPLE_BYTES;
+
+SpinLock g_registry_lock;
+ThreadCache* g_registry;  // live caches (state kActive)
+size_t g_registry_count;
+// Requested bytes of threads without a live cache: exited threads and bypass threads.
+std::atomic<int64_t> g_unregistered_requested{0};
+std::atomic<int64_t> g_unregistered_peak_mark{0};
+std::atomic<size_t> g_peak_requested{0};
+
+// Set in a fork child that lost threads (see CacheTotals::inexact).
+std::atomic<bool> g_counters_inexact{false};
+
+pthread_key_t g_exit_key;
+std::atomic<int> g_runtime_state{0};  // 0 = not started, 1 = initialising, 2 = ready
+constinit thread_local bool t_initialising __attribute__((tls_model(TM_TLS_MODEL))) = false;
+
+// A new thread's bin limit (see cache_init).
+constexpr uint32_t kInitialBinLimit = 8;
+
+// Doubles a bin's limit up to the class's maximum; true when it grew.
+bool grow_limit(CacheBin& bin, size_t class_index);
+
+// Most blocks a bin holds for class `class_index`.
+uint32_t bin_limit(size_t class_index) {
+  const size_t blocks = kCacheBinBytes / class_size(class_index);
+  return static_cast<uint32_t>(blocks < 8 ? 8 : blocks > 256 ? 256 : blocks);
+}
+
+bool grow_limit(CacheBin& bin, size_t class_index) {
+  const uint32_t max = bin_limit(class_index);
+  if (bin.limit >= max) return false;
+  bin.limit = bin.limit * 2 < max ? bin.limit * 2 : max;
+  return true;
+}
+
+// Sum of requested bytes over live caches and unregistered threads (registry lock held).
+int64_t requested_sum_locked() {
+  int64_t total = g_unregistered_requested.load(std::memory_order_relaxed);
+  for (ThreadCache* cache = g_registry; cache != nullptr; cache = cache->next) {
+    total += cache->requested.load(std::memory_order_relaxed);
+  }
+  return total;
+}
+
+// Raises the sampled peak to `value`.
+void raise_peak(size_t value) {
+  size_t peak = g_peak_requested.load(std::memory_order_relaxed);
+  while (value > peak && !g_peak_requested.compare_exchange_weak(peak, value, std::memory_order_relaxed)) {
+  }
+}
+
+// Returns the `count` blocks listed from `head` (class `class_index`) to the heap, from
+// the calling thread's current arena.
+void return_blocks(ThreadCache& cache, size_t class_index, void* head, size_t count) {
+  if (count == 0) return;
+  (void)cache;
+  small_return(class_index, head, count, current_arena());
+}
+
+// Empties every bin of `cache` (thread exit, fork child, tm_release_cached). Walks the
+// lists rather than trusting the counts, bounded by the limit in case a fork child sees
+// a bin its thread was updating.
+void flush_all(ThreadCache& cache) {
+  for (size_t c = 0; c < kSmallClassCount; ++c) {
+    CacheBin& bin = cache.bins[c];
+    void* head = bin.head;
+    size_t count = 0;
+    for (void* block = head; block != nullptr && count <= bin.limit; block = free_block_next(block)) ++count;
+    bin.head = nullptr;
+    bin.count.store(0, std::memory_order_relaxed);
+    return_blocks(cache, c, head, count);
+  }
+}
+
+// Unlinks a cache from the registry and folds its counter into the unregistered sum
+// (registry lock held).
+void unregister_locked(ThreadCache& cache) {
+  if (cache.prev != nullptr) {
+    cache.prev->next = cache.next;
+  } else {
+    g_registry = cache.next;
+  }
+  if (cache.next != nullptr) cache.next->prev = cache.prev;
+  cache.next = cache.prev = nullptr;
+  --g_registry_count;
+  g_unregistered_requested.fetch_add(cache.requested.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  cache.requested.store(0, std::memory_order_relaxed);
+}
+
+// pthread key destructor: the thread is exiting. Later calls of this thread (other TLS
+// destructors) take the locked paths.
+void thread_exit(void* /*value*/) {
+  ThreadCache& cache = t_cache;
+  if (cache.state != CacheState::kActive) return;
+  for (CacheBin& bin : cache.bins) bin.limit = 0;
+  if (!TM_PLANT_IF(14)) flush_all(cache);
+  LockGuard guard(g_registry_lock);
+  unregister_locked(cache);
+  cache.state = CacheState::kBypass;
+}
+
+// Sets up the calling thread's cache (first malloc or free of the thread).
+void cache_init(ThreadCache& cache) {
+  // Calls made while setting up (pthread_setspecific may allocate) take the locked paths.
+  cache.state = CacheState::kBypass;
+  runtime_ensure();
+  if (option(OptionId::kThreadCache) == 0) return;
+  {
+    LockGuard guard(g_registry_lock);
+    cache.prev = nullptr;
+    cache.next = g_registry;
+    if (g_registry != nullptr) g_registry->prev = &cache;
+    g_registry = &cache;
+    ++g_registry_count;
+  }
+  cache.peak_mark = 0;
+  pthread_setspecific(g_exit_key, &cache);
+  // Slow start: a short-lived thread moves few blocks in and out of its cache; the limit
+  // doubles with each refill or overflow up to bin_limit.
+  for (size_t c = 0; c < kSmallClassCount; ++c) {
+    cache.bins[c].limit = bin_limit(c) < kInitialBinLimit ? bin_limit(c) : kInitialBinLimit;
+  }
+  cache.ticks = kTickInterval;
+  cache.state = CacheState::kActive;
+}
+
+}  // namespace
+
+void runtime_ensure() {
+  // acquire: pairs with the release below; the initialised options, key and arena count
+  // are visible to every thread that sees the ready state.
+  if (g_runtime_state.load(std::memory_order_acquire) == 2) return;
+  if (t_initialising) return;  // a call made by the initialisation itself
+  int expected = 0;
+  if (g_runtime_state.compare_exchange_strong(expected, 1, std::memory_order_acquire)) {
+    t_initialising = true;
+    options_init();
+    arena_init();
+    // The kernel's 16 random bytes for this process, mixed with an address (ASLR).
+    uintptr_t key = addr_of(&expected) * 0x9e3779b97f4a7c15u;
+    const auto* random_bytes = reinterpret_cast<const unsigned char*>(getauxval(AT_RANDOM));
+    if (random_bytes != nullptr) {
+      uintptr_t random[2];  // the bytes need not be aligned
+      std::memcpy(random, random_bytes, sizeof random);
+      key ^= random[0] ^ (random[1] << 1);
+    }
+    g_free_key.store(key | 1, std::memory_order_relaxed);
+    pthread_key_create(&g_exit_key, thread_exit);
+    fork_handlers_install();
+    t_initialising = false;
+    g_runtime_state.store(2, std::memory_order_release);
+    return;
+  }
+  while (g_runtime_state.load(std::memory_order_acquire) != 2) sched_yield();
+}
+
+void* cache_alloc_slow(size_t class_index, size_t requested) {
+  ThreadCache& cache = t_cache;
+  if (cache.state == CacheState::kUnset) cache_init(cache);
+  if (cache.state != CacheState::kActive) {
+    return small_alloc(current_arena(), class_index, requested, false);
+  }
+  if (cache.ticks == 0) {
+    cache.ticks = kTickInterval;
+    heap_maintain();
+  }
+  CacheBin& bin = cache.bins[class_index];
+  if (bin.head == nullptr) {
+    heap_maintain();
+    bool contended = false;
+    grow_limit(bin, class_index);
+    const uint32_t batch = bin.limit / 2;
+    const size_t got = small_refill(current_arena(), class_index, &bin.head, batch, &contended);
+    if (contended) choose_arena(true);  // move to another arena for next time
+    if (got == 0) return nullptr;       // errno = ENOMEM
+    bin.count.store(static_cast<uint32_t>(got), std::memory_order_relaxed);
+  }
+  return cache_pop(cache, bin, class_index, requested);
+}
+
+// The work of cache_free_slow (errno is saved around it).
+void cache_free_slow_body(SmallSegment* segment, void* p, const BlockRef& ref, const char* what);
+
+void cache_free_slow(SmallSegment* segment, void* p, const BlockRef& ref, const char* what) {
+  // free preserves errno; the OS calls a flush can lead to (munmap, madvise) may set it.
+  const int saved_errno = errno;
+  cache_free_slow_body(segment, p, ref, what);
+  errno = saved_errno;
+}
+
+void cache_free_slow_body(SmallSegment* segment, void* p, const BlockRef& ref, const char* what) {
+  ThreadCache& cache = t_cache;
+  if (cache.state == CacheState::kUnset) cache_init(cache);
+  if (cache.state != CacheState::kActive) {
+    small_free(segment, p, what);
+    return;
+  }
+  CacheBin& bin = cache.bins[ref.run->class_index];
+  uint32_t count = bin.count.load(std::memory_order_relaxed);
+  if (count >= bin.limit && !grow_limit(bin, ref.run->class_index)) {
+    // Full: the most recent half goes back to the heap (one lock for the batch).
+    const uint32_t give = count - bin.limit / 2;
+    void* head = bin.head;
+    void* last = head;
+    for (uint32_t i = 1; i < give; ++i) last = free_block_next(last);
+    bin.head = free_block_next(last);
+    free_block_set_next(last, nullptr);
+    count -= give;
+    bin.count.store(count, std::memory_order_relaxed);
+    return_blocks(cache, ref.run->class_index, head, give);
+  }
+  const size_t block_size = ref.run->block_size;
+  thread_requested_sub(cache, static_cast<int64_t>(block_size - get_slack(ref.run, ref.index)));
+  set_slack(ref.run, ref.index, block_size);
+  poison(p, block_size);
+  free_block_write(p, bin.head);
+  bin.head = p;
+  bin.count.store(count + 1, std::memory_order_relaxed);
+}
+
+unsigned choose_arena(bool contended) {
+  runtime_ensure();  // the arena count needs the options and the CPU count
+  ThreadCache& cache = t_cache;
+  const unsigned arena = arena_select(cache.arena_plus1, contended);
+  cache.arena_plus1 = arena + 1;
+  return arena;
+}
+
+void sample_peak_requested() {
+  ThreadCache& cache = t_cache;
+  int64_t total;
+  {
+    LockGuard guard(g_registry_lock);
+    total = requested_sum_locked();
+  }
+  if (total > 0) raise_peak(static_cast<size_t>(total));
+  cache.peak_mark = cache.requested.load(std::memory_order_relaxed) + kPeakSampleBytes;
+}
+
+void requested_add(int64_t delta) {
+  ThreadCache& cache = t_cache;
+  if (cache.state == CacheState::kUnset) cache_init(cache);
+  if (cache.state == CacheState::kActive) {
+    if (delta >= 0) {
+      thread_requested_add(cache, delta);
+    } else {
+      thread_requested_sub(cache, -delta);
+    }
+    return;
+  }
+  const int64_t now = g_unregistered_requested.fetch_add(delta, std::memory_order_relaxed) + delta;
+  if (now > g_unregistered_peak_mark.load(std::memory_order_relaxed)) {
+    g_unregistered_peak_mark.store(now + kPeakSampleBytes, std::memory_order_relaxed);
+    int64_t total;
+    {
+      LockGuard guard(g_registry_lock);
+      total = requested_sum_locked();
+    }
+    if (total > 0) raise_peak(static_cast<size_t>(total));
+  }
+}
+
+void cache_totals(CacheTotals* out) {
+  std::memset(out, 0, sizeof *out);
+  for (ThreadCache* cache = g_registry; cache != nullptr; cache = cache->next) {
+    ++out->caches;
+    for (size_t c = 0; c < kSmallClassCount; ++c)
+      out->cached[c] += cache->bins[c].count.load(std::memory_order_relaxed);
+    if (cache != &t_cache) ++out->other_threads;
+  }
+  out->requested = requested_sum_locked();
+  out->inexact = g_counters_inexact.load(std::memory_order_relaxed);
+  if (out->requested > 0) raise_peak(static_cast<size_t>(out->requested));
+}
+
+size_t requested_total() {
+  LockGuard guard(g_registry_lock);
+  const int64_t total = requested_sum_locked();
+  return total > 0 ? static_cast<size_t>(total) : 0;
+}
+
+size_t requested_peak() {
+  const size_t now = requested_total();
+  raise_peak(now);
+  return g_peak_requested.load(std::memory_order_relaxed);
+}
+
+void requested_reset_peak() {
+  g_peak_requested.store(requested_total(), std::memory_order_relaxed);
+  ThreadCache& cache = t_cache;
+  cache.peak_mark = cache.requested.load(std::memory_order_relaxed) + kPeakSampleBytes;
+}
+
+void cache_flush_current() {
+  ThreadCache& cache = t_cache;
+  if (cache.state == CacheState::kActive) flush_all(cache);
+}
+
+TM_NO_COVERAGE int cache_check_current(CheckResult* result) {
+  ThreadCache& cache = t_cache;
+  for (size_t c = 0; c < kSmallClassCount; ++c) {
+    const CacheBin& bin = cache.bins[c];
+    const uint32_t count = bin.count.load(std::memory_order_relaxed);
+    size_t walked = 0;
+    for (const void* block = bin.head; block != nullptr; block = free_block_next(block)) {
+      if (++walked > count)
+        return result->fail(TM_CHECK_FREE_LINKS, block, "thread cache bin is longer than its count");
+      const int code = small_check_cached_block(result, block, c);
+      if (code != 0) return code;
+    }
+    if (walked != count) return result->fail(TM_CHECK_FREE_LINKS, &bin, "thread cache bin is shorter than its count");
+    if (count > bin.limit) return result->fail(TM_CHECK_FREE_LINKS, &bin, "thread cache bin holds more than its limit");
+  }
+  return 0;
+}
+
+void registry_lock() { g_registry_lock.lock(); }
+void registry_unlock() { g_registry_lock.unlock(); }
+
+void cache_forget_other_threads_in_child() {
+  // Only this thread exists now. The other threads' caches are still mapped (the child is
+  // a copy), so their blocks go back to the heap instead of leaking.
+  for (;;) {
+    ThreadCache* other = nullptr;
+    {
+      LockGuard guard(g_registry_lock);
+      for (ThreadCache* cache = g_registry; cache != nullptr; cache = cache->next) {
+        if (cache != &t_cache) {
+          other = cache;
+          break;
+        }
+      }
+      if (other == nullptr) return;
+      g_counters_inexact.store(true, std::memory_order_relaxed);
+      unregister_locked(*other);
+      other->state = CacheState::kBypass;
+    }
+    flush_all(*other);
+  }
+}
+
+}  // namespace tmalloc

@@ -1,0 +1,193 @@
+// Per-thread caches of small blocks: the lock-free fast path.
+//
+// Each thread owns one bin per small class: a singly linked list of free blocks (links in
+// the blocks, see free_block.h) with a count and a limit. malloc pops from the bin and
+// free pushes onto it; neither takes a lock or does an atomic read-modify-write. An empty
+// bin is refilled with a batch from the thread's arena (small_refill, one lock for the
+// batch); a full bin returns half of its blocks to their runs (small_return), which sends
+// blocks of other arenas to those arenas' remote-free lists when their locks are busy.
+// Bins are bounded (kCacheBinBytes per class, 8..256 blocks), so a thread caches at most
+// a few MiB, and they are flushed when the thread exits (a pthread key destructor) and in
+// a fork child for the threads that did not survive the fork.
+//
+// Statistics: the requested-bytes counter is per thread (relaxed loads and stores by the
+// owner, summed by readers), so tm_stats is exact whenever the other threads are quiescent.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "free_block.h"
+#include "platform.h"
+#include "sanitizer.h"
+#include "size_class.h"
+#include "small.h"
+#include "tinymalloc.h"
+
+#ifndef TM_TLS_MODEL
+#define TM_TLS_MODEL "initial-exec"
+#endif
+
+namespace tmalloc {
+
+// Cached allocations between two heap_maintain calls of a thread: time-based upkeep (the
+// purge delay) happens even in a program that only ever hits the fast path.
+inline constexpr uint32_t kTickInterval = 256;
+
+// Bytes a bin may hold before half of it is returned (limit = clamp(this / size, 8, 256)).
+inline constexpr size_t kCacheBinBytes = 64 * 1024;
+
+struct CacheBin {
+  void* head;
+  // Written only by the owner thread (relaxed load + store, no read-modify-write), read by
+  // tm_stats from other threads.
+  std::atomic<uint32_t> count;
+  uint32_t limit;  // 0 while the cache is not active: every operation takes the slow path
+};
+
+enum class CacheState : uint32_t {
+  kUnset = 0,   // the thread has not allocated yet
+  kActive = 1,  // bins in use
+  kBypass = 2,  // no cache: thread_cache=0, a reentrant call during set-up, or exited
+};
+
+struct ThreadCache {
+  CacheBin bins[kSmallClassCount];
+  // Net requested bytes allocated minus freed by this thread (a block freed by another
+  // thread makes one positive and the other negative; the sum over threads is exact).
+  std::atomic<int64_t> requested;
+  // Above this requested value the thread samples the global sum for the peak statistic.
+  int64_t peak_mark;
+  CacheState state;
+  // Cached allocations left until the next heap_maintain call (segment_pool.h).
+  uint32_t ticks;
+  // The thread's arena + 1 (0 = not chosen yet); chosen again when its lock is contended.
+  unsigned arena_plus1;
+  // Registry of live caches (the registry lock guards these links).
+  ThreadCache* next;
+  ThreadCache* prev;
+};
+
+// The calling thread's cache (zero-initialised TLS: no constructor, no TLS wrapper).
+// constinit on the declaration too: other files access it directly, without a TLS wrapper.
+extern constinit thread_local ThreadCache t_cache __attribute__((tls_model(TM_TLS_MODEL)));
+
+// Picks the calling thread's arena again (its lock was contended, or none is chosen yet).
+TM_NOINLINE unsigned choose_arena(bool contended);
+
+// The calling thread's arena for its next slow-path operation.
+TM_ALWAYS_INLINE unsigned current_arena() {
+  const unsigned plus1 = t_cache.arena_plus1;
+  return TM_LIKELY(plus1 != 0) ? plus1 - 1 : choose_arena(false);
+}
+
+// Slow paths (thread_cache.cc).
+TM_NOINLINE void* cache_alloc_slow(size_t class_index, size_t requested);
+TM_NOINLINE void cache_free_slow(SmallSegment* segment, void* p, const BlockRef& ref, const char* what);
+TM_NOINLINE void sample_peak_requested();
+
+// Adds `delta` requested bytes to the counter of the calling thread (its cache is active).
+// The global peak is sampled when the counter rises kPeakSampleBytes above its value at
+// the last sample, or above its lowest value since.
+TM_ALWAYS_INLINE void thread_requested_add(ThreadCache& cache, int64_t delta) {
+  const int64_t now = cache.requested.load(std::memory_order_relaxed) + delta;
+  cache.requested.store(now, std::memory_order_relaxed);
+  if (TM_UNLIKELY(now > cache.peak_mark)) sample_peak_requested();
+}
+
+// Same for a decrease: keeps the sampling mark within one step of the counter.
+TM_ALWAYS_INLINE void thread_requested_sub(ThreadCache& cache, int64_t bytes) {
+  const int64_t now = cache.requested.load(std::memory_order_relaxed) - bytes;
+  cache.requested.store(now, std::memory_order_relaxed);
+  const int64_t mark = now + static_cast<int64_t>(TM_PEAK_SAMPLE_BYTES);
+  if (mark < cache.peak_mark) cache.peak_mark = mark;
+}
+
+// Hands out the first block of a non-empty bin for `requested` bytes.
+TM_ALWAYS_INLINE void* cache_pop(ThreadCache& cache, CacheBin& bin, size_t class_index, size_t requested) {
+  void* block = bin.head;
+  bin.head = free_block_next(block);
+  bin.count.store(bin.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  free_block_clear_key(block);
+  // Record the slack for the requested-bytes statistic (the block's run descriptor).
+  auto* segment = reinterpret_cast<SmallSegment*>(addr_of(block) & ~(kSegmentSize - 1));
+  RunDesc* run = &segment->runs[(addr_of(block) >> kRunShift) & (kRunsPerSegment - 1)];
+  const size_t index = static_cast<size_t>(((addr_of(block) & (kRunSize - 1)) * run->reciprocal) >> 32);
+  set_slack(run, index, class_size(class_index) - requested);
+  thread_requested_add(cache, static_cast<int64_t>(requested));
+  unpoison(block, requested);
+  return block;
+}
+
+// malloc of a small class: pops from the thread's bin, or takes the slow path.
+TM_ALWAYS_INLINE void* cache_alloc(size_t class_index, size_t requested) {
+  ThreadCache& cache = t_cache;
+  CacheBin& bin = cache.bins[class_index];
+  if (TM_LIKELY(bin.head != nullptr) && TM_LIKELY(--cache.ticks != 0)) {
+    return cache_pop(cache, bin, class_index, requested);
+  }
+  return cache_alloc_slow(class_index, requested);
+}
+
+// free of the small block p in `segment`: validates it without locks, then pushes it onto
+// the thread's bin (or takes the slow path: bin full, no cache yet, or no cache at all).
+TM_ALWAYS_INLINE void cache_free(SmallSegment* segment, void* p, const char* what) {
+  const BlockRef ref = small_locate(segment, p, what);
+  // Already free in its run, or carrying the free key (in some cache or remote list).
+  if (TM_UNLIKELY(bitmap_test(ref.run->bitmap, ref.index) || free_block_has_key(p))) {
+    report_small_double_free(ref, p, what);
+  }
+  ThreadCache& cache = t_cache;
+  CacheBin& bin = cache.bins[ref.run->class_index];
+  const uint32_t count = bin.count.load(std::memory_order_relaxed);
+  if (TM_UNLIKELY(count >= bin.limit)) return cache_free_slow(segment, p, ref, what);
+  const size_t block_size = ref.run->block_size;
+  thread_requested_sub(cache, static_cast<int64_t>(block_size - get_slack(ref.run, ref.index)));
+  set_slack(ref.run, ref.index, block_size);  // cached blocks count 0 requested bytes
+  poison(p, block_size);
+  free_block_write(p, bin.head);
+  bin.head = p;
+  bin.count.store(count + 1, std::memory_order_relaxed);
+}
+
+// Every live cache's counts per class and the requested-bytes sum over all threads
+// (registry lock held by the caller). `other_threads`: live caches besides the caller's.
+struct CacheTotals {
+  // True in a fork child whose parent had other threads: one of them may have been halfway
+  // through a lock-free fast path (a block popped but its counter not yet updated), so the
+  // requested-bytes total can be off by that block for the rest of the child's life.
+  bool inexact;
+  size_t caches;
+  size_t cached[kSmallClassCount];
+  int64_t requested;  // exited threads included
+  size_t other_threads;
+};
+void cache_totals(CacheTotals* out);
+
+// Adds `delta` requested bytes for the calling thread in any state (tiers' slow paths).
+void requested_add(int64_t delta);
+// Requested bytes over all threads (exited ones included); takes the registry lock.
+size_t requested_total();
+// Peak of requested_total as sampled, and its reset.
+size_t requested_peak();
+void requested_reset_peak();
+
+// Returns every block of the calling thread's cache to the heap (tm_release_cached).
+void cache_flush_current();
+
+// Heap check of the calling thread's cache: every cached block valid; 0 or a code.
+struct CheckResult;
+int cache_check_current(CheckResult* result);
+
+// Runtime initialisation: options, arenas, the free-block key, the thread-exit key and
+// the fork handlers. Idempotent and reentrancy-safe; returns at once after the first time.
+void runtime_ensure();
+
+// Fork support (fork.cc): the registry lock, and the child's clean-up of the caches of
+// threads that do not exist in the child.
+void registry_lock();
+void registry_unlock();
+void cache_forget_other_threads_in_child();
+
+}  // namespace tmalloc

@@ -1,0 +1,325 @@
+// Concurrency design units: the thread-cache fast path, double-free detection of cached
+// blocks, cross-thread frees, thread-exit flushing, arena selection and contention,
+// migration of empty segments through the global pool, the purge delay, fork and the
+// thread_cache option.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "test_util.h"
+#include "tinymalloc.h"
+
+namespace {
+
+using namespace tmtest;
+
+// Sets an option for the scope and restores it afterwards.
+class ScopedOption {
+ public:
+  ScopedOption(const char* name, long value) : name_(name) {
+    EXPECT_EQ(tm_option_get(name, &old_), 0);
+    EXPECT_EQ(tm_option_set(name, value), 0);
+  }
+  ~ScopedOption() { tm_option_set(name_, old_); }
+  ScopedOption(const ScopedOption&) = delete;
+  ScopedOption& operator=(const ScopedOption&) = delete;
+
+ private:
+  const char* name_;
+  long old_ = 0;
+};
+
+// Runs fn on a new thread and joins it.
+template <typename Fn>
+void on_thread(Fn fn) {
+  std::thread t(fn);
+  t.join();
+}
+
+class Arenas : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    tm_release_cached();
+    base_ = stats();
+  }
+  void TearDown() override {
+    TM_EXPECT_HEAP_OK();
+    const tm_stats_t now = stats();
+    EXPECT_EQ(now.live_blocks, base_.live_blocks) << "blocks leaked by the test";
+    EXPECT_EQ(now.requested_bytes, base_.requested_bytes);
+  }
+  tm_stats_t base_{};
+};
+
+TEST_F(Arenas, FreedSmallBlockIsReusedFromTheThreadCache) {
+  void* keep = tm_malloc(48);  // the run stays non-empty
+  void* p = tm_malloc(48);
+  tm_free(p);
+  const tm_stats_t s = stats();
+  EXPECT_GE(s.cached_blocks, 1u) << "a freed small block stays in the thread's cache";
+  EXPECT_GE(s.thread_caches, 1u);
+  void* q = tm_malloc(48);
+  EXPECT_EQ(q, p) << "the cache hands back the most recently freed block first";
+  EXPECT_EQ(stats().requested_bytes, base_.requested_bytes + 96);
+  tm_free(q);
+  tm_free(keep);
+}
+
+TEST_F(Arenas, CachedBlocksAreNotCountedLive) {
+  std::vector<void*> blocks;
+  for (int i = 0; i < 100; ++i) blocks.push_back(tm_malloc(100));
+  EXPECT_EQ(stats().live_blocks, base_.live_blocks + 100);
+  for (void* p : blocks) tm_free(p);
+  const tm_stats_t s = stats();
+  EXPECT_EQ(s.live_blocks, base_.live_blocks);
+  EXPECT_EQ(s.class_live_blocks[tm_size_to_class(100)], base_.class_live_blocks[tm_size_to_class(100)]);
+  EXPECT_EQ(s.requested_bytes, base_.requested_bytes);
+}
+
+TEST_F(Arenas, CallocFromTheCacheIsZeroed) {
+  std::vector<unsigned char*> dirty;
+  for (int i = 0; i < 64; ++i) {
+    auto* p = static_cast<unsigned char*>(tm_malloc(200));
+    std::memset(p, 0xA5, 200);
+    dirty.push_back(p);
+  }
+  for (unsigned char* p : dirty) tm_free(p);
+  for (int i = 0; i < 64; ++i) {
+    auto* p = static_cast<unsigned char*>(tm_calloc(1, 200));
+    for (size_t b = 0; b < 200; ++b) ASSERT_EQ(p[b], 0) << "byte " << b << " of a reused calloc block";
+    dirty[static_cast<size_t>(i)] = p;
+  }
+  for (unsigned char* p : dirty) tm_free(p);
+}
+
+class ArenasDeathTest : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
+TEST_F(ArenasDeathTest, DoubleFreeOfACachedBlockIsNamed) {
+  EXPECT_EXIT(
+      {
+        void* keep = tm_malloc(32);
+        void* p = tm_malloc(32);
+        tm_free(p);
+        tm_free(p);
+        (void)keep;
+      },
+      ::testing::KilledBySignal(SIGABRT),
+      "tinymalloc: double free at 0x[0-9a-f]+ \\(small block of 32 bytes, class 1, in a free list\\)");
+}
+
+TEST_F(ArenasDeathTest, DoubleFreeAfterTheCacheWasFlushedIsNamed) {
+  EXPECT_EXIT(
+      {
+        void* keep = tm_malloc(32);
+        void* p = tm_malloc(32);
+        tm_free(p);
+        tm_release_cached();  // p goes back to its run
+        tm_free(p);
+        (void)keep;
+      },
+      ::testing::KilledBySignal(SIGABRT),
+      "tinymalloc: double free at 0x[0-9a-f]+ \\(small block of 32 bytes, class 1, free in its run\\)");
+}
+
+TEST_F(ArenasDeathTest, DoubleFreeAcrossThreadsIsNamed) {
+  EXPECT_EXIT(
+      {
+        void* p = tm_malloc(64);
+        std::thread t([p] { tm_free(p); });  // into the other thread's cache
+        t.join();                            // (flushed at its exit)
+        tm_free(p);
+      },
+      ::testing::KilledBySignal(SIGABRT), "tinymalloc: double free at 0x[0-9a-f]+ \\(small block of 64 bytes");
+}
+
+TEST_F(Arenas, BlocksFreedByAnotherThreadReturnToTheHeap) {
+  std::vector<void*> blocks;
+  for (int i = 0; i < 20000; ++i) {
+    const size_t n = 16 + static_cast<size_t>(i % 40) * 16;
+    auto* p = static_cast<unsigned char*>(tm_malloc(n));
+    std::memset(p, i & 0xff, n);
+    blocks.push_back(p);
+  }
+  on_thread([&] {
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      const auto* p = static_cast<unsigned char*>(blocks[i]);
+      ASSERT_EQ(p[0], static_cast<unsigned char>(i & 0xff));
+      tm_free(blocks[i]);
+    }
+  });
+  // The freeing thread exited: its cache was flushed, nothing is stranded in it.
+  const tm_stats_t s = stats();
+  EXPECT_EQ(s.live_blocks, base_.live_blocks);
+  EXPECT_EQ(s.requested_bytes, base_.requested_bytes);
+}
+
+TEST_F(Arenas, ThreadExitFlushesItsCache) {
+  const tm_stats_t before = stats();
+  on_thread([] {
+    std::vector<void*> blocks;
+    for (int i = 0; i < 500; ++i) blocks.push_back(tm_malloc(24 + static_cast<size_t>(i % 8) * 100));
+    for (void* p : blocks) tm_free(p);
+    EXPECT_GT(stats().cached_blocks, 0u);
+  });
+  const tm_stats_t after = stats();
+  EXPECT_EQ(after.thread_caches, before.thread_caches) << "the exited thread's cache is unregistered";
+  EXPECT_EQ(after.cached_blocks, before.cached_blocks) << "the exited thread's blocks went back to their runs";
+}
+
+TEST_F(Arenas, ThreadsPickedByThreadSpreadOverArenas) {
+  ScopedOption arenas("arenas", 4);
+  ScopedOption select("arena_select", 1);  // thread
+  std::vector<std::thread> threads;
+  std::atomic<int> ready{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      std::vector<void*> blocks;
+      for (int i = 0; i < 200; ++i) blocks.push_back(tm_malloc(20000));  // medium: arena chosen now
+      ready.fetch_add(1);
+      while (ready.load() < 4) std::this_thread::yield();
+      for (void* p : blocks) tm_free(p);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_GE(stats().arenas_used, 4u) << "four threads assigned round-robin use four arenas";
+}
+
+TEST_F(Arenas, EmptySegmentsMigrateThroughThePool) {
+  ScopedOption arenas("arenas", 4);
+  ScopedOption select("arena_select", 1);
+  ScopedOption retain("arena_retain", 0);
+  ScopedOption pool("pool_segments", 64);
+  ScopedOption delay("purge_delay_ms", 60000);
+  // Thread A fills about 40 MiB of medium blocks in its arena, frees them and exits.
+  on_thread([] {
+    std::vector<void*> blocks;
+    for (int i = 0; i < 160; ++i) blocks.push_back(tm_malloc(256 * KiB));
+    for (void* p : blocks) tm_free(p);
+  });
+  const tm_stats_t pooled = stats();
+  ASSERT_GE(pooled.pool_segments, 8u) << "the empty segments went to the global pool";
+  // Thread B, in another arena, takes them instead of mapping new memory.
+  on_thread([] {
+    std::vector<void*> blocks;
+    for (int i = 0; i < 48; ++i) blocks.push_back(tm_malloc(256 * KiB));
+    const tm_stats_t during = stats();
+    EXPECT_LT(during.pool_segments, stats().pool_segments + 1);
+    for (void* p : blocks) tm_free(p);
+  });
+  const tm_stats_t after = stats();
+  EXPECT_EQ(after.os_map_calls, pooled.os_map_calls) << "no new mapping: segments came from the pool";
+  tm_release_cached();
+  EXPECT_EQ(stats().pool_segments, 0u) << "tm_release_cached empties the pool";
+}
+
+TEST_F(Arenas, PooledSegmentsArePurgedAfterTheDelay) {
+  ScopedOption retain("arena_retain", 0);
+  ScopedOption pool("pool_segments", 64);
+  ScopedOption delay("purge_delay_ms", 200);
+  std::vector<void*> blocks;
+  for (int i = 0; i < 64; ++i) blocks.push_back(tm_malloc(256 * KiB));
+  for (void* p : blocks) std::memset(p, 1, 256 * KiB);
+  for (void* p : blocks) tm_free(p);
+  const tm_stats_t fresh = stats();
+  ASSERT_GE(fresh.pool_segments, 2u);
+  EXPECT_LT(fresh.pool_purged_segments, fresh.pool_segments) << "not purged before the delay";
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Any slow path runs the purge. This large block takes one pooled mapping and gives it
+  // back on free (young again), so all but that one are purged.
+  tm_free(tm_malloc(2 * MiB));
+  const tm_stats_t later = stats();
+  EXPECT_GE(later.pool_purged_segments + 1, later.pool_segments) << "pooled segments purged after the delay";
+  EXPECT_LT(later.committed_bytes, fresh.committed_bytes);
+}
+
+TEST_F(Arenas, ZeroPurgeDelayPurgesAtOnce) {
+  ScopedOption retain("arena_retain", 0);
+  ScopedOption delay("purge_delay_ms", 0);
+  std::vector<void*> blocks;
+  for (int i = 0; i < 40; ++i) blocks.push_back(tm_malloc(200 * KiB));
+  for (void* p : blocks) tm_free(p);
+  const tm_stats_t s = stats();
+  EXPECT_EQ(s.pool_purged_segments, s.pool_segments);
+}
+
+TEST_F(Arenas, ThreadCacheOptionOffTakesTheLockedPath) {
+  ScopedOption off("thread_cache", 0);
+  on_thread([] {
+    void* keep = tm_malloc(64);
+    void* p = tm_malloc(64);
+    tm_free(p);
+    const tm_stats_t s = stats();
+    EXPECT_EQ(tm_check_heap(), 0);
+    void* q = tm_malloc(64);
+    EXPECT_EQ(q, p) << "without a cache the run hands out its lowest free block again";
+    tm_free(q);
+    tm_free(keep);
+    EXPECT_EQ(stats().live_blocks + 0, s.live_blocks - 1 + 0);
+  });
+}
+
+TEST_F(Arenas, ForkChildAllocatesWhileOtherThreadsAreBusy) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 2; ++t) {
+    workers.emplace_back([&stop, t] {
+      Rng rng(static_cast<uint64_t>(t) + 7);
+      std::vector<void*> live(64, nullptr);
+      while (!stop.load(std::memory_order_relaxed)) {
+        const size_t slot = rng.below(64);
+        tm_free(live[slot]);
+        live[slot] = tm_malloc(rng.chance(90) ? rng.range(1, 2048) : rng.range(8193, 300 * KiB));
+      }
+      for (void* p : live) tm_free(p);
+    });
+  }
+  for (int round = 0; round < 10; ++round) {
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      // Only this thread exists; every allocator lock must be free.
+      std::vector<void*> blocks;
+      for (int i = 0; i < 300; ++i) {
+        void* p = tm_malloc(static_cast<size_t>(1 + i * 37 % 20000));
+        if (p == nullptr) _exit(2);
+        std::memset(p, i & 0xff, 1);
+        blocks.push_back(p);
+      }
+      for (void* p : blocks) tm_free(p);
+      tm_check_report_t report;
+      if (tm_check_heap_report(&report) != 0) {
+        fprintf(stderr, "child heap check: %s\n", report.message);
+        _exit(1);
+      }
+      _exit(0);
+    }
+    int status = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    pid_t done = 0;
+    while ((done = waitpid(child, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    if (done == 0) {
+      kill(child, SIGKILL);
+      waitpid(child, &status, 0);
+      ADD_FAILURE() << "fork child " << round << " deadlocked";
+      break;
+    }
+    ASSERT_TRUE(WIFEXITED(status)) << "child died by a signal";
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "child round " << round;
+  }
+  stop = true;
+  for (std::thread& t : workers) t.join();
+}
+
+}  // namespace
