@@ -34,6 +34,9 @@ extern "C" {
 void *tm_malloc(size_t size);
 /* Frees a block from any tm_* allocation function. tm_free(NULL) does nothing. */
 void tm_free(void *ptr);
+/* tm_free for a caller that knows the block's size (C++ sized delete, C23 free_sized). In
+ * debug mode a size other than the one requested is reported as a mismatched sized delete. */
+void tm_free_sized(void *ptr, size_t size);
 /* Allocates count*size zeroed bytes; NULL + ENOMEM when the product overflows. */
 void *tm_calloc(size_t count, size_t size);
 /* glibc semantics: tm_realloc(NULL, n) = tm_malloc(n); tm_realloc(p, 0) frees p and returns
@@ -121,6 +124,19 @@ void tm_stats_reset_peaks(void);
  * tm_stats_t field and class_live_blocks as an array. Never allocates. */
 void tm_stats_print(int fd, int json);
 
+/* Leak report. Debug mode (option debug=1; leaks=1 implies it) records every block with its
+ * allocation site. Writes to fd the recorded blocks not freed yet, grouped by allocation
+ * site, largest total first:
+ *   tinymalloc: leak report: <N> blocks, <B> bytes in <S> allocation sites
+ *   tinymalloc:   <bytes> bytes in <count> blocks allocated at 0x<addr> <symbol>+0x<off> (<object>)
+ * (at most 50 site lines, then "tinymalloc:   ... and <K> more sites"; a site shows as
+ * "0x<addr> (<object>+0x<off>)" or "0x<addr>" when dladdr finds no symbol or no object).
+ * Returns N: 0 when every recorded block was freed or debug mode never ran. Blocks are not
+ * scanned for pointers: a block still reachable from a global counts too. Never allocates.
+ * With leaks=1 the same report goes to stderr at exit when N > 0, and a non-zero
+ * leak_exitcode then becomes the exit status. */
+size_t tm_leak_report(int fd);
+
 /* Codes returned by tm_check_heap. */
 enum tm_check_code {
   TM_CHECK_OK = 0,
@@ -146,6 +162,37 @@ typedef struct tm_check_report_s {
 int tm_check_heap(void);
 /* Like tm_check_heap, and describes the first violation in *report (may be NULL). */
 int tm_check_heap_report(tm_check_report_t *report);
+
+/* ---- Memory pools (heaps) ------------------------------------------------------------ */
+
+/* A memory pool: its blocks live in segments of their own, and the whole pool is released
+ * at once by tm_heap_reset / tm_heap_destroy. At most 64 pools exist at a time. Pool
+ * operations are thread-safe, but no thread may use a pool during its reset or destroy.
+ * tm_free / tm_realloc / tm_usable_size also accept pool blocks. */
+typedef struct tm_heap_s tm_heap_t;
+
+typedef struct tm_heap_stats_s {
+  size_t live_blocks;  /* blocks allocated from the pool and not freed */
+  size_t usable_bytes; /* their usable bytes */
+  size_t segments;     /* 4 MiB segments the pool holds */
+  size_t large_blocks; /* of live_blocks, those with a mapping of their own */
+  size_t mapped_bytes; /* segments and large mappings */
+} tm_heap_stats_t;
+
+/* Creates a pool; NULL + ENOMEM when 64 pools exist already. */
+tm_heap_t *tm_heap_create(void);
+/* malloc / calloc / realloc / free within the pool. A pointer from another pool (or from
+ * tm_malloc) is misuse: reported, then abort. tm_heap_realloc keeps the block in the pool. */
+void *tm_heap_malloc(tm_heap_t *heap, size_t size);
+void *tm_heap_calloc(tm_heap_t *heap, size_t count, size_t size);
+void *tm_heap_realloc(tm_heap_t *heap, void *ptr, size_t size);
+void tm_heap_free(tm_heap_t *heap, void *ptr);
+/* Frees every block of the pool at once; the pool stays usable. */
+void tm_heap_reset(tm_heap_t *heap);
+/* Frees every block and the pool itself (its memory goes to the global pool / the OS). */
+void tm_heap_destroy(tm_heap_t *heap);
+/* Counters of one pool. */
+void tm_heap_stats(tm_heap_t *heap, tm_heap_stats_t *out);
 
 /* ---- Size classes -------------------------------------------------------------------- */
 
@@ -176,9 +223,10 @@ size_t tm_size_to_class(size_t size);
  *   leak_exitcode   0..255, default 0: exit status forced when leaks are found (0 = keep)
  *   stats           0 = off (default), 1 = text, 2 = json: statistics printed at exit
  *   verbose         0/1, default 0: print the effective options at start-up
- * arenas, arena_select and debug are read when the allocator starts and when threads pick
- * their arenas, so setting them after the first allocation affects only later decisions;
- * debug takes effect only when it is set before the first allocation. Symbolic and boolean
+ * arenas and arena_select are read whenever a thread picks its arena, so setting them after
+ * the first allocation affects later choices. debug (and leaks, which implies it) is a
+ * run-time switch: blocks allocated while it is on are checked until freed, blocks from
+ * before are passed through unchecked. Symbolic and boolean
  * values are numbers here (arena_select thread = 1, stats json = 2, true = 1). */
 
 /* Stores the current value of option `name` in *value. Returns 0, or -1 with errno = EINVAL

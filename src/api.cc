@@ -4,10 +4,12 @@
 
 #include <cstring>
 
+#include "api_internal.h"
 #include "arena.h"
 #include "check.h"
 #include "chunk_map.h"
 #include "config.h"
+#include "debug.h"
 #include "error.h"
 #include "large.h"
 #include "medium.h"
@@ -157,6 +159,21 @@ void* reallocate(void* p, size_t size) {
 
 }  // namespace
 
+void* core_allocate(size_t size, bool zero) { return allocate(size, zero); }
+void* core_allocate_aligned(size_t alignment, size_t size) { return allocate_aligned(alignment, size); }
+void core_release(void* p, const char* what) { release(p, what); }
+void* core_reallocate(void* p, size_t size) { return reallocate(p, size); }
+size_t core_usable_size(const void* p, const char* what) { return usable_size(owner_or_report(p, what), p, what); }
+
+void* allocate_for_new(size_t size, size_t alignment, const void* site) {
+  if (TM_LIKELY(!debug_mode())) return alignment == 0 ? tm_malloc(size) : tm_aligned_alloc(alignment, size);
+  if (size > kMaxRequest || alignment > TM_MAX_ALIGNMENT) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return alignment == 0 ? debug_malloc(size, false, site) : debug_aligned_alloc(alignment, size, site);
+}
+
 }  // namespace tmalloc
 
 using namespace tmalloc;
@@ -164,17 +181,28 @@ using namespace tmalloc;
 extern "C" {
 
 TM_EXPORT void* tm_malloc(size_t size) {
+  if (TM_LIKELY(size <= kSmallMax) && TM_LIKELY(!debug_mode())) {
+    return allocate_small(size_to_class(size), size, false);
+  }
   if (TM_UNLIKELY(size > kMaxRequest)) {
     errno = ENOMEM;
     return nullptr;
   }
+  if (TM_UNLIKELY(debug_mode())) return debug_malloc(size, false, __builtin_return_address(0));
   return allocate(size, false);
 }
 
 TM_EXPORT void tm_free(void* ptr) {
   if (ptr == nullptr) return;
+  if (TM_UNLIKELY(debug_mode())) return debug_free(ptr, kUnknownSize, __builtin_return_address(0));
   // free preserves errno (glibc's contract for replacements): the small path never sets
   // it, the other paths save and restore it.
+  release(ptr, "invalid free");
+}
+
+TM_EXPORT void tm_free_sized(void* ptr, size_t size) {
+  if (ptr == nullptr) return;
+  if (TM_UNLIKELY(debug_mode())) return debug_free(ptr, size, __builtin_return_address(0));
   release(ptr, "invalid free");
 }
 
@@ -184,10 +212,16 @@ TM_EXPORT void* tm_calloc(size_t count, size_t size) {
     errno = ENOMEM;
     return nullptr;
   }
+  if (TM_UNLIKELY(debug_mode())) return debug_malloc(total, true, __builtin_return_address(0));
   return allocate(total, true);
 }
 
 TM_EXPORT void* tm_realloc(void* ptr, size_t size) {
+  if (TM_UNLIKELY(debug_mode())) {
+    if (ptr == nullptr)
+      return size > kMaxRequest ? (errno = ENOMEM, nullptr) : debug_malloc(size, false, __builtin_return_address(0));
+    return debug_realloc(ptr, size, __builtin_return_address(0));
+  }
   if (ptr == nullptr) return tm_malloc(size);
   if (size == 0) {
     release(ptr, "invalid realloc");
@@ -201,13 +235,20 @@ TM_EXPORT void* tm_aligned_alloc(size_t alignment, size_t size) {
     errno = EINVAL;
     return nullptr;
   }
+  if (TM_UNLIKELY(debug_mode())) {
+    if (size > kMaxRequest || alignment > TM_MAX_ALIGNMENT) return errno = ENOMEM, nullptr;
+    return debug_aligned_alloc(alignment, size, __builtin_return_address(0));
+  }
   return allocate_aligned(alignment, size);
 }
 
 TM_EXPORT int tm_posix_memalign(void** out, size_t alignment, size_t size) {
   if (!is_power_of_two(alignment) || alignment % sizeof(void*) != 0) return EINVAL;
   const int saved_errno = errno;
-  void* p = allocate_aligned(alignment, size);
+  void* p = TM_UNLIKELY(debug_mode()) ? (size > kMaxRequest || alignment > TM_MAX_ALIGNMENT
+                                             ? nullptr
+                                             : debug_aligned_alloc(alignment, size, __builtin_return_address(0)))
+                                      : allocate_aligned(alignment, size);
   errno = saved_errno;
   if (p == nullptr) return ENOMEM;
   *out = p;
@@ -216,6 +257,7 @@ TM_EXPORT int tm_posix_memalign(void** out, size_t alignment, size_t size) {
 
 TM_EXPORT size_t tm_usable_size(const void* ptr) {
   if (ptr == nullptr) return 0;
+  if (TM_UNLIKELY(debug_mode())) return debug_usable_size(ptr);
   return usable_size(owner_or_report(ptr, "invalid usable_size"), ptr, "invalid usable_size");
 }
 
@@ -244,6 +286,7 @@ TM_EXPORT size_t tm_size_class_size(size_t class_index) {
 TM_EXPORT size_t tm_size_to_class(size_t size) { return size <= kSmallMax ? size_to_class(size) : kSmallClassCount; }
 
 TM_EXPORT void tm_release_cached(void) {
+  debug_flush_quarantine();
   cache_flush_current();
   small_release_cached();
   medium_release_cached();

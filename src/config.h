@@ -32,6 +32,10 @@ inline constexpr size_t kMediumHeaderSize = 64 * 1024;
 
 // Most arenas the allocator can run (the `arenas` option is capped at this).
 inline constexpr unsigned kMaxArenas = 64;
+// Most memory pools (tm_heap_create) alive at once. Each pool is a private arena, in slots
+// [kMaxArenas, kArenaSlots) of the arena tables.
+inline constexpr unsigned kMaxHeaps = 64;
+inline constexpr unsigned kArenaSlots = kMaxArenas + kMaxHeaps;
 
 // Large tier: header in front of the user block inside its own mapping.
 inline constexpr size_t kLargeHeaderSize = 64;

@@ -72,7 +72,7 @@ void validate(LargeHeader* header, const void* p, const char* what) {
 
 }  // namespace
 
-void* large_alloc(size_t requested, size_t alignment, bool zero) {
+void* large_alloc(size_t requested, size_t alignment, bool zero, uint32_t pool) {
   if (requested > kMaxRequest || alignment > kMaxRequest) {
     errno = ENOMEM;
     return nullptr;
@@ -102,6 +102,7 @@ void* large_alloc(size_t requested, size_t alignment, bool zero) {
   header->mapping_size = mapping_size;
   header->user = user;
   header->requested = requested;
+  header->pool = pool;
   chunk_map_set(mapping, mapping_size, header);
   {
     LockGuard guard(g_large_lock);
@@ -133,6 +134,36 @@ void large_free(LargeHeader* header, void* p, const char* what) {
   g_freed_ring[g_freed_next.fetch_add(1, std::memory_order_relaxed) % kFreedRing].store(addr_of(p),
                                                                                         std::memory_order_relaxed);
   pool_give(mapping, mapping_size);
+}
+
+size_t large_release_pool(uint32_t pool) {
+  size_t freed = 0;
+  for (;;) {
+    LargeHeader* victim = nullptr;
+    {
+      LockGuard guard(g_large_lock);
+      for (LargeHeader* header = g_large_blocks; header != nullptr; header = header->next) {
+        if (header->pool == pool) {
+          victim = header;
+          break;
+        }
+      }
+    }
+    if (victim == nullptr) return freed;
+    ++freed;
+    large_free(victim, victim->user, "invalid free");
+  }
+}
+
+void large_pool_totals(uint32_t pool, size_t* blocks, size_t* usable, size_t* mapped) {
+  LockGuard guard(g_large_lock);
+  *blocks = *usable = *mapped = 0;
+  for (const LargeHeader* header = g_large_blocks; header != nullptr; header = header->next) {
+    if (header->pool != pool) continue;
+    ++*blocks;
+    *usable += usable_of(header);
+    *mapped += header->mapping_size;
+  }
 }
 
 size_t large_usable_size(LargeHeader* header, const void* p, const char* what) {

@@ -4,12 +4,14 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "segment.h"
 
 namespace tmalloc {
 
 struct LargeHeader : SegmentBase {
+  uint32_t pool;      // memory pool (tm_heap) slot + 1 that owns the block, 0 = none
   LargeHeader* next;  // list of live large blocks (heap walk)
   LargeHeader* prev;
   char* mapping;        // start of the mapping (segment-aligned)
@@ -25,7 +27,13 @@ static_assert(sizeof(LargeHeader) <= 64);
 // The mapping comes from the global pool when one fits (freed large blocks are reused
 // there until the purge delay), otherwise from the OS. `zero`: the requested bytes read as
 // zero (free for fresh or purged memory, cleared otherwise).
-void* large_alloc(size_t requested, size_t alignment, bool zero);
+void* large_alloc(size_t requested, size_t alignment, bool zero, uint32_t pool = 0);
+
+// Memory pools: frees every large block of pool tag `pool` (slot + 1), statistics
+// included; returns how many.
+size_t large_release_pool(uint32_t pool);
+// Live blocks and usable bytes of pool tag `pool`.
+void large_pool_totals(uint32_t pool, size_t* blocks, size_t* usable, size_t* mapped);
 
 // Frees the large block p whose address-map entry is `header`.
 void large_free(LargeHeader* header, void* p, const char* what);

@@ -37,7 +37,7 @@ struct MediumHeap {
 
 // One per arena. Zero-initialised; FitIndex and SpinLock have constexpr constructors: no
 // global constructor.
-constinit MediumHeap g_medium[kMaxArenas]{};
+constinit MediumHeap g_medium[kArenaSlots]{};
 
 // The heap (arena) that owns a segment.
 MediumHeap& heap_of(const MediumSegment* segment) { return g_medium[segment->arena]; }
@@ -156,6 +156,19 @@ TM_NO_ASAN bool spans_segment(MediumSegment* segment, BlockHeader* block) {
   return offset_of(segment, block) == kMediumFirstBlock && block->size() == kMediumMaxBlock;
 }
 
+// The range of an empty segment the idle sweep purges: everything but the page of the
+// spanning free block's header and the page of the end sentinel.
+constexpr size_t kMediumPurgeStart = kMediumFirstBlock + kPageSize;
+constexpr size_t kMediumPurgeEnd = kSegmentSize - kPageSize;
+
+// The pool accounts a given segment as committed: a segment the idle sweep purged counts
+// the purged range as committed again before it goes there.
+void note_unpurged(MediumSegment* segment) {
+  if (segment->purged == 0) return;
+  segment->purged = 0;
+  os_note_recommitted(kMediumPurgeEnd - kMediumPurgeStart);
+}
+
 // Unregisters an empty segment whose single free block is filed and moves it to the
 // global pool (lock held).
 TM_NO_ASAN void segment_destroy(MediumSegment* segment) {
@@ -170,14 +183,10 @@ TM_NO_ASAN void segment_destroy(MediumSegment* segment) {
   chunk_map_set(segment, kSegmentSize, nullptr);
   --heap.segment_count;
   --heap.empty_segments;
+  note_unpurged(segment);
   unpoison(segment, kSegmentSize);
   pool_give(segment, kSegmentSize);
 }
-
-// The range of an empty segment the idle sweep purges: everything but the page of the
-// spanning free block's header and the page of the end sentinel.
-constexpr size_t kMediumPurgeStart = kMediumFirstBlock + kPageSize;
-constexpr size_t kMediumPurgeEnd = kSegmentSize - kPageSize;
 
 // Offset of the block that contains segment offset `offset` (the nearest block start at
 // or below it), or 0 when there is none. Error path only: scans the start bitmap.
@@ -351,7 +360,10 @@ bool medium_fits(size_t requested, size_t alignment) {
 
 TM_NO_ASAN void* medium_alloc(size_t requested, size_t alignment, bool zero) {
   heap_maintain();
-  const unsigned arena_index = current_arena();
+  return medium_alloc_in(current_arena(), requested, alignment, zero);
+}
+
+TM_NO_ASAN void* medium_alloc_in(unsigned arena_index, size_t requested, size_t alignment, bool zero) {
   arena_note_used(arena_index);
   MediumHeap& heap = g_medium[arena_index];
   const size_t size = block_size_for(requested);
@@ -554,6 +566,44 @@ TM_NO_ASAN void medium_release_cached() {
       segment = next;
     }
   }
+}
+
+void medium_arena_totals(unsigned arena, MediumTotals* out) {
+  LockGuard guard(g_medium[arena].lock);
+  const MediumHeap& heap = g_medium[arena];
+  *out = MediumTotals{};
+  out->live_blocks = heap.live_blocks;
+  out->usable_bytes = heap.usable_bytes;
+  out->free_blocks = heap.index.count();
+  out->free_bytes = heap.index.bytes();
+  out->largest_free = heap.index.largest();
+  out->segments = heap.segment_count;
+}
+
+TM_NO_ASAN size_t medium_reset_arena(unsigned arena) {
+  MediumHeap& heap = g_medium[arena];
+  LockGuard guard(heap.lock);
+  size_t requested = 0;
+  while (heap.segments != nullptr) {
+    MediumSegment* segment = heap.segments;
+    // Live blocks' requested bytes leave the statistics with them.
+    for (size_t offset = kMediumFirstBlock; offset < kMediumSentinel;) {
+      BlockHeader* block = block_at(segment, offset);
+      if (!block->is_free()) requested += block->size() - kBlockHeaderSize - block->slack();
+      offset += block->size();
+    }
+    heap.segments = segment->next;
+    chunk_map_set(segment, kSegmentSize, nullptr);
+    note_unpurged(segment);
+    unpoison(segment, kSegmentSize);
+    pool_give(segment, kSegmentSize);
+  }
+  heap.index = FitIndex{};
+  heap.segment_count = 0;
+  heap.empty_segments = 0;
+  heap.live_blocks = 0;
+  heap.usable_bytes = 0;
+  return requested;
 }
 
 TM_NO_ASAN void medium_sweep_idle() {

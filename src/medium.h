@@ -40,6 +40,13 @@ inline constexpr size_t kMediumMaxBlock = kMediumSentinel - kMediumFirstBlock;
 // `zero` (skipping memory fresh from the OS). nullptr + ENOMEM on failure.
 // The block comes from the calling thread's arena (see arena.h).
 void* medium_alloc(size_t requested, size_t alignment, bool zero);
+// The same from arena (or memory pool) slot `arena`.
+void* medium_alloc_in(unsigned arena, size_t requested, size_t alignment, bool zero);
+
+// Memory pools: releases every segment of arena slot `arena` to the global pool at once
+// (the blocks in it die) and returns the requested bytes its live blocks held. No other
+// thread may use the slot meanwhile.
+size_t medium_reset_arena(unsigned arena);
 
 // True when a request of `requested` bytes at `alignment` fits the medium tier.
 bool medium_fits(size_t requested, size_t alignment);
@@ -70,6 +77,8 @@ struct MediumTotals {
 };
 // Counters for tm_stats over arenas [0, arenas) (their medium locks held).
 void medium_totals(MediumTotals* out, unsigned arenas);
+// The same for one arena slot (takes its lock).
+void medium_arena_totals(unsigned arena, MediumTotals* out);
 
 // Takes / releases the medium locks of arenas [0, arenas) in order.
 void medium_lock_all(unsigned arenas);

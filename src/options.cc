@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "config.h"
+#include "debug.h"
 #include "platform.h"
 #include "text_buffer.h"
 #include "tinymalloc.h"
@@ -402,6 +403,11 @@ TM_EXPORT int tm_option_set(const char* name, long value) {
   // After the environment, or a later first read would overwrite the value set here.
   tmalloc::options_init();
   tmalloc::g_values.v[index].store(value, std::memory_order_relaxed);
+  // Debug mode is a run-time switch (leaks=1 implies it: the leak report needs its records).
+  if (index == static_cast<size_t>(tmalloc::OptionId::kDebug) ||
+      index == static_cast<size_t>(tmalloc::OptionId::kLeaks)) {
+    tmalloc::debug_update_mode();
+  }
   return 0;
 }
 

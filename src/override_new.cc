@@ -3,16 +3,17 @@
 // file is built with exceptions (the rest of the core is not).
 #include <new>
 
+#include "api_internal.h"
 #include "platform.h"
 #include "tinymalloc.h"
 
 namespace {
 
 // Allocates or, on failure, calls the installed new-handler and retries; throws
-// std::bad_alloc when there is none.
-void* allocate_or_throw(size_t size, size_t alignment) {
+// std::bad_alloc when there is none. `site` is operator new's caller (debug mode names it).
+void* allocate_or_throw(size_t size, size_t alignment, const void* site) {
   for (;;) {
-    void* p = alignment == 0 ? tm_malloc(size) : tm_aligned_alloc(alignment, size);
+    void* p = tmalloc::allocate_for_new(size, alignment, site);
     if (p != nullptr) return p;
     std::new_handler handler = std::get_new_handler();
     if (handler == nullptr) throw std::bad_alloc();
@@ -21,9 +22,9 @@ void* allocate_or_throw(size_t size, size_t alignment) {
 }
 
 // Nothrow variant of allocate_or_throw.
-void* allocate_nothrow(size_t size, size_t alignment) noexcept {
+void* allocate_nothrow(size_t size, size_t alignment, const void* site) noexcept {
   try {
-    return allocate_or_throw(size, alignment);
+    return allocate_or_throw(size, alignment, site);
   } catch (...) {
     return nullptr;
   }
@@ -31,32 +32,36 @@ void* allocate_nothrow(size_t size, size_t alignment) noexcept {
 
 }  // namespace
 
-TM_EXPORT void* operator new(size_t size) { return allocate_or_throw(size, 0); }
-TM_EXPORT void* operator new[](size_t size) { return allocate_or_throw(size, 0); }
-TM_EXPORT void* operator new(size_t size, const std::nothrow_t&) noexcept { return allocate_nothrow(size, 0); }
-TM_EXPORT void* operator new[](size_t size, const std::nothrow_t&) noexcept { return allocate_nothrow(size, 0); }
+TM_EXPORT void* operator new(size_t size) { return allocate_or_throw(size, 0, __builtin_return_address(0)); }
+TM_EXPORT void* operator new[](size_t size) { return allocate_or_throw(size, 0, __builtin_return_address(0)); }
+TM_EXPORT void* operator new(size_t size, const std::nothrow_t&) noexcept {
+  return allocate_nothrow(size, 0, __builtin_return_address(0));
+}
+TM_EXPORT void* operator new[](size_t size, const std::nothrow_t&) noexcept {
+  return allocate_nothrow(size, 0, __builtin_return_address(0));
+}
 TM_EXPORT void* operator new(size_t size, std::align_val_t alignment) {
-  return allocate_or_throw(size, static_cast<size_t>(alignment));
+  return allocate_or_throw(size, static_cast<size_t>(alignment), __builtin_return_address(0));
 }
 TM_EXPORT void* operator new[](size_t size, std::align_val_t alignment) {
-  return allocate_or_throw(size, static_cast<size_t>(alignment));
+  return allocate_or_throw(size, static_cast<size_t>(alignment), __builtin_return_address(0));
 }
 TM_EXPORT void* operator new(size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
-  return allocate_nothrow(size, static_cast<size_t>(alignment));
+  return allocate_nothrow(size, static_cast<size_t>(alignment), __builtin_return_address(0));
 }
 TM_EXPORT void* operator new[](size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
-  return allocate_nothrow(size, static_cast<size_t>(alignment));
+  return allocate_nothrow(size, static_cast<size_t>(alignment), __builtin_return_address(0));
 }
 
 TM_EXPORT void operator delete(void* p) noexcept { tm_free(p); }
 TM_EXPORT void operator delete[](void* p) noexcept { tm_free(p); }
 TM_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { tm_free(p); }
 TM_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { tm_free(p); }
-TM_EXPORT void operator delete(void* p, size_t) noexcept { tm_free(p); }
-TM_EXPORT void operator delete[](void* p, size_t) noexcept { tm_free(p); }
+TM_EXPORT void operator delete(void* p, size_t size) noexcept { tm_free_sized(p, size); }
+TM_EXPORT void operator delete[](void* p, size_t size) noexcept { tm_free_sized(p, size); }
 TM_EXPORT void operator delete(void* p, std::align_val_t) noexcept { tm_free(p); }
 TM_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { tm_free(p); }
-TM_EXPORT void operator delete(void* p, size_t, std::align_val_t) noexcept { tm_free(p); }
-TM_EXPORT void operator delete[](void* p, size_t, std::align_val_t) noexcept { tm_free(p); }
+TM_EXPORT void operator delete(void* p, size_t size, std::align_val_t) noexcept { tm_free_sized(p, size); }
+TM_EXPORT void operator delete[](void* p, size_t size, std::align_val_t) noexcept { tm_free_sized(p, size); }
 TM_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { tm_free(p); }
 TM_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { tm_free(p); }

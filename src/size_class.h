@@ -24,6 +24,15 @@ constexpr size_t class_size(size_t class_index) {
   return base + step_in_group * (base / 8);
 }
 
+// class_size of every class, for lookups on hot paths.
+inline constexpr auto kClassSizes = [] {
+  struct Table {
+    uint32_t size[kSmallClassCount];
+  } table{};
+  for (size_t c = 0; c < kSmallClassCount; ++c) table.size[c] = static_cast<uint32_t>(class_size(c));
+  return table;
+}();
+
 // Smallest class whose block holds `size` bytes; size must be <= kSmallMax.
 constexpr size_t size_to_class(size_t size) {
   if (size <= kSmallLinearMax) return size == 0 ? 0 : (size + 15) / 16 - 1;

@@ -45,7 +45,7 @@ struct SmallArena {
 };
 
 // Zero-initialised, constexpr-constructible: no global constructor runs.
-constinit SmallArena g_arenas[kMaxArenas]{};
+constinit SmallArena g_arenas[kArenaSlots]{};
 
 // First byte of run `index` in `segment`.
 char* run_base(SmallSegment* segment, size_t index) { return reinterpret_cast<char*>(segment) + index * kRunSize; }
@@ -135,6 +135,14 @@ SmallSegment* segment_create(unsigned arena_index) {
   return segment;
 }
 
+// The pool accounts a given segment as committed: a segment the idle sweep purged counts
+// its run area as committed again before it goes there.
+void note_unpurged(SmallSegment* segment) {
+  if (segment->purged == 0) return;
+  segment->purged = 0;
+  os_note_recommitted(kSegmentSize - kSmallReservedRuns * kRunSize);
+}
+
 // Unregisters an empty segment and moves it to the global pool (segments lock held).
 void segment_destroy(SmallArena& arena, SmallSegment* segment) {
   if (segment->prev != nullptr) {
@@ -146,6 +154,7 @@ void segment_destroy(SmallArena& arena, SmallSegment* segment) {
   chunk_map_set(segment, kSegmentSize, nullptr);
   --arena.segment_count;
   --arena.empty_segments;
+  note_unpurged(segment);
   unpoison(segment, kSegmentSize);
   pool_give(segment, kSegmentSize);
 }
@@ -570,6 +579,57 @@ void small_release_cached() {
       segment = next;
     }
   }
+}
+
+size_t small_reset_arena(unsigned arena_index) {
+  SmallArena& arena = g_arenas[arena_index];
+  for (SmallClass& cls : arena.classes) cls.lock.lock();
+  size_t requested = 0;
+  {
+    LockGuard guard(arena.segments_lock);
+    while (arena.segments != nullptr) {
+      SmallSegment* segment = arena.segments;
+      for (size_t i = kSmallReservedRuns; i < kRunsPerSegment; ++i) {
+        RunDesc* run = &segment->runs[i];
+        if (!run_in_use(run)) continue;
+        const size_t words = (run->block_count + 63) / 64;
+        for (size_t w = 0; w < words; ++w) {
+          for (uint64_t live = ~bitmap_load(&run->bitmap[w]); live != 0; live &= live - 1) {
+            const size_t b = w * 64 + static_cast<size_t>(__builtin_ctzll(live));
+            if (b < run->block_count) requested += run->block_size - get_slack(run, b);
+          }
+        }
+        set_run_in_use(run, false);
+      }
+      arena.segments = segment->next;
+      chunk_map_set(segment, kSegmentSize, nullptr);
+      note_unpurged(segment);
+      unpoison(segment, kSegmentSize);
+      pool_give(segment, kSegmentSize);
+    }
+    arena.segment_count = 0;
+    arena.empty_segments = 0;
+  }
+  for (SmallClass& cls : arena.classes) {
+    cls.partial = nullptr;
+    cls.handed_out = 0;
+    cls.runs = 0;
+    cls.remote.store(nullptr, std::memory_order_relaxed);
+    cls.lock.unlock();
+  }
+  return requested;
+}
+
+void small_arena_totals(unsigned arena_index, SmallArenaTotals* out) {
+  SmallArena& arena = g_arenas[arena_index];
+  *out = SmallArenaTotals{};
+  for (size_t c = 0; c < kSmallClassCount; ++c) {
+    LockGuard guard(arena.classes[c].lock);
+    out->live_blocks += arena.classes[c].handed_out;
+    out->usable_bytes += arena.classes[c].handed_out * class_size(c);
+  }
+  LockGuard guard(arena.segments_lock);
+  out->segments = arena.segment_count;
 }
 
 void small_sweep_idle() {

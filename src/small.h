@@ -69,6 +69,18 @@ inline constexpr uint64_t kSmallUsableRunsMask = ~uint64_t{0} << kSmallReservedR
 // Largest slack a run of this block size can record.
 constexpr size_t slack_capacity(size_t block_size) { return block_size <= kByteSlackMaxBlock ? 255 : 65535; }
 
+// Classes whose runs record slack in single bytes (blocks of at most kByteSlackMaxBlock).
+inline constexpr size_t kByteSlackClasses = kByteSlackMaxBlock / 16;
+
+// set_slack for a block of class `class_index` (no load of the run's block size).
+inline void set_class_slack(RunDesc* run, size_t class_index, size_t index, size_t slack) {
+  if (class_index < kByteSlackClasses) {
+    __atomic_store_n(&run->slack.bytes[index], static_cast<uint8_t>(slack), __ATOMIC_RELAXED);
+  } else {
+    __atomic_store_n(&run->slack.halves[index], static_cast<uint16_t>(slack), __ATOMIC_RELAXED);
+  }
+}
+
 // Records the slack of block `index` (owner of the block, or class lock held).
 inline void set_slack(RunDesc* run, size_t index, size_t slack) {
   if (run->block_size <= kByteSlackMaxBlock) {
@@ -173,6 +185,17 @@ void small_unlock_all(unsigned arenas);
 
 // Returns the arenas' empty small segments to the global pool.
 void small_release_cached();
+
+// Memory pools: releases every segment of arena slot `arena` to the global pool at once and
+// returns the requested bytes its live blocks held. No other thread may use the slot.
+size_t small_reset_arena(unsigned arena);
+// Blocks handed out, their usable bytes and the segments of one arena slot (takes its locks).
+struct SmallArenaTotals {
+  size_t live_blocks;
+  size_t usable_bytes;
+  size_t segments;
+};
+void small_arena_totals(unsigned arena, SmallArenaTotals* out);
 
 // Purges the memory of empty segments an arena retains that stayed empty since the
 // previous sweep (called once per purge delay; takes each arena's segments lock).

@@ -22,7 +22,8 @@ class TextBuffer {
   size_t size() const { return length_; }
 
  private:
-  static constexpr size_t kCapacity = 320;
+  // Debug-mode reports name two allocation sites with their symbols: 1024 leaves room.
+  static constexpr size_t kCapacity = 1024;
   char buffer_[kCapacity] = {};
   size_t length_ = 0;
 };

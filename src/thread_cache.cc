@@ -12,6 +12,7 @@
 #include "arena.h"
 #include "check.h"
 #include "chunk_map.h"
+#include "debug.h"
 #include "fork.h"
 #include "options.h"
 #include "os.h"
@@ -168,6 +169,7 @@ void runtime_ensure() {
   if (g_runtime_state.compare_exchange_strong(expected, 1, std::memory_order_acquire)) {
     t_initialising = true;
     options_init();
+    debug_update_mode();
     arena_init();
     // The kernel's 16 random bytes for this process, mixed with an address (ASLR).
     uintptr_t key = addr_of(&expected) * 0x9e3779b97f4a7c15u;

@@ -88,20 +88,18 @@ TM_NOINLINE void cache_free_slow(SmallSegment* segment, void* p, const BlockRef&
 TM_NOINLINE void sample_peak_requested();
 
 // Adds `delta` requested bytes to the counter of the calling thread (its cache is active).
-// The global peak is sampled when the counter rises kPeakSampleBytes above its value at
-// the last sample, or above its lowest value since.
+// The global peak is sampled when the counter rises TM_PEAK_SAMPLE_BYTES above its value
+// at the last sample (tm_stats_reset_peaks re-arms the calling thread), so a peak is missed
+// by less than that step per thread.
 TM_ALWAYS_INLINE void thread_requested_add(ThreadCache& cache, int64_t delta) {
   const int64_t now = cache.requested.load(std::memory_order_relaxed) + delta;
   cache.requested.store(now, std::memory_order_relaxed);
   if (TM_UNLIKELY(now > cache.peak_mark)) sample_peak_requested();
 }
 
-// Same for a decrease: keeps the sampling mark within one step of the counter.
+// Same for a decrease (never a new peak).
 TM_ALWAYS_INLINE void thread_requested_sub(ThreadCache& cache, int64_t bytes) {
-  const int64_t now = cache.requested.load(std::memory_order_relaxed) - bytes;
-  cache.requested.store(now, std::memory_order_relaxed);
-  const int64_t mark = now + static_cast<int64_t>(TM_PEAK_SAMPLE_BYTES);
-  if (mark < cache.peak_mark) cache.peak_mark = mark;
+  cache.requested.store(cache.requested.load(std::memory_order_relaxed) - bytes, std::memory_order_relaxed);
 }
 
 // Hands out the first block of a non-empty bin for `requested` bytes.
@@ -114,7 +112,7 @@ TM_ALWAYS_INLINE void* cache_pop(ThreadCache& cache, CacheBin& bin, size_t class
   auto* segment = reinterpret_cast<SmallSegment*>(addr_of(block) & ~(kSegmentSize - 1));
   RunDesc* run = &segment->runs[(addr_of(block) >> kRunShift) & (kRunsPerSegment - 1)];
   const size_t index = static_cast<size_t>(((addr_of(block) & (kRunSize - 1)) * run->reciprocal) >> 32);
-  set_slack(run, index, class_size(class_index) - requested);
+  set_class_slack(run, class_index, index, kClassSizes.size[class_index] - requested);
   thread_requested_add(cache, static_cast<int64_t>(requested));
   unpoison(block, requested);
   return block;
@@ -138,6 +136,9 @@ TM_ALWAYS_INLINE void cache_free(SmallSegment* segment, void* p, const char* wha
   if (TM_UNLIKELY(bitmap_test(ref.run->bitmap, ref.index) || free_block_has_key(p))) {
     report_small_double_free(ref, p, what);
   }
+  // A memory pool's block goes straight back to its pool (a reset must find no block of
+  // the pool in any cache).
+  if (TM_UNLIKELY(segment->arena >= kMaxArenas)) return small_free(segment, p, what);
   ThreadCache& cache = t_cache;
   CacheBin& bin = cache.bins[ref.run->class_index];
   const uint32_t count = bin.count.load(std::memory_order_relaxed);

@@ -242,6 +242,29 @@ TEST_F(Arenas, PooledSegmentsArePurgedAfterTheDelay) {
   EXPECT_LT(later.committed_bytes, fresh.committed_bytes);
 }
 
+// Regression (found by the ASan corpus replay in CI): a retained segment purged by the idle
+// sweep and then released had its committed bytes subtracted twice (committed wrapped).
+TEST_F(Arenas, SweptSegmentsKeepTheCommittedCountRight) {
+  ScopedOption retain("arena_retain", 1);
+  ScopedOption delay("purge_delay_ms", 30);
+  for (int round = 0; round < 2; ++round) {
+    std::vector<void*> blocks;
+    for (int i = 0; i < 30; ++i) blocks.push_back(tm_malloc(200 * KiB));  // two medium segments
+    for (void* p : blocks) tm_free(p);                                    // one stays retained in the arena, empty
+    const size_t purges_before = stats().os_purge_calls;
+    for (int sweep = 0; sweep < 3; ++sweep) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(40));
+      tm_free(tm_malloc(2 * MiB));  // a slow path: the sweep marks, then purges
+    }
+    const tm_stats_t swept = stats();
+    EXPECT_GT(swept.os_purge_calls, purges_before) << "the sweep purged the retained segment";
+    EXPECT_LE(swept.committed_bytes, swept.mapped_bytes);
+    tm_release_cached();  // releases the purged retained segments
+    const tm_stats_t released = stats();
+    EXPECT_LE(released.committed_bytes, released.mapped_bytes) << "committed bytes wrapped below zero";
+  }
+}
+
 TEST_F(Arenas, ZeroPurgeDelayPurgesAtOnce) {
   ScopedOption retain("arena_retain", 0);
   ScopedOption delay("purge_delay_ms", 0);

@@ -1,0 +1,668 @@
+// Debug mode (option debug=1, switched on at run time with tm_option_set) and the leak report:
+// deliberately buggy code must be reported with the exact message and SIGABRT (death tests,
+// each in a fresh child process), correct code must run clean, and tm_leak_report must count
+// and group what was not freed.
+//
+// Allocation sites are the return addresses of tm_* calls, named with dladdr: the blocks are
+// allocated by the small functions of namespace dbgsite (external linkage, exported by
+// -rdynamic, never inlined, each with its own body so identical-code folding keeps them apart)
+// and the reports are expected to name them.
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "debug.h"
+#include "test_util.h"
+#include "tinymalloc.h"
+
+// ---- Allocation and free sites ---------------------------------------------------------
+
+namespace dbgsite {
+
+// Each function stores its result in its own slot, so no two bodies are identical and the
+// call is not a tail call (the return address stays inside the function).
+volatile uintptr_t g_sink[32];
+
+#define TM_DEBUG_SITE_ALLOC(name, slot)               \
+  __attribute__((noinline)) void* name(size_t size) { \
+    void* p = tm_malloc(size);                        \
+    g_sink[slot] = reinterpret_cast<uintptr_t>(p);    \
+    return p;                                         \
+  }
+
+TM_DEBUG_SITE_ALLOC(allocate_for_overflow, 0)
+TM_DEBUG_SITE_ALLOC(allocate_for_underflow, 1)
+TM_DEBUG_SITE_ALLOC(allocate_for_use_after_free, 2)
+TM_DEBUG_SITE_ALLOC(allocate_for_double_free, 3)
+TM_DEBUG_SITE_ALLOC(allocate_for_sized_delete, 4)
+TM_DEBUG_SITE_ALLOC(allocate_leaked_small, 5)
+TM_DEBUG_SITE_ALLOC(allocate_leaked_big, 6)
+TM_DEBUG_SITE_ALLOC(allocate_for_invalid_free, 7)
+
+__attribute__((noinline)) void* allocate_aligned_for_underflow(size_t alignment, size_t size) {
+  void* p = tm_aligned_alloc(alignment, size);
+  g_sink[8] = reinterpret_cast<uintptr_t>(p);
+  return p;
+}
+
+__attribute__((noinline)) void* calloc_leaked(size_t count, size_t size) {
+  void* p = tm_calloc(count, size);
+  g_sink[9] = reinterpret_cast<uintptr_t>(p);
+  return p;
+}
+
+__attribute__((noinline)) void free_here(void* p) {
+  tm_free(p);
+  g_sink[10] = reinterpret_cast<uintptr_t>(p);
+}
+
+// One distinct allocation site per N (the leak report's site cap).
+template <int N>
+__attribute__((noinline)) void* allocate_at_site(size_t size) {
+  void* p = tm_malloc(size);
+  g_sink[11] = reinterpret_cast<uintptr_t>(p) + N;
+  return p;
+}
+
+}  // namespace dbgsite
+
+namespace {
+
+using namespace tmtest;
+
+// Regex pieces: an address, and a site named by its function.
+#define HEX "0x[0-9a-f]+"
+#define SITE(fn) HEX " [A-Za-z0-9_]*" fn "[A-Za-z0-9_]*\\+" HEX " \\(tm_test_debug\\)"
+
+const auto kAbort = ::testing::KilledBySignal(SIGABRT);
+
+// Debug mode on (the death tests switch it on inside their child process).
+void debug_on() { ASSERT_EQ(tm_option_set("debug", 1), 0); }
+
+// ---- Death tests: deliberately buggy code ----------------------------------------------
+
+class DebugDeathTest : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
+TEST_F(DebugDeathTest, OverflowByOneByte) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        auto* p = static_cast<char*>(dbgsite::allocate_for_overflow(100));
+        p[100] = 'x';
+        tm_free(p);
+      },
+      kAbort,
+      "tinymalloc: heap overflow at " HEX " \\(block of 100 bytes allocated at " SITE(
+          "allocate_for_overflow") "; 1 bytes written past its end, first at offset 100\\)");
+}
+
+TEST_F(DebugDeathTest, OverflowOfSeveralBytesCaughtByRealloc) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        auto* p = static_cast<char*>(dbgsite::allocate_for_overflow(5000));
+        std::memset(p, 0, 5005);  // a NUL terminator and then some: canary bytes are never 0
+        void* q = tm_realloc(p, 6000);
+        (void)q;
+      },
+      kAbort,
+      "tinymalloc: heap overflow at " HEX " \\(block of 5000 bytes allocated at " SITE(
+          "allocate_for_overflow") "; 5 bytes written past its end, first at offset 5000\\)");
+}
+
+TEST_F(DebugDeathTest, OverflowOfZeroByteBlock) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        auto* p = static_cast<char*>(dbgsite::allocate_for_overflow(0));
+        p[3] = 'A';
+        tm_free(p);
+      },
+      kAbort,
+      "tinymalloc: heap overflow at " HEX " \\(block of 0 bytes allocated at " SITE(
+          "allocate_for_overflow") "; 1 bytes written past its end, first at offset 3\\)");
+}
+
+TEST_F(DebugDeathTest, UnderflowByOneByte) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        auto* p = static_cast<char*>(dbgsite::allocate_for_underflow(64));
+        p[-1] = '\0';
+        tm_free(p);
+      },
+      kAbort,
+      "tinymalloc: heap underflow at " HEX
+      " \\(block of 64 bytes allocated at " SITE("allocate_for_underflow") "; 1 bytes written before its start\\)");
+}
+
+TEST_F(DebugDeathTest, UnderflowOfAlignedBlock) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        auto* p = static_cast<char*>(dbgsite::allocate_aligned_for_underflow(256, 1000));
+        p[-200] = 'u';
+        tm_free(p);
+      },
+      kAbort,
+      "tinymalloc: heap underflow at " HEX " \\(block of 1000 bytes allocated at " SITE(
+          "allocate_aligned_for_underflow") "; 200 bytes written before its start\\)");
+}
+
+TEST_F(DebugDeathTest, WriteAfterFreeFoundByFlush) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        auto* p = static_cast<char*>(dbgsite::allocate_for_use_after_free(48));
+        dbgsite::free_here(p);
+        p[7] = 1;
+        tmalloc::debug_flush_quarantine();
+      },
+      kAbort,
+      "tinymalloc: write after free at " HEX " \\(block of 48 bytes allocated at " SITE(
+          "allocate_for_use_after_free") ", freed at " SITE("free_here") "; byte at offset 7 changed\\)");
+}
+
+TEST_F(DebugDeathTest, WriteAfterFreeFoundWhenTheBlockLeavesTheQuarantine) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        auto* p = static_cast<char*>(dbgsite::allocate_for_use_after_free(3000));
+        dbgsite::free_here(p);
+        p[2999] = 'z';
+        // Enough later frees push it out of the quarantine (4096 blocks in all).
+        for (int i = 0; i < 20000; ++i) tm_free(tm_malloc(32));
+      },
+      kAbort,
+      "tinymalloc: write after free at " HEX " \\(block of 3000 bytes allocated at " SITE(
+          "allocate_for_use_after_free") ", freed at " SITE("free_here") "; byte at offset 2999 changed\\)");
+}
+
+TEST_F(DebugDeathTest, WriteAfterFreeFoundAtExit) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        auto* p = static_cast<char*>(dbgsite::allocate_for_use_after_free(200));
+        dbgsite::free_here(p);
+        p[0] = 0;
+        std::exit(0);
+      },
+      kAbort,
+      "tinymalloc: write after free at " HEX " \\(block of 200 bytes allocated at .*; byte at offset 0 changed\\)");
+}
+
+TEST_F(DebugDeathTest, DoubleFree) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        void* p = dbgsite::allocate_for_double_free(32);
+        dbgsite::free_here(p);
+        tm_free(p);
+      },
+      kAbort,
+      "tinymalloc: double free at " HEX
+      " \\(block of 32 bytes allocated at " SITE("allocate_for_double_free") ", freed at " SITE("free_here") "\\)");
+}
+
+TEST_F(DebugDeathTest, DoubleFreeOfLargeBlock) {
+  // Larger than the quarantine takes: released at once, so the core reports the second free.
+  EXPECT_EXIT(
+      {
+        debug_on();
+        void* p = dbgsite::allocate_for_double_free(8 * MiB);
+        tm_free(p);
+        tm_free(p);
+      },
+      kAbort, "tinymalloc: (double|invalid) free at " HEX " \\(");
+}
+
+TEST_F(DebugDeathTest, FreeOfStackAddress) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        char local[64];
+        void* volatile p = local;
+        tm_free(tm_malloc(16));
+        tm_free(p);
+      },
+      kAbort, "tinymalloc: invalid free at " HEX " \\(pointer not owned by tinymalloc\\)");
+}
+
+TEST_F(DebugDeathTest, FreeOfForeignMmapPointer) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (page == MAP_FAILED) std::_Exit(3);
+        tm_free(page);
+      },
+      kAbort, "tinymalloc: invalid free at " HEX " \\(pointer not owned by tinymalloc\\)");
+}
+
+TEST_F(DebugDeathTest, FreeOfTheBlockHeaderAddress) {
+  // The start of the core block (before the front canary) passes the core's checks: the
+  // debug layer reports it.
+  EXPECT_EXIT(
+      {
+        debug_on();
+        auto* p = static_cast<char*>(dbgsite::allocate_for_invalid_free(100));
+        tm_free(p - 16);
+      },
+      kAbort,
+      "tinymalloc: invalid free at " HEX
+      " \\(pointer 16 bytes before the block of 100 bytes allocated at " SITE("allocate_for_invalid_free") "\\)");
+}
+
+TEST_F(DebugDeathTest, FreeOfInteriorPointer) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        auto* p = static_cast<char*>(dbgsite::allocate_for_invalid_free(100));
+        tm_free(p + 8);
+      },
+      kAbort, "tinymalloc: invalid free at " HEX " \\(");
+}
+
+TEST_F(DebugDeathTest, MismatchedSizedDelete) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        void* p = dbgsite::allocate_for_sized_delete(100);
+        tm_free_sized(p, 96);
+      },
+      kAbort,
+      "tinymalloc: mismatched sized delete at " HEX
+      " \\(delete of 96 bytes, block of 100 bytes allocated at " SITE("allocate_for_sized_delete") "\\)");
+}
+
+TEST_F(DebugDeathTest, ReallocOfFreedBlock) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        void* p = dbgsite::allocate_for_double_free(40);
+        dbgsite::free_here(p);
+        void* q = tm_realloc(p, 80);
+        (void)q;
+      },
+      kAbort,
+      "tinymalloc: invalid realloc at " HEX
+      " \\(block of 40 bytes allocated at " SITE("allocate_for_double_free") ", freed at " SITE("free_here") "\\)");
+}
+
+TEST_F(DebugDeathTest, UsableSizeOfFreedBlock) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        void* p = dbgsite::allocate_for_double_free(40);
+        dbgsite::free_here(p);
+        size_t n = tm_usable_size(p);
+        (void)n;
+      },
+      kAbort,
+      "tinymalloc: invalid usable_size at " HEX
+      " \\(block of 40 bytes allocated at " SITE("allocate_for_double_free") ", freed at ");
+}
+
+// ---- Leak report at exit -----------------------------------------------------------------
+
+class NotContaining : public ::testing::MatcherInterface<const std::string&> {
+ public:
+  explicit NotContaining(std::string text) : text_(std::move(text)) {}
+  bool MatchAndExplain(const std::string& s, ::testing::MatchResultListener*) const override {
+    return s.find(text_) == std::string::npos;
+  }
+  void DescribeTo(std::ostream* os) const override { *os << "does not contain \"" << text_ << "\""; }
+
+ private:
+  std::string text_;
+};
+
+TEST_F(DebugDeathTest, LeakReportAtExitSetsTheExitCode) {
+  EXPECT_EXIT(
+      {
+        ASSERT_EQ(tm_option_set("leaks", 1), 0);
+        ASSERT_EQ(tm_option_set("leak_exitcode", 42), 0);
+        void* freed = dbgsite::allocate_leaked_small(10);
+        tm_free(freed);
+        dbgsite::allocate_leaked_small(100);
+        dbgsite::allocate_leaked_small(200);
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(42),
+      "tinymalloc: leak report: 2 blocks, 300 bytes in 1 allocation sites\n"
+      "tinymalloc:   300 bytes in 2 blocks allocated at " SITE("allocate_leaked_small") "\n");
+}
+
+TEST_F(DebugDeathTest, LeakReportAtExitKeepsTheStatusWithoutLeakExitcode) {
+  EXPECT_EXIT(
+      {
+        ASSERT_EQ(tm_option_set("leaks", 1), 0);
+        dbgsite::allocate_leaked_big(5000);
+        std::exit(7);
+      },
+      ::testing::ExitedWithCode(7),
+      "tinymalloc: leak report: 1 blocks, 5000 bytes in 1 allocation sites\n"
+      "tinymalloc:   5000 bytes in 1 blocks allocated at " SITE("allocate_leaked_big") "\n");
+}
+
+TEST_F(DebugDeathTest, NoLeakNoReportAtExit) {
+  EXPECT_EXIT(
+      {
+        ASSERT_EQ(tm_option_set("leaks", 1), 0);
+        ASSERT_EQ(tm_option_set("leak_exitcode", 42), 0);
+        tm_free(dbgsite::allocate_leaked_small(100));
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(0), ::testing::MakeMatcher(new NotContaining("leak report")));
+}
+
+// ---- Correct programs run clean in debug mode ------------------------------------------
+
+class DebugTest : public HeapTest {
+ protected:
+  void SetUp() override {
+    HeapTest::SetUp();
+    ASSERT_EQ(tm_option_set("debug", 1), 0);
+  }
+  // Switching debug off flushes the quarantine, so the fixture's balance check sees every
+  // block back in the core.
+  void TearDown() override {
+    ASSERT_EQ(tm_option_set("debug", 0), 0);
+    HeapTest::TearDown();
+  }
+};
+
+// Output of tm_leak_report through a pipe, and its return value.
+std::pair<size_t, std::string> leak_report() {
+  int fds[2];
+  EXPECT_EQ(pipe(fds), 0);
+  const size_t n = tm_leak_report(fds[1]);
+  close(fds[1]);
+  std::string out;
+  char buffer[4096];
+  ssize_t got;
+  while ((got = read(fds[0], buffer, sizeof buffer)) > 0) out.append(buffer, static_cast<size_t>(got));
+  close(fds[0]);
+  return {n, out};
+}
+
+TEST_F(DebugTest, MixedSizesAndReallocChainsRunClean) {
+  Rng rng(7);
+  struct Block {
+    char* p;
+    size_t size;
+    uint64_t seed;
+  };
+  std::vector<Block> live;
+  for (int op = 0; op < 4000; ++op) {
+    const unsigned action = static_cast<unsigned>(rng.below(10));
+    if (action < 5 || live.empty()) {
+      const size_t size = rng.chance(5) ? rng.range(100000, 600000) : rng.log_uniform(1, 20000);
+      auto* p = static_cast<char*>(rng.chance(20) ? tm_calloc(1, size) : tm_malloc(size));
+      ASSERT_NE(p, nullptr);
+      ASSERT_EQ(tm_usable_size(p), size);
+      const uint64_t seed = rng.next();
+      fill_pattern(p, size, seed);
+      live.push_back({p, size, seed});
+    } else if (action < 8) {
+      const size_t i = rng.below(live.size());
+      Block& b = live[i];
+      const size_t size = rng.log_uniform(1, 70000);
+      auto* q = static_cast<char*>(tm_realloc(b.p, size));
+      ASSERT_NE(q, nullptr);
+      ASSERT_EQ(check_pattern(q, std::min(size, b.size), b.seed), std::min(size, b.size));
+      ASSERT_EQ(tm_usable_size(q), size);
+      fill_pattern(q, size, b.seed);
+      b.p = q;
+      b.size = size;
+    } else {
+      const size_t i = rng.below(live.size());
+      ASSERT_EQ(check_pattern(live[i].p, live[i].size, live[i].seed), live[i].size);
+      if (rng.chance(50)) {
+        tm_free(live[i].p);
+      } else {
+        tm_free_sized(live[i].p, live[i].size);
+      }
+      live[i] = live.back();
+      live.pop_back();
+    }
+  }
+  for (const Block& b : live) {
+    EXPECT_EQ(check_pattern(b.p, b.size, b.seed), b.size);
+    tm_free(b.p);
+  }
+  tmalloc::debug_flush_quarantine();  // every freed block is verified here
+  TM_EXPECT_HEAP_OK();
+  EXPECT_EQ(leak_report().first, 0u);
+}
+
+TEST_F(DebugTest, ReallocMovesAndKeepsTheData) {
+  auto* p = static_cast<char*>(tm_malloc(10));
+  std::memcpy(p, "0123456789", 10);
+  for (size_t size = 11; size < 300000; size = size * 3 / 2) {
+    auto* q = static_cast<char*>(tm_realloc(p, size));
+    ASSERT_NE(q, nullptr);
+    EXPECT_NE(q, p) << "debug realloc always moves, so a stale pointer is a use after free";
+    EXPECT_EQ(std::memcmp(q, "0123456789", 10), 0);
+    EXPECT_EQ(static_cast<unsigned char>(q[size - 1]), 0xABu) << "new bytes carry the alloc fill";
+    p = q;
+  }
+  p = static_cast<char*>(tm_realloc(p, 4));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(std::memcmp(p, "0123", 4), 0);
+  EXPECT_EQ(tm_usable_size(p), 4u);
+  EXPECT_EQ(tm_realloc(p, 0), nullptr);  // frees
+  void* fresh = tm_realloc(nullptr, 33);
+  ASSERT_NE(fresh, nullptr);
+  EXPECT_EQ(tm_usable_size(fresh), 33u);
+  tm_free(fresh);
+}
+
+TEST_F(DebugTest, AlignedAllocationsAreAlignedAndExact) {
+  std::vector<void*> blocks;
+  for (size_t alignment = 1; alignment <= 4096; alignment *= 2) {
+    for (size_t size : {size_t{1}, size_t{24}, size_t{4096}, size_t{70000}}) {
+      auto* p = static_cast<unsigned char*>(tm_aligned_alloc(alignment, size));
+      ASSERT_NE(p, nullptr) << alignment << " " << size;
+      EXPECT_TRUE(is_aligned(p, alignment)) << alignment;
+      EXPECT_EQ(tm_usable_size(p), size);
+      std::memset(p, 0x5a, size);
+      blocks.push_back(p);
+    }
+  }
+  for (size_t alignment : {size_t{8192}, size_t{64} * KiB, size_t{4} * MiB}) {
+    void* p = nullptr;
+    ASSERT_EQ(tm_posix_memalign(&p, alignment, 3000), 0) << alignment;
+    EXPECT_TRUE(is_aligned(p, alignment)) << alignment;
+    EXPECT_EQ(tm_usable_size(p), 3000u);
+    std::memset(p, 0x5a, 3000);
+    blocks.push_back(p);
+  }
+  EXPECT_EQ(tm_aligned_alloc(3, 10), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  for (void* p : blocks) tm_free(p);
+  tmalloc::debug_flush_quarantine();
+  TM_EXPECT_HEAP_OK();
+}
+
+TEST_F(DebugTest, FillPatternsAndCallocZeroes) {
+  auto* m = static_cast<unsigned char*>(tm_malloc(300));
+  auto* c = static_cast<unsigned char*>(tm_calloc(30, 10));
+  ASSERT_NE(m, nullptr);
+  ASSERT_NE(c, nullptr);
+  for (size_t i = 0; i < 300; ++i) {
+    ASSERT_EQ(m[i], 0xABu) << i;
+    ASSERT_EQ(c[i], 0u) << i;
+  }
+  tm_free(m);
+  // The freed block waits in the quarantine, filled with 0xDF (peeking is what a use after
+  // free would see; the memory still belongs to the debug layer).
+  for (size_t i = 0; i < 300; ++i) ASSERT_EQ(m[i], 0xDFu) << i;
+  tm_free(c);
+  void* huge = tm_malloc(size_t{1} << 46);
+  EXPECT_EQ(huge, nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  EXPECT_EQ(tm_calloc(size_t{1} << 40, size_t{1} << 30), nullptr);
+}
+
+TEST_F(DebugTest, ModeSwitchesKeepEveryBlockFreeable) {
+  ASSERT_EQ(tm_option_set("debug", 0), 0);
+  auto* before = static_cast<char*>(tm_malloc(100));  // a plain block
+  ASSERT_EQ(tm_option_set("debug", 1), 0);
+  EXPECT_GE(tm_usable_size(before), 100u);  // the core's answer: no record
+  auto* during = static_cast<char*>(tm_malloc(100));
+  EXPECT_EQ(tm_usable_size(during), 100u);
+  before = static_cast<char*>(tm_realloc(before, 200));  // becomes a debug block
+  EXPECT_EQ(tm_usable_size(before), 200u);
+  ASSERT_EQ(tm_option_set("debug", 0), 0);
+  // Blocks with records are still routed through the debug layer and freed correctly.
+  EXPECT_EQ(tm_usable_size(during), 100u);
+  auto* after = static_cast<char*>(tm_malloc(100));
+  EXPECT_GE(tm_usable_size(after), 100u);
+  tm_free(during);
+  tm_free(before);
+  tm_free(after);
+  EXPECT_EQ(leak_report().first, 0u);
+  TM_EXPECT_HEAP_OK();
+  void* plain = tm_malloc(64);  // routing is off again: an ordinary block
+  EXPECT_EQ(tm_usable_size(plain), tm_size_class_size(tm_size_to_class(64)));
+  tm_free(plain);
+}
+
+TEST_F(DebugTest, LeakReportGroupsBySiteLargestFirst) {
+  std::vector<void*> small;
+  for (int i = 0; i < 3; ++i) small.push_back(dbgsite::allocate_leaked_small(100));
+  void* big = dbgsite::allocate_leaked_big(1000);
+  void* zeroed = dbgsite::calloc_leaked(5, 10);
+  tm_free(dbgsite::allocate_leaked_big(77777));  // freed: not a leak
+  const auto [count, text] = leak_report();
+  EXPECT_EQ(count, 5u);
+  const std::string expected_re =
+      "tinymalloc: leak report: 5 blocks, 1350 bytes in 3 allocation sites\n"
+      "tinymalloc:   1000 bytes in 1 blocks allocated at " SITE("allocate_leaked_big") "\n"
+      "tinymalloc:   300 bytes in 3 blocks allocated at " SITE("allocate_leaked_small") "\n"
+      "tinymalloc:   50 bytes in 1 blocks allocated at " SITE("calloc_leaked") "\n";
+  EXPECT_TRUE(::testing::internal::RE::FullMatch(text, ::testing::internal::RE(expected_re.c_str()))) << text;
+  for (void* p : small) tm_free(p);
+  tm_free(big);
+  tm_free(zeroed);
+  const auto [none, empty] = leak_report();
+  EXPECT_EQ(none, 0u);
+  EXPECT_EQ(empty, "tinymalloc: leak report: 0 blocks, 0 bytes in 0 allocation sites\n");
+}
+
+template <size_t... I>
+std::vector<void*> allocate_at_sites(std::index_sequence<I...>) {
+  return {dbgsite::allocate_at_site<static_cast<int>(I)>(10 + I)...};
+}
+
+TEST_F(DebugTest, LeakReportListsAtMostFiftySites) {
+  std::vector<void*> blocks = allocate_at_sites(std::make_index_sequence<60>{});
+  const auto [count, text] = leak_report();
+  EXPECT_EQ(count, 60u);
+  EXPECT_EQ(text.rfind("tinymalloc: leak report: 60 blocks, 2370 bytes in 60 allocation sites\n", 0), 0u) << text;
+  size_t lines = 0;
+  for (size_t at = text.find("blocks allocated at "); at != std::string::npos;
+       at = text.find("blocks allocated at ", at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 50u);
+  // Largest first: the block of 69 bytes (site 59) heads the list.
+  EXPECT_NE(text.find("\ntinymalloc:   69 bytes in 1 blocks allocated at "), std::string::npos) << text;
+  EXPECT_NE(text.find("allocate_at_site"), std::string::npos) << text;
+  EXPECT_NE(text.find("tinymalloc:   ... and 10 more sites\n"), std::string::npos) << text;
+  EXPECT_EQ(text.find("\ntinymalloc:   19 bytes in"), std::string::npos) << "the smallest sites are cut";
+  for (void* p : blocks) tm_free(p);
+}
+
+TEST_F(DebugTest, ThreadsShareBlocksClean) {
+  constexpr int kThreads = 4;
+  const int ops = TM_TEST_TSAN ? 3000 : 20000;
+  constexpr size_t kSlots = 256;
+  std::vector<std::atomic<char*>> slots(kSlots);
+  for (auto& s : slots) s.store(nullptr);
+  std::atomic<int> bad{0};
+  // A block starts with its size (8 bytes), then bytes equal to (size + i) & 0xff.
+  auto check_and_free = [&](char* p) {
+    size_t size;
+    std::memcpy(&size, p, sizeof size);
+    if (tm_usable_size(p) != size) bad.fetch_add(1);
+    for (size_t i = sizeof size; i < size; ++i) {
+      if (static_cast<unsigned char>(p[i]) != ((size + i) & 0xff)) {
+        bad.fetch_add(1);
+        break;
+      }
+    }
+    tm_free(p);
+  };
+  auto worker = [&](int t) {
+    Rng rng(100 + t);
+    for (int i = 0; i < ops; ++i) {
+      size_t size = rng.log_uniform(8, 40000);
+      char* p = static_cast<char*>(rng.chance(10) ? tm_aligned_alloc(64, size) : tm_malloc(size));
+      if (p == nullptr) {
+        bad.fetch_add(1);
+        continue;
+      }
+      if (rng.chance(20)) {
+        const size_t grown = size + rng.below(5000);
+        std::memcpy(p, &size, sizeof size);
+        char* q = static_cast<char*>(tm_realloc(p, grown));
+        if (q == nullptr) {
+          bad.fetch_add(1);
+          continue;
+        }
+        p = q;
+        size = grown;
+      }
+      std::memcpy(p, &size, sizeof size);
+      for (size_t k = sizeof size; k < size; ++k) p[k] = static_cast<char>((size + k) & 0xff);
+      char* old = slots[rng.below(kSlots)].exchange(p, std::memory_order_acq_rel);
+      if (old != nullptr) check_and_free(old);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) threads.emplace_back(worker, t);
+  for (auto& th : threads) th.join();
+  for (auto& s : slots) {
+    char* p = s.exchange(nullptr);
+    if (p != nullptr) check_and_free(p);
+  }
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(leak_report().first, 0u);
+  tmalloc::debug_flush_quarantine();
+  TM_EXPECT_HEAP_OK();
+}
+
+TEST(DebugOptions, LeaksImpliesRecordingAndDebugIsARuntimeSwitch) {
+  EXPECT_EQ(tm_option_set("leaks", 1), 0);
+  void* p = dbgsite::allocate_leaked_small(123);
+  EXPECT_EQ(tm_usable_size(p), 123u) << "leaks=1 records blocks (usable size = requested)";
+  EXPECT_EQ(leak_report().first, 1u);
+  tm_free(p);
+  EXPECT_EQ(tm_option_set("leaks", 0), 0);
+  EXPECT_EQ(leak_report().first, 0u);
+  long value = -1;
+  EXPECT_EQ(tm_option_get("debug", &value), 0);
+  EXPECT_EQ(value, 0);
+  void* plain = tm_malloc(123);
+  EXPECT_GT(tm_usable_size(plain), 123u) << "debug off: the core's usable size (a size class)";
+  EXPECT_EQ(leak_report().first, 0u) << "debug off: nothing is recorded";
+  tm_free(plain);
+  TM_EXPECT_HEAP_OK();
+}
+
+}  // namespace

@@ -1,0 +1,221 @@
+// Memory pools (tm_heap_*): allocation in every tier, pool-local realloc, reset and destroy
+// releasing everything at once, per-pool statistics, misuse reports, concurrent use.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "test_util.h"
+#include "tinymalloc.h"
+
+namespace {
+
+using namespace tmtest;
+
+const size_t kSizes[] = {1, 24, 100, 1000, 8192, 9000, 70000, 400000, 600000, 3 * MiB};
+
+class Heap : public ::testing::Test {
+ protected:
+  void SetUp() override { base_ = stats(); }
+  void TearDown() override {
+    TM_EXPECT_HEAP_OK();
+    const tm_stats_t now = stats();
+    EXPECT_EQ(now.live_blocks, base_.live_blocks);
+    EXPECT_EQ(now.requested_bytes, base_.requested_bytes);
+  }
+  tm_stats_t base_{};
+};
+
+// Fills a block with a pattern derived from its index.
+void fill(void* p, size_t n, size_t seed) {
+  auto* bytes = static_cast<unsigned char*>(p);
+  for (size_t i = 0; i < n; ++i) bytes[i] = static_cast<unsigned char>(seed * 31 + i);
+}
+
+// True when the pattern of fill() is intact.
+bool intact(const void* p, size_t n, size_t seed) {
+  const auto* bytes = static_cast<const unsigned char*>(p);
+  for (size_t i = 0; i < n; ++i) {
+    if (bytes[i] != static_cast<unsigned char>(seed * 31 + i)) return false;
+  }
+  return true;
+}
+
+TEST_F(Heap, AllocatesInEveryTierAndCountsItsBlocks) {
+  tm_heap_t* heap = tm_heap_create();
+  ASSERT_NE(heap, nullptr);
+  std::vector<void*> blocks;
+  size_t usable = 0;
+  for (size_t i = 0; i < std::size(kSizes); ++i) {
+    void* p = tm_heap_malloc(heap, kSizes[i]);
+    ASSERT_NE(p, nullptr);
+    fill(p, kSizes[i], i);
+    usable += tm_usable_size(p);
+    blocks.push_back(p);
+  }
+  tm_heap_stats_t hs;
+  tm_heap_stats(heap, &hs);
+  EXPECT_EQ(hs.live_blocks, std::size(kSizes));
+  EXPECT_EQ(hs.usable_bytes, usable);
+  EXPECT_EQ(hs.large_blocks, 2u);  // 600000 and 3 MiB (above the 512 KiB medium maximum)
+  EXPECT_GE(hs.segments, 2u);
+  EXPECT_EQ(stats().live_blocks, base_.live_blocks + std::size(kSizes));
+  TM_EXPECT_HEAP_OK();
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    EXPECT_TRUE(intact(blocks[i], kSizes[i], i)) << kSizes[i];
+    tm_heap_free(heap, blocks[i]);
+  }
+  tm_heap_stats(heap, &hs);
+  EXPECT_EQ(hs.live_blocks, 0u);
+  tm_heap_destroy(heap);
+}
+
+TEST_F(Heap, ResetReleasesEverythingAtOnceAndThePoolStaysUsable) {
+  tm_heap_t* heap = tm_heap_create();
+  ASSERT_NE(heap, nullptr);
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 3000; ++i) {
+      const size_t n = kSizes[static_cast<size_t>(i) % std::size(kSizes)];
+      if (n > MiB && i > 100) continue;
+      void* p = tm_heap_calloc(heap, 1, n);
+      ASSERT_NE(p, nullptr);
+      ASSERT_EQ(static_cast<unsigned char*>(p)[n - 1], 0) << "calloc in a reset pool";
+      std::memset(p, 0xEE, n);
+    }
+    EXPECT_GT(stats().live_blocks, base_.live_blocks);
+    tm_heap_reset(heap);
+    tm_heap_stats_t hs;
+    tm_heap_stats(heap, &hs);
+    EXPECT_EQ(hs.live_blocks, 0u);
+    EXPECT_EQ(hs.segments, 0u);
+    const tm_stats_t now = stats();
+    EXPECT_EQ(now.live_blocks, base_.live_blocks) << "round " << round;
+    EXPECT_EQ(now.requested_bytes, base_.requested_bytes) << "round " << round;
+    TM_EXPECT_HEAP_OK();
+  }
+  tm_heap_destroy(heap);
+}
+
+TEST_F(Heap, ReallocKeepsTheBlockInItsPool) {
+  tm_heap_t* heap = tm_heap_create();
+  ASSERT_NE(heap, nullptr);
+  void* p = tm_heap_malloc(heap, 10);
+  fill(p, 10, 3);
+  for (size_t n : {100u, 5000u, 9000u, 200000u, 700000u, 2000000u, 50u}) {
+    p = tm_heap_realloc(heap, p, n);
+    ASSERT_NE(p, nullptr);
+    EXPECT_TRUE(intact(p, 10, 3)) << n;
+    tm_heap_stats_t hs;
+    tm_heap_stats(heap, &hs);
+    EXPECT_EQ(hs.live_blocks, 1u) << "the realloc'ed block is the pool's, at size " << n;
+  }
+  tm_heap_destroy(heap);  // frees p with the pool
+}
+
+TEST_F(Heap, FreeOfAPoolBlockThroughTmFreeGoesBackToThePool) {
+  tm_heap_t* heap = tm_heap_create();
+  std::vector<void*> blocks;
+  for (int i = 0; i < 500; ++i) blocks.push_back(tm_heap_malloc(heap, 64));
+  for (void* p : blocks) tm_free(p);
+  tm_heap_stats_t hs;
+  tm_heap_stats(heap, &hs);
+  EXPECT_EQ(hs.live_blocks, 0u);
+  EXPECT_EQ(stats().cached_blocks, base_.cached_blocks) << "pool blocks never enter a thread cache";
+  tm_heap_destroy(heap);
+}
+
+TEST_F(Heap, PoolsAreLimitedTo64) {
+  std::vector<tm_heap_t*> heaps;
+  for (;;) {
+    tm_heap_t* heap = tm_heap_create();
+    if (heap == nullptr) break;
+    heaps.push_back(heap);
+    ASSERT_LE(heaps.size(), 64u);
+  }
+  EXPECT_EQ(errno, ENOMEM);
+  EXPECT_EQ(heaps.size(), 64u);
+  for (tm_heap_t* heap : heaps) tm_heap_destroy(heap);
+  tm_heap_t* again = tm_heap_create();
+  EXPECT_NE(again, nullptr) << "destroyed pools can be created again";
+  tm_heap_destroy(again);
+}
+
+TEST_F(Heap, ThreadsShareAPool) {
+  tm_heap_t* heap = tm_heap_create();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([heap, t] {
+      Rng rng(static_cast<uint64_t>(t) + 1);
+      struct Live {
+        void* p;
+        size_t n;
+        size_t seed;
+      };
+      std::vector<Live> live;
+      for (int i = 0; i < 4000; ++i) {
+        if (!live.empty() && rng.chance(45)) {
+          const size_t k = rng.below(live.size());
+          ASSERT_TRUE(intact(live[k].p, live[k].n, live[k].seed));
+          tm_heap_free(heap, live[k].p);
+          live[k] = live.back();
+          live.pop_back();
+        } else {
+          const size_t n = rng.chance(90) ? rng.range(1, 2000) : rng.range(8193, 200000);
+          void* p = tm_heap_malloc(heap, n);
+          ASSERT_NE(p, nullptr);
+          fill(p, n, static_cast<size_t>(i));
+          live.push_back(Live{p, n, static_cast<size_t>(i)});
+        }
+      }
+      for (const Live& block : live) tm_heap_free(heap, block.p);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  tm_heap_stats_t hs;
+  tm_heap_stats(heap, &hs);
+  EXPECT_EQ(hs.live_blocks, 0u);
+  tm_heap_destroy(heap);
+}
+
+class HeapDeathTest : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
+TEST_F(HeapDeathTest, FreeThroughAnotherPoolIsReported) {
+  EXPECT_EXIT(
+      {
+        tm_heap_t* a = tm_heap_create();
+        tm_heap_t* b = tm_heap_create();
+        void* p = tm_heap_malloc(a, 100);
+        tm_heap_free(b, p);
+      },
+      ::testing::KilledBySignal(SIGABRT),
+      "tinymalloc: invalid free at 0x[0-9a-f]+ \\(block does not belong to this memory pool\\)");
+}
+
+TEST_F(HeapDeathTest, DestroyedPoolIsReported) {
+  EXPECT_EXIT(
+      {
+        tm_heap_t* a = tm_heap_create();
+        tm_heap_destroy(a);
+        tm_heap_malloc(a, 100);
+      },
+      ::testing::KilledBySignal(SIGABRT),
+      "tinymalloc: invalid heap at 0x[0-9a-f]+ \\(not a memory pool created by tm_heap_create \\(or destroyed\\)\\)");
+}
+
+TEST_F(HeapDeathTest, BlockOfAResetPoolIsNotLive) {
+  EXPECT_EXIT(
+      {
+        tm_heap_t* a = tm_heap_create();
+        void* p = tm_heap_malloc(a, 100);
+        tm_heap_reset(a);
+        tm_free(p);
+      },
+      ::testing::KilledBySignal(SIGABRT),
+      "tinymalloc: invalid free at 0x[0-9a-f]+ \\(pointer not owned by tinymalloc\\)");
+}
+
+}  // namespace
