@@ -35,6 +35,7 @@ namespace {
 using detail::Block;
 using detail::ThreadEngine;
 
+// "0x7f..." for reports.
 std::string hexptr(uintptr_t a) {
   char b[32];
   snprintf(b, sizeof b, "0x%" PRIxPTR, a);
@@ -179,6 +180,7 @@ struct Phase {
   bool oom = false;
   uint8_t oom_arg = 0;
   bool final_frees = false;  // owners-free finale: every thread frees its own blocks
+  // Nothing for any thread to do (the phase is skipped).
   bool empty() const {
     for (const auto& s : steps) {
       if (!s.empty()) return false;
@@ -282,11 +284,16 @@ struct MtRun {
     }
   }
 
+  // "thread 2 (OS thread #3), phase 4" for reports and verbose lines.
   std::string context(unsigned t) const {
     return "thread " + std::to_string(t) + " (OS thread #" + std::to_string(os_number[t]) + "), phase " +
            std::to_string(cur_phase);
   }
-  std::string at(size_t i) const { return "#" + std::to_string(i) + " @" + std::to_string(prog.ops[i].pos); }
+  // "#7 @23": stream index and input offset of op i ("#end" past the last op: final frees).
+  std::string at(size_t i) const {
+    if (i >= prog.ops.size()) return "#end";
+    return "#" + std::to_string(i) + " @" + std::to_string(prog.ops[i].pos);
+  }
 
   // ---- failures ----
   // Records the first failure; aborts at once when the options say so.
@@ -381,6 +388,7 @@ struct MtRun {
     return SIZE_MAX;
   }
 
+  // send: thread t moves slot s's block (verified) into thread `to`'s mailbox.
   void send(unsigned t, unsigned slot, unsigned to, uint32_t i, const std::string& ctx) {
     ThreadEngine& e = *eng[t];
     if (!e.live(slot)) {
@@ -401,6 +409,7 @@ struct MtRun {
     e.note(i, at(i) + " sent " + desc + " -> mailbox of thread " + std::to_string(to % n));
   }
 
+  // recv: the oldest block of thread t's mailbox goes into slot s (its old block is freed).
   void recv(unsigned t, unsigned slot, uint32_t i, const std::string& ctx) {
     ThreadEngine& e = *eng[t];
     Message msg;
@@ -431,6 +440,7 @@ struct MtRun {
     ++received_by[t];
   }
 
+  // drain: thread t verifies and frees every block of its mailbox.
   void drain(unsigned t, uint32_t i, const std::string& ctx) {
     std::deque<Message> q;
     {
@@ -470,7 +480,7 @@ struct MtRun {
         return;
       }
     }
-    drain(t, static_cast<uint32_t>(prog.ops.empty() ? 0 : prog.ops.size() - 1), ctx);
+    drain(t, static_cast<uint32_t>(prog.ops.size()), ctx);  // "#end" in the notes
   }
 
   // Slots of thread t in the header's final-free order.
@@ -519,6 +529,7 @@ struct MtRun {
     }
   }
 
+  // Starts a new OS thread for logical thread t at step `from` of phase `gen`.
   void start(unsigned t, long gen, size_t from) {
     ++os_number[t];
     ++ctr.os_threads;
@@ -561,6 +572,7 @@ struct MtRun {
   }
 
   // ---- phase-end checks (workers parked) ----
+  // Overlaps of all live blocks, contents, heap check and stats; false after a failure.
   bool phase_end_checks(const char* when) {
     // Every live block of every thread and mailbox, by address: no two may overlap.
     struct Item {
@@ -721,6 +733,7 @@ struct MtRun {
     return true;
   }
 
+  // The phase's gives and migrates, in stream order (main thread, workers parked).
   bool apply_deferred(const Phase& ph) {
     for (const auto& [a, i] : ph.deferred) {
       const MtOp& m = prog.ops[i];
@@ -737,6 +750,7 @@ struct MtRun {
   }
 
   // ---- the run ----
+  // Runs the program: phases, then the joins, final frees and leak check.
   Result go() {
     build();
     received_by.assign(n, 0);
@@ -892,18 +906,23 @@ struct MtRun {
   }
 };
 
-// Sets tinymalloc's arena options for a run's arena mode (tm backend only) and restores the
-// previous values when it goes out of scope (after every worker was joined).
-class ArenaOptions {
+// Sets tinymalloc's options for a run's arena mode and eager-purge bit (tm backend only) and
+// restores the previous values when it goes out of scope (after every worker was joined).
+class RunOptions {
  public:
-  ArenaOptions(const Backend& be, MtArenaMode mode, unsigned threads) {
-    if (mode == MtArenaMode::kDefault || std::string_view(be.name()) != "tm") return;
+  RunOptions(const Backend& be, const MtProgram& p) {
+    if (std::string_view(be.name()) != "tm") return;
+    if (p.eager_purge() && tm_option_get("purge_delay_ms", &purge_) == 0) {
+      purge_set_ = tm_option_set("purge_delay_ms", 0) == 0;
+    }
+    const MtArenaMode mode = p.arena_mode();
+    if (mode == MtArenaMode::kDefault) return;
     if (tm_option_get("arenas", &arenas_) != 0 || tm_option_get("arena_select", &select_) != 0) return;
-    active_ = true;
+    arenas_set_ = true;
     switch (mode) {
       case MtArenaMode::kPerThread:
         tm_option_set("arena_select", 1);
-        tm_option_set("arenas", static_cast<long>(threads));
+        tm_option_set("arenas", static_cast<long>(p.threads()));
         break;
       case MtArenaMode::kShared:
         tm_option_set("arenas", 1);
@@ -916,18 +935,23 @@ class ArenaOptions {
         break;
     }
   }
-  ~ArenaOptions() {
-    if (!active_) return;
-    tm_option_set("arenas", arenas_);
-    tm_option_set("arena_select", select_);
+  // Puts the saved options back.
+  ~RunOptions() {
+    if (arenas_set_) {
+      tm_option_set("arenas", arenas_);
+      tm_option_set("arena_select", select_);
+    }
+    if (purge_set_) tm_option_set("purge_delay_ms", purge_);
   }
-  ArenaOptions(const ArenaOptions&) = delete;
-  ArenaOptions& operator=(const ArenaOptions&) = delete;
+  RunOptions(const RunOptions&) = delete;
+  RunOptions& operator=(const RunOptions&) = delete;
 
  private:
-  bool active_ = false;
+  bool arenas_set_ = false;
+  bool purge_set_ = false;
   long arenas_ = 0;
   long select_ = 0;
+  long purge_ = 0;
 };
 
 // ---- MtInterpreter ----------------------------------------------------------------------------
@@ -936,9 +960,10 @@ MtInterpreter::MtInterpreter(Backend& backend, Options options) : backend_(backe
 
 MtInterpreter::~MtInterpreter() = default;
 
+// One run; a faulty (not thread-safe) backend is serialised by LockedBackend.
 Result MtInterpreter::run(const MtProgram& program) {
   counters_ = Counters{};
-  const ArenaOptions arenas(backend_, program.arena_mode(), program.threads());
+  const RunOptions run_options(backend_, program);
   const bool faulty = std::string_view(backend_.name()).rfind("faulty", 0) == 0;
   if (faulty) {
     LockedBackend locked(backend_);
@@ -949,6 +974,7 @@ Result MtInterpreter::run(const MtProgram& program) {
   return r.go();
 }
 
+// TM_HARNESS_MT_SERIAL set and not "0".
 bool mt_serial_from_env() {
   const char* e = getenv("TM_HARNESS_MT_SERIAL");
   return e != nullptr && *e != '\0' && strcmp(e, "0") != 0;

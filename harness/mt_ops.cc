@@ -63,6 +63,7 @@ MtOp make(MtKind k) {
 
 }  // namespace
 
+// Name of a thread-op kind ("send"), as traces print it.
 const char* mt_kind_name(MtKind k) {
   static const char* const names[] = {"heap",  "thread", "barrier", "give",       "send",    "recv",
                                       "drain", "exit",   "yield",   "send_range", "migrate", "next"};
@@ -70,6 +71,7 @@ const char* mt_kind_name(MtKind k) {
   return i < sizeof names / sizeof names[0] ? names[i] : "?";
 }
 
+// Constructors of the thread ops (canonical opcodes) and of a heap op in a heap_mt stream.
 MtOp MtOp::heap(const Op& op) {
   MtOp m;
   m.kind = MtKind::kHeap;
@@ -301,6 +303,7 @@ std::string format_mt_program(const MtProgram& p) {
   if (p.owners_free()) flags += " owners-free";
   static const char* const arena_modes[4] = {"", " arenas=per-thread", " arenas=shared", " arenas=two"};
   flags += arena_modes[static_cast<int>(p.arena_mode())];
+  if (p.eager_purge()) flags += " eager-purge";
   snprintf(buf, sizeof buf,
            "tinymalloc harness trace: heap_mt format (header 0x%02x, config 0x%02x), %u threads, %zu ops, %zu bytes; "
            "flags:%s; final frees %s by %s\n",

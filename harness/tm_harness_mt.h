@@ -31,6 +31,7 @@ inline constexpr unsigned kMtSendRangeMax = 16;
 inline constexpr uint8_t kMtConfigStrictOverlap = 8;  // bit 3
 inline constexpr uint8_t kMtConfigOwnersFree = 16;    // bit 4
 inline constexpr unsigned kMtConfigArenaShift = 5;    // bits 5-6: arena mode (MtArenaMode)
+inline constexpr uint8_t kMtConfigEagerPurge = 128;   // bit 7: purge_delay_ms=0 for the run
 
 // How the threads of a run spread over tinymalloc's arenas (tm backend; set with
 // tm_option_set for the run and restored after it).
@@ -93,6 +94,7 @@ struct MtProgram {
   bool strict_overlap() const { return (config & kMtConfigStrictOverlap) != 0; }
   bool owners_free() const { return (config & kMtConfigOwnersFree) != 0; }
   MtArenaMode arena_mode() const { return static_cast<MtArenaMode>((config >> kMtConfigArenaShift) & 3); }
+  bool eager_purge() const { return (config & kMtConfigEagerPurge) != 0; }
   bool paranoid() const { return (header & kFlagParanoid) != 0; }
   bool fill_usable() const { return (header & kFlagFillUsable) != 0; }
   EndOrder end_order() const { return static_cast<EndOrder>((header >> kFlagEndOrderShift) & 3); }

@@ -97,6 +97,7 @@ rc::Gen<size_t> gen_size(bool one_class) {
   });
 }
 
+// A round-1 (with sends) or round-2 own-slot command.
 rc::Gen<Cmd> gen_cmd(bool sends, bool one_class) {
   const auto slot = rc::gen::inRange<unsigned>(0, kPSlots);
   const rc::Gen<Cmd> malloc_cmd = rc::gen::apply(
@@ -147,6 +148,7 @@ rc::Gen<Cmd> gen_cmd(bool sends, bool one_class) {
       {{5, malloc_cmd}, {1, calloc_cmd}, {3, realloc_cmd}, {3, free_cmd}, {4, send_cmd}});
 }
 
+// A round-2 command: on a foreign block, or on the own slots.
 rc::Gen<FCmd> gen_fcmd(bool one_class) {
   auto index = rc::gen::inRange<unsigned>(0, 32);
   return rc::gen::weightedOneOf<FCmd>({
@@ -183,6 +185,7 @@ rc::Gen<FCmd> gen_fcmd(bool one_class) {
   });
 }
 
+// 2-4 threads with their round-1 programs, the handoffs and the round-2 programs.
 rc::Gen<Case> gen_case(bool one_class) {
   return rc::gen::mapcat(rc::gen::inRange<unsigned>(2, 5), [one_class](unsigned n) {
     return rc::gen::apply(
@@ -216,6 +219,7 @@ unsigned other(unsigned self, unsigned k, unsigned n) { return (self + 1 + (k - 
 
 // ---- Printing (the shrunk counterexample) ------------------------------------------------------
 
+// "malloc s3 100", "send s1 -> t2".
 std::string show_cmd(const Cmd& c, unsigned self, unsigned n) {
   std::ostringstream os;
   switch (c.kind) {
@@ -238,6 +242,7 @@ std::string show_cmd(const Cmd& c, unsigned self, unsigned n) {
   return os.str();
 }
 
+// "realloc foreign #2 5000", "own free s1".
 std::string show_fcmd(const FCmd& f, unsigned self, unsigned n) {
   switch (f.kind) {
     case FKind::kFree:
@@ -274,6 +279,7 @@ void showValue(const Case& c, std::ostream& os) {
 
 // ---- Contents ----------------------------------------------------------------------------------
 
+// Byte i of the fill pattern of a block with this seed.
 uint8_t pbyte(uint64_t seed, size_t i) {
   uint64_t x = seed * 0x9e3779b97f4a7c15ULL + i * 0xd6e8feb86659fd93ULL;
   x ^= x >> 29;
@@ -293,6 +299,7 @@ void for_pattern(size_t n, F&& f) {
   for (size_t i = n - 4096; i < n; ++i) f(i);
 }
 
+// Writes the pattern of an n-byte block.
 void fill(uint8_t* p, size_t n, uint64_t seed) {
   for_pattern(n, [&](size_t i) { p[i] = pbyte(seed, i); });
 }
@@ -401,12 +408,14 @@ class Runner {
  private:
   // No failure yet (a relaxed flag: the harness adds no ordering between the threads).
   bool ok() const { return !failed_.load(std::memory_order_relaxed); }
+  // Records the first failure.
   void fail(const std::string& what) {
     std::lock_guard<std::mutex> g(mu_);
     if (failure_.empty()) failure_ = what;
     failed_.store(true, std::memory_order_relaxed);
   }
 
+  // Checks a live block's contents (real run).
   void verify(const Blk& b, const std::string& where) {
     if (!real_ || !b.live) return;
     const size_t bad = check(b.p, b.n, b.seed, b.n);
@@ -417,6 +426,7 @@ class Runner {
     }
   }
 
+  // Verifies and frees a live block; the slot becomes empty.
   void release(Blk& b, const std::string& where) {
     if (!b.live) return;
     verify(b, where + ", before free");
@@ -450,6 +460,7 @@ class Runner {
     b.live = true;
   }
 
+  // realloc to n bytes (0: free; empty: malloc), keeping and checking the prefix.
   void realloc_block(Blk& b, size_t n, uint64_t seed, const std::string& where) {
     if (!b.live) {
       allocate(b, 1, n, false, seed, where);
@@ -481,6 +492,7 @@ class Runner {
     b.seed = seed;
   }
 
+  // Command i of thread t's own-slot program in `round`.
   void own(unsigned t, const Cmd& x, unsigned round, size_t i) {
     Blk& b = st_[t].slots[x.slot];
     const std::string where = "t" + std::to_string(t) + " round " + std::to_string(round) + " cmd " +
@@ -642,6 +654,20 @@ std::string run_isolated(const Case& c, bool poke = false) {
   return o.result;
 }
 
+// run_isolated for the properties: the first failures are also printed at once, since a data
+// race (a ThreadSanitizer report in the child) may not recur when RapidCheck replays the shrunk
+// case.
+std::string run_checked(const Case& c) {
+  const std::string err = run_isolated(c);
+  static int printed = 0;  // the first few failures of the process (shrinking repeats them)
+  if (!err.empty() && ++printed <= 3) {
+    // Long reports (a sanitizer's) keep their head and their SUMMARY tail.
+    const std::string shown = err.size() > 6000 ? err.substr(0, 2500) + "\n...\n" + err.substr(err.size() - 3500) : err;
+    std::fprintf(stderr, "[concurrent property] case failed: %s\n", shown.c_str());
+  }
+  return err;
+}
+
 // Counts the cross-thread traffic of a case (for the classification printed on success).
 size_t sends_of(const Case& c) {
   size_t k = 0;
@@ -656,7 +682,7 @@ RC_GTEST_PROP(Concurrent, HandoffsMatchSequentialModel, ()) {
   RC_CLASSIFY(sends_of(c) > 0, "mailbox sends");
   RC_CLASSIFY(!c.handoffs.empty(), "handoffs");
   RC_CLASSIFY(c.threads >= 3, "3+ threads");
-  const std::string err = run_isolated(c);
+  const std::string err = run_checked(c);
   RC_ASSERT(err == "");
 }
 
@@ -664,7 +690,7 @@ RC_GTEST_PROP(Concurrent, HandoffsMatchSequentialModel, ()) {
 // blocks into them.
 RC_GTEST_PROP(Concurrent, SameSizeClassCrossThreadFrees, ()) {
   const Case c = *gen_case(true);
-  const std::string err = run_isolated(c);
+  const std::string err = run_checked(c);
   RC_ASSERT(err == "");
 }
 

@@ -610,8 +610,9 @@ TM_NO_ASAN void medium_sweep_idle() {
   const unsigned arenas = arenas_used();
   for (unsigned a = 0; a < arenas; ++a) {
     MediumHeap& heap = g_medium[a];
-    if (heap.empty_segments == 0) continue;  // racy peek: the next sweep sees it
+    // Once per purge delay: the lock is cheap next to a peek that would race.
     LockGuard guard(heap.lock);
+    if (heap.empty_segments == 0) continue;
     for (MediumSegment* segment = heap.segments; segment != nullptr; segment = segment->next) {
       BlockHeader* first = block_at(segment, kMediumFirstBlock);
       if (!first->is_free() || !spans_segment(segment, first) || segment->purged != 0) continue;

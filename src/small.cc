@@ -636,8 +636,9 @@ void small_sweep_idle() {
   const unsigned arenas = arenas_used();
   for (unsigned a = 0; a < arenas; ++a) {
     SmallArena& arena = g_arenas[a];
-    if (arena.empty_segments == 0) continue;  // racy peek: the next sweep sees it
+    // Once per purge delay: the lock is cheap next to a peek that would race.
     LockGuard guard(arena.segments_lock);
+    if (arena.empty_segments == 0) continue;
     for (SmallSegment* segment = arena.segments; segment != nullptr; segment = segment->next) {
       if ((segment->free_runs & kSmallUsableRunsMask) != kSmallUsableRunsMask || segment->purged != 0) continue;
       if (segment->sweep_mark == 0) {

@@ -109,14 +109,13 @@ class MemorySampler {
     (done * 2 < total ? first_ : second_) = std::max(done * 2 < total ? first_ : second_, c);
     ++samples_;
   }
-  size_t first_half_max() const { return first_; }
-  size_t second_half_max() const { return second_; }
-  size_t samples() const { return samples_; }
+  size_t samples() const { return samples_; }  // samples taken
   // The committed bytes of the second half may exceed the first half's maximum by a slack
   // factor (fragmentation drift, caches) but must not keep growing.
   bool bounded(double factor, size_t extra) const {
     return static_cast<double>(second_) <= static_cast<double>(first_) * factor + static_cast<double>(extra);
   }
+  // The two maxima, for messages.
   std::string describe() const {
     return "committed bytes: max " + std::to_string(first_) + " in the first half, " + std::to_string(second_) +
            " in the second (" + std::to_string(samples_) + " samples)";
@@ -136,7 +135,7 @@ class Stress : public HeapTest {};
 TEST_F(Stress, ProducerConsumerCrossThreadFrees) {
   constexpr int kProducers = 2, kConsumers = 2;
   constexpr size_t kQueueMax = 128;
-  const size_t total = scaled(400000, 2000);
+  const size_t total = scaled(1500000, 2000);
   std::mutex mu;
   std::condition_variable not_empty, not_full;
   std::deque<void*> queue;
@@ -410,15 +409,17 @@ TEST_F(Stress, ForkWhileThreadsAllocate) {
 // the object; the previous options come back afterwards.
 class ThreadArenas {
  public:
+  // Sets arena_select=thread and arenas=n; ok() tells whether both took effect.
   explicit ThreadArenas(long n) {
     ok_ = tm_option_get("arenas", &arenas_) == 0 && tm_option_get("arena_select", &select_) == 0 &&
           tm_option_set("arena_select", 1) == 0 && tm_option_set("arenas", n) == 0;
   }
+  // Restores the previous options.
   ~ThreadArenas() {
     tm_option_set("arenas", arenas_);
     tm_option_set("arena_select", select_);
   }
-  bool ok() const { return ok_; }
+  bool ok() const { return ok_; }  // the options were set
 
  private:
   bool ok_ = false;
@@ -435,7 +436,7 @@ TEST_F(Stress, RemoteFreeStormIntoForeignArenas) {
   constexpr size_t kBatch = 256;
   const ThreadArenas arenas(kThreads);
   ASSERT_TRUE(arenas.ok()) << "tm_option_set(arena_select / arenas) failed";
-  const size_t rounds = scaled(2000, 50);
+  const size_t rounds = scaled(6000, 50);
   struct Box {
     std::mutex mu;
     std::vector<std::vector<std::pair<void*, uint64_t>>> batches;
@@ -510,7 +511,7 @@ TEST_F(Stress, ReallocPingPongAcrossThreads) {
                                  50000, 9000, 8000, 500,  40,   24,    4096,   65536,  700000, 12000,   64,      16};
   constexpr size_t kPathLen = sizeof kPath / sizeof kPath[0];
   constexpr size_t kBlocks = 4;
-  const size_t rounds = scaled(1000, 40);
+  const size_t rounds = scaled(4000, 40);
   struct Slot {
     std::atomic<int> turn{0};  // the thread allowed to touch the block next
     uint8_t* p = nullptr;

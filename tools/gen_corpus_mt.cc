@@ -29,6 +29,7 @@ using Ops = std::vector<MtOp>;
 
 // ---- SHA-1 (file names, as tools/gen_corpus.cc) ---------------------------------------------
 
+// Hex SHA-1 of msg.
 std::string sha1_hex(const Bytes& msg) {
   uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
   Bytes m = msg;
@@ -80,6 +81,7 @@ std::string sha1_hex(const Bytes& msg) {
 
 // ---- Program building --------------------------------------------------------------------------
 
+// Shorthands: heap op, thread select, barrier, exact size.
 MtOp H(const Op& op) { return MtOp::heap(op); }
 MtOp T(unsigned t) { return MtOp::select(t); }
 MtOp B() { return MtOp::barrier(); }
@@ -95,6 +97,7 @@ MtProgram prog(unsigned threads, const Ops& ops, bool strict = false, bool owner
   return p;
 }
 
+// Appends b to a.
 void append(Ops& a, const Ops& b) { a.insert(a.end(), b.begin(), b.end()); }
 
 // Sizes of every tier: small (class edges), medium, large.
@@ -124,6 +127,7 @@ Ops producer_consumer(unsigned p, unsigned c, const std::vector<uint64_t>& sizes
   return o;
 }
 
+// The seed programs (numbered in the comments below).
 std::vector<MtProgram> seeds() {
   std::vector<MtProgram> v;
   // 1-6: producer / consumer handoff through mailboxes, every tier, malloc and calloc.
@@ -423,6 +427,7 @@ std::vector<MtProgram> seeds() {
 
 // ---- Dictionary --------------------------------------------------------------------------------
 
+// Escaped form of a dictionary token (\x20\x01).
 std::string dict_escape(const Bytes& b) {
   std::string s;
   char buf[8];
@@ -433,6 +438,7 @@ std::string dict_escape(const Bytes& b) {
   return s;
 }
 
+// Tokens: thread ops with every thread operand, common op pairs and heap ops.
 std::string mt_dict() {
   std::vector<std::pair<std::string, Bytes>> entries;
   auto add = [&](const std::string& name, const Ops& ops) {
@@ -474,6 +480,7 @@ std::string mt_dict() {
 
 // ---- Output ------------------------------------------------------------------------------------
 
+// mkdir -p.
 bool mkdirs(const std::string& path) {
   std::string cur;
   size_t pos = 0;
@@ -489,6 +496,7 @@ bool mkdirs(const std::string& path) {
   return true;
 }
 
+// Writes data to path; false (with a message) on errors.
 bool write_file(const std::string& path, const Bytes& data) {
   FILE* f = fopen(path.c_str(), "wb");
   if (!f) {

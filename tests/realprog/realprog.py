@@ -398,7 +398,7 @@ class Driver:
             # crash names its module and the others still run). The main process then writes
             # the JUnit XML; in a single process test_xml_etree's fresh ElementTree module
             # breaks regrtest's own XML writer.
-            argv = [PYTHON, "-m", "test", "-j1", "-u", "none", "--timeout", "600", "--tempdir", tmp,
+            argv = [PYTHON, "-m", "test", "-j1", "-u", "none", "--timeout", "300", "--tempdir", tmp,
                     "--junit-xml", xml] + tests
             res = self.run(v, argv, self.work, env, timeout=420)
             self.save("python", res)

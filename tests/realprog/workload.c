@@ -24,12 +24,12 @@
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
-#define DIE(...)                      \
-  do {                                \
-    fprintf(stderr, "workload: ");    \
-    fprintf(stderr, __VA_ARGS__);     \
-    fputc('\n', stderr);              \
-    exit(2);                          \
+#define DIE(...)                   \
+  do {                             \
+    fprintf(stderr, "workload: "); \
+    fprintf(stderr, __VA_ARGS__);  \
+    fputc('\n', stderr);           \
+    exit(2);                       \
   } while (0)
 
 static void *xmalloc(size_t n) {
@@ -84,28 +84,28 @@ static uint64_t fnv1a(const void *data, size_t n, uint64_t h) {
 
 /* ---- A generic growable vector, instantiated by a macro ------------------------------ */
 
-#define DEFINE_VEC(name, type)                                                          \
-  typedef struct {                                                                      \
-    type *data;                                                                         \
-    size_t len, cap;                                                                    \
-  } name##_t;                                                                           \
-  static inline void name##_push(name##_t *v, type x) {                                 \
-    if (v->len == v->cap) {                                                             \
-      v->cap = v->cap ? v->cap * 2 : 4;                                                 \
-      v->data = xrealloc(v->data, v->cap * sizeof(type));                               \
-    }                                                                                   \
-    v->data[v->len++] = x;                                                              \
-  }                                                                                     \
-  static inline void name##_shrink(name##_t *v) {                                       \
-    if (v->len > 0 && v->len < v->cap) {                                                \
-      v->cap = v->len;                                                                  \
-      v->data = xrealloc(v->data, v->cap * sizeof(type));                               \
-    }                                                                                   \
-  }                                                                                     \
-  static inline void name##_free(name##_t *v) {                                         \
-    free(v->data);                                                                      \
-    v->data = NULL;                                                                     \
-    v->len = v->cap = 0;                                                                \
+#define DEFINE_VEC(name, type)                            \
+  typedef struct {                                        \
+    type *data;                                           \
+    size_t len, cap;                                      \
+  } name##_t;                                             \
+  static inline void name##_push(name##_t *v, type x) {   \
+    if (v->len == v->cap) {                               \
+      v->cap = v->cap ? v->cap * 2 : 4;                   \
+      v->data = xrealloc(v->data, v->cap * sizeof(type)); \
+    }                                                     \
+    v->data[v->len++] = x;                                \
+  }                                                       \
+  static inline void name##_shrink(name##_t *v) {         \
+    if (v->len > 0 && v->len < v->cap) {                  \
+      v->cap = v->len;                                    \
+      v->data = xrealloc(v->data, v->cap * sizeof(type)); \
+    }                                                     \
+  }                                                       \
+  static inline void name##_free(name##_t *v) {           \
+    free(v->data);                                        \
+    v->data = NULL;                                       \
+    v->len = v->cap = 0;                                  \
   }
 
 DEFINE_VEC(u64vec, uint64_t)
@@ -141,7 +141,7 @@ static void sbuf_puts(sbuf_t *s, const char *str) {
 
 /* ---- Words from a tiny grammar -------------------------------------------------------- */
 
-static const char *const kSyllables[] = {"ka", "lo", "mi", "nu", "ra", "te", "zo", "qui",
+static const char *const kSyllables[] = {"ka",  "lo",  "mi",  "nu",  "ra", "te", "zo",  "qui",
                                          "ste", "bar", "fen", "dor", "ix", "ul", "pra", "von"};
 
 static char *make_word(rng_t *r) {
@@ -342,8 +342,8 @@ static void phase_words(rng_t *r) {
   for (size_t i = 0; i < t.nbuckets; i++)
     for (entry_t *e = t.buckets[i]; e != NULL; e = e->next) all[k++] = e;
   qsort(all, k, sizeof *all, cmp_entry);
-  printf("words: distinct=%zu pruned=%zu kept=%zu buckets=%zu text=%zu bytes checksum=%016llx\n", distinct,
-         pruned, t.size, t.nbuckets, text.len, (unsigned long long)fnv1a(text.buf, text.len, FNV_SEED));
+  printf("words: distinct=%zu pruned=%zu kept=%zu buckets=%zu text=%zu bytes checksum=%016llx\n", distinct, pruned,
+         t.size, t.nbuckets, text.len, (unsigned long long)fnv1a(text.buf, text.len, FNV_SEED));
   for (size_t i = 0; i < MIN(k, (size_t)12); i++) printf("  %2zu %-24s %ld\n", i + 1, all[i]->key, all[i]->count);
   free(all);
   free(text.buf);
@@ -451,15 +451,53 @@ static uint64_t run_machine(const unsigned char *code, size_t n, uint64_t *stack
   size_t sp = 0;
   for (size_t pc = 0; pc < n; pc++) {
     switch ((enum op)(code[pc] % OP_COUNT)) {
-      case OP_PUSH: if (sp < cap) stack[sp++] = code[pc] * 2654435761u; break;
-      case OP_ADD: if (sp >= 2) { stack[sp - 2] += stack[sp - 1]; sp--; } break;
-      case OP_MUL: if (sp >= 2) { stack[sp - 2] *= stack[sp - 1] | 1; sp--; } break;
-      case OP_XOR: if (sp >= 2) { stack[sp - 2] ^= stack[sp - 1] >> 7; sp--; } break;
-      case OP_DUP: if (sp >= 1 && sp < cap) { stack[sp] = stack[sp - 1]; sp++; } break;
-      case OP_SWAP: if (sp >= 2) { uint64_t t = stack[sp - 1]; stack[sp - 1] = stack[sp - 2]; stack[sp - 2] = t; } break;
-      case OP_DROP: if (sp >= 1) sp--; break;
-      case OP_ROT: if (sp >= 3) { uint64_t t = stack[sp - 3]; stack[sp - 3] = stack[sp - 2]; stack[sp - 2] = stack[sp - 1]; stack[sp - 1] = t; } break;
-      case OP_COUNT: break;
+      case OP_PUSH:
+        if (sp < cap) stack[sp++] = code[pc] * 2654435761u;
+        break;
+      case OP_ADD:
+        if (sp >= 2) {
+          stack[sp - 2] += stack[sp - 1];
+          sp--;
+        }
+        break;
+      case OP_MUL:
+        if (sp >= 2) {
+          stack[sp - 2] *= stack[sp - 1] | 1;
+          sp--;
+        }
+        break;
+      case OP_XOR:
+        if (sp >= 2) {
+          stack[sp - 2] ^= stack[sp - 1] >> 7;
+          sp--;
+        }
+        break;
+      case OP_DUP:
+        if (sp >= 1 && sp < cap) {
+          stack[sp] = stack[sp - 1];
+          sp++;
+        }
+        break;
+      case OP_SWAP:
+        if (sp >= 2) {
+          uint64_t t = stack[sp - 1];
+          stack[sp - 1] = stack[sp - 2];
+          stack[sp - 2] = t;
+        }
+        break;
+      case OP_DROP:
+        if (sp >= 1) sp--;
+        break;
+      case OP_ROT:
+        if (sp >= 3) {
+          uint64_t t = stack[sp - 3];
+          stack[sp - 3] = stack[sp - 2];
+          stack[sp - 2] = stack[sp - 1];
+          stack[sp - 1] = t;
+        }
+        break;
+      case OP_COUNT:
+        break;
     }
   }
   uint64_t h = FNV_SEED ^ sp;

@@ -99,9 +99,12 @@ long eval(const Expr& e) {
                                [](const Bin& b) {
                                  long l = eval(*b.lhs), r = eval(*b.rhs);
                                  switch (b.op) {
-                                   case '+': return (l + r) % 1000003;
-                                   case '-': return (l - r) % 1000003;
-                                   default: return (l * r) % 1000003;
+                                   case '+':
+                                     return (l + r) % 1000003;
+                                   case '-':
+                                     return (l - r) % 1000003;
+                                   default:
+                                     return (l * r) % 1000003;
                                  }
                                }},
                     e.node);
