@@ -50,6 +50,9 @@ unsigned arena_select(unsigned previous, bool contended) {
     if (previous != 0) return contended ? previous % count : (previous - 1) % count;
     return g_next_thread_arena.fetch_add(1, std::memory_order_relaxed) % count;
   }
+  // A new thread starts in arena 0: threads that never contend share one heap (fewer
+  // partially used runs, lower RSS); contention moves a thread to its CPU's arena.
+  if (previous == 0) return 0;
   // glibc reads the CPU number from the rseq area (no system call) where the kernel
   // supports it. The CPU can change right after: harmless, see arena.h.
   const int cpu = sched_getcpu();

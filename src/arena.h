@@ -1,10 +1,11 @@
 // Arenas: independent heaps, each with its own small size-class runs, segments and medium
 // tier, each lock-protected on its own. A thread uses one arena for its slow paths (cache
-// refills, medium allocations) and picks it again when that arena's lock is contended:
-// by the CPU it runs on then (sched_getcpu, the default, stepping to the next arena if the
-// CPU's arena is the contended one) or round-robin (option arena_select=thread). A
-// single-threaded program thus stays in one arena (no fragmentation over arenas), and
-// threads that collide spread out over the CPUs' arenas.
+// refills, medium allocations). With the default arena_select=cpu a new thread starts in
+// arena 0 and, when a lock of its arena is found busy, moves to the arena of the CPU it runs
+// on (sched_getcpu; the next arena if that is the contended one). Threads that never
+// contend thus share one heap (no memory spread over arenas), and threads that collide
+// spread out over the CPUs' arenas. arena_select=thread assigns arenas round-robin per
+// thread instead (and steps to the next one on contention).
 //
 // Why a thread that migrates between CPUs mid-operation is still correct: the arena choice
 // is only a locality hint, never an ownership claim. Every structure of an arena is guarded
