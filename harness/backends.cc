@@ -3,11 +3,16 @@
 #include <malloc.h>
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <set>
+#include <unordered_map>
+#include <vector>
 
 #include "tinymalloc.h"
 #include "tm_harness.h"
@@ -80,6 +85,33 @@ class TmBackend final : public Backend {
   bool owns(const void* p) override { return tm_owns(p) != 0; }
   bool has_oom_injection() const override { return true; }
   void fail_os_after(long calls) override { tm_test_fail_os_after(calls); }
+
+  bool has_heaps() const override { return true; }
+  unsigned heaps_live() const override { return live_heaps().load(std::memory_order_relaxed); }
+  void* heap_create() override {
+    tm_heap_t* h = tm_heap_create();
+    if (h != nullptr) live_heaps().fetch_add(1, std::memory_order_relaxed);
+    return h;
+  }
+  void* heap_malloc(void* h, size_t n) override { return tm_heap_malloc(static_cast<tm_heap_t*>(h), n); }
+  void* heap_calloc(void* h, size_t c, size_t n) override { return tm_heap_calloc(static_cast<tm_heap_t*>(h), c, n); }
+  void* heap_realloc(void* h, void* p, size_t n) override { return tm_heap_realloc(static_cast<tm_heap_t*>(h), p, n); }
+  void heap_free(void* h, void* p) override { tm_heap_free(static_cast<tm_heap_t*>(h), p); }
+  void heap_reset(void* h) override { tm_heap_reset(static_cast<tm_heap_t*>(h)); }
+  void heap_destroy(void* h) override {
+    tm_heap_destroy(static_cast<tm_heap_t*>(h));
+    live_heaps().fetch_sub(1, std::memory_order_relaxed);
+  }
+  void heap_stats(void* h, PoolStats* out) override {
+    tm_heap_stats_t s;
+    memset(&s, 0, sizeof s);
+    tm_heap_stats(static_cast<tm_heap_t*>(h), &s);
+    out->live_blocks = s.live_blocks;
+    out->usable_bytes = s.usable_bytes;
+    out->segments = s.segments;
+    out->large_blocks = s.large_blocks;
+    out->mapped_bytes = s.mapped_bytes;
+  }
   // Sizes above 64 MiB may fail; they are attempted up to 4 GiB + 1 page (past 32-bit
   // size arithmetic), with at most 16 GiB of such blocks live. Under ASan, tinymalloc
   // (un)poisons whole large mappings: the shadow pages it writes stay resident, 1/8 of the
@@ -91,17 +123,211 @@ class TmBackend final : public Backend {
   uint64_t max_attempt_size() const override { return (uint64_t{4} << 30) + 4096; }
   uint64_t max_live_bytes() const override { return uint64_t{16} << 30; }
 #endif
+
+ private:
+  // Pools created through tm backends and not destroyed, process-wide (tinymalloc's limit
+  // is process-wide too).
+  static std::atomic<unsigned>& live_heaps() {
+    static std::atomic<unsigned> n{0};
+    return n;
+  }
+};
+
+// ---- emulated memory pools -------------------------------------------------------------------
+//
+// Backends without native pools emulate them over their own allocator: a set of blocks per
+// pool, at most kMaxPools pools. heap_* allocate with the backend's malloc and record the
+// block; heap_free / free / realloc of a pool block keep the sets exact (a plain realloc
+// keeps the block in its pool); reset frees the pool's blocks one by one. Misuse (a block
+// of another pool) aborts, as tinymalloc does. The faulty backend injects pool bugs here.
+
+enum PoolFault {
+  kPoolFaultNone = 0,
+  kPoolFaultResetLeak,      // 2nd reset of a non-empty pool forgets one block (not freed, gone from the pool)
+  kPoolFaultDestroyOther,   // 1st destroy while another pool holds a block frees one of those too
+  kPoolFaultStatsOff,       // heap_stats of a non-empty pool: live_blocks + 1 from the 3rd such call on
+  kPoolFaultReallocEscape,  // 1st heap_realloc that moves leaves the new block outside the pool
+  kPoolFaultFreeStale,      // 3rd plain free of a pool block leaves it counted in its pool
+};
+
+class PooledBackend : public Backend {
+ public:
+  // The backend's allocator underneath (plain blocks).
+  virtual void* raw_realloc(void* p, size_t n) = 0;
+  virtual void raw_free(void* p) = 0;
+  // kPoolFaultDestroyOther: the backend "frees" p behind the model's back (its memory stays
+  // readable, so the harness reports a content change instead of crashing).
+  virtual void raw_free_behind(void* p) { raw_free(p); }
+
+  void free(void* p) final {
+    if (p != nullptr && !owner_.empty()) {
+      auto it = owner_.find(p);
+      if (it != owner_.end()) {
+        if (fault_ == kPoolFaultFreeStale && ++fault_count_ == 3) {
+          owner_.erase(it);  // still in pools_[..].blocks: counted, and reset frees it again
+        } else {
+          pools_[it->second].blocks.erase(p);
+          owner_.erase(it);
+        }
+      }
+    }
+    raw_free(p);
+  }
+  void* realloc(void* p, size_t n) final {
+    const unsigned owner = p != nullptr ? forget(p) : kNoPool;
+    void* q = raw_realloc(p, n);
+    if (owner != kNoPool && n != 0) {
+      // Moved or resized: still the pool's. Failed: the block is untouched and still in its
+      // pool. (n == 0 freed it; a lenient malloc's new zero-size block is not a pool block.)
+      remember(owner, q != nullptr ? q : p);
+    }
+    return q;
+  }
+
+  bool has_heaps() const override { return true; }
+  unsigned heaps_live() const override { return live_; }
+  void* heap_create() override {
+    for (unsigned i = 0; i < kMaxPools; ++i) {
+      if (pools_[i].live) continue;
+      pools_[i].live = true;
+      ++live_;
+      return &pools_[i];
+    }
+    errno = ENOMEM;
+    return nullptr;
+  }
+  void* heap_malloc(void* h, size_t n) override {
+    const unsigned i = index_of(h, "heap_malloc");
+    void* p = malloc(n);
+    if (p != nullptr) remember(i, p);
+    return p;
+  }
+  void* heap_calloc(void* h, size_t c, size_t n) override {
+    const unsigned i = index_of(h, "heap_calloc");
+    void* p = calloc(c, n);
+    if (p != nullptr) remember(i, p);
+    return p;
+  }
+  void* heap_realloc(void* h, void* p, size_t n) override {
+    const unsigned i = index_of(h, "heap_realloc");
+    if (p == nullptr) return heap_malloc(h, n);
+    belongs_or_die(i, p, "heap_realloc");
+    if (n == 0) {
+      heap_free(h, p);
+      return nullptr;
+    }
+    forget(p);
+    void* q = raw_realloc(p, n);
+    if (q == nullptr) {
+      remember(i, p);
+    } else if (!(fault_ == kPoolFaultReallocEscape && q != p && ++fault_count_ == 1)) {
+      remember(i, q);
+    }
+    return q;
+  }
+  void heap_free(void* h, void* p) override {
+    const unsigned i = index_of(h, "heap_free");
+    if (p == nullptr) return;
+    belongs_or_die(i, p, "heap_free");
+    forget(p);
+    raw_free(p);
+  }
+  void heap_reset(void* h) override { release_all(index_of(h, "heap_reset")); }
+  void heap_destroy(void* h) override {
+    const unsigned i = index_of(h, "heap_destroy");
+    if (fault_ == kPoolFaultDestroyOther && fault_count_ == 0) {
+      for (unsigned j = 0; j < kMaxPools; ++j) {
+        if (j == i || pools_[j].blocks.empty()) continue;
+        ++fault_count_;
+        void* victim = *pools_[j].blocks.begin();
+        forget(victim);
+        raw_free_behind(victim);
+        break;
+      }
+    }
+    release_all(i);
+    pools_[i].live = false;
+    --live_;
+  }
+  void heap_stats(void* h, PoolStats* out) override {
+    const Pool& pool = pools_[index_of(h, "heap_stats")];
+    *out = PoolStats{};
+    out->live_blocks = pool.blocks.size();
+    for (void* p : pool.blocks) out->usable_bytes += usable_size(p);
+    out->mapped_bytes = out->usable_bytes;  // no segments: the blocks are the pool's memory
+    if (fault_ == kPoolFaultStatsOff && !pool.blocks.empty() && ++stats_calls_ >= 3) ++out->live_blocks;
+  }
+
+ protected:
+  void set_pool_fault(PoolFault f) { fault_ = f; }
+  // Frees every block of every pool (backend destruction).
+  void release_all_pools() {
+    for (unsigned i = 0; i < kMaxPools; ++i) release_all(i);
+  }
+
+ private:
+  static constexpr unsigned kNoPool = UINT_MAX;
+  struct Pool {
+    bool live = false;
+    std::set<void*> blocks;  // ordered: the faults pick the same block on every run
+  };
+
+  unsigned index_of(void* h, const char* what) const {
+    const Pool* p = static_cast<const Pool*>(h);
+    if (p < pools_ || p >= pools_ + kMaxPools || !p->live) {
+      fprintf(stderr, "tm_harness: emulated pools: %s of an invalid pool handle %p\n", what, h);
+      abort();
+    }
+    return static_cast<unsigned>(p - pools_);
+  }
+  void belongs_or_die(unsigned i, void* p, const char* what) const {
+    if (pools_[i].blocks.count(p) == 0) {
+      fprintf(stderr, "tm_harness: emulated pools: %s of %p, which is not a block of pool %u\n", what, p, i);
+      abort();
+    }
+  }
+  void remember(unsigned i, void* p) {
+    pools_[i].blocks.insert(p);
+    owner_[p] = i;
+  }
+  // Takes p out of its pool; returns the pool or kNoPool.
+  unsigned forget(void* p) {
+    auto it = owner_.find(p);
+    if (it == owner_.end()) return kNoPool;
+    const unsigned i = it->second;
+    pools_[i].blocks.erase(p);
+    owner_.erase(it);
+    return i;
+  }
+  void release_all(unsigned i) {
+    std::vector<void*> blocks(pools_[i].blocks.begin(), pools_[i].blocks.end());
+    pools_[i].blocks.clear();
+    const bool leak = fault_ == kPoolFaultResetLeak && !blocks.empty() && ++fault_count_ == 2;
+    for (size_t k = 0; k < blocks.size(); ++k) {
+      owner_.erase(blocks[k]);
+      if (leak && k == 0) continue;  // forgotten: neither freed nor in the pool any more
+      raw_free(blocks[k]);
+    }
+  }
+
+  Pool pools_[kMaxPools];
+  std::unordered_map<void*, unsigned> owner_;
+  unsigned live_ = 0;
+  PoolFault fault_ = kPoolFaultNone;
+  unsigned fault_count_ = 0;
+  unsigned stats_calls_ = 0;
 };
 
 // ---- system malloc -----------------------------------------------------------------------------
 
-class SystemBackend final : public Backend {
+class SystemBackend final : public PooledBackend {
  public:
+  ~SystemBackend() override { release_all_pools(); }
   const char* name() const override { return "system"; }
   void* malloc(size_t n) override { return ::malloc(n); }
   void* calloc(size_t c, size_t n) override { return ::calloc(c, n); }
-  void* realloc(void* p, size_t n) override { return ::realloc(p, n); }
-  void free(void* p) override { ::free(p); }
+  void* raw_realloc(void* p, size_t n) override { return ::realloc(p, n); }
+  void raw_free(void* p) override { ::free(p); }
   void* aligned_alloc(size_t a, size_t n) override { return ::aligned_alloc(a, n); }
   int posix_memalign(void** out, size_t a, size_t n) override { return ::posix_memalign(out, a, n); }
   size_t usable_size(const void* p) override { return malloc_usable_size(const_cast<void*>(p)); }
@@ -137,19 +363,62 @@ enum FaultMode {
   kFaultFreeStomps,          // 3rd free writes one byte into another live block
   kFaultZeroNull,            // malloc(0) returns NULL
   kFaultAlignedEinval,       // aligned_alloc rejects sizes that are not a multiple of alignment
+  // Memory pools (emulated, PooledBackend): see PoolFault.
+  kFaultPoolResetLeak,      // 2nd reset of a non-empty pool forgets one block (leak in the stats)
+  kFaultPoolDestroyOther,   // destroy frees a block of another pool too (its memory is reused)
+  kFaultPoolStatsOff,       // heap_stats live_blocks off by one
+  kFaultPoolReallocEscape,  // heap_realloc that moves leaves the new block outside the pool
+  kFaultPoolFreeStale,      // free() of a pool block leaves it counted in its pool
   kFaultModeCount
 };
 
-const char* const kFaultNames[kFaultModeCount] = {"none",         "overlap",       "misaligned", "realloc-copy",
-                                                  "calloc-dirty", "usable-short",  "stats-leak", "realloc-fail-clobber",
-                                                  "errno",        "huge-succeeds", "heap-check", "free-stomps",
-                                                  "zero-null",    "aligned-einval"};
+const char* const kFaultNames[kFaultModeCount] = {"none",
+                                                  "overlap",
+                                                  "misaligned",
+                                                  "realloc-copy",
+                                                  "calloc-dirty",
+                                                  "usable-short",
+                                                  "stats-leak",
+                                                  "realloc-fail-clobber",
+                                                  "errno",
+                                                  "huge-succeeds",
+                                                  "heap-check",
+                                                  "free-stomps",
+                                                  "zero-null",
+                                                  "aligned-einval",
+                                                  "pool-reset-leak",
+                                                  "pool-destroy-other",
+                                                  "pool-stats-off",
+                                                  "pool-realloc-escape",
+                                                  "pool-free-stale"};
 
-class FaultyBackend final : public Backend {
+class FaultyBackend final : public PooledBackend {
  public:
-  explicit FaultyBackend(int mode) : mode_(mode), name_(std::string("faulty:") + kFaultNames[mode]) {}
+  explicit FaultyBackend(int mode) : mode_(mode), name_(std::string("faulty:") + kFaultNames[mode]) {
+    switch (mode) {
+      case kFaultPoolResetLeak:
+        set_pool_fault(kPoolFaultResetLeak);
+        break;
+      case kFaultPoolDestroyOther:
+        set_pool_fault(kPoolFaultDestroyOther);
+        break;
+      case kFaultPoolStatsOff:
+        set_pool_fault(kPoolFaultStatsOff);
+        break;
+      case kFaultPoolReallocEscape:
+        set_pool_fault(kPoolFaultReallocEscape);
+        break;
+      case kFaultPoolFreeStale:
+        set_pool_fault(kPoolFaultFreeStale);
+        break;
+      default:
+        break;
+    }
+  }
   ~FaultyBackend() override {
+    release_all_pools();
     while (!blocks_.empty()) release(blocks_.begin()->first);
+    for (auto& [map, len] : zombies_) munmap(map, len);
   }
   const char* name() const override { return name_.c_str(); }
 
@@ -192,10 +461,10 @@ class FaultyBackend final : public Backend {
     }
     return p;
   }
-  void* realloc(void* p, size_t n) override {
+  void* raw_realloc(void* p, size_t n) override {
     if (p == nullptr) return malloc(n);
     if (n == 0) {
-      free(p);
+      raw_free(p);
       return nullptr;
     }
     Header* h = header(p);
@@ -210,10 +479,25 @@ class FaultyBackend final : public Backend {
     size_t m = h->requested < n ? h->requested : n;
     if (mode_ == kFaultReallocCopy && m > 0 && ++count_ >= 3) --m;
     memcpy(q, p, m);
-    free(p);
+    raw_free(p);
     return q;
   }
-  void free(void* p) override {
+  // kPoolFaultDestroyOther: p is "freed" (counters and bookkeeping) and its memory reused
+  // (its first bytes overwritten), but stays mapped so that the harness can see it.
+  void raw_free_behind(void* p) override {
+    Header* h = header(p);
+    if (h == nullptr) return;
+    memset(p, 0xDD, h->requested < 64 ? h->requested : 64);
+    --live_blocks_;
+    requested_ -= h->requested;
+    usable_ -= h->usable;
+    zombies_[h->map] = h->map_len;
+    mappings_.erase(h->map);
+    if (last_ == p) last_ = nullptr;
+    blocks_.erase(p);
+    delete h;
+  }
+  void raw_free(void* p) override {
     if (p == nullptr) return;
     auto s = shift_.find(p);
     if (s != shift_.end()) {
@@ -383,6 +667,7 @@ class FaultyBackend final : public Backend {
   std::map<void*, void*> shift_;
   std::map<void*, size_t> overlap_;
   std::map<char*, size_t> mappings_;
+  std::map<char*, size_t> zombies_;  // mappings of blocks raw_free_behind "freed"
   size_t live_blocks_ = 0, requested_ = 0, usable_ = 0, mapped_ = 0, peak_mapped_ = 0, peak_requested_ = 0;
 };
 

@@ -30,6 +30,7 @@ struct Block {
   uint64_t last_usable = 0;
   size_t birth_op = 0;
   OpKind how = OpKind::kMalloc;
+  int8_t pool = -1;  // model pool slot that owns the block (v2 pool ops), -1: none
 
   uint64_t extent() const { return usable > 0 ? usable : 1; }
   uint64_t virt() const { return requested + (align > 4096 ? align : 0); }

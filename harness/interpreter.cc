@@ -240,6 +240,15 @@ struct Interpreter::Impl {
   long oom_left = -1;
   bool oom_active = false;
 
+  // Memory pools (v2 pool ops): the model's pool slots and the extra pools of heap_fill.
+  // A block's owner is Block::pool (a pool slot index, -1 for none).
+  struct PoolSlot {
+    void* h = nullptr;  // live pool handle, nullptr: empty slot
+    size_t birth_op = 0;
+  };
+  PoolSlot pools[kPoolSlots];
+  std::vector<void*> extra_pools;
+
   // Multi-threaded runs (ThreadEngine): OOM windows are phase-level (set by the runner),
   // the backend's live-bytes budget is shared by budget_divisor engines and also caps
   // large sane sizes, and in strict-overlap mode every block is claimed in a registry
@@ -278,7 +287,9 @@ struct Interpreter::Impl {
     std::string d = "slot " + std::to_string(s) + " (" + ptr(b.p) + ", " + num(b.requested) +
                     " bytes requested, usable " + num(b.usable) + ", ";
     d += b.zeroed ? std::string("zero-filled") : "seed " + std::to_string(b.seed);
-    d += ", from #" + std::to_string(b.birth_op) + " " + op_name(b.how) + ")";
+    d += ", from #" + std::to_string(b.birth_op) + " " + op_name(b.how);
+    if (b.pool >= 0) d += ", in pool " + std::to_string(b.pool);
+    d += ")";
     return d;
   }
 
@@ -408,7 +419,8 @@ struct Interpreter::Impl {
 
   // A new block arrived in slot s: check alignment, usable size, overlap, ownership and
   // (calloc) zero contents, then fill it and add it to the model.
-  void adopt(unsigned s, void* vp, uint64_t n, uint64_t align, OpKind how, bool zeroed, const char* what) {
+  void adopt(unsigned s, void* vp, uint64_t n, uint64_t align, OpKind how, bool zeroed, const char* what,
+             int pool = -1) {
     uint8_t* p = static_cast<uint8_t*>(vp);
     const uint64_t need = align > min_align(n) ? align : min_align(n);
     if (reinterpret_cast<uintptr_t>(p) % need != 0) {
@@ -440,6 +452,7 @@ struct Interpreter::Impl {
     b.last_usable = usable;
     b.zeroed = zeroed;
     b.seed = zeroed ? 0 : next_seed++;
+    b.pool = static_cast<int8_t>(pool);
     if (zeroed) {
       const Pattern zero(true, 0);
       b.fill_len = n;
@@ -458,18 +471,149 @@ struct Interpreter::Impl {
     verify_neighbours(reinterpret_cast<uintptr_t>(p), b.extent(), "after a neighbouring allocation");
   }
 
-  void release(unsigned s, const char* why) {
+  // Verifies and frees slot s's block: free(), or heap_free() of its pool with `heap_free`
+  // (pool blocks go through plain free() too: tm_free accepts them).
+  void release(unsigned s, const char* why, bool heap_free = false) {
     Block& b = slots[s];
     if (!b.live) return;
     verify_block(s, why);
     unlink(s);
     uint8_t* p = b.p;
     const uint64_t ext = b.extent();
-    be.free(p);
+    const int pool = b.pool;
+    if (heap_free && pool >= 0) {
+      be.heap_free(pools[pool].h, p);
+    } else {
+      be.free(p);
+    }
     b.live = false;
     b.p = nullptr;
     ++ctr.frees;
     verify_neighbours(reinterpret_cast<uintptr_t>(p), ext, "after a neighbouring free");
+    if (pool >= 0) check_pool_stats(static_cast<unsigned>(pool), heap_free ? "after heap_free" : "after free()");
+  }
+
+  // -- memory pools --
+  void pool_totals(unsigned pi, uint64_t* n, uint64_t* usable) const {
+    *n = *usable = 0;
+    for (const Block& b : slots) {
+      if (b.live && b.pool == static_cast<int>(pi)) {
+        ++*n;
+        *usable += b.usable;
+      }
+    }
+  }
+
+  // tm_heap_stats of pool slot pi against the model's blocks of that pool (exact).
+  void check_pool_stats(unsigned pi, const char* when) {
+    if (pools[pi].h == nullptr) return;
+    PoolStats st;
+    be.heap_stats(pools[pi].h, &st);
+    uint64_t n, usable;
+    pool_totals(pi, &n, &usable);
+    if (st.live_blocks != n) {
+      fail("heap_stats of pool %u %s: live_blocks is %zu; the model has %" PRIu64 " blocks in this pool", pi, when,
+           st.live_blocks, n);
+    }
+    if (st.usable_bytes != usable) {
+      fail("heap_stats of pool %u %s: usable_bytes is %zu; the model's sum of usable_size() over its %" PRIu64
+           " blocks is %" PRIu64,
+           pi, when, st.usable_bytes, n, usable);
+    }
+    if (st.large_blocks > st.live_blocks) {
+      fail("heap_stats of pool %u %s: large_blocks %zu > live_blocks %zu", pi, when, st.large_blocks, st.live_blocks);
+    }
+    if (st.mapped_bytes < st.usable_bytes) {
+      fail("heap_stats of pool %u %s: mapped_bytes %zu < usable_bytes %zu", pi, when, st.mapped_bytes, st.usable_bytes);
+    }
+  }
+
+  bool handle_in_use(const void* h) const {
+    for (const PoolSlot& ps : pools) {
+      if (ps.h == h) return true;
+    }
+    for (const void* x : extra_pools) {
+      if (x == h) return true;
+    }
+    return false;
+  }
+
+  // heap_create with its expectation: it must succeed while fewer than max_heaps() pools
+  // are live (the backend's count) and fail with ENOMEM at the limit. Returns the handle or
+  // nullptr (expected failure at the limit).
+  void* create_heap(const char* what) {
+    const unsigned live = be.heaps_live();
+    const bool room = live < be.max_heaps();
+    errno = 0;
+    void* h = be.heap_create();
+    const int err = errno;
+    if (h == nullptr) {
+      if (room) {
+        fail("%s: heap_create returned NULL (errno %d: %s) with only %u of %u pools live; it must succeed", what, err,
+             strerror(err), live, be.max_heaps());
+      }
+      if (err != ENOMEM) {
+        fail("%s: heap_create at the limit of %u pools returned NULL with errno %d (%s); expected ENOMEM", what,
+             be.max_heaps(), err, strerror(err));
+      }
+      ++ctr.pool_limit_hits;
+      return nullptr;
+    }
+    if (!room) {
+      fail("%s: heap_create returned %s with %u pools live already; the limit is %u", what, ptr(h).c_str(), live,
+           be.max_heaps());
+    }
+    if (handle_in_use(h))
+      fail("%s: heap_create returned %s, the handle of a pool that is still live", what, ptr(h).c_str());
+    ++ctr.pool_creates;
+    return h;
+  }
+
+  // Pool slot pi holds a live pool afterwards (created now when it was empty), or false:
+  // the limit of live pools is reached (expected; the op is skipped and changes nothing).
+  bool ensure_pool(unsigned pi) {
+    if (pools[pi].h != nullptr) return true;
+    void* h = create_heap("creating the op's pool");
+    if (h == nullptr) {
+      ++ctr.skipped;
+      outcome("skipped (its pool slot is empty and the pool limit is reached: heap_create failed, as expected)");
+      return false;
+    }
+    pools[pi].h = h;
+    pools[pi].birth_op = cur;
+    check_pool_stats(pi, "of a new pool");
+    return true;
+  }
+
+  // Takes every block of pool slot pi out of the model (verified first): their slots become
+  // empty. Returns how many.
+  uint64_t drop_pool_blocks(unsigned pi, const char* why) {
+    for (unsigned s = 0; s < kSlots; ++s) {
+      if (slots[s].live && slots[s].pool == static_cast<int>(pi)) verify_block(s, why);
+    }
+    uint64_t n = 0;
+    for (unsigned s = 0; s < kSlots; ++s) {
+      Block& b = slots[s];
+      if (!b.live || b.pool != static_cast<int>(pi)) continue;
+      unlink(s);
+      b.live = false;
+      b.p = nullptr;
+      ++n;
+    }
+    ctr.frees += n;
+    ctr.pool_blocks_dropped += n;
+    if (!resolved.empty()) resolved += "; ";
+    resolved += std::to_string(n) + " block(s) of pool " + std::to_string(pi) + " dropped";
+    return n;
+  }
+
+  void destroy_pool(unsigned pi, const char* why) {
+    drop_pool_blocks(pi, why);
+    void* h = pools[pi].h;
+    pools[pi] = PoolSlot{};
+    be.heap_destroy(h);
+    ++ctr.pool_destroys;
+    verify_all("after heap_destroy (blocks outside the pool must be intact)");
   }
 
   // -- expectations --
@@ -558,13 +702,18 @@ struct Interpreter::Impl {
     alloc_into(op.slot, n);
   }
 
-  void alloc_into(unsigned s, uint64_t n) {
+  // malloc(n) into slot s, or heap_malloc from pool slot `pool` (live) when pool >= 0.
+  void alloc_into(unsigned s, uint64_t n, int pool = -1) {
     char what[96];
-    snprintf(what, sizeof what, "malloc(%s)", num(n).c_str());
+    if (pool >= 0) {
+      snprintf(what, sizeof what, "heap_malloc(pool %d, %s)", pool, num(n).c_str());
+    } else {
+      snprintf(what, sizeof what, "malloc(%s)", num(n).c_str());
+    }
     Expect e = expect_size(n, 0);
     if (skipped_over_budget(e)) return;
     errno = 0;
-    void* p = be.malloc(n);
+    void* p = pool >= 0 ? be.heap_malloc(pools[pool].h, n) : be.malloc(n);
     const int err = errno;
     if (p == nullptr) {
       if (n == 0 && !be.strict() && e == Expect::kSucceed) {
@@ -575,23 +724,32 @@ struct Interpreter::Impl {
       return;
     }
     if (e == Expect::kMustFail) fail("%s returned %s; a size >= 2^47 must fail with ENOMEM", what, ptr(p).c_str());
-    adopt(s, p, n, 0, OpKind::kMalloc, false, what);
+    adopt(s, p, n, 0, pool >= 0 ? OpKind::kHeapMalloc : OpKind::kMalloc, false, what, pool);
     outcome("ok", nullptr, p);
   }
 
   void op_calloc(const Op& op) {
-    const uint64_t count = count_value(op.count);
     const uint64_t size = resolve(op.size, op.slot);
     release(op.slot, "before its slot was reused");
+    calloc_into(op, size, -1);
+  }
+
+  // calloc (or heap_calloc from pool slot `pool`, live) into op.slot, released already.
+  void calloc_into(const Op& op, uint64_t size, int pool) {
+    const uint64_t count = count_value(op.count);
     char what[128];
-    snprintf(what, sizeof what, "calloc(%s, %s)", num(count).c_str(), num(size).c_str());
+    if (pool >= 0) {
+      snprintf(what, sizeof what, "heap_calloc(pool %d, %s, %s)", pool, num(count).c_str(), num(size).c_str());
+    } else {
+      snprintf(what, sizeof what, "calloc(%s, %s)", num(count).c_str(), num(size).c_str());
+    }
     uint64_t total;
     const bool overflow = __builtin_mul_overflow(count, size, &total);
     resolved += (resolved.empty() ? "" : "; ") + std::string(overflow ? "count*size overflows" : "total " + num(total));
     const Expect e = overflow ? Expect::kMustFail : expect_size(total, 0);
     if (skipped_over_budget(e)) return;
     errno = 0;
-    void* p = be.calloc(count, size);
+    void* p = pool >= 0 ? be.heap_calloc(pools[pool].h, count, size) : be.calloc(count, size);
     const int err = errno;
     if (p == nullptr) {
       if (total == 0 && !be.strict() && e == Expect::kSucceed) {
@@ -605,20 +763,35 @@ struct Interpreter::Impl {
       fail("%s returned %s; %s must fail with ENOMEM", what, ptr(p).c_str(),
            overflow ? "an overflowing count*size" : "a total >= 2^47");
     }
-    adopt(op.slot, p, total, 0, OpKind::kCalloc, true, what);
+    adopt(op.slot, p, total, 0, pool >= 0 ? OpKind::kHeapCalloc : OpKind::kCalloc, true, what, pool);
     outcome("ok", nullptr, p);
   }
 
   void op_realloc(const Op& op) {
     const uint64_t n = resolve(op.size, op.slot);
-    Block& b = slots[op.slot];
-    char what[128];
+    realloc_slot(op.slot, n, -1);
+  }
+
+  // realloc(slot's block or NULL, n); with pool >= 0 heap_realloc of that (live) pool slot,
+  // whose block the slot holds (or is empty). A plain realloc of a pool block may move it
+  // out of its pool (tm_realloc): the pool's heap_stats live_blocks before and after the
+  // call tell (unchanged: still in the pool; one less: moved out).
+  void realloc_slot(unsigned slot, uint64_t n, int pool) {
+    Block& b = slots[slot];
+    void* const heap = pool >= 0 ? pools[pool].h : nullptr;
+    auto call = [&](void* old, size_t size) {
+      return pool >= 0 ? be.heap_realloc(heap, old, size) : be.realloc(old, size);
+    };
+    const char* fn = pool >= 0 ? "heap_realloc" : "realloc";
+    char pool_arg[24] = "";
+    if (pool >= 0) snprintf(pool_arg, sizeof pool_arg, "pool %d, ", pool);
+    char what[160];
     if (!b.live) {
-      snprintf(what, sizeof what, "realloc(NULL, %s)", num(n).c_str());
+      snprintf(what, sizeof what, "%s(%sNULL, %s)", fn, pool_arg, num(n).c_str());
       const Expect e = expect_size(n, 0);
       if (skipped_over_budget(e)) return;
       errno = 0;
-      void* p = be.realloc(nullptr, n);
+      void* p = call(nullptr, n);
       const int err = errno;
       if (p == nullptr) {
         if (n == 0 && !be.strict() && e == Expect::kSucceed) {
@@ -629,29 +802,31 @@ struct Interpreter::Impl {
         return;
       }
       if (e == Expect::kMustFail) fail("%s returned %s; a size >= 2^47 must fail with ENOMEM", what, ptr(p).c_str());
-      adopt(op.slot, p, n, 0, OpKind::kRealloc, false, what);
+      adopt(slot, p, n, 0, pool >= 0 ? OpKind::kHeapRealloc : OpKind::kRealloc, false, what, pool);
       outcome("ok (as malloc)", nullptr, p);
       return;
     }
 
-    snprintf(what, sizeof what, "realloc(%s, %s)", ptr(b.p).c_str(), num(n).c_str());
-    verify_block(op.slot, "before realloc");
+    snprintf(what, sizeof what, "%s(%s%s, %s)", fn, pool_arg, ptr(b.p).c_str(), num(n).c_str());
+    verify_block(slot, "before realloc");
     ++ctr.reallocs;
     uint8_t* const old = b.p;
+    const int old_pool = b.pool;  // == pool for heap_realloc
     if (n == 0) {
-      unlink(op.slot);
-      void* p = be.realloc(old, 0);
+      unlink(slot);
+      void* p = call(old, 0);
       b.live = false;
       b.p = nullptr;
       if (p == nullptr) {
         ++ctr.frees;
         outcome("freed (NULL)", old, nullptr);
+        if (old_pool >= 0) check_pool_stats(static_cast<unsigned>(old_pool), "after a realloc to 0 freed a pool block");
         return;
       }
-      if (be.strict()) {
+      if (be.strict() || pool >= 0) {
         fail("%s returned %s; realloc(p, 0) must free p and return NULL", what, ptr(p).c_str());
       }
-      adopt(op.slot, p, 0, 0, OpKind::kRealloc, false, what);
+      adopt(slot, p, 0, 0, OpKind::kRealloc, false, what);
       outcome("ok (new zero-size block)", old, p);
       return;
     }
@@ -670,11 +845,15 @@ struct Interpreter::Impl {
       e = Expect::kMayFail;
     if (skipped_over_budget(e)) return;
 
+    // A plain realloc of a pool block: the pool's count before the call.
+    PoolStats pool_before;
+    if (pool < 0 && old_pool >= 0) be.heap_stats(pools[old_pool].h, &pool_before);
+
     // Strict-overlap mode: the old block leaves the shared registry before the call (once
     // realloc has freed it, another thread may be handed its memory).
     if (registry != nullptr) registry->unclaim(old);
     errno = 0;
-    void* vp = be.realloc(old, n);
+    void* vp = call(old, n);
     const int err = errno;
     if (vp == nullptr) {
       if (registry != nullptr) {
@@ -686,7 +865,7 @@ struct Interpreter::Impl {
       }
       null_result(e, err, what, n, kENOMEM);
       // The old block must be untouched and still live.
-      verify_block(op.slot, "after a failed realloc, which must leave the block untouched");
+      verify_block(slot, "after a failed realloc, which must leave the block untouched");
       const uint64_t u = be.usable_size(old);
       if (u != b.usable) {
         fail("after the failed %s, usable_size(old block) is %s, was %s", what, num(u).c_str(), num(b.usable).c_str());
@@ -703,11 +882,11 @@ struct Interpreter::Impl {
       const uint64_t bad = check_range(p, a, z, pat);
       if (bad != kNone) {
         fail("%s -> %s did not keep the first %s bytes of %s: %s", what, ptr(p).c_str(), num(keep).c_str(),
-             describe_block(op.slot).c_str(), mismatch_detail(b, p, bad, pat, keep).c_str());
+             describe_block(slot).c_str(), mismatch_detail(b, p, bad, pat, keep).c_str());
       }
     });
     const Block prev = b;
-    unlink(op.slot, /*global=*/false);  // the registry dropped it before the call
+    unlink(slot, /*global=*/false);  // the registry dropped it before the call
     b.live = false;
     const bool in_place = p == old;
     if (in_place) ++ctr.realloc_in_place;
@@ -734,6 +913,20 @@ struct Interpreter::Impl {
     b.last_size = n;
     b.last_usable = usable;
     b.fill_len = prog->fill_usable() ? tail_limit(n, usable) : n;
+    if (pool < 0 && old_pool >= 0) {
+      // Which pool owns the block now: the pool's count says.
+      PoolStats after;
+      be.heap_stats(pools[old_pool].h, &after);
+      if (after.live_blocks == pool_before.live_blocks) {
+        resolved += std::string(resolved.empty() ? "" : "; ") + "still in pool " + std::to_string(old_pool);
+      } else if (after.live_blocks + 1 == pool_before.live_blocks) {
+        b.pool = -1;
+        resolved += std::string(resolved.empty() ? "" : "; ") + "moved out of pool " + std::to_string(old_pool);
+      } else {
+        fail("%s -> %s: heap_stats live_blocks of pool %d went from %zu to %zu across a realloc of one of its blocks",
+             what, ptr(p).c_str(), old_pool, pool_before.live_blocks, after.live_blocks);
+      }
+    }
     if (prev.zeroed) {
       // Zero-filled block: the copied prefix was zero; continue with a fresh pattern.
       b.zeroed = false;
@@ -744,9 +937,10 @@ struct Interpreter::Impl {
     } else {
       fill_block(b, 0);
     }
-    link(op.slot);
+    link(slot);
     verify_neighbours(reinterpret_cast<uintptr_t>(p), b.extent(), "after a neighbouring realloc");
     outcome(in_place ? "ok (in place)" : "ok (moved)", old, p);
+    if (old_pool >= 0) check_pool_stats(static_cast<unsigned>(old_pool), "after a realloc of one of its blocks");
   }
 
   void op_free(const Op& op) {
@@ -874,6 +1068,159 @@ struct Interpreter::Impl {
     outcome("ok");
   }
 
+  // -- pool ops (v2) --
+  bool skip_without_heaps() {
+    if (be.has_heaps()) return false;
+    ++ctr.skipped;
+    outcome("skipped (backend has no memory pools)");
+    return true;
+  }
+
+  void op_heap_create(const Op& op) {
+    if (skip_without_heaps()) return;
+    if (pools[op.pool].h != nullptr) destroy_pool(op.pool, "before heap_create replaced its pool");
+    void* h = create_heap("heap_create");
+    if (h == nullptr) {
+      outcome("NULL (pool limit reached, expected)", nullptr, nullptr, ENOMEM);
+      return;
+    }
+    pools[op.pool].h = h;
+    pools[op.pool].birth_op = cur;
+    check_pool_stats(op.pool, "of a new pool");
+    outcome("ok", nullptr, h);
+  }
+
+  void op_heap_malloc(const Op& op) {
+    if (skip_without_heaps()) return;
+    const uint64_t n = resolve(op.size, op.slot);
+    if (!ensure_pool(op.pool)) return;
+    release(op.slot, "before its slot was reused");
+    alloc_into(op.slot, n, op.pool);
+    check_pool_stats(op.pool, "after heap_malloc");
+  }
+
+  void op_heap_calloc(const Op& op) {
+    if (skip_without_heaps()) return;
+    const uint64_t size = resolve(op.size, op.slot);
+    if (!ensure_pool(op.pool)) return;
+    release(op.slot, "before its slot was reused");
+    calloc_into(op, size, op.pool);
+    check_pool_stats(op.pool, "after heap_calloc");
+  }
+
+  // The slot's block must be in this pool (or the slot empty): anything else would be
+  // misuse (tinymalloc aborts), so the op is skipped.
+  bool skip_foreign_block(const Op& op) {
+    const Block& b = slots[op.slot];
+    if (!b.live || b.pool == static_cast<int>(op.pool)) return false;
+    ++ctr.skipped;
+    outcome(b.pool < 0 ? "skipped (the slot's block is not a pool block)"
+                       : "skipped (the slot's block belongs to another pool)");
+    return true;
+  }
+
+  void op_heap_realloc(const Op& op) {
+    if (skip_without_heaps()) return;
+    const uint64_t n = resolve(op.size, op.slot);
+    if (skip_foreign_block(op)) return;
+    if (!ensure_pool(op.pool)) return;
+    realloc_slot(op.slot, n, op.pool);
+    check_pool_stats(op.pool, "after heap_realloc");
+  }
+
+  void op_heap_free(const Op& op) {
+    if (skip_without_heaps() || skip_foreign_block(op)) return;
+    if (pools[op.pool].h == nullptr) {
+      outcome("empty pool slot");
+      return;
+    }
+    if (!slots[op.slot].live) {
+      be.heap_free(pools[op.pool].h, nullptr);
+      outcome("heap_free(NULL)");
+      return;
+    }
+    const void* p = slots[op.slot].p;
+    release(op.slot, "before heap_free", /*heap_free=*/true);
+    outcome("freed", p);
+  }
+
+  void op_heap_reset(const Op& op) {
+    if (skip_without_heaps()) return;
+    if (pools[op.pool].h == nullptr) {
+      outcome("empty pool slot");
+      return;
+    }
+    drop_pool_blocks(op.pool, "before heap_reset");
+    be.heap_reset(pools[op.pool].h);
+    ++ctr.pool_resets;
+    check_pool_stats(op.pool, "after heap_reset");
+    verify_all("after heap_reset (blocks outside the pool must be intact)");
+    outcome("ok");
+  }
+
+  void op_heap_destroy(const Op& op) {
+    if (skip_without_heaps()) return;
+    if (pools[op.pool].h == nullptr) {
+      outcome("empty pool slot");
+      return;
+    }
+    destroy_pool(op.pool, "before heap_destroy");
+    outcome("ok");
+  }
+
+  void op_heap_stats(const Op& op) {
+    if (skip_without_heaps()) return;
+    if (pools[op.pool].h == nullptr) {
+      outcome("empty pool slot");
+      return;
+    }
+    check_pool_stats(op.pool, "at heap_stats");
+    outcome("ok");
+  }
+
+  void op_heap_alloc_range(const Op& op) {
+    if (skip_without_heaps()) return;
+    const uint64_t n = resolve(op.size, op.slot);
+    if (!ensure_pool(op.pool)) return;
+    for (unsigned i = 0; i < op.range_count(); ++i) {
+      const unsigned s = range_slot(op, i);
+      release(s, "before its slot was reused");
+      alloc_into(s, n, op.pool);
+    }
+    check_pool_stats(op.pool, "after heap_alloc_range");
+    if (*rec->outcome == '\0') outcome("ok");
+  }
+
+  // Creates pools until heap_create fails: exactly max_heaps() - heaps_live() must succeed
+  // and the next one fail with ENOMEM. The pools stay live until heap_unfill or the end.
+  void op_heap_fill() {
+    if (skip_without_heaps()) return;
+    const size_t before = extra_pools.size();
+    for (unsigned guard = 0; guard <= be.max_heaps(); ++guard) {
+      void* h = create_heap("heap_fill");
+      if (h == nullptr) break;
+      extra_pools.push_back(h);
+    }
+    resolved =
+        std::to_string(extra_pools.size() - before) + " pool(s) created, " + std::to_string(be.heaps_live()) + " live";
+    outcome("ok (pool limit reached)");
+  }
+
+  void op_heap_unfill() {
+    if (skip_without_heaps()) return;
+    resolved = std::to_string(extra_pools.size()) + " pool(s) destroyed";
+    for (void* h : extra_pools) {
+      be.heap_destroy(h);
+      ++ctr.pool_destroys;
+    }
+    extra_pools.clear();
+    outcome("ok");
+  }
+
+  void check_all_pools(const char* when) {
+    for (unsigned pi = 0; pi < kPoolSlots; ++pi) check_pool_stats(pi, when);
+  }
+
   void check_foreign_owns() {
     if (!be.has_owns()) return;
     int local = 0;
@@ -975,6 +1322,7 @@ struct Interpreter::Impl {
         verify_all("at check_heap");
         check_heap("at check_heap");
         check_foreign_owns();
+        check_all_pools("at check_heap");
         outcome("ok");
         break;
       case OpKind::kRefill: {
@@ -1070,6 +1418,39 @@ struct Interpreter::Impl {
         outcome("ok");
         break;
       }
+      case OpKind::kHeapCreate:
+        op_heap_create(op);
+        break;
+      case OpKind::kHeapMalloc:
+        op_heap_malloc(op);
+        break;
+      case OpKind::kHeapCalloc:
+        op_heap_calloc(op);
+        break;
+      case OpKind::kHeapRealloc:
+        op_heap_realloc(op);
+        break;
+      case OpKind::kHeapFree:
+        op_heap_free(op);
+        break;
+      case OpKind::kHeapReset:
+        op_heap_reset(op);
+        break;
+      case OpKind::kHeapDestroy:
+        op_heap_destroy(op);
+        break;
+      case OpKind::kHeapStats:
+        op_heap_stats(op);
+        break;
+      case OpKind::kHeapAllocRange:
+        op_heap_alloc_range(op);
+        break;
+      case OpKind::kHeapFill:
+        op_heap_fill();
+        break;
+      case OpKind::kHeapUnfill:
+        op_heap_unfill();
+        break;
     }
     if (!mt && oom_active && op.kind != OpKind::kOomWindow && --oom_left <= 0) {
       close_oom_window("when the OOM window closed");
@@ -1082,6 +1463,15 @@ struct Interpreter::Impl {
     close_oom_window("at the end of the input");
     verify_all("at the end of the input");
     check_heap("at the end of the input, before the final frees");
+    // Pools first: heap_fill's extra pools, then every live pool slot with its blocks.
+    for (void* h : extra_pools) be.heap_destroy(h);
+    extra_pools.clear();
+    for (unsigned pi = 0; pi < kPoolSlots; ++pi) {
+      if (pools[pi].h == nullptr) continue;
+      check_pool_stats(pi, "at the end of the input");
+      destroy_pool(pi, "at the final heap_destroy");
+    }
+    if (be.has_heaps()) check_heap("after the final heap_destroy of every pool");
     std::vector<unsigned> order;
     switch (prog->end_order()) {
       case EndOrder::kSlotAscending:
@@ -1124,6 +1514,8 @@ struct Interpreter::Impl {
     oom_active = false;
     ring_n = 0;
     in_final = false;
+    for (auto& ps : pools) ps = PoolSlot{};
+    extra_pools.clear();
     if (be.has_stats()) be.stats(&base);
   }
 
@@ -1181,6 +1573,19 @@ struct Interpreter::Impl {
     snprintf(buf, sizeof buf, "live blocks in the model (%" PRIu64 ", by address%s):\n", live_count,
              live_count > 12 ? ", first 12" : "");
     r += buf + live;
+    std::string pl;
+    for (unsigned pi = 0; pi < kPoolSlots; ++pi) {
+      if (pools[pi].h == nullptr) continue;
+      uint64_t n, usable;
+      pool_totals(pi, &n, &usable);
+      snprintf(buf, sizeof buf, "  pool %u: %s, created at #%zu, %" PRIu64 " blocks, %" PRIu64 " usable bytes\n", pi,
+               ptr(pools[pi].h).c_str(), pools[pi].birth_op, n, usable);
+      pl += buf;
+    }
+    if (!pl.empty() || !extra_pools.empty()) {
+      snprintf(buf, sizeof buf, "live pools in the model (+ %zu extra pools of heap_fill):\n", extra_pools.size());
+      r += buf + pl;
+    }
     snprintf(buf, sizeof buf,
              "reproduce: tools/tm-repro <input file> --target %s   (prints the full trace and replays it)\n"
              "====\n",
@@ -1249,11 +1654,20 @@ Result Interpreter::run(const Program& program) {
       abort();
     }
     if (options_.free_after_failure) {
+      // Plain blocks first (an emulated pool forgets a block freed with free()), then the
+      // pools with their blocks.
       for (unsigned s = 0; s < kSlots; ++s) {
         Block& b = m.slots[s];
-        if (b.live) backend_.free(b.p);
-        b.live = false;
+        if (b.live && b.pool < 0) backend_.free(b.p);
+        if (b.pool < 0) b.live = false;
       }
+      for (auto& ps : m.pools) {
+        if (ps.h != nullptr) backend_.heap_destroy(ps.h);
+        ps = Impl::PoolSlot{};
+      }
+      for (void* h : m.extra_pools) backend_.heap_destroy(h);
+      m.extra_pools.clear();
+      for (auto& b : m.slots) b.live = false;
       m.by_addr.clear();
     }
   }

@@ -1,4 +1,5 @@
-// Op format v1: decoder (total: any byte string decodes), canonical encoder, printer.
+// Op format v1 and v2 (pool ops): decoder (total: any byte string decodes), canonical
+// encoder, printer.
 // The format is specified in harness/FORMAT.md; keep the two in sync.
 #include <cinttypes>
 #include <cstring>
@@ -81,12 +82,18 @@ namespace {
 
 const char* const kScaleNames[8] = {"", "*2", "/2", "*3/2", "*3/4", "*4", "/4", "*5/4"};
 
-// Profile alias tables. Opcodes 16..63 (48 values) and size categories 16..31.
+// Profile alias tables. v1: opcodes 16..63 (48 values); v2 (profiles with max_version 2):
+// opcodes 27..63 (37 values). Size categories 16..31 in both.
+constexpr unsigned kV1Aliases = kOpcodeSpace - kCanonicalOpcodes;    // 48
+constexpr unsigned kV2Aliases = kOpcodeSpace - kV2CanonicalOpcodes;  // 37
 struct ProfileTables {
   const char* name;
   // Weights per canonical op (sum 48) -> alias table.
   uint8_t op_weights[kCanonicalOpcodes];
   SizeCat size_alias[16];
+  unsigned max_version = 1;
+  // v2 weights per canonical op 0..26 (sum 37); only for max_version >= 2.
+  uint8_t op_weights_v2[kV2CanonicalOpcodes] = {};
 };
 
 using C = SizeCat;
@@ -111,20 +118,40 @@ const ProfileTables kProfiles[static_cast<int>(Profile::kCount)] = {
      {4, 1, 4, 8, 13, 10, 2, 1, 1, 1, 1, 0, 1, 0, 1, 0},
      {C::kClass, C::kPow2, C::kPow2, C::kPow2, C::kTiny, C::kThreshold, C::kThreshold, C::kLogSmall, C::kLogSmall,
       C::kLogMedium, C::kLogMedium, C::kLogLarge, C::kRelative, C::kHuge, C::kMedium16, C::kSameAsPrev}},
+    {"heap_pools",
+     // v1 headers: the general mix.
+     {8, 3, 7, 8, 3, 2, 2, 2, 2, 1, 2, 2, 2, 1, 2, 1},
+     // Small and medium sizes mostly, large ones twice (pool large blocks), no raw16.
+     {C::kTiny, C::kClass, C::kClass, C::kThreshold, C::kPow2, C::kLogSmall, C::kLogSmall, C::kLogMedium, C::kLogMedium,
+      C::kLogLarge, C::kLogLarge, C::kMedium16, C::kRelative, C::kRelative, C::kSameAsPrev, C::kHuge},
+     2,
+     // mal cal rea fre ali pos usa chk ref oom frr alr swp rel tou pee
+     {3, 1, 2, 3, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0,
+      // hcr hma hca hre hfr hrs hde hst har fil unf
+      2, 6, 2, 3, 2, 2, 1, 1, 1, 0, 0}},
 };
 
 struct OpAliasTables {
-  OpKind table[static_cast<int>(Profile::kCount)][kOpcodeSpace - kCanonicalOpcodes];
+  OpKind table[static_cast<int>(Profile::kCount)][kV1Aliases];
+  OpKind table_v2[static_cast<int>(Profile::kCount)][kV2Aliases];
   OpAliasTables() {
     for (int p = 0; p < static_cast<int>(Profile::kCount); ++p) {
       unsigned n = 0;
       for (unsigned op = 0; op < kCanonicalOpcodes; ++op) {
         for (unsigned w = 0; w < kProfiles[p].op_weights[op]; ++w) {
-          if (n < kOpcodeSpace - kCanonicalOpcodes) table[p][n++] = static_cast<OpKind>(op);
+          if (n < kV1Aliases) table[p][n++] = static_cast<OpKind>(op);
         }
       }
       // Weights sum to 48; pad defensively with malloc.
-      while (n < kOpcodeSpace - kCanonicalOpcodes) table[p][n++] = OpKind::kMalloc;
+      while (n < kV1Aliases) table[p][n++] = OpKind::kMalloc;
+      n = 0;
+      for (unsigned op = 0; op < kV2CanonicalOpcodes; ++op) {
+        for (unsigned w = 0; w < kProfiles[p].op_weights_v2[op]; ++w) {
+          if (n < kV2Aliases) table_v2[p][n++] = static_cast<OpKind>(op);
+        }
+      }
+      // Weights sum to 37 (v2 profiles); pad defensively with malloc.
+      while (n < kV2Aliases) table_v2[p][n++] = OpKind::kMalloc;
     }
   }
 };
@@ -227,6 +254,10 @@ bool profile_from_name(std::string_view name, Profile* out) {
     *out = Profile::kGeneral;
     return true;
   }
+  if (name == "pools") {
+    *out = Profile::kPools;
+    return true;
+  }
   for (int p = 1; p < static_cast<int>(Profile::kCount); ++p) {
     if (name == kProfiles[p].name) {
       *out = static_cast<Profile>(p);
@@ -236,13 +267,27 @@ bool profile_from_name(std::string_view name, Profile* out) {
   return false;
 }
 
+unsigned profile_max_version(Profile p) {
+  return static_cast<int>(p) < static_cast<int>(Profile::kCount) ? kProfiles[static_cast<int>(p)].max_version : 1;
+}
+
+unsigned effective_version(uint8_t header, Profile p) {
+  const unsigned nibble = header >> 4;
+  const unsigned v = nibble < 1 ? 1 : nibble;
+  const unsigned max = profile_max_version(p);
+  return v < max ? v : max;
+}
+
 const char* op_name(OpKind k) {
-  static const char* const names[kCanonicalOpcodes] = {"malloc",        "calloc",         "realloc",      "free",
-                                                       "aligned_alloc", "posix_memalign", "usable_size",  "check_heap",
-                                                       "refill",        "oom_window",     "free_range",   "alloc_range",
-                                                       "swap",          "release_cached", "touch_usable", "peek"};
+  static const char* const names[kV2CanonicalOpcodes] = {
+      "malloc",         "calloc",      "realloc",      "free",           "aligned_alloc",
+      "posix_memalign", "usable_size", "check_heap",   "refill",         "oom_window",
+      "free_range",     "alloc_range", "swap",         "release_cached", "touch_usable",
+      "peek",           "heap_create", "heap_malloc",  "heap_calloc",    "heap_realloc",
+      "heap_free",      "heap_reset",  "heap_destroy", "heap_stats",     "heap_alloc_range",
+      "heap_fill",      "heap_unfill"};
   const unsigned i = static_cast<unsigned>(k);
-  return i < kCanonicalOpcodes ? names[i] : "?";
+  return i < kV2CanonicalOpcodes ? names[i] : "?";
 }
 
 const char* size_cat_name(SizeCat c) {
@@ -525,6 +570,44 @@ Op Op::peek(unsigned slot, uint16_t offset) {
   return op;
 }
 
+namespace {
+Op make_pool(OpKind k, unsigned pool, unsigned slot) {
+  Op op = make(k, slot);
+  op.pool = static_cast<uint8_t>(pool % kPoolSlots);
+  return op;
+}
+}  // namespace
+
+Op Op::heap_create(unsigned pool) { return make_pool(OpKind::kHeapCreate, pool, 0); }
+Op Op::heap_malloc(unsigned pool, unsigned slot, SizeExpr s) {
+  Op op = make_pool(OpKind::kHeapMalloc, pool, slot);
+  op.size = s;
+  return op;
+}
+Op Op::heap_calloc(unsigned pool, unsigned slot, uint8_t count_byte, SizeExpr s) {
+  Op op = make_pool(OpKind::kHeapCalloc, pool, slot);
+  op.count = count_byte;
+  op.size = s;
+  return op;
+}
+Op Op::heap_realloc(unsigned pool, unsigned slot, SizeExpr s) {
+  Op op = make_pool(OpKind::kHeapRealloc, pool, slot);
+  op.size = s;
+  return op;
+}
+Op Op::heap_free(unsigned pool, unsigned slot) { return make_pool(OpKind::kHeapFree, pool, slot); }
+Op Op::heap_reset(unsigned pool) { return make_pool(OpKind::kHeapReset, pool, 0); }
+Op Op::heap_destroy(unsigned pool) { return make_pool(OpKind::kHeapDestroy, pool, 0); }
+Op Op::heap_stats(unsigned pool) { return make_pool(OpKind::kHeapStats, pool, 0); }
+Op Op::heap_alloc_range(unsigned pool, unsigned first, unsigned count, SizeExpr s) {
+  Op op = make_pool(OpKind::kHeapAllocRange, pool, first);
+  op.count = static_cast<uint8_t>((count < 1 ? 1 : count) - 1);
+  op.size = s;
+  return op;
+}
+Op Op::heap_fill() { return make(OpKind::kHeapFill, 0); }
+Op Op::heap_unfill() { return make(OpKind::kHeapUnfill, 0); }
+
 unsigned range_slot(const Op& op, unsigned i) {
   if (op.kind != OpKind::kFreeRange) return (op.slot + i) % kSlots;
   const unsigned d = (i * op.range_step()) % kSlots;
@@ -587,6 +670,32 @@ size_t decode_operands(const uint8_t* data, size_t size, size_t pos, Profile pro
       op.offset = static_cast<uint16_t>(lo | hi << 8);
       break;
     }
+    case OpKind::kHeapCreate:
+    case OpKind::kHeapReset:
+    case OpKind::kHeapDestroy:
+    case OpKind::kHeapStats:
+      op.pool = r.byte() % kPoolSlots;
+      break;
+    case OpKind::kHeapMalloc:
+    case OpKind::kHeapRealloc:
+      op.pool = r.byte() % kPoolSlots;
+      op.slot = r.byte() % kSlots;
+      op.size = read_size(r, profile);
+      break;
+    case OpKind::kHeapCalloc:
+    case OpKind::kHeapAllocRange:
+      op.pool = r.byte() % kPoolSlots;
+      op.slot = r.byte() % kSlots;
+      op.count = r.byte();
+      op.size = read_size(r, profile);
+      break;
+    case OpKind::kHeapFree:
+      op.pool = r.byte() % kPoolSlots;
+      op.slot = r.byte() % kSlots;
+      break;
+    case OpKind::kHeapFill:
+    case OpKind::kHeapUnfill:
+      break;
   }
   return r.pos;
 }
@@ -596,14 +705,22 @@ Program decode(const uint8_t* data, size_t size, Profile profile) {
   Program p;
   p.input_size = size;
   p.header = size > 0 ? data[0] : 0;
+  p.format = static_cast<uint8_t>(effective_version(p.header, profile));
   Reader r{data, size, 1};
   const auto& alias = op_alias().table[static_cast<int>(profile)];
+  const auto& alias_v2 = op_alias().table_v2[static_cast<int>(profile)];
+  // v1: 0..15 canonical, 16..63 aliases. v2: 0..26 canonical (16..26 pool ops), 27..63 aliases.
+  const unsigned canonical = p.format >= kFormatVersionPools ? kV2CanonicalOpcodes : kCanonicalOpcodes;
   while (r.pos < size && p.ops.size() < kMaxOps) {
     Op op;
     op.pos = static_cast<uint32_t>(r.pos);
     op.opcode = r.byte();
     const unsigned c = op.opcode & (kOpcodeSpace - 1);
-    op.kind = c < kCanonicalOpcodes ? static_cast<OpKind>(c) : alias[c - kCanonicalOpcodes];
+    if (c < canonical) {
+      op.kind = static_cast<OpKind>(c);
+    } else {
+      op.kind = canonical == kCanonicalOpcodes ? alias[c - kCanonicalOpcodes] : alias_v2[c - kV2CanonicalOpcodes];
+    }
     r.pos = decode_operands(data, size, r.pos, profile, &op);
     p.ops.push_back(op);
   }
@@ -660,12 +777,42 @@ void encode_op(const Op& op, std::vector<uint8_t>& out) {
       out.push_back(static_cast<uint8_t>(op.offset));
       out.push_back(static_cast<uint8_t>(op.offset >> 8));
       break;
+    case OpKind::kHeapCreate:
+    case OpKind::kHeapReset:
+    case OpKind::kHeapDestroy:
+    case OpKind::kHeapStats:
+      out.push_back(op.pool);
+      break;
+    case OpKind::kHeapMalloc:
+    case OpKind::kHeapRealloc:
+      out.push_back(op.pool);
+      out.push_back(op.slot);
+      write_size(op.size, out);
+      break;
+    case OpKind::kHeapCalloc:
+    case OpKind::kHeapAllocRange:
+      out.push_back(op.pool);
+      out.push_back(op.slot);
+      out.push_back(op.count);
+      write_size(op.size, out);
+      break;
+    case OpKind::kHeapFree:
+      out.push_back(op.pool);
+      out.push_back(op.slot);
+      break;
+    case OpKind::kHeapFill:
+    case OpKind::kHeapUnfill:
+      break;
   }
 }
 
 std::vector<uint8_t> encode(const Program& p) {
   std::vector<uint8_t> out;
-  out.push_back(p.header);
+  uint8_t header = p.header;
+  if (p.uses_pools() && (header >> 4) < kFormatVersionPools) {
+    header = static_cast<uint8_t>(kFormatVersionPools << 4 | (header & 15));
+  }
+  out.push_back(header);
   for (const Op& op : p.ops) encode_op(op, out);
   return out;
 }
@@ -741,6 +888,44 @@ std::string format_op(const Op& op, size_t index) {
     case OpKind::kPeek:
       s += slot + " byte " + std::to_string(op.offset);
       break;
+    case OpKind::kHeapCreate:
+    case OpKind::kHeapReset:
+    case OpKind::kHeapDestroy:
+    case OpKind::kHeapStats:
+      s += " pool " + std::to_string(op.pool);
+      break;
+    case OpKind::kHeapMalloc:
+      s += " pool " + std::to_string(op.pool) + slot + " <- " + op.size.describe() + " bytes";
+      break;
+    case OpKind::kHeapCalloc:
+      s += " pool " + std::to_string(op.pool) + slot + " <- " + count_desc(op.count) + " x " + op.size.describe() +
+           " bytes";
+      break;
+    case OpKind::kHeapRealloc:
+      s += " pool " + std::to_string(op.pool) + slot + " -> " + op.size.describe() + " bytes";
+      break;
+    case OpKind::kHeapFree:
+      s += " pool " + std::to_string(op.pool) + slot;
+      break;
+    case OpKind::kHeapAllocRange: {
+      s += " pool " + std::to_string(op.pool) + " slots";
+      const unsigned n = op.range_count();
+      for (unsigned i = 0; i < n; ++i) {
+        if (i == 12 && n > 14) {
+          s += " ... (" + std::to_string(n) + " slots)";
+          break;
+        }
+        s += (i ? "," : " ") + std::to_string(range_slot(op, i));
+      }
+      s += " <- " + op.size.describe() + " bytes each";
+      break;
+    }
+    case OpKind::kHeapFill:
+      s += ": create pools until the limit";
+      break;
+    case OpKind::kHeapUnfill:
+      s += ": destroy the pools heap_fill created";
+      break;
   }
   if (op.opcode != static_cast<uint8_t>(op.kind)) {
     char buf[32];
@@ -757,13 +942,18 @@ std::string format_program(const Program& p, Profile profile) {
   if (p.paranoid()) flags += " paranoid";
   if (p.fill_usable()) flags += " fill-usable";
   static const char* const orders[4] = {"slot-ascending", "slot-descending", "address-ascending", "address-descending"};
+  // Built programs (input_size 0) are shown with the version their encoding gets.
+  const unsigned v =
+      p.input_size > 0 ? p.format : (p.uses_pools() ? kFormatVersionPools : effective_version(p.header, profile));
+  char note[96] = "";
+  if (p.version() > v) {
+    snprintf(note, sizeof note, " (version nibble %u decoded as v%u: the newest this profile reads)", p.version(), v);
+  }
   snprintf(buf, sizeof buf,
            "tinymalloc harness trace: format v%u%s (header 0x%02x), profile %s, %zu ops, %zu bytes; "
            "flags:%s; final frees %s\n",
-           static_cast<unsigned>(kFormatVersion),
-           p.version() > kFormatVersion ? " (newer version nibble decoded as v1)" : "", p.header, profile_name(profile),
-           p.ops.size(), p.input_size, flags.empty() ? " none" : flags.c_str(),
-           orders[static_cast<int>(p.end_order())]);
+           v, note, p.header, profile_name(profile), p.ops.size(), p.input_size,
+           flags.empty() ? " none" : flags.c_str(), orders[static_cast<int>(p.end_order())]);
   s += buf;
   for (size_t i = 0; i < p.ops.size(); ++i) {
     s += format_op(p.ops[i], i);

@@ -50,6 +50,13 @@ Program prog(std::vector<Op> ops, uint8_t flags = 0) {
   return p;
 }
 
+// A v2 program (memory-pool ops).
+Program prog2(std::vector<Op> ops, uint8_t flags = 0) {
+  Program p = prog(std::move(ops), flags);
+  p.header = static_cast<uint8_t>(tmh::kFormatVersionPools << 4 | flags);
+  return p;
+}
+
 tmh::Result run_on(tmh::Backend& be, const Program& p, bool poke = false) {
   tmh::Options o;
   o.abort_on_failure = false;
@@ -83,14 +90,46 @@ void test_format() {
                          std::string(tmh::profile_name(profile)));
         return;
       }
-      // Canonical programs decode identically in every profile.
-      const Program g = tmh::decode(e1.data(), e1.size(), tmh::Profile::kGeneral);
+      // Canonical programs decode identically in every profile (v2 programs: in every
+      // profile that reads v2).
+      const tmh::Profile other = p.uses_pools() ? tmh::Profile::kPools : tmh::Profile::kGeneral;
+      const Program g = tmh::decode(e1.data(), e1.size(), other);
       if (tmh::encode(g) != e1) {
-        check(false, "a canonical encoding decodes differently in the general profile");
+        check(false, "a canonical encoding decodes differently in profile " + std::string(tmh::profile_name(other)));
         return;
       }
       (void)tmh::format_program(p, profile);
     }
+  }
+  // Version gating: a v1 target reads every header as v1 (the corpora keep their meaning);
+  // the pools profile reads opcodes 16-26 as pool ops only with a v2+ header.
+  {
+    const uint8_t in[] = {0x20, 16, 1, 21, 1};  // v2: heap_create pool 1, heap_reset pool 1
+    const Program v2 = tmh::decode(in, sizeof in, tmh::Profile::kPools);
+    check(v2.format == 2 && v2.ops.size() == 2 && v2.ops[0].kind == tmh::OpKind::kHeapCreate && v2.ops[0].pool == 1 &&
+              v2.ops[1].kind == tmh::OpKind::kHeapReset,
+          "v2 header: pool opcodes in the pools profile");
+    for (int pr = 0; pr < static_cast<int>(tmh::Profile::kCount); ++pr) {
+      const auto profile = static_cast<tmh::Profile>(pr);
+      if (profile == tmh::Profile::kPools) continue;
+      const Program v1 = tmh::decode(in, sizeof in, profile);
+      std::vector<uint8_t> as_v1(in, in + sizeof in);
+      as_v1[0] = 0x10;
+      const Program ref = tmh::decode(as_v1.data(), as_v1.size(), profile);
+      bool same = v1.format == 1 && v1.ops.size() == ref.ops.size();
+      for (size_t i = 0; same && i < v1.ops.size(); ++i) same = v1.ops[i].kind == ref.ops[i].kind;
+      for (const Op& op : v1.ops) same = same && !tmh::is_pool_op(op.kind);
+      check(same, std::string("v2 header decodes as v1 in profile ") + tmh::profile_name(profile));
+    }
+    std::vector<uint8_t> v1_header(in, in + sizeof in);
+    v1_header[0] = 0x10;
+    const Program a = tmh::decode(v1_header.data(), v1_header.size(), tmh::Profile::kPools);
+    bool no_pool = a.format == 1;
+    for (const Op& op : a.ops) no_pool = no_pool && !tmh::is_pool_op(op.kind);
+    check(no_pool, "v1 header in the pools profile: no pool ops");
+    // The encoder writes a v2 header for pool ops.
+    const std::vector<uint8_t> e = tmh::encode(prog({Op::heap_stats(3)}, 5));
+    check(e.size() == 3 && e[0] == 0x25 && e[1] == 23 && e[2] == 3, "encoder: v2 header for a pool op");
   }
   // Empty input and a lone header.
   check(tmh::decode(nullptr, 0).ops.empty(), "empty input decodes to no ops");
@@ -117,6 +156,23 @@ void test_printer() {
   check(s.find("#2 aligned_alloc slot 1 <- 100 bytes, align 64") != std::string::npos, "printer: aligned line\n" + s);
   check(s.find("#3 realloc slot 2 -> usable(own slot)/2-256 bytes") != std::string::npos, "printer: relative\n" + s);
   check(s.find("#4 calloc slot 4 <- 4294967296 x 32 (2^5) bytes") != std::string::npos, "printer: calloc\n" + s);
+  const Program q =
+      prog2({Op::heap_malloc(2, 5, SizeExpr::exact(8193)), Op::heap_calloc(1, 4, 3, SizeExpr::exact(24)),
+             Op::heap_realloc(2, 5, SizeExpr::exact(100)), Op::heap_free(3, 6), Op::heap_reset(0), Op::heap_destroy(1),
+             Op::heap_stats(2), Op::heap_alloc_range(3, 10, 3, SizeExpr::exact(64)), Op::heap_fill()});
+  const std::vector<uint8_t> qb = tmh::encode(q);
+  const std::string t =
+      tmh::format_program(tmh::decode(qb.data(), qb.size(), tmh::Profile::kPools), tmh::Profile::kPools);
+  check(t.find("format v2 (header 0x20), profile heap_pools") != std::string::npos, "printer: v2 header\n" + t);
+  check(t.find("#0 heap_malloc pool 2 slot 5 <- 8193 bytes\n") != std::string::npos, "printer: heap_malloc\n" + t);
+  check(t.find("#1 heap_calloc pool 1 slot 4 <- 3 x 24 bytes\n") != std::string::npos, "printer: heap_calloc\n" + t);
+  check(t.find("#2 heap_realloc pool 2 slot 5 -> 100 bytes\n") != std::string::npos, "printer: heap_realloc\n" + t);
+  check(t.find("#3 heap_free pool 3 slot 6\n#4 heap_reset pool 0\n#5 heap_destroy pool 1\n#6 heap_stats pool 2\n") !=
+            std::string::npos,
+        "printer: heap_free/reset/destroy/stats\n" + t);
+  check(t.find("#7 heap_alloc_range pool 3 slots 10,11,12 <- 64 bytes each\n") != std::string::npos,
+        "printer: heap_alloc_range\n" + t);
+  check(t.find("#8 heap_fill: create pools until the limit\n") != std::string::npos, "printer: heap_fill\n" + t);
 }
 
 // Programs that exercise every op on a correct allocator.
@@ -160,6 +216,32 @@ std::vector<Program> clean_programs() {
   bad.push_back(Op::malloc(22, SizeExpr::exact(0)));
   bad.push_back(Op::calloc(23, 0, SizeExpr::exact(10)));
   v.push_back(prog(bad));
+  // Every pool op, the pool limit, pool blocks through the v1 ops.
+  v.push_back(prog2({Op::heap_create(0),
+                     Op::heap_malloc(0, 0, SizeExpr::exact(100)),
+                     Op::heap_calloc(1, 1, 3, SizeExpr::exact(24)),
+                     Op::heap_realloc(0, 0, SizeExpr::exact(9000)),
+                     Op::heap_realloc(0, 1, SizeExpr::exact(10)),  // skipped: slot 1 is pool 1's
+                     Op::heap_alloc_range(2, 10, 8, SizeExpr::exact(20000)),
+                     Op::realloc(10, SizeExpr::exact(40000)),
+                     Op::free(11),
+                     Op::heap_free(2, 12),
+                     Op::heap_free(2, 40),
+                     Op::heap_stats(2),
+                     Op::swap(0, 13),
+                     Op::touch_usable(13),
+                     Op::heap_reset(2),
+                     Op::check_heap(),
+                     Op::heap_malloc(2, 20, SizeExpr::huge(0)),
+                     Op::heap_calloc(2, 21, 0x80 | 3, SizeExpr::exact(5)),
+                     Op::heap_fill(),
+                     Op::heap_create(3),
+                     Op::heap_malloc(3, 22, SizeExpr::exact(5)),
+                     Op::heap_unfill(),
+                     Op::heap_create(1),
+                     Op::heap_malloc(1, 23, SizeExpr::exact(700000)),
+                     Op::heap_destroy(0),
+                     Op::malloc(24, SizeExpr::exact(64))}));
   // Random canonical programs, every header flag combination.
   for (int i = 0; i < 16; ++i) {
     std::vector<uint8_t> bytes(1 + rnd() % 400);
@@ -191,7 +273,10 @@ void test_clean(const std::vector<std::string>& corpus_files) {
     int c;
     while ((c = fgetc(fp)) != EOF) data.push_back(static_cast<uint8_t>(c));
     fclose(fp);
-    const Program p = tmh::decode(data.data(), data.size());
+    // A corpus directory names its target: heap_pools files decode with the pools profile.
+    const tmh::Profile profile =
+        f.find("/heap_pools/") != std::string::npos ? tmh::Profile::kPools : tmh::Profile::kGeneral;
+    const Program p = tmh::decode(data.data(), data.size(), profile);
     const tmh::Result r = run_on(*ref, p);
     check(r.ok, "corpus file " + f + " fails on the reference (fault-free) backend:\n" + r.message);
     ++files;
@@ -238,6 +323,23 @@ void test_faults() {
                    "content of slot"});
   cases.push_back({"zero-null", prog({Op::malloc(0, SizeExpr::exact(0))}), "returned NULL"});
   cases.push_back({"aligned-einval", prog({Op::aligned_alloc(0, 64, s100)}), "must succeed"});
+  cases.push_back(
+      {"pool-reset-leak",
+       prog2({Op::heap_malloc(0, 0, s100), Op::heap_reset(0), Op::heap_malloc(0, 0, s100), Op::heap_reset(0)}),
+       "stats after this op: live_blocks"});
+  cases.push_back({"pool-destroy-other",
+                   prog2({Op::heap_malloc(0, 0, s100), Op::heap_malloc(1, 1, s100), Op::heap_destroy(0)}),
+                   "content of slot 1"});
+  cases.push_back({"pool-stats-off",
+                   prog2({Op::heap_malloc(0, 0, s100), Op::heap_stats(0), Op::heap_stats(0), Op::heap_stats(0)}),
+                   "heap_stats of pool 0"});
+  cases.push_back({"pool-realloc-escape",
+                   prog2({Op::heap_malloc(0, 0, s100), Op::heap_realloc(0, 0, SizeExpr::exact(200)),
+                          Op::heap_realloc(0, 0, SizeExpr::exact(300))}),
+                   "heap_stats of pool 0 after a realloc"});
+  cases.push_back({"pool-free-stale",
+                   prog2({Op::heap_alloc_range(1, 0, 4, s100), Op::free(0), Op::free(1), Op::free(2)}),
+                   "heap_stats of pool 1 after free()"});
 
   check(static_cast<int>(cases.size()) == tmh::faulty_mode_count() - 1, "every fault mode has a case");
   for (const FaultCase& c : cases) {

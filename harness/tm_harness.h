@@ -24,11 +24,18 @@ namespace tmh {
 
 // ---- Format constants ------------------------------------------------------------------
 
-inline constexpr uint8_t kFormatVersion = 1;
+inline constexpr uint8_t kFormatVersion = 1;       // header version the encoder writes for v1 programs
+inline constexpr uint8_t kFormatVersionPools = 2;  // v2: memory-pool ops (FORMAT.md "Memory pool ops (v2)")
 inline constexpr size_t kSlots = 64;               // slot table size (slot byte % 64)
 inline constexpr unsigned kCanonicalOpcodes = 16;  // v1 opcodes 0..15
 inline constexpr unsigned kOpcodeSpace = 64;       // opcode byte & 63
-inline constexpr size_t kMaxOps = 1 << 16;         // decoding stops after this many ops
+// v2 (profiles that read it, see profile_max_version): opcodes 16..26 are the pool ops,
+// 27..63 are aliases.
+inline constexpr unsigned kPoolOpcodeFirst = 16;
+inline constexpr unsigned kV2CanonicalOpcodes = 27;  // v2 canonical opcodes 0..26
+inline constexpr unsigned kPoolSlots = 4;            // model pool slots (pool byte % 4)
+inline constexpr unsigned kMaxPools = 64;            // live pools at most (tm_heap_create)
+inline constexpr size_t kMaxOps = 1 << 16;           // decoding stops after this many ops
 
 // Header flag bits (low nibble of the first byte).
 inline constexpr uint8_t kFlagParanoid = 1;       // verify every live block after every op
@@ -48,11 +55,18 @@ inline constexpr uint64_t kImpossibleMin = uint64_t{1} << 47;  // >= 128 TiB: NU
 // Decoding profiles: targets that bias the op / size mix. Canonical opcodes and size
 // categories (the ones the encoder writes) decode the same in every profile; only the
 // alias ranges (opcodes 16..63, size categories 16..31) differ.
-enum class Profile : uint8_t { kGeneral = 0, kRealloc, kSplitCoalesce, kAligned, kCount };
+// kPools (target heap_pools) is the only profile that reads v2 headers: the v1 targets
+// decode every input as v1, whatever its version nibble, so their corpora keep their meaning.
+enum class Profile : uint8_t { kGeneral = 0, kRealloc, kSplitCoalesce, kAligned, kPools, kCount };
 const char* profile_name(Profile p);
 // Target or profile name -> profile ("heap_ops", "general", "realloc", "split_coalesce",
-// "aligned"). Returns false for an unknown name.
+// "aligned", "heap_pools" / "pools"). Returns false for an unknown name.
 bool profile_from_name(std::string_view name, Profile* out);
+// Newest format version a profile decodes (1, or 2 for kPools).
+unsigned profile_max_version(Profile p);
+// Version an input with this header byte decodes as in this profile: the header's version
+// nibble (0 reads as 1), capped at profile_max_version.
+unsigned effective_version(uint8_t header, Profile p);
 
 enum class OpKind : uint8_t {
   kMalloc = 0,
@@ -71,7 +85,20 @@ enum class OpKind : uint8_t {
   kReleaseCached = 13,
   kTouchUsable = 14,
   kPeek = 15,
+  // v2: memory pools (FORMAT.md "Memory pool ops (v2)").
+  kHeapCreate = 16,
+  kHeapMalloc = 17,
+  kHeapCalloc = 18,
+  kHeapRealloc = 19,
+  kHeapFree = 20,
+  kHeapReset = 21,
+  kHeapDestroy = 22,
+  kHeapStats = 23,
+  kHeapAllocRange = 24,
+  kHeapFill = 25,
+  kHeapUnfill = 26,
 };
+inline bool is_pool_op(OpKind k) { return static_cast<unsigned>(k) >= kPoolOpcodeFirst; }
 const char* op_name(OpKind k);
 
 enum class SizeCat : uint8_t {
@@ -145,6 +172,7 @@ struct Op {
   uint8_t count = 0;    // calloc: count byte; free/alloc range: count byte
   uint8_t arg = 0;      // oom window: param byte; free range: step byte
   uint16_t offset = 0;  // peek
+  uint8_t pool = 0;     // pool ops: model pool slot (already % kPoolSlots)
   SizeExpr size;
   uint32_t pos = 0;  // byte offset of the opcode in the input (decode only)
 
@@ -165,6 +193,18 @@ struct Op {
   static Op release_cached();
   static Op touch_usable(unsigned slot);
   static Op peek(unsigned slot, uint16_t offset);
+  // v2 pool ops (a program holding one is encoded with a v2 header).
+  static Op heap_create(unsigned pool);
+  static Op heap_malloc(unsigned pool, unsigned slot, SizeExpr s);
+  static Op heap_calloc(unsigned pool, unsigned slot, uint8_t count_byte, SizeExpr s);
+  static Op heap_realloc(unsigned pool, unsigned slot, SizeExpr s);
+  static Op heap_free(unsigned pool, unsigned slot);
+  static Op heap_reset(unsigned pool);
+  static Op heap_destroy(unsigned pool);
+  static Op heap_stats(unsigned pool);
+  static Op heap_alloc_range(unsigned pool, unsigned first, unsigned count, SizeExpr s);
+  static Op heap_fill();
+  static Op heap_unfill();
 
   // Decoded helpers.
   unsigned oom_successes() const { return arg & 7u; }
@@ -175,15 +215,22 @@ struct Op {
 };
 
 // Slot of the i-th element of a free_range (first + i*step, or - when reversed) or
-// alloc_range (first + i), modulo kSlots.
+// alloc_range / heap_alloc_range (first + i), modulo kSlots.
 unsigned range_slot(const Op& op, unsigned i);
 
 struct Program {
   uint8_t header = kFormatVersion << 4;
   std::vector<Op> ops;
-  size_t input_size = 0;  // bytes decoded (0 for built programs)
+  size_t input_size = 0;            // bytes decoded (0 for built programs)
+  uint8_t format = kFormatVersion;  // version the ops were decoded with (decode sets it)
 
   uint8_t version() const { return static_cast<uint8_t>(header >> 4); }
+  bool uses_pools() const {
+    for (const Op& op : ops) {
+      if (is_pool_op(op.kind)) return true;
+    }
+    return false;
+  }
   uint8_t flags() const { return static_cast<uint8_t>(header & 15); }
   bool paranoid() const { return (header & kFlagParanoid) != 0; }
   bool fill_usable() const { return (header & kFlagFillUsable) != 0; }
@@ -196,7 +243,9 @@ Program decode(const uint8_t* data, size_t size, Profile profile = Profile::kGen
 // (bytes past the end read as 0, as in decode); returns the position after them. The
 // building block of decode, also used by the heap_mt decoder (harness/tm_harness_mt.h).
 size_t decode_operands(const uint8_t* data, size_t size, size_t pos, Profile profile, Op* op);
-// Encodes a program in canonical form (decode(encode(p)) == p for canonical ops).
+// Encodes a program in canonical form (decode(encode(p)) == p for canonical ops). A program
+// with pool ops gets version 2 in its header (when the header says less), and decodes back
+// to the same program in the profiles that read v2 (kPools).
 std::vector<uint8_t> encode(const Program& p);
 void encode_op(const Op& op, std::vector<uint8_t>& out);
 // "#3 realloc slot 5 -> 8193 bytes".
@@ -223,6 +272,15 @@ struct HeapStats {
   size_t medium_free_blocks = 0;
   size_t medium_free_bytes = 0;
   size_t medium_largest_free = 0;
+};
+
+// Counters of one memory pool (tm_heap_stats_t).
+struct PoolStats {
+  size_t live_blocks = 0;
+  size_t usable_bytes = 0;
+  size_t segments = 0;
+  size_t large_blocks = 0;
+  size_t mapped_bytes = 0;
 };
 
 class Backend {
@@ -266,6 +324,47 @@ class Backend {
   // Largest alignment attempted (larger valid ones are skipped; strict backends still get
   // the > TM_MAX_ALIGNMENT requests that must fail).
   virtual uint64_t max_attempt_alignment() const { return uint64_t{1} << 30; }
+
+  // Memory pools (tm_heap_*). The tm backend uses tinymalloc's pools; the system and faulty
+  // backends emulate them (a list of blocks per pool over their malloc/free: reset frees the
+  // pool's blocks one by one), with the same limit of kMaxPools live pools. A backend
+  // without pools (has_heaps() false) makes the interpreter skip every pool op. Handles are
+  // opaque. The interpreter never passes a block of another pool (or a non-pool block) to
+  // heap_free / heap_realloc: that is misuse (tinymalloc aborts).
+  virtual bool has_heaps() const { return false; }
+  virtual unsigned max_heaps() const { return kMaxPools; }
+  // Pools live in this backend now (tm: created through any tm backend of this process and
+  // not destroyed; the harness assumes it is the process's only pool user).
+  virtual unsigned heaps_live() const { return 0; }
+  virtual void* heap_create() { return nullptr; }  // NULL + ENOMEM beyond max_heaps()
+  virtual void* heap_malloc(void* heap, size_t n) {
+    (void)heap;
+    (void)n;
+    return nullptr;
+  }
+  virtual void* heap_calloc(void* heap, size_t count, size_t n) {
+    (void)heap;
+    (void)count;
+    (void)n;
+    return nullptr;
+  }
+  // tm_heap_realloc: the block stays in the pool; (heap, p, 0) frees p and returns NULL.
+  virtual void* heap_realloc(void* heap, void* p, size_t n) {
+    (void)heap;
+    (void)p;
+    (void)n;
+    return nullptr;
+  }
+  virtual void heap_free(void* heap, void* p) {
+    (void)heap;
+    (void)p;
+  }
+  virtual void heap_reset(void* heap) { (void)heap; }
+  virtual void heap_destroy(void* heap) { (void)heap; }
+  virtual void heap_stats(void* heap, PoolStats* out) {
+    (void)heap;
+    *out = PoolStats{};
+  }
 };
 
 std::unique_ptr<Backend> make_tm_backend();
@@ -328,6 +427,7 @@ class Interpreter {
   struct Counters {
     size_t ops = 0, allocs = 0, frees = 0, reallocs = 0, realloc_in_place = 0, expected_failures = 0, oom_failures = 0,
            skipped = 0;
+    size_t pool_creates = 0, pool_resets = 0, pool_destroys = 0, pool_blocks_dropped = 0, pool_limit_hits = 0;
   };
   const Counters& counters() const { return counters_; }
 

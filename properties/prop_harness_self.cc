@@ -6,8 +6,9 @@
 // the heap state machine and the tools all rely on) detects every mode:
 //   * a fixed targeted program per mode is rejected on faulty:<mode> and accepted on
 //     faulty:none (so the detection is due to the fault, not to the program);
-//   * random programs (same op mix as the fuzzers) are always accepted on faulty:none, and
-//     within a budget of generated programs every mode is detected.
+//   * random programs (same op mix as the fuzzers, plus the v2 memory-pool ops, which the
+//     faulty backend emulates) are always accepted on faulty:none, and within a budget of
+//     generated programs every mode is detected.
 //
 // Reproduce a failure:
 //   RC_PARAMS="reproduce=<base64 printed by RapidCheck>" ./tm_prop_harness_self --gtest_filter=HarnessSelfCheck.<Name>
@@ -62,6 +63,19 @@ std::map<std::string, tmh::Program> targeted_programs() {
                                  Op::malloc(4, s100), Op::free(0), Op::free(1), Op::free(2), Op::check_heap()});
   m["zero-null"] = program_of({Op::malloc(0, SizeExpr::exact(0))});
   m["aligned-einval"] = program_of({Op::aligned_alloc(0, 64, s100), Op::aligned_alloc(1, 4096, SizeExpr::exact(5000))});
+  // Memory pools (v2 pool ops; the faulty backend emulates the pools).
+  m["pool-reset-leak"] = program_of({Op::heap_malloc(0, 0, s100), Op::heap_reset(0), Op::heap_malloc(0, 0, s100),
+                                     Op::heap_malloc(0, 1, s64), Op::heap_reset(0), Op::heap_stats(0)});
+  m["pool-destroy-other"] = program_of({Op::heap_malloc(0, 0, s100), Op::heap_malloc(1, 1, s100),
+                                        Op::heap_malloc(1, 2, s64), Op::heap_destroy(0), Op::check_heap()});
+  m["pool-stats-off"] = program_of(
+      {Op::heap_malloc(0, 0, s100), Op::heap_stats(0), Op::heap_stats(0), Op::heap_stats(0), Op::heap_stats(0)});
+  m["pool-realloc-escape"] = program_of({Op::heap_malloc(0, 0, s100), Op::heap_realloc(0, 0, SizeExpr::exact(200)),
+                                         Op::heap_realloc(0, 0, SizeExpr::exact(300)),
+                                         Op::heap_realloc(0, 0, SizeExpr::exact(400)), Op::heap_reset(0)});
+  m["pool-free-stale"] =
+      program_of({Op::heap_malloc(1, 0, s100), Op::heap_malloc(1, 1, s100), Op::heap_malloc(1, 2, s100), Op::free(0),
+                  Op::free(1), Op::free(2), Op::heap_stats(1)});
   return m;
 }
 
@@ -108,6 +122,7 @@ rc::Gen<SizeExpr> self_size() {
 
 rc::Gen<Op> self_op() {
   const auto slot = rc::gen::inRange<unsigned>(0, kSelfSlots);
+  const auto pool = rc::gen::inRange<unsigned>(0, 2);
   return rc::gen::weightedOneOf<Op>({
       {6, rc::gen::apply([](unsigned s, SizeExpr n) { return Op::malloc(s, n); }, slot, self_size())},
       {2, rc::gen::apply([](unsigned s, uint8_t c, SizeExpr n) { return Op::calloc(s, c, n); }, slot,
@@ -120,6 +135,16 @@ rc::Gen<Op> self_op() {
                          slot, rc::gen::inRange<unsigned>(3, 14), self_size())},
       {2, rc::gen::map(slot, [](unsigned s) { return Op::usable_size(s); })},
       {1, rc::gen::just(Op::check_heap())},
+      // Memory pools (two pool slots: blocks meet their own pool often).
+      {6, rc::gen::apply([](unsigned p, unsigned s, SizeExpr n) { return Op::heap_malloc(p, s, n); }, pool, slot,
+                         self_size())},
+      {3, rc::gen::apply([](unsigned p, unsigned s, SizeExpr n) { return Op::heap_realloc(p, s, n); }, pool, slot,
+                         self_size())},
+      {1, rc::gen::apply([](unsigned p, unsigned s) { return Op::heap_free(p, s); }, pool, slot)},
+      {2, rc::gen::map(pool, [](unsigned p) { return Op::heap_reset(p); })},
+      {1, rc::gen::map(pool, [](unsigned p) { return Op::heap_destroy(p); })},
+      {1, rc::gen::map(pool, [](unsigned p) { return Op::heap_stats(p); })},
+      {1, rc::gen::map(pool, [](unsigned p) { return Op::heap_create(p); })},
   });
 }
 

@@ -2,11 +2,12 @@
 //
 // Commands are heap ops (malloc, calloc, realloc grow / shrink / any, free, aligned_alloc,
 // posix_memalign, usable_size, check_heap, medium-range allocations for split / coalesce,
-// OOM windows). Each command is a tmh::Op; the system under test is the op prefix run by the
-// harness Interpreter (tmh::Interpreter, backend "tm", abort_on_failure = false), whose shadow
-// heap is the reference model shared with the fuzz targets and tools: every result is checked
-// (alignment, usable size, overlap, contents, calloc zeroing, errno, tm_check_heap, stats).
-// The model here only tracks which slots are live (for preconditions and generation).
+// OOM windows) and memory-pool ops (format v2: heap_malloc, heap_realloc, heap_free,
+// heap_reset, heap_destroy, heap_stats on two pools). Each command is a tmh::Op; the system under test is the op prefix
+// run by the harness Interpreter (tmh::Interpreter, backend "tm", abort_on_failure = false), whose shadow heap is the
+// reference model shared with the fuzz targets and tools: every result is checked (alignment, usable size, overlap,
+// contents, calloc zeroing, errno, tm_check_heap, stats). The model here only tracks which slots are live (for
+// preconditions and generation).
 //
 // The Interpreter has no incremental step API, so every 4th command (TM_PROP_CHECK_EVERY)
 // and the end of the sequence run the program so far from a fresh heap in a forked child
@@ -52,8 +53,12 @@ enum class Live : uint8_t { kEmpty, kLive, kMaybe };  // kMaybe: an OOM window m
 
 struct SlotModel {
   Live live = Live::kEmpty;
-  uint64_t size = 0;  // requested bytes, valid when kLive
+  uint64_t size = 0;        // requested bytes, valid when kLive
+  int pool = -1;            // pool that owns the block (or would, when kMaybe); -1: none
+  bool pool_maybe = false;  // a plain realloc may have moved the block out of `pool`
 };
+
+constexpr unsigned kHPools = 2;  // pool slots used (of the harness's 4)
 
 struct HeapModel {
   std::array<SlotModel, kHSlots> slots{};
@@ -104,13 +109,30 @@ void validate(HeapSut& sut) {
 }
 
 // An allocation into slot s of n bytes (n known, or unknown for dynamic sizes).
+// A plain allocation (the slot's block was freed first): no pool.
 void model_alloc(HeapModel& m, unsigned s, bool known, uint64_t n, bool may_fail) {
   SlotModel& slot = m.slots[s];
+  slot.pool = -1;
+  slot.pool_maybe = false;
   if (!known || may_fail || m.oom_left > 0 || n > tmh::kSaneMax) {
     slot.live = Live::kMaybe;
   } else {
     slot.live = Live::kLive;
     slot.size = n;
+  }
+}
+
+// After a plain realloc of slot s (model as it was before: `before`): a pool block may have
+// left its pool (tm_realloc allocates outside pools), so its pool becomes uncertain.
+void model_plain_realloc_pool(HeapModel& m, unsigned s, const SlotModel& before) {
+  SlotModel& slot = m.slots[s];
+  if (slot.live == Live::kEmpty) return;
+  if (before.live != Live::kEmpty && before.pool >= 0) {
+    slot.pool = before.pool;
+    slot.pool_maybe = true;
+  } else {
+    slot.pool = -1;
+    slot.pool_maybe = false;
   }
 }
 
@@ -228,6 +250,7 @@ struct ReallocRelative : HCmd {
     if (known_target(m, &n)) RC_PRE(n <= kMaxKnownSize);
   }
   void effect(HeapModel& m) const override {
+    const SlotModel before = m.slots[op.slot];
     uint64_t n;
     if (!known_target(m, &n)) {
       m.slots[op.slot].live = Live::kMaybe;
@@ -236,6 +259,7 @@ struct ReallocRelative : HCmd {
     } else {
       model_alloc(m, op.slot, true, n, false);
     }
+    model_plain_realloc_pool(m, op.slot, before);
   }
 };
 struct ReallocGrow : ReallocRelative {
@@ -249,6 +273,7 @@ struct ReallocShrink : ReallocRelative {
 struct ReallocAny : HCmd {
   ReallocAny() { op = Op::realloc(*any_slot(), *any_size_expr()); }
   void effect(HeapModel& m) const override {
+    const SlotModel before = m.slots[op.slot];
     const uint64_t n = op.size.static_value();
     if (n == 0 && m.slots[op.slot].live == Live::kLive) {
       m.slots[op.slot] = SlotModel{};
@@ -257,6 +282,7 @@ struct ReallocAny : HCmd {
     } else {
       model_alloc(m, op.slot, true, n, m.slots[op.slot].live == Live::kMaybe);
     }
+    model_plain_realloc_pool(m, op.slot, before);
   }
 };
 
@@ -334,6 +360,100 @@ struct OomWindow : HCmd {
   void effect(HeapModel&) const override {}
 };
 
+// ---- Memory-pool commands (format v2) -------------------------------------------------------
+
+rc::Gen<unsigned> any_pool() { return rc::gen::inRange<unsigned>(0, kHPools); }
+
+// A slot whose block certainly belongs to a pool (discards the command when there is none).
+unsigned pick_pool_block(const HeapModel& m) {
+  std::vector<unsigned> ids;
+  for (unsigned s = 0; s < kHSlots; ++s) {
+    if (m.slots[s].live == Live::kLive && m.slots[s].pool >= 0 && !m.slots[s].pool_maybe) ids.push_back(s);
+  }
+  RC_PRE(!ids.empty());
+  return *rc::gen::elementOf(ids);
+}
+bool certain_pool_block(const HeapModel& m, unsigned s, unsigned pool) {
+  const SlotModel& slot = m.slots[s];
+  return slot.live == Live::kLive && slot.pool == static_cast<int>(pool) && !slot.pool_maybe;
+}
+
+// heap_malloc from a pool (created on first use): the slot's block is freed first.
+struct HeapMalloc : HCmd {
+  HeapMalloc() {
+    op = Op::heap_malloc(*any_pool(), *any_slot(),
+                         *rc::gen::weightedOneOf<SizeExpr>({{3, any_size_expr()}, {1, medium_size_expr()}}));
+  }
+  void effect(HeapModel& m) const override {
+    model_alloc(m, op.slot, true, op.size.static_value(), false);
+    m.slots[op.slot].pool = op.pool;
+  }
+};
+
+// heap_realloc of a block of its own pool, to a size relative to its own (the block stays in
+// the pool: in place, or moved within the pool).
+struct HeapRealloc : HCmd {
+  explicit HeapRealloc(const HeapModel& m) {
+    const unsigned s = pick_pool_block(m);
+    const auto sd = *rc::gen::elementOf(*rc::gen::arbitrary<bool>() ? kGrow : kShrink);
+    op = Op::heap_realloc(static_cast<unsigned>(m.slots[s].pool), s,
+                          SizeExpr::relative(s, false, sd.first, sd.second, true));
+  }
+  uint64_t target(const HeapModel& m) const {
+    return tmh::add_size_delta(tmh::scale_size(m.slots[op.slot].size, op.size.param),
+                               tmh::kRelDeltas[op.size.args[1] % 32]);
+  }
+  void checkPreconditions(const HeapModel& m) const override {
+    RC_PRE(certain_pool_block(m, op.slot, op.pool));
+    RC_PRE(target(m) <= kMaxKnownSize);
+  }
+  void effect(HeapModel& m) const override {
+    const uint64_t n = target(m);
+    if (n == 0) {
+      m.slots[op.slot] = SlotModel{};  // heap_realloc(pool, p, 0) frees
+      return;
+    }
+    model_alloc(m, op.slot, true, n, false);
+    m.slots[op.slot].pool = op.pool;
+  }
+};
+
+struct HeapFree : HCmd {
+  explicit HeapFree(const HeapModel& m) {
+    const unsigned s = pick_pool_block(m);
+    op = Op::heap_free(static_cast<unsigned>(m.slots[s].pool), s);
+  }
+  void checkPreconditions(const HeapModel& m) const override { RC_PRE(certain_pool_block(m, op.slot, op.pool)); }
+  void effect(HeapModel& m) const override { m.slots[op.slot] = SlotModel{}; }
+};
+
+// heap_reset / heap_destroy: every block of the pool is gone (a block that a plain realloc
+// may have moved out of it: maybe).
+struct HeapRelease : HCmd {
+  explicit HeapRelease(bool destroy) { op = destroy ? Op::heap_destroy(*any_pool()) : Op::heap_reset(*any_pool()); }
+  void effect(HeapModel& m) const override {
+    for (SlotModel& slot : m.slots) {
+      if (slot.live == Live::kEmpty || slot.pool != static_cast<int>(op.pool)) continue;
+      if (slot.pool_maybe) {
+        slot.live = Live::kMaybe;
+      } else {
+        slot = SlotModel{};
+      }
+    }
+  }
+};
+struct HeapReset : HeapRelease {
+  HeapReset() : HeapRelease(false) {}
+};
+struct HeapDestroy : HeapRelease {
+  HeapDestroy() : HeapRelease(true) {}
+};
+
+struct HeapStats : HCmd {
+  HeapStats() { op = Op::heap_stats(*any_pool()); }
+  void effect(HeapModel&) const override {}
+};
+
 // ---- The property ------------------------------------------------------------------------
 
 // Program header flags: paranoid (verify every block after every op), fill-usable (fill each
@@ -367,11 +487,13 @@ RC_GTEST_PROP(HeapState, MatchesHarnessShadowHeap, ()) {
   HeapModel initial;
   HeapSut sut;
   sut.program.header = (*gen_flags()).header();
-  rc::state::check(initial, sut,
-                   rc::state::gen::execOneOfWithArgs<Malloc, Malloc, MallocMedium, MallocMedium, MallocMedium, Calloc,
-                                                     ReallocGrow, ReallocGrow, ReallocShrink, ReallocShrink, ReallocAny,
-                                                     Free, Free, Free, Free, AlignedAlloc, PosixMemalign, UsableSize,
-                                                     CheckHeap, Impossible, OomWindow, OomWindow>());
+  rc::state::check(
+      initial, sut,
+      rc::state::gen::execOneOfWithArgs<Malloc, Malloc, MallocMedium, MallocMedium, MallocMedium, Calloc, ReallocGrow,
+                                        ReallocGrow, ReallocShrink, ReallocShrink, ReallocAny, Free, Free, Free, Free,
+                                        AlignedAlloc, PosixMemalign, UsableSize, CheckHeap, Impossible, OomWindow,
+                                        OomWindow, HeapMalloc, HeapMalloc, HeapMalloc, HeapRealloc, HeapRealloc,
+                                        HeapFree, HeapReset, HeapDestroy, HeapStats>());
   validate(sut);  // the ops after the last periodic run, and the final frees
   // Which allocator paths the case reached (distribution printed on success).
   auto saw = [&](const char* e) { return sut.events.count(e) != 0; };
@@ -384,6 +506,7 @@ RC_GTEST_PROP(HeapState, MatchesHarnessShadowHeap, ()) {
   RC_CLASSIFY(saw("realloc in place (medium, grow)"), "medium in-place grow");
   RC_CLASSIFY(saw("realloc in place (medium, shrink or same)"), "medium in-place shrink");
   RC_CLASSIFY(sut.counters.oom_failures > 0, "allocation failed inside an OOM window");
+  RC_CLASSIFY(sut.counters.pool_blocks_dropped > 0, "a pool reset / destroy released blocks");
 }
 
 // One fixed check that the observation machinery itself works (so a silent "0%" above cannot

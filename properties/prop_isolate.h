@@ -122,6 +122,18 @@ class ObservingBackend final : public tmh::Backend {
   void fail_os_after(long calls) override { inner_->fail_os_after(calls); }
   uint64_t max_attempt_size() const override { return inner_->max_attempt_size(); }
   uint64_t max_live_bytes() const override { return inner_->max_live_bytes(); }
+  // Memory pools (v2 pool ops): forwarded unobserved.
+  bool has_heaps() const override { return inner_->has_heaps(); }
+  unsigned max_heaps() const override { return inner_->max_heaps(); }
+  unsigned heaps_live() const override { return inner_->heaps_live(); }
+  void* heap_create() override { return inner_->heap_create(); }
+  void* heap_malloc(void* h, size_t n) override { return inner_->heap_malloc(h, n); }
+  void* heap_calloc(void* h, size_t c, size_t n) override { return inner_->heap_calloc(h, c, n); }
+  void* heap_realloc(void* h, void* p, size_t n) override { return inner_->heap_realloc(h, p, n); }
+  void heap_free(void* h, void* p) override { inner_->heap_free(h, p); }
+  void heap_reset(void* h) override { inner_->heap_reset(h); }
+  void heap_destroy(void* h) override { inner_->heap_destroy(h); }
+  void heap_stats(void* h, tmh::PoolStats* out) override { inner_->heap_stats(h, out); }
 
  private:
   struct Snap {
@@ -304,9 +316,10 @@ inline RunOutcome run_program_isolated(const std::string& backend_name, const tm
     const RunOutcome r = run_program_here(backend_name, program, observe_from, observe_end, profile);
     std::string blob;
     const tmh::Interpreter::Counters& k = r.counters;
-    for (uint64_t v : {uint64_t{r.ok}, uint64_t{r.op_index}, uint64_t{k.ops}, uint64_t{k.allocs}, uint64_t{k.frees},
-                       uint64_t{k.reallocs}, uint64_t{k.realloc_in_place}, uint64_t{k.expected_failures},
-                       uint64_t{k.oom_failures}, uint64_t{k.skipped}, uint64_t{r.events.size()}}) {
+    for (uint64_t v :
+         {uint64_t{r.ok}, uint64_t{r.op_index}, uint64_t{k.ops}, uint64_t{k.allocs}, uint64_t{k.frees},
+          uint64_t{k.reallocs}, uint64_t{k.realloc_in_place}, uint64_t{k.expected_failures}, uint64_t{k.oom_failures},
+          uint64_t{k.skipped}, uint64_t{k.pool_blocks_dropped}, uint64_t{r.events.size()}}) {
       detail::put_u64(blob, v);
     }
     detail::put_str(blob, r.message);
@@ -315,7 +328,7 @@ inline RunOutcome run_program_isolated(const std::string& backend_name, const tm
   });
   RunOutcome out;
   if (c.returned) {
-    uint64_t v[11];
+    uint64_t v[12];
     size_t pos = 0;
     bool good = true;
     for (uint64_t& x : v) good = good && detail::get_u64(c.result, pos, &x);
@@ -331,7 +344,8 @@ inline RunOutcome run_program_isolated(const std::string& backend_name, const tm
       out.counters.expected_failures = v[7];
       out.counters.oom_failures = v[8];
       out.counters.skipped = v[9];
-      for (uint64_t i = 0; i < v[10]; ++i) {
+      out.counters.pool_blocks_dropped = v[10];
+      for (uint64_t i = 0; i < v[11]; ++i) {
         std::string e;
         if (!detail::get_str(c.result, pos, &e)) break;
         out.events.insert(e);

@@ -5,8 +5,9 @@
 // ROOT/corpus/<target>/ (not corpus/regressions/). Run through tools/gen-corpus.
 //
 // Op-program seeds are built with the harness encoder (harness/FORMAT.md), so they use the
-// canonical opcodes and decode identically in every profile; the unit-target seeds follow
-// the record formats documented at the top of fuzz/<target>.cc.
+// canonical opcodes and decode identically in every profile (the heap_pools seeds use the
+// v2 pool ops: they decode as written in the profiles that read v2); the unit-target seeds
+// follow the record formats documented at the top of fuzz/<target>.cc.
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -99,6 +100,14 @@ struct Rng {
 Program prog(std::vector<Op> ops, uint8_t flags = 0) {
   Program p;
   p.header = static_cast<uint8_t>(tmh::kFormatVersion << 4 | flags);
+  p.ops = std::move(ops);
+  return p;
+}
+
+// A v2 program (memory-pool ops).
+Program prog2(std::vector<Op> ops, uint8_t flags = 0) {
+  Program p;
+  p.header = static_cast<uint8_t>(tmh::kFormatVersionPools << 4 | flags);
   p.ops = std::move(ops);
   return p;
 }
@@ -447,6 +456,270 @@ std::vector<Program> aligned_seeds() {
   return v;
 }
 
+// Memory-pool programs (v2): every tier from pools, reset and reuse, destroy and re-create,
+// heap_stats, plain free / realloc of pool blocks, the 64-pool limit.
+Op random_pool_op(Rng& r) {
+  const unsigned pool = r.below(4), slot = r.below(24);
+  switch (r.below(20)) {
+    case 0:
+      return Op::heap_create(pool);
+    case 1:
+    case 2:
+    case 3:
+    case 4:
+      return Op::heap_malloc(pool, slot, random_size(r, 0));
+    case 5: {
+      const auto count = static_cast<uint8_t>(r.below(17));
+      return Op::heap_calloc(pool, slot, count, random_size(r, 0));
+    }
+    case 6:
+    case 7:
+      return Op::heap_realloc(pool, slot, random_size(r, 1));
+    case 8:
+      return Op::heap_free(pool, slot);
+    case 9:
+      return Op::heap_reset(pool);
+    case 10:
+      return Op::heap_destroy(pool);
+    case 11:
+      return Op::heap_stats(pool);
+    case 12: {
+      const unsigned count = 1 + r.below(8);
+      return Op::heap_alloc_range(pool, slot, count, random_size(r, 0));
+    }
+    case 13:
+      return Op::free(slot);
+    case 14:
+      return Op::realloc(slot, random_size(r, 1));
+    case 15:
+      return Op::malloc(slot, random_size(r, 0));
+    case 16:
+      return Op::swap(slot, r.below(24));
+    case 17:
+      return Op::check_heap();
+    case 18:
+      return r.below(8) == 0 ? Op::heap_fill() : Op::heap_unfill();
+    default:
+      return random_op(r, 0);
+  }
+}
+
+std::vector<Program> heap_pools_seeds() {
+  std::vector<Program> v;
+  // Every small class from one pool, stats, reset, the same again (reuse), destroy.
+  for (unsigned d : {0u, 1u, 2u}) {
+    std::vector<Op> ops{Op::heap_create(0)};
+    for (unsigned c = 0; c < tmalloc::kSmallClassCount; ++c) {
+      ops.push_back(Op::heap_malloc(0, c % 64, SizeExpr::cls(c, d)));
+    }
+    ops.push_back(Op::heap_stats(0));
+    ops.push_back(Op::check_heap());
+    ops.push_back(Op::heap_reset(0));
+    ops.push_back(Op::heap_stats(0));
+    for (unsigned c = 0; c < tmalloc::kSmallClassCount; c += 3) {
+      ops.push_back(Op::heap_malloc(0, c % 64, SizeExpr::cls(c, d)));
+    }
+    ops.push_back(Op::heap_stats(0));
+    ops.push_back(Op::heap_destroy(0));
+    v.push_back(prog2(ops));
+  }
+  // Every threshold +-1 from the four pools, then reset / destroy each.
+  for (unsigned d : {0u, 1u, 2u}) {
+    std::vector<Op> ops;
+    for (unsigned t = 0; t < 32; ++t) ops.push_back(Op::heap_malloc(t % 4, t, SizeExpr::threshold(t, d)));
+    ops.push_back(Op::check_heap());
+    ops.push_back(Op::heap_reset(0));
+    ops.push_back(Op::heap_destroy(1));
+    ops.push_back(Op::heap_stats(2));
+    for (unsigned t = 0; t < 32; t += 4) ops.push_back(Op::heap_malloc(0, t, SizeExpr::threshold(t + 1, d)));
+    ops.push_back(Op::heap_reset(2));
+    ops.push_back(Op::check_heap());
+    v.push_back(prog2(ops, tmh::kFlagFillUsable));
+  }
+  // One pool per tier: small, medium, large; reset each and allocate again (reuse of the
+  // segments and mappings the reset handed back), destroy, re-create.
+  {
+    const uint64_t small = 48, medium = 30000, large = 700000;
+    std::vector<Op> ops{Op::heap_alloc_range(0, 0, 16, SizeExpr::exact(small)),
+                        Op::heap_alloc_range(1, 16, 8, SizeExpr::exact(medium)),
+                        Op::heap_alloc_range(2, 24, 4, SizeExpr::exact(large)),
+                        Op::malloc(40, SizeExpr::exact(small)),
+                        Op::malloc(41, SizeExpr::exact(medium)),
+                        Op::malloc(42, SizeExpr::exact(large)),
+                        Op::heap_stats(0),
+                        Op::heap_stats(1),
+                        Op::heap_stats(2),
+                        Op::heap_reset(0),
+                        Op::heap_reset(1),
+                        Op::heap_reset(2),
+                        Op::check_heap(),
+                        Op::heap_alloc_range(0, 0, 16, SizeExpr::exact(small)),
+                        Op::heap_alloc_range(1, 16, 8, SizeExpr::exact(medium)),
+                        Op::heap_alloc_range(2, 24, 4, SizeExpr::exact(large)),
+                        Op::heap_destroy(0),
+                        Op::heap_destroy(1),
+                        Op::heap_destroy(2),
+                        Op::check_heap(),
+                        Op::heap_create(0),
+                        Op::heap_alloc_range(0, 0, 8, SizeExpr::exact(medium)),
+                        Op::heap_alloc_range(0, 8, 2, SizeExpr::exact(large)),
+                        Op::heap_stats(0)};
+    v.push_back(prog2(ops));
+    v.push_back(prog2(ops, tmh::kFlagParanoid | 2 << tmh::kFlagEndOrderShift));
+  }
+  // calloc after a reset: recycled pool memory must come back zeroed.
+  for (uint64_t n : {uint64_t{64}, uint64_t{5000}, uint64_t{40000}, uint64_t{600000}}) {
+    v.push_back(
+        prog2({Op::heap_alloc_range(0, 0, 8, SizeExpr::exact(n)), Op::heap_reset(0),
+               Op::heap_calloc(0, 0, 1, SizeExpr::exact(n)), Op::heap_calloc(0, 1, 2, SizeExpr::exact(n / 2)),
+               Op::heap_calloc(0, 2, 1, SizeExpr::exact(n)), Op::heap_destroy(0),
+               Op::heap_alloc_range(1, 0, 8, SizeExpr::exact(n)), Op::heap_destroy(1),
+               Op::heap_calloc(2, 0, 1, SizeExpr::exact(n)), Op::calloc(3, 1, SizeExpr::exact(n)), Op::check_heap()}));
+  }
+  // calloc counts: overflowing products, zero.
+  {
+    std::vector<Op> ops;
+    const uint8_t counts[] = {0, 1, 3, 0x40 | 10, 0x80 | 0, 0x80 | 15, 0xC0 | 1, 0xC0 | 20};
+    unsigned s = 0;
+    for (uint8_t c : counts) {
+      ops.push_back(Op::heap_calloc(s % 4, s, c, SizeExpr::exact(16)));
+      ++s;
+      ops.push_back(Op::heap_calloc(s % 4, s, c, SizeExpr::exact(8193)));
+      ++s;
+    }
+    ops.push_back(Op::heap_stats(0));
+    ops.push_back(Op::heap_stats(1));
+    v.push_back(prog2(ops));
+  }
+  // heap_realloc through every tier and back (the block stays in the pool).
+  {
+    const uint64_t sizes[] = {1,      16,      17,      128,    129,    8192, 8193, 100000, 524288,
+                              524289, 4 << 20, 9 << 20, 524289, 524288, 8193, 8192, 100,    0};
+    std::vector<Op> ops{Op::heap_create(1)};
+    for (uint64_t n : sizes) {
+      ops.push_back(Op::heap_realloc(1, 7, SizeExpr::exact(n)));
+      ops.push_back(Op::heap_stats(1));
+    }
+    v.push_back(prog2(ops));
+    v.push_back(prog2(ops, tmh::kFlagFillUsable | tmh::kFlagParanoid));
+  }
+  // heap_realloc relative to the block's own size (in place grow / shrink within the pool).
+  for (uint64_t base : {uint64_t{100}, uint64_t{9000}, uint64_t{100000}, uint64_t{600000}}) {
+    v.push_back(
+        prog2({Op::heap_alloc_range(0, 0, 4, SizeExpr::exact(base)), Op::heap_free(0, 1),
+               Op::heap_realloc(0, 0, SizeExpr::relative(0, false, 0, 1, true)),
+               Op::heap_realloc(0, 0, SizeExpr::relative(0, true, 0, 1, true)),
+               Op::heap_realloc(0, 0, SizeExpr::relative(0, false, 1, 0, true)),
+               Op::heap_realloc(0, 0, SizeExpr::relative(0, false, 2, 0, true)),
+               Op::heap_realloc(0, 0, SizeExpr::relative(0, false, 0, 19, true)),
+               Op::heap_realloc(0, 2, SizeExpr::relative(2, false, 3, 0, true)), Op::heap_stats(0), Op::check_heap()}));
+  }
+  // Plain realloc of pool blocks (may move them out of the pool), then reset: the blocks
+  // that left must survive it.
+  for (uint64_t from : {uint64_t{100}, uint64_t{20000}, uint64_t{700000}}) {
+    std::vector<Op> ops{Op::heap_alloc_range(0, 0, 6, SizeExpr::exact(from))};
+    const uint64_t to[] = {50, 200, 9000, 300000, 2 << 20, from};
+    for (unsigned i = 0; i < 6; ++i) ops.push_back(Op::realloc(i, SizeExpr::exact(to[i])));
+    ops.push_back(Op::heap_stats(0));
+    ops.push_back(Op::heap_reset(0));
+    ops.push_back(Op::check_heap());
+    ops.push_back(Op::heap_alloc_range(0, 10, 4, SizeExpr::exact(from)));
+    ops.push_back(Op::realloc(10, SizeExpr::exact(0)));
+    ops.push_back(Op::realloc(11, SizeExpr::huge(0)));
+    ops.push_back(Op::heap_destroy(0));
+    v.push_back(prog2(ops));
+  }
+  // Plain free of pool blocks (tm_free accepts them), heap_free, heap_free(NULL).
+  v.push_back(
+      prog2({Op::heap_alloc_range(3, 0, 32, SizeExpr::exact(200)),
+             Op::heap_alloc_range(3, 32, 8, SizeExpr::exact(12000)), Op::free_range(0, 16, 2, false), Op::heap_stats(3),
+             Op::free(33), Op::heap_free(3, 34), Op::heap_free(3, 0), Op::heap_free(3, 1), Op::heap_stats(3),
+             Op::malloc(0, SizeExpr::exact(200)), Op::heap_reset(3), Op::check_heap(), Op::free(0)}));
+  // Four pools and plain blocks interleaved, destroy one in the middle, re-create it.
+  {
+    std::vector<Op> ops;
+    for (unsigned i = 0; i < 32; ++i) {
+      if (i % 5 == 4) {
+        ops.push_back(Op::malloc(i, SizeExpr::exact(64 + 37 * i)));
+      } else {
+        ops.push_back(Op::heap_malloc(i % 4, i, SizeExpr::exact(64 + 37 * i)));
+      }
+    }
+    ops.push_back(Op::heap_destroy(1));
+    ops.push_back(Op::check_heap());
+    ops.push_back(Op::heap_create(1));
+    ops.push_back(Op::heap_alloc_range(1, 40, 8, SizeExpr::exact(3000)));
+    ops.push_back(Op::heap_create(2));  // replaces a live pool: destroys it first
+    ops.push_back(Op::heap_stats(2));
+    ops.push_back(Op::heap_reset(3));
+    ops.push_back(Op::heap_stats(0));
+    v.push_back(prog2(ops, 1 << tmh::kFlagEndOrderShift));
+  }
+  // The 64-pool limit: fill it, creations fail (and ops on empty pool slots are skipped),
+  // release, create again; the limit again with pools of the model live.
+  v.push_back(
+      prog2({Op::heap_fill(), Op::heap_create(0), Op::heap_malloc(1, 0, SizeExpr::exact(100)), Op::heap_unfill(),
+             Op::heap_create(0), Op::heap_malloc(1, 0, SizeExpr::exact(100)), Op::heap_fill(),
+             Op::heap_malloc(1, 1, SizeExpr::exact(5000)), Op::heap_destroy(0), Op::heap_create(2), Op::heap_create(3),
+             Op::heap_stats(1), Op::heap_unfill(), Op::heap_create(3), Op::check_heap()}));
+  v.push_back(prog2({Op::heap_malloc(0, 0, SizeExpr::exact(100)), Op::heap_malloc(1, 1, SizeExpr::exact(700000)),
+                     Op::heap_fill(), Op::heap_reset(1), Op::heap_malloc(1, 2, SizeExpr::exact(20000)),
+                     Op::heap_fill()}));  // the extra pools are destroyed at the end
+  // Pool blocks under the v1 ops: swap, refill, touch_usable, peek, usable_size.
+  v.push_back(prog2({Op::heap_malloc(0, 0, SizeExpr::exact(100)), Op::heap_calloc(1, 1, 3, SizeExpr::exact(24)),
+                     Op::malloc(2, SizeExpr::exact(300)), Op::swap(0, 2), Op::usable_size(0), Op::usable_size(2),
+                     Op::refill(2), Op::touch_usable(2), Op::peek(2, 7), Op::heap_free(0, 2), Op::heap_reset(1),
+                     Op::aligned_alloc(3, 4096, SizeExpr::exact(100)), Op::heap_realloc(1, 3, SizeExpr::exact(10)),
+                     Op::heap_realloc(1, 4, SizeExpr::exact(10)), Op::check_heap(), Op::release_cached()},
+                    tmh::kFlagFillUsable));
+  // OOM windows around pool allocations, resets and destroys.
+  for (unsigned after = 0; after < 3; ++after) {
+    std::vector<Op> ops{Op::heap_malloc(0, 0, SizeExpr::exact(100)), Op::oom_window(after, 12)};
+    for (unsigned i = 0; i < 3; ++i) {
+      ops.push_back(Op::heap_malloc(i % 2, 1 + i, SizeExpr::exact(uint64_t{600000} << i)));
+      ops.push_back(Op::heap_malloc(1, 10 + i, SizeExpr::exact(20000 + 4096 * i)));
+      ops.push_back(Op::heap_realloc(0, 0, SizeExpr::exact(uint64_t{70000} << i)));
+    }
+    ops.push_back(Op::heap_reset(1));
+    ops.push_back(Op::heap_alloc_range(1, 20, 8, SizeExpr::exact(5000)));
+    ops.push_back(Op::check_heap());
+    v.push_back(prog2(ops));
+  }
+  // Impossible sizes from a pool: NULL + ENOMEM, the block of a failed heap_realloc intact.
+  {
+    std::vector<Op> ops{Op::heap_malloc(2, 63, SizeExpr::exact(1000))};
+    for (unsigned h = 0; h < 16; h += 3) {
+      ops.push_back(Op::heap_malloc(2, h, SizeExpr::huge(h)));
+      ops.push_back(Op::heap_realloc(2, 63, SizeExpr::huge(h)));
+      ops.push_back(Op::heap_calloc(2, h + 1, 0x80 | 3, SizeExpr::exact(5)));
+    }
+    ops.push_back(Op::heap_stats(2));
+    v.push_back(prog2(ops));
+  }
+  // A medium segment of a pool filled to its end, reset, filled again.
+  v.push_back(
+      prog2({Op::heap_alloc_range(0, 0, 8, SizeExpr::exact(524288)), Op::heap_malloc(0, 8, SizeExpr::exact(458608)),
+             Op::heap_stats(0), Op::heap_reset(0), Op::heap_alloc_range(0, 0, 8, SizeExpr::exact(524288)),
+             Op::heap_free(0, 7), Op::free(6), Op::heap_malloc(0, 8, SizeExpr::exact(458608)), Op::check_heap()}));
+  // Every end order with live pools at the end of the input.
+  for (uint8_t order = 0; order < 4; ++order) {
+    v.push_back(
+        prog2({Op::heap_alloc_range(0, 0, 6, SizeExpr::exact(100)), Op::malloc(6, SizeExpr::exact(100)),
+               Op::heap_alloc_range(1, 7, 3, SizeExpr::exact(9000)), Op::heap_malloc(2, 10, SizeExpr::exact(600000)),
+               Op::realloc(1, SizeExpr::exact(20000)), Op::free(2)},
+              static_cast<uint8_t>(order << tmh::kFlagEndOrderShift)));
+  }
+  // Random pool programs.
+  for (unsigned i = 0; i < 16; ++i) {
+    Rng r(5000 + i);
+    std::vector<Op> ops;
+    const unsigned n = 20 + r.below(60);
+    for (unsigned k = 0; k < n; ++k) ops.push_back(random_pool_op(r));
+    v.push_back(prog2(ops, static_cast<uint8_t>(r.below(16))));
+  }
+  return v;
+}
+
 // ---- Unit-target seeds (formats: top of fuzz/<target>.cc) ---------------------------------------
 
 void put16(Bytes& b, unsigned v) {
@@ -606,6 +879,32 @@ std::string op_dict(int profile_bias) {
     op_entry("realloc_usable_plus1", Op::realloc(0, SizeExpr::relative(0, true, 0, 1, true)));
     op_entry("realloc_minus_256", Op::realloc(0, SizeExpr::relative(0, false, 0, 19, true)));
   }
+  if (profile_bias == 4) {  // heap_pools: the v2 pool ops (opcodes 16-26)
+    for (unsigned pool = 0; pool < tmh::kPoolSlots; ++pool) {
+      const std::string p = std::to_string(pool);
+      op_entry("heap_create_" + p, Op::heap_create(pool));
+      op_entry("heap_reset_" + p, Op::heap_reset(pool));
+      op_entry("heap_destroy_" + p, Op::heap_destroy(pool));
+      op_entry("heap_stats_" + p, Op::heap_stats(pool));
+      op_entry("heap_malloc_" + p, Op::heap_malloc(pool, pool, SizeExpr::exact(100)));
+      op_entry("heap_free_" + p, Op::heap_free(pool, pool));
+    }
+    op_entry("heap_malloc_8193", Op::heap_malloc(0, 1, SizeExpr::exact(8193)));
+    op_entry("heap_malloc_512k1", Op::heap_malloc(1, 2, SizeExpr::exact(524289)));
+    op_entry("heap_calloc_3x24", Op::heap_calloc(0, 3, 3, SizeExpr::exact(24)));
+    op_entry("heap_realloc_x2", Op::heap_realloc(0, 0, SizeExpr::relative(0, false, 1, 0, true)));
+    op_entry("heap_realloc_usable_plus1", Op::heap_realloc(0, 0, SizeExpr::relative(0, true, 0, 1, true)));
+    op_entry("heap_alloc_range_small", Op::heap_alloc_range(0, 0, 16, SizeExpr::exact(48)));
+    op_entry("heap_alloc_range_med", Op::heap_alloc_range(1, 16, 8, SizeExpr::exact(20000)));
+    Bytes fill;
+    tmh::encode_op(Op::heap_fill(), fill);
+    tmh::encode_op(Op::heap_unfill(), fill);
+    entries.push_back({"heap_fill_unfill", fill});
+    Bytes fill_create;
+    tmh::encode_op(Op::heap_fill(), fill_create);
+    tmh::encode_op(Op::heap_create(0), fill_create);
+    entries.push_back({"heap_fill_create", fill_create});
+  }
   std::string out = "# Generated by tools/gen-corpus (tm_gen_corpus); harness/FORMAT.md tokens.\n";
   std::set<Bytes> seen;
   for (auto& [name, b] : entries) {
@@ -714,6 +1013,7 @@ int main(int argc, char** argv) {
       {"realloc", encode_all(realloc_seeds()), op_dict(1)},
       {"split_coalesce", encode_all(split_coalesce_seeds()), op_dict(2)},
       {"aligned", encode_all(aligned_seeds()), op_dict(3)},
+      {"heap_pools", encode_all(heap_pools_seeds()), op_dict(4)},
       {"size_class", size_class_seeds(), unit_dict("size_class")},
       {"bitmap", bitmap_seeds(), unit_dict("bitmap")},
       {"fit_index", fit_index_seeds(), unit_dict("fit_index")},

@@ -1,8 +1,8 @@
 // tm_print_trace [--target T] FILE...
 // Prints the decoded op trace of each input (harness/FORMAT.md) for the op-program targets
-// heap_ops (default), realloc, split_coalesce and aligned. The unit targets (size_class,
-// bitmap, fit_index) use their own record formats: run their binary with TM_FUZZ_TRACE=1
-// (tools/tm-repro does) to see their trace.
+// heap_ops (default), realloc, split_coalesce, aligned and heap_pools (format v2: pool ops).
+// The unit targets (size_class, bitmap, fit_index) use their own record formats: run their
+// binary with TM_FUZZ_TRACE=1 (tools/tm-repro does) to see their trace.
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -19,7 +19,9 @@ int main(int argc, char** argv) {
     if ((a == "--target" || a == "-t") && i + 1 < argc) {
       const std::string t = argv[++i];
       if (!tmh::profile_from_name(t, &profile)) {
-        fprintf(stderr, "tm_print_trace: '%s' is not an op-program target (heap_ops realloc split_coalesce aligned)\n",
+        fprintf(stderr,
+                "tm_print_trace: '%s' is not an op-program target (heap_ops realloc split_coalesce aligned "
+                "heap_pools)\n",
                 t.c_str());
         return 2;
       }
@@ -29,7 +31,7 @@ int main(int argc, char** argv) {
         return 2;
       }
     } else if (a == "-h" || a == "--help") {
-      printf("usage: tm_print_trace [--target heap_ops|realloc|split_coalesce|aligned] FILE...\n");
+      printf("usage: tm_print_trace [--target heap_ops|realloc|split_coalesce|aligned|heap_pools] FILE...\n");
       return 0;
     } else {
       files.push_back(a);
