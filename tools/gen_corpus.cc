@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "config.h"
+#include "sha1.h"
 #include "size_class.h"
 #include "tm_harness.h"
 
@@ -31,57 +32,6 @@ using tmh::Op;
 using tmh::Program;
 using tmh::SizeExpr;
 using Bytes = std::vector<uint8_t>;
-
-// ---- SHA-1 (file names) ----------------------------------------------------------------------
-
-std::string sha1_hex(const Bytes& msg) {
-  uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
-  Bytes m = msg;
-  const uint64_t bits = static_cast<uint64_t>(msg.size()) * 8;
-  m.push_back(0x80);
-  while (m.size() % 64 != 56) m.push_back(0);
-  for (int i = 7; i >= 0; --i) m.push_back(static_cast<uint8_t>(bits >> (8 * i)));
-  auto rol = [](uint32_t x, int n) { return (x << n) | (x >> (32 - n)); };
-  for (size_t off = 0; off < m.size(); off += 64) {
-    uint32_t w[80];
-    for (int i = 0; i < 16; ++i) {
-      w[i] = static_cast<uint32_t>(m[off + 4 * i]) << 24 | static_cast<uint32_t>(m[off + 4 * i + 1]) << 16 |
-             static_cast<uint32_t>(m[off + 4 * i + 2]) << 8 | m[off + 4 * i + 3];
-    }
-    for (int i = 16; i < 80; ++i) w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-    for (int i = 0; i < 80; ++i) {
-      uint32_t f, k;
-      if (i < 20) {
-        f = (b & c) | (~b & d);
-        k = 0x5A827999;
-      } else if (i < 40) {
-        f = b ^ c ^ d;
-        k = 0x6ED9EBA1;
-      } else if (i < 60) {
-        f = (b & c) | (b & d) | (c & d);
-        k = 0x8F1BBCDC;
-      } else {
-        f = b ^ c ^ d;
-        k = 0xCA62C1D6;
-      }
-      const uint32_t t = rol(a, 5) + f + e + k + w[i];
-      e = d;
-      d = c;
-      c = rol(b, 30);
-      b = a;
-      a = t;
-    }
-    h[0] += a;
-    h[1] += b;
-    h[2] += c;
-    h[3] += d;
-    h[4] += e;
-  }
-  char out[41];
-  for (int i = 0; i < 5; ++i) snprintf(out + 8 * i, 9, "%08x", h[i]);
-  return out;
-}
 
 // ---- Deterministic randomness ------------------------------------------------------------------
 
@@ -978,7 +928,7 @@ int write_corpus(const std::string& root, const std::string& target, const std::
   if (clean) clean_dir(dir);
   int n = 0;
   for (const Bytes& b : inputs) {
-    const std::string path = dir + "/" + sha1_hex(b);
+    const std::string path = dir + "/" + tmtools::sha1_hex(b);
     struct stat st;
     if (stat(path.c_str(), &st) == 0) continue;
     if (!write_file(path, std::string(b.begin(), b.end()))) return -1;
