@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "config.h"
-#include "sha1.h"
+#include "corpus_io.h"
 #include "size_class.h"
 #include "tm_harness.h"
 
@@ -886,52 +886,16 @@ std::string unit_dict(const std::string& target) {
 
 // ---- Output ----------------------------------------------------------------------------------------
 
-bool mkdirs(const std::string& path) {
-  std::string cur;
-  size_t pos = 0;
-  while (pos != std::string::npos) {
-    pos = path.find('/', pos + 1);
-    cur = path.substr(0, pos);
-    if (cur.empty()) continue;
-    if (mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
-      fprintf(stderr, "tm_gen_corpus: mkdir %s: %s\n", cur.c_str(), strerror(errno));
-      return false;
-    }
-  }
-  return true;
-}
-
-bool write_file(const std::string& path, const std::string& data) {
-  FILE* f = fopen(path.c_str(), "wb");
-  if (!f) {
-    fprintf(stderr, "tm_gen_corpus: cannot write %s: %s\n", path.c_str(), strerror(errno));
-    return false;
-  }
-  fwrite(data.data(), 1, data.size(), f);
-  return fclose(f) == 0;
-}
-
-void clean_dir(const std::string& dir) {
-  DIR* d = opendir(dir.c_str());
-  if (!d) return;
-  std::vector<std::string> names;
-  while (const dirent* e = readdir(d)) {
-    if (e->d_name[0] != '.') names.push_back(e->d_name);
-  }
-  closedir(d);
-  for (const auto& n : names) unlink((dir + "/" + n).c_str());
-}
-
 int write_corpus(const std::string& root, const std::string& target, const std::vector<Bytes>& inputs, bool clean) {
   const std::string dir = root + "/corpus/" + target;
-  if (!mkdirs(dir)) return -1;
-  if (clean) clean_dir(dir);
+  if (!tmtools::mkdirs(dir)) return -1;
+  if (clean) tmtools::clean_dir(dir);
   int n = 0;
   for (const Bytes& b : inputs) {
     const std::string path = dir + "/" + tmtools::sha1_hex(b);
     struct stat st;
     if (stat(path.c_str(), &st) == 0) continue;
-    if (!write_file(path, std::string(b.begin(), b.end()))) return -1;
+    if (!tmtools::write_file(path, std::string(b.begin(), b.end()))) return -1;
     ++n;
   }
   printf("tm_gen_corpus: corpus/%s: %zu seeds (%d new)\n", target.c_str(), inputs.size(), n);
@@ -968,21 +932,21 @@ int main(int argc, char** argv) {
       {"bitmap", bitmap_seeds(), unit_dict("bitmap")},
       {"fit_index", fit_index_seeds(), unit_dict("fit_index")},
   };
-  if (!mkdirs(root + "/fuzz")) return 1;
+  if (!tmtools::mkdirs(root + "/fuzz")) return 1;
   // Harness self-test input (fuzz.selftest.poke): a peek of a live block, which
   // TM_HARNESS_SELFTEST=poke turns into a corruption the model must report.
   {
     const Program poke = prog({Op::malloc(0, SizeExpr::exact(100)), Op::malloc(1, SizeExpr::exact(20000)),
                                Op::malloc(2, SizeExpr::exact(300)), Op::peek(1, 1234), Op::check_heap()});
     const Bytes b = tmh::encode(poke);
-    if (!mkdirs(root + "/corpus/selftest") ||
-        !write_file(root + "/corpus/selftest/poke-heap_ops", std::string(b.begin(), b.end()))) {
+    if (!tmtools::mkdirs(root + "/corpus/selftest") ||
+        !tmtools::write_file(root + "/corpus/selftest/poke-heap_ops", std::string(b.begin(), b.end()))) {
       return 1;
     }
   }
   for (const T& t : targets) {
     if (write_corpus(root, t.name, t.inputs, clean) < 0) return 1;
-    if (!write_file(root + "/fuzz/" + t.name + ".dict", t.dict)) return 1;
+    if (!tmtools::write_file(root + "/fuzz/" + t.name + ".dict", t.dict)) return 1;
   }
   return 0;
 }

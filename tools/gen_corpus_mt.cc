@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "sha1.h"
+#include "corpus_io.h"
 #include "tm_harness_mt.h"
 
 namespace {
@@ -429,45 +429,6 @@ std::string mt_dict() {
 
 // ---- Output ------------------------------------------------------------------------------------
 
-// mkdir -p.
-bool mkdirs(const std::string& path) {
-  std::string cur;
-  size_t pos = 0;
-  while (pos != std::string::npos) {
-    pos = path.find('/', pos + 1);
-    cur = path.substr(0, pos);
-    if (cur.empty()) continue;
-    if (mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
-      fprintf(stderr, "tm_gen_corpus_mt: mkdir %s: %s\n", cur.c_str(), strerror(errno));
-      return false;
-    }
-  }
-  return true;
-}
-
-// Writes data to path; false (with a message) on errors.
-bool write_file(const std::string& path, const Bytes& data) {
-  FILE* f = fopen(path.c_str(), "wb");
-  if (!f) {
-    fprintf(stderr, "tm_gen_corpus_mt: cannot write %s: %s\n", path.c_str(), strerror(errno));
-    return false;
-  }
-  fwrite(data.data(), 1, data.size(), f);
-  return fclose(f) == 0;
-}
-
-// Removes the plain files of dir (not dot files).
-void clean_dir(const std::string& dir) {
-  DIR* d = opendir(dir.c_str());
-  if (!d) return;
-  std::vector<std::string> names;
-  while (const dirent* e = readdir(d)) {
-    if (e->d_name[0] != '.') names.push_back(e->d_name);
-  }
-  closedir(d);
-  for (const auto& n : names) unlink((dir + "/" + n).c_str());
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -478,8 +439,9 @@ int main(int argc, char** argv) {
   const std::string root = argv[1];
   const bool clean = argc > 2 && strcmp(argv[2], "--clean") == 0;
   const std::string dir = root + "/corpus/heap_mt";
-  if (!mkdirs(dir) || !mkdirs(root + "/corpus/selftest") || !mkdirs(root + "/fuzz")) return 1;
-  if (clean) clean_dir(dir);
+  if (!tmtools::mkdirs(dir) || !tmtools::mkdirs(root + "/corpus/selftest") || !tmtools::mkdirs(root + "/fuzz"))
+    return 1;
+  if (clean) tmtools::clean_dir(dir);
   const std::vector<MtProgram> ps = seeds();
   int fresh = 0;
   for (const MtProgram& p : ps) {
@@ -487,7 +449,7 @@ int main(int argc, char** argv) {
     const std::string path = dir + "/" + tmtools::sha1_hex(b);
     struct stat st;
     if (stat(path.c_str(), &st) == 0) continue;
-    if (!write_file(path, b)) return 1;
+    if (!tmtools::write_file(path, b)) return 1;
     ++fresh;
   }
   printf("tm_gen_corpus_mt: corpus/heap_mt: %zu seeds (%d new)\n", ps.size(), fresh);
@@ -499,7 +461,7 @@ int main(int argc, char** argv) {
         prog(2, {T(0), H(Op::malloc(0, X(100))), H(Op::malloc(1, X(20000))), T(1), H(Op::malloc(0, X(300))),
                  H(Op::free(0)), H(Op::malloc(1, X(50))), H(Op::malloc(2, X(70))), T(0), H(Op::peek(1, 1234)),
                  H(Op::check_heap()), B(), T(0), H(Op::free(0))});
-    if (!write_file(root + "/corpus/selftest/poke-heap_mt", tmh::encode_mt(poke))) return 1;
+    if (!tmtools::write_file(root + "/corpus/selftest/poke-heap_mt", tmh::encode_mt(poke))) return 1;
   }
   const std::string d = mt_dict();
   FILE* f = fopen((root + "/fuzz/heap_mt.dict").c_str(), "wb");

@@ -1,9 +1,15 @@
-// SHA-1 of a byte string as 40 hex digits: the file names of corpus entries (libFuzzer names
-// its corpus files the same way), shared by the seed generators.
+// File output shared by the seed generators: corpus file names (SHA-1 of the content, as
+// libFuzzer names its corpus files), mkdir -p, writing and cleaning a corpus directory.
 #pragma once
 
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -57,6 +63,51 @@ inline std::string sha1_hex(const std::vector<uint8_t>& msg) {
   char out[41];
   for (int i = 0; i < 5; ++i) snprintf(out + 8 * i, 9, "%08x", h[i]);
   return out;
+}
+
+// mkdir -p; false (with a message) on errors.
+inline bool mkdirs(const std::string& path) {
+  std::string cur;
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = path.find('/', pos + 1);
+    cur = path.substr(0, pos);
+    if (cur.empty()) continue;
+    if (mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
+      fprintf(stderr, "seed generator: mkdir %s: %s\n", cur.c_str(), strerror(errno));
+      return false;
+    }
+  }
+  return true;
+}
+
+// Writes `size` bytes to path; false (with a message) on errors.
+inline bool write_file(const std::string& path, const void* data, size_t size) {
+  FILE* f = fopen(path.c_str(), "wb");
+  if (!f) {
+    fprintf(stderr, "seed generator: cannot write %s: %s\n", path.c_str(), strerror(errno));
+    return false;
+  }
+  fwrite(data, 1, size, f);
+  return fclose(f) == 0;
+}
+inline bool write_file(const std::string& path, const std::string& data) {
+  return write_file(path, data.data(), data.size());
+}
+inline bool write_file(const std::string& path, const std::vector<uint8_t>& data) {
+  return write_file(path, data.data(), data.size());
+}
+
+// Removes the plain files of dir (not dot files).
+inline void clean_dir(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (!d) return;
+  std::vector<std::string> names;
+  while (const dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') names.push_back(e->d_name);
+  }
+  closedir(d);
+  for (const auto& n : names) unlink((dir + "/" + n).c_str());
 }
 
 }  // namespace tmtools
