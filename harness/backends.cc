@@ -26,6 +26,7 @@
 #define TMH_HAS_ASAN 0
 #endif
 
+
 namespace tmh {
 
 // ---- tinymalloc --------------------------------------------------------------------------------
@@ -65,6 +66,8 @@ class TmBackend final : public Backend {
     memset(&s, 0, sizeof s);
     tm_stats(&s);
     out->live_blocks = s.live_blocks;
+    long exact = 1;
+    out->requested_exact = tm_option_get("track_requested", &exact) != 0 || exact != 0;
     out->requested_bytes = s.requested_bytes;
     out->usable_bytes = s.usable_bytes;
     out->mapped_bytes = s.mapped_bytes;

@@ -259,6 +259,10 @@ std::string format_program(const Program& p, Profile profile);
 // tinymalloc.h).
 struct HeapStats {
   size_t live_blocks = 0;
+  // Exact sum of the requested sizes only when requested_exact (tinymalloc: the
+  // track_requested option, which the harness turns on unless TINYMALLOC_OPTIONS names it;
+  // without it small blocks count at their usable size, and the model cannot compare).
+  bool requested_exact = true;
   size_t requested_bytes = 0;
   size_t usable_bytes = 0;
   size_t mapped_bytes = 0;

@@ -117,12 +117,74 @@ typedef struct tm_stats_s {
  * allocating or freeing (each thread's cache and counters are its own); otherwise each
  * counter is a recent value, off by at most what other threads did meanwhile. */
 void tm_stats(tm_stats_t *out);
-/* Sets the peak counters to the current values. */
+/* Sets the peak counters to the current values (tm_class_stats_t peak_blocks included). */
 void tm_stats_reset_peaks(void);
-/* Writes the statistics to file descriptor fd: a readable table (json == 0; totals, then
- * the live blocks of every small class in use) or one JSON object (json != 0) with every
- * tm_stats_t field and class_live_blocks as an array. Never allocates. */
+/* Writes the statistics to file descriptor fd, from one snapshot, as a readable table
+ * (json == 0): the totals, then a row per small class that ever had blocks (live or peak
+ * > 0; see tm_class_stats_t) and a row per arena slot that holds segments or blocks (see
+ * tm_arena_stats_t), each with its fragmentation ratio; or as one JSON object (json != 0)
+ * with every tm_stats_t field, class_live_blocks as an array, "classes" (one object per
+ * small class: class, size, live, peak, cached, remote, usable, runs, run_bytes,
+ * fragmentation = run_bytes / usable or null) and "arenas" (one object per arena slot that
+ * holds segments or blocks: arena, pool (true/false), small_segments, medium_segments,
+ * mapped, committed, small_live, small_usable, small_remote, medium_live, medium_usable,
+ * medium_free_blocks, medium_free_bytes, fragmentation = committed / (small_usable +
+ * medium_usable) or null). Never allocates. */
 void tm_stats_print(int fd, int json);
+
+/* Counters of one small size class, over all arenas and memory pools. */
+typedef struct tm_class_stats_s {
+  size_t size;        /* block size (tm_size_class_size of the index) */
+  size_t live_blocks; /* as tm_stats_t class_live_blocks */
+  /* High-water mark, since start or tm_stats_reset_peaks, of the class's blocks out of its
+   * runs: live blocks plus blocks sitting free in thread caches and remote-free lists (the
+   * caches change without a lock, so they cannot be subtracted when a block leaves a run).
+   * Each arena keeps its own exact mark; this is their sum, so with several arenas in use it
+   * can exceed the peak of the total (the arenas need not have peaked at the same time).
+   * With one arena it is exact. Never below live_blocks. */
+  size_t peak_blocks;
+  size_t cached_blocks; /* free blocks of the class in thread caches */
+  size_t remote_blocks; /* free blocks of the class in arenas' remote-free lists */
+  size_t usable_bytes;  /* live_blocks * size */
+  size_t runs;          /* 64 KiB runs assigned to the class */
+  size_t run_bytes;     /* runs * 64 KiB: memory the class holds (run_bytes / usable_bytes
+                         * is the class's fragmentation) */
+} tm_class_stats_t;
+
+/* Fills out[i] for class i < min(max, TM_SMALL_CLASS_COUNT) from one snapshot (taken as
+ * tm_stats takes it) and returns TM_SMALL_CLASS_COUNT. out may be NULL when max is 0. */
+size_t tm_class_stats(tm_class_stats_t *out, size_t max);
+
+/* Arena slots: 64 arenas (0..63), then one per memory pool (64..127). */
+#define TM_ARENA_SLOTS 128
+
+/* Counters of one arena slot (an arena, or a memory pool when index >= 64). Large blocks
+ * (above tm_medium_max()) and the global pool's empty segments belong to no arena. */
+typedef struct tm_arena_stats_s {
+  size_t index;           /* arena slot */
+  size_t small_segments;  /* 4 MiB segments of small runs */
+  size_t medium_segments; /* 4 MiB segments of medium blocks */
+  size_t mapped_bytes;    /* (small_segments + medium_segments) * 4 MiB */
+  size_t committed_bytes; /* of mapped_bytes, what the idle sweep has not purged */
+  /* Live small blocks of this arena and their usable bytes: blocks out of its runs, less
+   * those in its remote-free lists and in the calling thread's cache. Blocks in other
+   * threads' caches cannot be attributed to an arena without racing with their owners and
+   * count here as live; so the sum over arenas equals tm_stats_t small_live_blocks whenever
+   * no other thread has a cache (e.g. after the other threads exited). */
+  size_t small_live_blocks;
+  size_t small_usable_bytes;
+  size_t small_remote_blocks; /* free blocks in the arena's remote-free lists */
+  size_t medium_live_blocks;
+  size_t medium_usable_bytes;
+  size_t medium_free_blocks;
+  size_t medium_free_bytes;
+} tm_arena_stats_t;
+
+/* Fills out[i] for arena slot i < min(max, n) from one snapshot (taken as tm_stats takes
+ * it) and returns n, the number of slots in use (tm_stats_t arenas_used; a memory pool
+ * counts its slot and every slot below it). Slots in range that were never touched read as
+ * zeros. out may be NULL when max is 0. */
+size_t tm_arena_stats(tm_arena_stats_t *out, size_t max);
 
 /* Leak report. Debug mode (option debug=1; leaks=1 implies it) records every block with its
  * allocation site. Writes to fd the recorded blocks not freed yet, grouped by allocation

@@ -181,8 +181,9 @@ using namespace tmalloc;
 extern "C" {
 
 TM_EXPORT void* tm_malloc(size_t size) {
-  if (TM_LIKELY(size <= kSmallMax) && TM_LIKELY(!debug_mode())) {
-    return allocate_small(size_to_class(size), size, false);
+  // One compare: within the class table and not in debug mode (the bound is 0 then).
+  if (TM_LIKELY(size < g_fast_size_bound.load(std::memory_order_relaxed))) {
+    return cache_alloc(class_for_small_size(size), size);
   }
   if (TM_UNLIKELY(size > kMaxRequest)) {
     errno = ENOMEM;

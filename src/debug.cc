@@ -42,6 +42,7 @@ namespace tmalloc {
 // a thread only needs a recent value, and a thread that got a debug block from another one
 // synchronised with it and so sees the store made before the block was handed out.
 std::atomic<bool> g_debug_mode{false};
+constinit std::atomic<size_t> g_fast_size_bound{kSizeTableMax + 1};
 
 namespace {
 
@@ -437,7 +438,7 @@ void maybe_route_off() {
   LockGuard mode(g_mode_lock);
   if (checking()) return;
   lock_all();
-  if (total_records_locked() == 0) g_debug_mode.store(false, std::memory_order_relaxed);
+  if (total_records_locked() == 0) debug_set_routing(false);
   unlock_all();
 }
 
@@ -485,7 +486,7 @@ void* allocate_recorded(size_t alignment, size_t size, bool zero, const void* si
     inserted = insert(s, r);
     // A record exists now: the routing must be on, even if debug_update_mode has just
     // switched checking off (and, finding no record, the routing with it).
-    if (inserted && !g_debug_mode.load(std::memory_order_relaxed)) g_debug_mode.store(true, std::memory_order_relaxed);
+    if (inserted && !g_debug_mode.load(std::memory_order_relaxed)) debug_set_routing(true);
   }
   if (!inserted) {
     core_release(core, "invalid free");
@@ -575,7 +576,7 @@ void debug_update_mode() {
     on = checking_wanted();  // under the lock: concurrent updates end with the last options
     g_checking.store(on, std::memory_order_relaxed);
     if (on) {
-      g_debug_mode.store(true, std::memory_order_relaxed);
+      debug_set_routing(true);
       install = !g_fork_handlers_installed;
       g_fork_handlers_installed = true;
     }

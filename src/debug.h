@@ -22,12 +22,25 @@
 #include <atomic>
 #include <cstddef>
 
+#include "size_class.h"
+
 namespace tmalloc {
 
 // Whether api.cc routes every call here: while debug or leaks is set, and afterwards while
 // blocks with debug records are still live (runtime init and tm_option_set update it).
 extern std::atomic<bool> g_debug_mode;
 inline bool debug_mode() { return g_debug_mode.load(std::memory_order_relaxed); }
+
+// tm_malloc serves requests below this bound on its inline fast path: kSizeTableMax + 1, or
+// 0 while debug mode routes the calls (so one compare covers both the size and the mode,
+// malloc(0) included).
+extern std::atomic<size_t> g_fast_size_bound;
+
+// Turns the routing of the public entry points to debug mode on or off.
+inline void debug_set_routing(bool on) {
+  g_debug_mode.store(on, std::memory_order_relaxed);
+  g_fast_size_bound.store(on ? 0 : kSizeTableMax + 1, std::memory_order_relaxed);
+}
 
 // Reads the debug and leaks options into g_debug_mode (runtime init, tm_option_set); switching
 // them off flushes the quarantine. Calls the core: the caller holds no allocator lock.

@@ -38,6 +38,16 @@ TM_LINK_ACCESS void free_block_write(void* block, void* next) {
   words[1] = free_key_for(block);
 }
 
+// free_block_write with the key already computed (free_key_for(block)).
+TM_LINK_ACCESS void free_block_write_key(void* block, void* next, uintptr_t key) {
+  auto* words = static_cast<uintptr_t*>(block);
+  words[0] = addr_of(next);
+  words[1] = key;
+}
+
+// The word a free block keeps its key in (any value for a live block).
+TM_LINK_ACCESS uintptr_t free_block_key(const void* block) { return static_cast<const uintptr_t*>(block)[1]; }
+
 // Changes only the link of a free block.
 TM_LINK_ACCESS void free_block_set_next(void* block, void* next) { static_cast<uintptr_t*>(block)[0] = addr_of(next); }
 

@@ -1,19 +1,27 @@
-// tm_stats and tm_check_heap: snapshots taken with every lock held (see fork.h for the order).
+// tm_stats, tm_class_stats, tm_arena_stats and tm_check_heap: snapshots taken with every
+// lock held (see fork.h for the order).
 #include <cstring>
 
+#include "arena.h"
 #include "check.h"
+#include "config.h"
 #include "fork.h"
+#include "introspection.h"
 #include "large.h"
 #include "medium.h"
 #include "os.h"
 #include "platform.h"
 #include "segment_pool.h"
 #include "small.h"
+#include "small_stats.h"
 #include "stats.h"
 #include "thread_cache.h"
 #include "tinymalloc.h"
 
 namespace tmalloc {
+
+static_assert(TM_ARENA_SLOTS == kArenaSlots, "tinymalloc.h and config.h disagree on the arena slots");
+static_assert(TM_SMALL_CLASS_COUNT == kSmallClassCount, "tinymalloc.h and size_class.h disagree on the classes");
 
 namespace {
 
@@ -26,21 +34,88 @@ void small_live_per_class(const SmallTotals& small, const CacheTotals& caches, s
   }
 }
 
+// Blocks of the calling thread's cache per owning arena (blocks, usable bytes). Only the
+// calling thread changes its own bins, so walking them is race-free; other threads' bins
+// are not walked (their owners push and pop without a lock).
+void own_cache_per_arena(size_t* blocks, size_t* bytes) {
+  for (size_t c = 0; c < kSmallClassCount; ++c) {
+    const CacheBin& bin = t_cache.bins[c];
+    size_t walked = 0;
+    const size_t count = bin.count.load(std::memory_order_relaxed);
+    for (const void* block = bin.head; block != nullptr && walked < count; block = free_block_next(block)) {
+      ++walked;
+      const unsigned arena = reinterpret_cast<const SmallSegment*>(addr_of(block) & ~(kSegmentSize - 1))->arena;
+      if (arena >= kMaxArenas) continue;  // pool blocks never enter a cache
+      ++blocks[arena];
+      bytes[arena] += class_size(c);
+    }
+  }
+}
+
+// One arena slot's row (its locks held); `own_blocks` / `own_bytes`: the calling thread's
+// cached blocks of this arena.
+void arena_row(unsigned arena, size_t own_blocks, size_t own_bytes, tm_arena_stats_t* row) {
+  SmallArenaSnapshot small;
+  small_arena_snapshot(arena, &small);
+  MediumTotals medium{};
+  size_t medium_committed = 0;
+  medium_arena_snapshot(arena, &medium, &medium_committed);
+  std::memset(row, 0, sizeof *row);
+  row->index = arena;
+  size_t out_blocks = 0;  // out of runs and not in a remote-free list
+  size_t out_bytes = 0;
+  for (size_t c = 0; c < kSmallClassCount; ++c) {
+    const size_t out = small.handed_out[c] > small.remote[c] ? small.handed_out[c] - small.remote[c] : 0;
+    out_blocks += out;
+    out_bytes += out * class_size(c);
+    row->small_remote_blocks += small.remote[c];
+  }
+  row->small_live_blocks = out_blocks > own_blocks ? out_blocks - own_blocks : 0;
+  row->small_usable_bytes = out_bytes > own_bytes ? out_bytes - own_bytes : 0;
+  row->small_segments = small.segments;
+  row->medium_segments = medium.segments;
+  row->mapped_bytes = (small.segments + medium.segments) * kSegmentSize;
+  row->committed_bytes = small.committed_bytes + medium_committed;
+  row->medium_live_blocks = medium.live_blocks;
+  row->medium_usable_bytes = medium.usable_bytes;
+  row->medium_free_blocks = medium.free_blocks;
+  row->medium_free_bytes = medium.free_bytes;
+}
+
+// Per-class figures over arenas [0, arenas) (their small locks held); `live` and `cached`
+// come from the totals.
+void class_rows(unsigned arenas, const size_t* live, const CacheTotals& caches, tm_class_stats_t* rows) {
+  std::memset(rows, 0, sizeof(tm_class_stats_t) * kSmallClassCount);
+  SmallArenaSnapshot small;
+  for (unsigned a = 0; a < arenas; ++a) {
+    small_arena_snapshot(a, &small);
+    for (size_t c = 0; c < kSmallClassCount; ++c) {
+      rows[c].peak_blocks += small.peak[c];
+      rows[c].remote_blocks += small.remote[c];
+      rows[c].runs += small.runs[c];
+    }
+  }
+  for (size_t c = 0; c < kSmallClassCount; ++c) {
+    rows[c].size = class_size(c);
+    rows[c].live_blocks = live[c];
+    rows[c].cached_blocks = caches.cached[c];
+    rows[c].usable_bytes = live[c] * class_size(c);
+    rows[c].run_bytes = rows[c].runs * kRunSize;
+  }
+}
+
 }  // namespace
 
-}  // namespace tmalloc
-
-using namespace tmalloc;
-
-extern "C" {
-
-TM_EXPORT void tm_stats(tm_stats_t* out) {
-  if (out == nullptr) return;
+// Every lock taken once, in the global order; see introspection.h.
+size_t stats_snapshot(tm_stats_t* out, tm_class_stats_t* classes, tm_arena_stats_t* arena_rows, size_t max_arenas) {
   std::memset(out, 0, sizeof *out);
   SmallTotals small{};
   MediumTotals medium{};
   LargeTotals large{};
   CacheTotals caches{};
+  size_t own_blocks[kMaxArenas] = {};
+  size_t own_bytes[kMaxArenas] = {};
+  if (arena_rows != nullptr && max_arenas > 0) own_cache_per_arena(own_blocks, own_bytes);
   const unsigned arenas = heap_lock_all();
   small_totals(&small);
   medium_totals(&medium, arenas);
@@ -48,9 +123,13 @@ TM_EXPORT void tm_stats(tm_stats_t* out) {
   registry_lock();
   cache_totals(&caches);
   registry_unlock();
-  heap_unlock_all(arenas);
   size_t class_live[kSmallClassCount];
   small_live_per_class(small, caches, class_live);
+  if (classes != nullptr) class_rows(arenas, class_live, caches, classes);
+  for (unsigned a = 0; arena_rows != nullptr && a < arenas && a < max_arenas; ++a) {
+    arena_row(a, a < kMaxArenas ? own_blocks[a] : 0, a < kMaxArenas ? own_bytes[a] : 0, &arena_rows[a]);
+  }
+  heap_unlock_all(arenas);
   size_t small_live = 0;
   size_t small_usable = 0;
   for (size_t c = 0; c < kSmallClassCount; ++c) {
@@ -59,6 +138,9 @@ TM_EXPORT void tm_stats(tm_stats_t* out) {
     small_usable += class_live[c] * class_size(c);
   }
   out->requested_bytes = caches.requested > 0 ? static_cast<size_t>(caches.requested) : 0;
+  // Without track_requested the counters hold the medium and large tiers only: small
+  // blocks count at their usable size.
+  if (!small_tracks_requested()) out->requested_bytes += small_usable;
   out->small_live_blocks = small_live;
   out->medium_live_blocks = medium.live_blocks;
   out->large_live_blocks = large.live_blocks;
@@ -87,11 +169,42 @@ TM_EXPORT void tm_stats(tm_stats_t* out) {
   const PoolTotals pool = pool_totals();
   out->pool_segments = pool.segments;
   out->pool_purged_segments = pool.purged;
+  return arenas;
 }
 
+}  // namespace tmalloc
+
+using namespace tmalloc;
+
+extern "C" {
+
+// The totals (see tinymalloc.h).
+TM_EXPORT void tm_stats(tm_stats_t* out) {
+  if (out == nullptr) return;
+  stats_snapshot(out, nullptr, nullptr, 0);
+}
+
+// The per-class rows from one snapshot (see tinymalloc.h).
+TM_EXPORT size_t tm_class_stats(tm_class_stats_t* out, size_t max) {
+  tm_stats_t totals;
+  tm_class_stats_t classes[kSmallClassCount];
+  stats_snapshot(&totals, classes, nullptr, 0);
+  for (size_t c = 0; out != nullptr && c < kSmallClassCount && c < max; ++c) out[c] = classes[c];
+  return kSmallClassCount;
+}
+
+// The per-arena rows from one snapshot (see tinymalloc.h).
+TM_EXPORT size_t tm_arena_stats(tm_arena_stats_t* out, size_t max) {
+  tm_stats_t totals;
+  return stats_snapshot(&totals, nullptr, out, out != nullptr ? max : 0);
+}
+
+// Re-arms every high-water mark at its current value.
 TM_EXPORT void tm_stats_reset_peaks(void) {
   os_reset_peak();
   stats_reset_peak_requested();
+  // Each class lock is taken on its own: a snapshot in between sees some classes reset.
+  small_reset_peaks(arenas_used());
 }
 
 TM_EXPORT int tm_check_heap_report(tm_check_report_t* report) {

@@ -580,6 +580,22 @@ void medium_arena_totals(unsigned arena, MediumTotals* out) {
   out->segments = heap.segment_count;
 }
 
+TM_NO_ASAN void medium_arena_snapshot(unsigned arena, MediumTotals* out, size_t* committed_bytes) {
+  const MediumHeap& heap = g_medium[arena];
+  *out = MediumTotals{};
+  out->live_blocks = heap.live_blocks;
+  out->usable_bytes = heap.usable_bytes;
+  out->free_blocks = heap.index.count();
+  out->free_bytes = heap.index.bytes();
+  out->largest_free = heap.index.largest();
+  out->segments = heap.segment_count;
+  *committed_bytes = 0;
+  for (const MediumSegment* segment = heap.segments; segment != nullptr; segment = segment->next) {
+    // The idle sweep purges [kMediumPurgeStart, kMediumPurgeEnd) of an empty segment.
+    *committed_bytes += kSegmentSize - (segment->purged != 0 ? kMediumPurgeEnd - kMediumPurgeStart : 0);
+  }
+}
+
 TM_NO_ASAN size_t medium_reset_arena(unsigned arena) {
   MediumHeap& heap = g_medium[arena];
   LockGuard guard(heap.lock);

@@ -79,6 +79,9 @@ struct MediumTotals {
 void medium_totals(MediumTotals* out, unsigned arenas);
 // The same for one arena slot (takes its lock).
 void medium_arena_totals(unsigned arena, MediumTotals* out);
+// The same for one arena slot with its medium lock held, and the committed bytes of its
+// segments (less the ranges the idle sweep purged).
+void medium_arena_snapshot(unsigned arena, MediumTotals* out, size_t* committed_bytes);
 
 // Takes / releases the medium locks of arenas [0, arenas) in order.
 void medium_lock_all(unsigned arenas);

@@ -50,6 +50,9 @@ constexpr OptionInfo kOptions[kOptionCount] = {
     {"stats", 0, 0, 2, OptionKind::kNamed, kStatsNames, std::size(kStatsNames),
      "statistics at exit: off, text (a table) or json"},
     {"verbose", 0, 0, 1, OptionKind::kBool, nullptr, 0, "print the effective options at start-up"},
+    {"track_requested", 0, 0, 1, OptionKind::kBool, nullptr, 0,
+     "exact requested bytes of small blocks in the statistics (slower: no inline fast path); "
+     "read when the allocator starts"},
 };
 
 constexpr size_t index_of(OptionId id) { return static_cast<size_t>(id); }
@@ -74,6 +77,7 @@ static_assert(same_text(kOptions[index_of(OptionId::kLeaks)].name, "leaks"));
 static_assert(same_text(kOptions[index_of(OptionId::kLeakExitCode)].name, "leak_exitcode"));
 static_assert(same_text(kOptions[index_of(OptionId::kStats)].name, "stats"));
 static_assert(same_text(kOptions[index_of(OptionId::kVerbose)].name, "verbose"));
+static_assert(same_text(kOptions[index_of(OptionId::kTrackRequested)].name, "track_requested"));
 
 constexpr bool table_is_consistent() {
   for (const OptionInfo& o : kOptions) {

@@ -19,6 +19,7 @@ enum class OptionId : unsigned {
   kLeakExitCode,  // exit status forced when leaks are found (0 = leave it)
   kStats,         // 0 = off, 1 = text table at exit, 2 = JSON at exit
   kVerbose,       // 1 = print the effective options at start-up
+  kTrackRequested,  // 1 = exact requested bytes for small blocks (every op out of line)
   kCount
 };
 

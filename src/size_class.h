@@ -53,6 +53,21 @@ constexpr uint64_t class_reciprocal(size_t class_index) {
   return ((uint64_t{1} << 32) + class_size(class_index) - 1) / class_size(class_index);
 }
 
+// Requests up to this size find their class in one table lookup (class_for_small_size).
+inline constexpr size_t kSizeTableMax = 1024;
+
+// size_to_class for every multiple of 16 up to kSizeTableMax, indexed by (size + 15) / 16.
+inline constexpr auto kSizeTable = [] {
+  struct Table {
+    uint8_t class_index[kSizeTableMax / 16 + 1];
+  } table{};
+  for (size_t i = 0; i <= kSizeTableMax / 16; ++i) table.class_index[i] = static_cast<uint8_t>(size_to_class(i * 16));
+  return table;
+}();
+
+// size_to_class for size <= kSizeTableMax: one load.
+constexpr size_t class_for_small_size(size_t size) { return kSizeTable.class_index[(size + 15) / 16]; }
+
 static_assert(class_size(kSmallClassCount - 1) == kSmallMax);
 static_assert(size_to_class(kSmallMax) == kSmallClassCount - 1);
 static_assert(size_to_class(129) == 8 && class_size(8) == 144);

@@ -17,6 +17,7 @@
 #include "platform.h"
 #include "sanitizer.h"
 #include "segment_pool.h"
+#include "small_stats.h"
 #include "stats.h"
 #include "tinymalloc.h"
 
@@ -28,6 +29,8 @@ struct SmallClass {
   SpinLock lock;
   RunDesc* partial;   // runs with at least one free block; the head is allocated from
   size_t handed_out;  // blocks whose bitmap bit is clear: live, cached or remote-freed
+  // High-water mark of handed_out since start or tm_stats_reset_peaks (small_stats.h).
+  size_t peak;
   size_t runs;
   // Remote-free list: blocks freed by threads of other arenas while this lock was busy.
   // Any thread pushes (lock-free); only a holder of `lock` takes the whole list at once,
@@ -60,14 +63,6 @@ SmallSegment* segment_of(const void* p) { return reinterpret_cast<SmallSegment*>
 char* block_address(RunDesc* run, size_t index) {
   SmallSegment* segment = segment_of(run);
   return run_base(segment, run_index(segment, run)) + index * run->block_size;
-}
-
-// Run descriptor and index of a block known to be valid (cached or remote-freed).
-BlockRef block_ref(void* block) {
-  SmallSegment* segment = segment_of(block);
-  RunDesc* run = &segment->runs[(addr_of(block) >> kRunShift) & (kRunsPerSegment - 1)];
-  const size_t index = static_cast<size_t>(((addr_of(block) & (kRunSize - 1)) * run->reciprocal) >> 32);
-  return BlockRef{run, index};
 }
 
 void set_run_in_use(RunDesc* run, bool in_use) {
@@ -259,6 +254,7 @@ char* take_block(unsigned arena_index, size_t class_index, SmallClass& cls, bool
   *fresh = index >= run->watermark;
   if (*fresh) run->watermark = static_cast<uint32_t>(index + 1);
   ++cls.handed_out;
+  if (cls.handed_out > cls.peak) cls.peak = cls.handed_out;
   return block_address(run, index);
 }
 
@@ -327,7 +323,7 @@ void report_bad_small_pointer(SmallSegment* segment, const void* p, const char* 
   report_misuse(what, p, detail);
 }
 
-void report_small_double_free(const BlockRef& ref, const void* p, const char* what) {
+void report_small_double_free(BlockRef ref, const void* p, const char* what) {
   TextBuffer detail;
   detail.str("small block of ").dec(ref.run->block_size).str(" bytes, class ").dec(ref.run->class_index);
   detail.str(bitmap_test(ref.run->bitmap, ref.index) ? ", free in its run" : ", in a free list");
@@ -348,7 +344,7 @@ void* small_alloc(unsigned arena_index, size_t class_index, size_t requested, bo
   const BlockRef ref = block_ref(block);
   set_slack(ref.run, ref.index, ref.run->block_size - requested);
   free_block_clear_key(block);
-  stats_add_requested(requested);
+  if (small_tracks_requested()) stats_add_requested(requested);
   cls.lock.unlock();
 
   unpoison(block, requested);
@@ -370,7 +366,7 @@ void small_free(SmallSegment* segment, void* p, const char* what) {
   }
   const size_t requested = ref.run->block_size - get_slack(ref.run, ref.index);
   free_to_run(cls, ref.run, ref.index);
-  stats_sub_requested(requested);
+  if (small_tracks_requested()) stats_sub_requested(requested);
   cls.lock.unlock();
 }
 
@@ -511,8 +507,10 @@ bool small_resize_in_place(SmallSegment* segment, void* p, size_t requested) {
   if (!fits) return false;
   const size_t old_requested = block_size - get_slack(run, ref.index);
   set_slack(run, ref.index, block_size - requested);
-  stats_sub_requested(old_requested);
-  stats_add_requested(requested);
+  if (small_tracks_requested()) {
+    stats_sub_requested(old_requested);
+    stats_add_requested(requested);
+  }
   unpoison(p, requested);
   poison(static_cast<char*>(p) + requested, block_size - requested);
   return true;
@@ -592,7 +590,7 @@ size_t small_reset_arena(unsigned arena_index) {
       for (size_t i = kSmallReservedRuns; i < kRunsPerSegment; ++i) {
         RunDesc* run = &segment->runs[i];
         if (!run_in_use(run)) continue;
-        const size_t words = (run->block_count + 63) / 64;
+        const size_t words = small_tracks_requested() ? (run->block_count + 63) / 64 : 0;
         for (size_t w = 0; w < words; ++w) {
           for (uint64_t live = ~bitmap_load(&run->bitmap[w]); live != 0; live &= live - 1) {
             const size_t b = w * 64 + static_cast<size_t>(__builtin_ctzll(live));
@@ -630,6 +628,37 @@ void small_arena_totals(unsigned arena_index, SmallArenaTotals* out) {
   }
   LockGuard guard(arena.segments_lock);
   out->segments = arena.segment_count;
+}
+
+void small_arena_snapshot(unsigned arena_index, SmallArenaSnapshot* out) {
+  const SmallArena& arena = g_arenas[arena_index];
+  for (size_t c = 0; c < kSmallClassCount; ++c) {
+    const SmallClass& cls = arena.classes[c];
+    out->handed_out[c] = cls.handed_out;
+    out->peak[c] = cls.peak;
+    out->runs[c] = cls.runs;
+    // Safe to walk under the class lock: pushers only prepend, nothing is popped meanwhile.
+    size_t remote = 0;
+    for (void* block = cls.remote.load(std::memory_order_acquire); block != nullptr; block = free_block_next(block)) {
+      ++remote;
+    }
+    out->remote[c] = remote;
+  }
+  out->segments = arena.segment_count;
+  out->committed_bytes = 0;
+  for (const SmallSegment* segment = arena.segments; segment != nullptr; segment = segment->next) {
+    // The idle sweep purges the run area of an empty segment (small_sweep_idle).
+    out->committed_bytes += segment->purged != 0 ? kSmallReservedRuns * kRunSize : kSegmentSize;
+  }
+}
+
+void small_reset_peaks(unsigned arenas) {
+  for (unsigned a = 0; a < arenas; ++a) {
+    for (SmallClass& cls : g_arenas[a].classes) {
+      LockGuard guard(cls.lock);
+      cls.peak = cls.handed_out;
+    }
+  }
 }
 
 void small_sweep_idle() {
@@ -674,7 +703,7 @@ TM_NO_COVERAGE int small_check_cached_block(CheckResult* result, const void* blo
     return result->fail(TM_CHECK_RUN_BITMAP, block, "cached small block is also free in its run's bitmap");
   if (!free_block_has_key(block))
     return result->fail(TM_CHECK_FREE_LINKS, block, "cached small block lost its free-block key (written after free?)");
-  if (get_slack(run, index) != run->block_size)
+  if (small_tracks_requested() && get_slack(run, index) != run->block_size)
     return result->fail(TM_CHECK_STATS, block, "cached small block still records requested bytes");
   return 0;
 }
@@ -793,6 +822,7 @@ TM_NO_COVERAGE int small_check(CheckResult* result, unsigned arenas) {
 
 TM_NO_COVERAGE size_t small_requested_walk(unsigned arenas) {
   size_t total = 0;
+  if (!small_tracks_requested()) return 0;  // the counters hold no small blocks
   for (unsigned a = 0; a < arenas; ++a) {
     for (SmallSegment* segment = g_arenas[a].segments; segment != nullptr; segment = segment->next) {
       for (size_t i = kSmallReservedRuns; i < kRunsPerSegment; ++i) {

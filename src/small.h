@@ -110,6 +110,14 @@ struct BlockRef {
 // Reports a pointer that is not the start of a block of an assigned run.
 [[noreturn]] TM_NOINLINE void report_bad_small_pointer(SmallSegment* segment, const void* p, const char* what);
 
+// Run descriptor and index of a block known to be valid (cached or remote-freed).
+inline BlockRef block_ref(void* block) {
+  auto* segment = reinterpret_cast<SmallSegment*>(addr_of(block) & ~(kSegmentSize - 1));
+  RunDesc* run = &segment->runs[(addr_of(block) >> kRunShift) & (kRunsPerSegment - 1)];
+  const size_t index = static_cast<size_t>(((addr_of(block) & (kRunSize - 1)) * run->reciprocal) >> 32);
+  return BlockRef{run, index};
+}
+
 // Locates the block p starts, without locks, reporting misuse for pointers into metadata,
 // unassigned runs or the middle of a block. Safe for any p inside `segment`.
 TM_ALWAYS_INLINE BlockRef small_locate(SmallSegment* segment, const void* p, const char* what) {
@@ -126,7 +134,7 @@ TM_ALWAYS_INLINE BlockRef small_locate(SmallSegment* segment, const void* p, con
 
 // Reports a free of a block that is already free (in its run, a thread cache or a
 // remote-free list); `what` names the operation.
-[[noreturn]] TM_NOINLINE void report_small_double_free(const BlockRef& ref, const void* p, const char* what);
+[[noreturn]] TM_NOINLINE void report_small_double_free(BlockRef ref, const void* p, const char* what);
 
 // Allocates a block of class `class_index` for `requested` bytes from arena `arena`
 // without a thread cache (every call takes the class lock); zeroes the first `requested`

@@ -4,7 +4,20 @@
 #include <atomic>
 #include <cstddef>
 
+#include "config.h"
+
 namespace tmalloc {
+
+// The `track_requested` option, latched when the runtime initialises (runtime_ensure):
+// small blocks of the regular arenas record their requested bytes only when it is set, so
+// the default fast path does no per-block bookkeeping. Relaxed: written once before the
+// runtime's ready state is published with release, read after an acquire of it.
+extern std::atomic<bool> g_track_requested;
+
+// True when small blocks record their requested bytes in the requested-bytes counters (their
+// slack is kept exact then too). Otherwise the counters hold the medium and large tiers
+// only, and tm_stats counts small blocks at their usable size.
+inline bool small_tracks_requested() { return g_track_requested.load(std::memory_order_relaxed); }
 
 // Counts `bytes` more requested bytes in use and raises the peak.
 void stats_add_requested(size_t bytes);

@@ -2,6 +2,8 @@
 // file descriptor with no allocation (usable from malloc_stats and at exit).
 #include <unistd.h>
 
+#include "config.h"
+#include "introspection.h"
 #include "options.h"
 #include "platform.h"
 #include "size_class.h"
@@ -80,8 +82,68 @@ constexpr Field kFields[] = {
     {"pool_purged_segments", &tm_stats_t::pool_purged_segments},
 };
 
-// The text table: totals, then one row per small class with live blocks.
-void print_text(int fd, const tm_stats_t& s) {
+// Appends `text` right-aligned in a field of `width` characters (preceded by a space).
+TextBuffer& column(TextBuffer& out, const TextBuffer& text, size_t width) {
+  out.str(" ");
+  for (size_t i = text.size(); i < width; ++i) out.str(" ");
+  return out.str(text.c_str());
+}
+
+// Appends a number right-aligned in a field of `width` characters.
+TextBuffer& column(TextBuffer& out, uint64_t value, size_t width) {
+  TextBuffer text;
+  text.dec(value);
+  return column(out, text, width);
+}
+
+// Appends the ratio a / b right-aligned in a field of `width` characters ("-" when b = 0).
+TextBuffer& ratio_column(TextBuffer& out, size_t a, size_t b, size_t width) {
+  TextBuffer text;
+  ratio(text, a, b);
+  return column(out, text, width);
+}
+
+// Appends `"name": value` for a JSON ratio: a number, or null when b = 0.
+TextBuffer& json_ratio(TextBuffer& out, const char* name, size_t a, size_t b) {
+  out.str(", \"").str(name).str("\": ");
+  return b == 0 ? out.str("null") : ratio(out, a, b);
+}
+
+// Whether a class row is worth printing: it has, or once had, blocks.
+bool class_in_use(const tm_class_stats_t& c) { return c.live_blocks != 0 || c.peak_blocks != 0; }
+
+// Whether an arena slot holds anything (slots below a used one may never have been touched).
+bool arena_in_use(const tm_arena_stats_t& a) {
+  return a.small_segments != 0 || a.medium_segments != 0 || a.small_live_blocks != 0 || a.medium_live_blocks != 0 ||
+         a.small_remote_blocks != 0;
+}
+
+// Usable bytes of an arena's live blocks.
+size_t arena_usable(const tm_arena_stats_t& a) { return a.small_usable_bytes + a.medium_usable_bytes; }
+
+// Column widths of the class table (header names must fit).
+constexpr size_t kClassWidths[] = {5, 6, 10, 10, 8, 8, 13, 6, 11, 7};
+constexpr const char* kClassHeads[] = {"class",  "size",         "live", "peak",      "cached",
+                                       "remote", "usable bytes", "runs", "run bytes", "frag"};
+// Column widths of the arena table.
+constexpr size_t kArenaWidths[] = {5, 10, 11, 12, 12, 11, 13, 12, 14, 12, 7};
+constexpr const char* kArenaHeads[] = {"arena",         "small seg",   "medium seg",   "mapped",
+                                       "committed",     "small live",  "small usable", "medium live",
+                                       "medium usable", "medium free", "frag"};
+
+// A header line of right-aligned column names.
+template <size_t N>
+void header_line(int fd, const char* const (&heads)[N], const size_t (&widths)[N]) {
+  TextBuffer line;
+  line.str(" ");
+  for (size_t i = 0; i < N; ++i) column(line, TextBuffer().str(heads[i]), widths[i]);
+  write_all(fd, line.str("\n"));
+}
+
+// The text form: totals, then one row per small class that ever had blocks, then one row
+// per arena slot in use.
+void print_text(int fd, const tm_stats_t& s, const tm_class_stats_t* classes, const tm_arena_stats_t* arenas,
+                size_t arena_rows) {
   write_all(fd, TextBuffer().str("tinymalloc statistics\n"));
   for (const Field& field : kFields) text_row(fd, field.name, s.*field.member);
   TextBuffer summary;
@@ -89,18 +151,57 @@ void print_text(int fd, const tm_stats_t& s) {
   ratio(summary, s.mapped_bytes, s.usable_bytes).str("; usable / requested: ");
   ratio(summary, s.usable_bytes, s.requested_bytes).str("\n");
   write_all(fd, summary);
-  write_all(fd, TextBuffer().str("  class    size      live   usable bytes\n"));
+
+  write_all(fd, TextBuffer().str("size classes (peak: high-water mark of blocks out of runs, cached ones included; "
+                                 "frag: run bytes / usable bytes)\n"));
+  header_line(fd, kClassHeads, kClassWidths);
   for (size_t c = 0; c < TM_SMALL_CLASS_COUNT; ++c) {
-    if (s.class_live_blocks[c] == 0) continue;
+    const tm_class_stats_t& k = classes[c];
+    if (!class_in_use(k)) continue;
+    const size_t* w = kClassWidths;
     TextBuffer row;
-    row.str("  ").dec(c).str("\t").dec(class_size(c)).str("\t").dec(s.class_live_blocks[c]);
-    row.str("\t").dec(s.class_live_blocks[c] * class_size(c)).str("\n");
-    write_all(fd, row);
+    row.str(" ");
+    column(row, c, w[0]);
+    column(row, k.size, w[1]);
+    column(row, k.live_blocks, w[2]);
+    column(row, k.peak_blocks, w[3]);
+    column(row, k.cached_blocks, w[4]);
+    column(row, k.remote_blocks, w[5]);
+    column(row, k.usable_bytes, w[6]);
+    column(row, k.runs, w[7]);
+    column(row, k.run_bytes, w[8]);
+    ratio_column(row, k.run_bytes, k.usable_bytes, w[9]);
+    write_all(fd, row.str("\n"));
+  }
+
+  write_all(fd, TextBuffer().str("arenas (segments, bytes, live blocks; slots from 64 are memory pools; "
+                                 "frag: committed / usable bytes)\n"));
+  header_line(fd, kArenaHeads, kArenaWidths);
+  for (size_t i = 0; i < arena_rows; ++i) {
+    const tm_arena_stats_t& a = arenas[i];
+    if (!arena_in_use(a)) continue;
+    const size_t* w = kArenaWidths;
+    TextBuffer row;
+    row.str(" ");
+    column(row, a.index, w[0]);
+    column(row, a.small_segments, w[1]);
+    column(row, a.medium_segments, w[2]);
+    column(row, a.mapped_bytes, w[3]);
+    column(row, a.committed_bytes, w[4]);
+    column(row, a.small_live_blocks, w[5]);
+    column(row, a.small_usable_bytes, w[6]);
+    column(row, a.medium_live_blocks, w[7]);
+    column(row, a.medium_usable_bytes, w[8]);
+    column(row, a.medium_free_bytes, w[9]);
+    ratio_column(row, a.committed_bytes, arena_usable(a), w[10]);
+    write_all(fd, row.str("\n"));
   }
 }
 
-// The JSON object: every field, and the live blocks per class as an array.
-void print_json(int fd, const tm_stats_t& s) {
+// The JSON object: every field, the live blocks per class as an array, then "classes" (one
+// object per small class) and "arenas" (one object per arena slot in use).
+void print_json(int fd, const tm_stats_t& s, const tm_class_stats_t* classes, const tm_arena_stats_t* arenas,
+                size_t arena_rows) {
   write_all(fd, TextBuffer().str("{\n"));
   for (const Field& field : kFields) json_member(fd, field.name, s.*field.member);
   write_all(fd, TextBuffer().str("  \"class_live_blocks\": ["));
@@ -109,7 +210,39 @@ void print_json(int fd, const tm_stats_t& s) {
     item.dec(s.class_live_blocks[c]).str(c + 1 < TM_SMALL_CLASS_COUNT ? "," : "");
     write_all(fd, item);
   }
-  write_all(fd, TextBuffer().str("]\n}\n"));
+  write_all(fd, TextBuffer().str("],\n  \"classes\": [\n"));
+  for (size_t c = 0; c < TM_SMALL_CLASS_COUNT; ++c) {
+    const tm_class_stats_t& k = classes[c];
+    TextBuffer item;
+    item.str("    {\"class\": ").dec(c).str(", \"size\": ").dec(k.size);
+    item.str(", \"live\": ").dec(k.live_blocks).str(", \"peak\": ").dec(k.peak_blocks);
+    item.str(", \"cached\": ").dec(k.cached_blocks).str(", \"remote\": ").dec(k.remote_blocks);
+    item.str(", \"usable\": ").dec(k.usable_bytes).str(", \"runs\": ").dec(k.runs);
+    item.str(", \"run_bytes\": ").dec(k.run_bytes);
+    json_ratio(item, "fragmentation", k.run_bytes, k.usable_bytes);
+    write_all(fd, item.str(c + 1 < TM_SMALL_CLASS_COUNT ? "},\n" : "}\n"));
+  }
+  write_all(fd, TextBuffer().str("  ],\n  \"arenas\": ["));
+  bool first = true;
+  for (size_t i = 0; i < arena_rows; ++i) {
+    const tm_arena_stats_t& a = arenas[i];
+    if (!arena_in_use(a)) continue;
+    TextBuffer item;
+    item.str(first ? "\n    {\"arena\": " : ",\n    {\"arena\": ").dec(a.index);
+    item.str(", \"pool\": ").str(a.index >= kMaxArenas ? "true" : "false");
+    item.str(", \"small_segments\": ").dec(a.small_segments).str(", \"medium_segments\": ").dec(a.medium_segments);
+    item.str(", \"mapped\": ").dec(a.mapped_bytes).str(", \"committed\": ").dec(a.committed_bytes);
+    item.str(", \"small_live\": ").dec(a.small_live_blocks).str(", \"small_usable\": ").dec(a.small_usable_bytes);
+    item.str(", \"small_remote\": ").dec(a.small_remote_blocks);
+    item.str(", \"medium_live\": ").dec(a.medium_live_blocks);
+    item.str(", \"medium_usable\": ").dec(a.medium_usable_bytes);
+    item.str(", \"medium_free_blocks\": ").dec(a.medium_free_blocks);
+    item.str(", \"medium_free_bytes\": ").dec(a.medium_free_bytes);
+    json_ratio(item, "fragmentation", a.committed_bytes, arena_usable(a)).str("}");
+    write_all(fd, item);
+    first = false;
+  }
+  write_all(fd, TextBuffer().str(first ? "]\n}\n" : "\n  ]\n}\n"));
 }
 
 // At exit (or when the library is unloaded): the `stats` option's report on stderr. A
@@ -124,12 +257,17 @@ __attribute__((destructor)) void print_stats_at_exit() {
 
 }  // namespace tmalloc
 
+// One snapshot, printed as text or JSON (see tinymalloc.h). The tables live on the stack
+// (about 16 KiB): nothing is allocated.
 extern "C" TM_EXPORT void tm_stats_print(int fd, int json) {
   tm_stats_t s;
-  tm_stats(&s);
+  tm_class_stats_t classes[TM_SMALL_CLASS_COUNT];
+  tm_arena_stats_t arenas[TM_ARENA_SLOTS];
+  const size_t used = tmalloc::stats_snapshot(&s, classes, arenas, TM_ARENA_SLOTS);
+  const size_t rows = used < TM_ARENA_SLOTS ? used : TM_ARENA_SLOTS;
   if (json != 0) {
-    tmalloc::print_json(fd, s);
+    tmalloc::print_json(fd, s, classes, arenas, rows);
   } else {
-    tmalloc::print_text(fd, s);
+    tmalloc::print_text(fd, s, classes, arenas, rows);
   }
 }

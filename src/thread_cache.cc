@@ -19,6 +19,7 @@
 #include "plant.h"
 #include "segment_pool.h"
 #include "spinlock.h"
+#include "stats.h"
 #include "tinymalloc.h"
 
 namespace tmalloc {
@@ -27,6 +28,9 @@ constinit thread_local ThreadCache t_cache __attribute__((tls_model(TM_TLS_MODEL
 
 // Before the runtime picks a random key, a fixed odd constant (never a plausible pointer).
 std::atomic<uintptr_t> g_free_key{0x9e3779b97f4a7c15u};
+
+// Latched from the track_requested option by runtime_ensure (stats.h).
+std::atomic<bool> g_track_requested{false};
 
 namespace {
 
@@ -99,7 +103,8 @@ void flush_all(ThreadCache& cache) {
     CacheBin& bin = cache.bins[c];
     void* head = bin.head;
     size_t count = 0;
-    for (void* block = head; block != nullptr && count <= bin.limit; block = free_block_next(block)) ++count;
+    const size_t bound = bin_limit(c);  // no bin holds more (exact threads' limits read 0)
+    for (void* block = head; block != nullptr && count <= bound; block = free_block_next(block)) ++count;
     bin.head = nullptr;
     bin.count.store(0, std::memory_order_relaxed);
     return_blocks(cache, c, head, count);
@@ -127,6 +132,8 @@ void thread_exit(void* /*value*/) {
   ThreadCache& cache = t_cache;
   if (cache.state != CacheState::kActive) return;
   for (CacheBin& bin : cache.bins) bin.limit = 0;
+  cache.home_arena = kNoHomeArena;
+  cache.ticks = 1;  // every later malloc of this thread takes the slow path
   if (!TM_PLANT_IF(14)) flush_all(cache);
   LockGuard guard(g_registry_lock);
   unregister_locked(cache);
@@ -149,16 +156,28 @@ void cache_init(ThreadCache& cache) {
   }
   cache.peak_mark = 0;
   pthread_setspecific(g_exit_key, &cache);
+  cache.exact = g_track_requested.load(std::memory_order_relaxed);
   // Slow start: a short-lived thread moves few blocks in and out of its cache; the limit
-  // doubles with each refill or overflow up to bin_limit.
+  // doubles with each refill or overflow up to bin_limit. A thread that tracks requested
+  // bytes shows limits of 0 to the fast free path (its effective limit: bin_limit).
   for (size_t c = 0; c < kSmallClassCount; ++c) {
-    cache.bins[c].limit = bin_limit(c) < kInitialBinLimit ? bin_limit(c) : kInitialBinLimit;
+    cache.bins[c].limit = cache.exact ? 0 : bin_limit(c) < kInitialBinLimit ? bin_limit(c) : kInitialBinLimit;
   }
-  cache.ticks = kTickInterval;
+  cache.ticks = cache.exact ? 1 : kTickInterval;
+  cache.home_arena = current_arena();
   cache.state = CacheState::kActive;
 }
 
 }  // namespace
+
+// When the library is unloaded (dlclose of a global-dynamic build) or the process exits:
+// deletes the thread-exit key, so a thread still running when the code goes away does not
+// call thread_exit through it when it exits. At process exit, threads still running lose
+// nothing that matters: their caches vanish with the process.
+__attribute__((destructor)) void runtime_unload() {
+  // acquire: pairs with the release in runtime_ensure; the key was created.
+  if (g_runtime_state.load(std::memory_order_acquire) == 2) pthread_key_delete(g_exit_key);
+}
 
 void runtime_ensure() {
   // acquire: pairs with the release below; the initialised options, key and arena count
@@ -169,6 +188,9 @@ void runtime_ensure() {
   if (g_runtime_state.compare_exchange_strong(expected, 1, std::memory_order_acquire)) {
     t_initialising = true;
     options_init();
+    // stats= at exit reports requested bytes, so it implies exact tracking too.
+    g_track_requested.store(option(OptionId::kTrackRequested) != 0 || option(OptionId::kStats) != 0,
+                            std::memory_order_relaxed);
     debug_update_mode();
     arena_init();
     // The kernel's 16 random bytes for this process, mixed with an address (ASLR).
@@ -189,13 +211,29 @@ void runtime_ensure() {
   while (g_runtime_state.load(std::memory_order_acquire) != 2) sched_yield();
 }
 
+// Records `requested` bytes for the block just popped by an exact thread: its slack in the
+// run descriptor and the thread's counter.
+void record_requested(ThreadCache& cache, void* block, size_t requested) {
+  const BlockRef ref = block_ref(block);
+  set_slack(ref.run, ref.index, ref.run->block_size - requested);
+  thread_requested_add(cache, static_cast<int64_t>(requested));
+}
+
 void* cache_alloc_slow(size_t class_index, size_t requested) {
   ThreadCache& cache = t_cache;
   if (cache.state == CacheState::kUnset) cache_init(cache);
   if (cache.state != CacheState::kActive) {
     return small_alloc(current_arena(), class_index, requested, false);
   }
-  if (cache.ticks == 0) {
+  // Upkeep: every kTickInterval cached allocations (ticks reached 0), and for an exact
+  // thread (ticks is 1 on entry) once per kTickInterval allocations counted in exact_ticks.
+  if (cache.exact) {
+    cache.ticks = 1;
+    if (++cache.exact_ticks >= kTickInterval) {
+      cache.exact_ticks = 0;
+      heap_maintain();
+    }
+  } else if (cache.ticks == 0) {
     cache.ticks = kTickInterval;
     heap_maintain();
   }
@@ -203,23 +241,25 @@ void* cache_alloc_slow(size_t class_index, size_t requested) {
   if (bin.head == nullptr) {
     heap_maintain();
     bool contended = false;
-    grow_limit(bin, class_index);
-    const uint32_t batch = bin.limit / 2;
+    if (!cache.exact) grow_limit(bin, class_index);
+    const uint32_t batch = (cache.exact ? bin_limit(class_index) : bin.limit) / 2;
     const size_t got = small_refill(current_arena(), class_index, &bin.head, batch, &contended);
     if (contended) choose_arena(true);  // move to another arena for next time
     if (got == 0) return nullptr;       // errno = ENOMEM
     bin.count.store(static_cast<uint32_t>(got), std::memory_order_relaxed);
   }
-  return cache_pop(cache, bin, class_index, requested);
+  void* block = cache_pop(bin, requested);
+  if (cache.exact) record_requested(cache, block, requested);
+  return block;
 }
 
 // The work of cache_free_slow (errno is saved around it).
 void cache_free_slow_body(SmallSegment* segment, void* p, const BlockRef& ref, const char* what);
 
-void cache_free_slow(SmallSegment* segment, void* p, const BlockRef& ref, const char* what) {
+void cache_free_slow(SmallSegment* segment, void* p, RunDesc* run, size_t index, const char* what) {
   // free preserves errno; the OS calls a flush can lead to (munmap, madvise) may set it.
   const int saved_errno = errno;
-  cache_free_slow_body(segment, p, ref, what);
+  cache_free_slow_body(segment, p, BlockRef{run, index}, what);
   errno = saved_errno;
 }
 
@@ -230,11 +270,22 @@ void cache_free_slow_body(SmallSegment* segment, void* p, const BlockRef& ref, c
     small_free(segment, p, what);
     return;
   }
-  CacheBin& bin = cache.bins[ref.run->class_index];
+  // A memory pool's block goes straight back to its pool (a reset must find no block of
+  // the pool in any cache).
+  if (segment->arena >= kMaxArenas) {
+    small_free(segment, p, what);
+    return;
+  }
+  // Blocks of other arenas (freed by another thread than the one that allocated them, or
+  // after this thread changed arenas) are cached like the thread's own: they go back to
+  // their arena in batches when the bin overflows (small_return).
+  const size_t class_index = ref.run->class_index;
+  CacheBin& bin = cache.bins[class_index];
+  const uint32_t limit = cache.exact ? bin_limit(class_index) : bin.limit;
   uint32_t count = bin.count.load(std::memory_order_relaxed);
-  if (count >= bin.limit && !grow_limit(bin, ref.run->class_index)) {
+  if (count >= limit && (cache.exact || !grow_limit(bin, class_index))) {
     // Full: the most recent half goes back to the heap (one lock for the batch).
-    const uint32_t give = count - bin.limit / 2;
+    const uint32_t give = count - limit / 2;
     void* head = bin.head;
     void* last = head;
     for (uint32_t i = 1; i < give; ++i) last = free_block_next(last);
@@ -245,8 +296,10 @@ void cache_free_slow_body(SmallSegment* segment, void* p, const BlockRef& ref, c
     return_blocks(cache, ref.run->class_index, head, give);
   }
   const size_t block_size = ref.run->block_size;
-  thread_requested_sub(cache, static_cast<int64_t>(block_size - get_slack(ref.run, ref.index)));
-  set_slack(ref.run, ref.index, block_size);
+  if (cache.exact) {
+    thread_requested_sub(cache, static_cast<int64_t>(block_size - get_slack(ref.run, ref.index)));
+    set_slack(ref.run, ref.index, block_size);  // cached blocks count 0 requested bytes
+  }
   poison(p, block_size);
   free_block_write(p, bin.head);
   bin.head = p;
@@ -258,6 +311,7 @@ unsigned choose_arena(bool contended) {
   ThreadCache& cache = t_cache;
   const unsigned arena = arena_select(cache.arena_plus1, contended);
   cache.arena_plus1 = arena + 1;
+  if (cache.state == CacheState::kActive) cache.home_arena = arena;
   return arena;
 }
 
@@ -344,7 +398,8 @@ TM_NO_COVERAGE int cache_check_current(CheckResult* result) {
       if (code != 0) return code;
     }
     if (walked != count) return result->fail(TM_CHECK_FREE_LINKS, &bin, "thread cache bin is shorter than its count");
-    if (count > bin.limit) return result->fail(TM_CHECK_FREE_LINKS, &bin, "thread cache bin holds more than its limit");
+    if (count > (cache.exact ? bin_limit(c) : bin.limit))
+      return result->fail(TM_CHECK_FREE_LINKS, &bin, "thread cache bin holds more than its limit");
   }
   return 0;
 }
@@ -369,6 +424,7 @@ void cache_forget_other_threads_in_child() {
       g_counters_inexact.store(true, std::memory_order_relaxed);
       unregister_locked(*other);
       other->state = CacheState::kBypass;
+      other->home_arena = kNoHomeArena;
     }
     flush_all(*other);
   }

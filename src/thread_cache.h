@@ -60,8 +60,19 @@ struct ThreadCache {
   // Above this requested value the thread samples the global sum for the peak statistic.
   int64_t peak_mark;
   CacheState state;
-  // Cached allocations left until the next heap_maintain call (segment_pool.h).
+  // Cached allocations left until the next heap_maintain call (segment_pool.h). A thread
+  // that tracks requested bytes keeps it at 1, so every malloc takes the slow path.
   uint32_t ticks;
+  // The arena whose small blocks the fast free path caches: the thread's arena when its
+  // cache is active, kNoHomeArena otherwise (every free takes the slow path).
+  uint32_t home_arena;
+  // True when the thread records requested bytes per block (the track_requested option):
+  // every operation goes through the out-of-line paths (bin limits are 0 and ticks stays
+  // at 1), which do the same bin operations plus the bookkeeping. The fast paths are thus
+  // free of it when the option is off, at no cost in instructions.
+  bool exact;
+  // An exact thread's allocations since its last heap_maintain call.
+  uint32_t exact_ticks;
   // The thread's arena + 1 (0 = not chosen yet); chosen again when its lock is contended.
   unsigned arena_plus1;
   // Registry of live caches (the registry lock guards these links).
@@ -69,9 +80,20 @@ struct ThreadCache {
   ThreadCache* prev;
 };
 
+// home_arena of a thread whose frees must all take the slow path.
+inline constexpr uint32_t kNoHomeArena = 0xFFFFFFFFu;
+
 // The calling thread's cache (zero-initialised TLS: no constructor, no TLS wrapper).
 // constinit on the declaration too: other files access it directly, without a TLS wrapper.
 extern constinit thread_local ThreadCache t_cache __attribute__((tls_model(TM_TLS_MODEL)));
+
+// The calling thread's cache as a plain pointer: computed once (the compiler otherwise
+// re-derives the TLS address for each field it touches on the fast paths).
+TM_ALWAYS_INLINE ThreadCache& this_thread_cache() {
+  ThreadCache* cache = &t_cache;
+  asm("" : "+r"(cache));
+  return *cache;
+}
 
 // Picks the calling thread's arena again (its lock was contended, or none is chosen yet).
 TM_NOINLINE unsigned choose_arena(bool contended);
@@ -84,7 +106,7 @@ TM_ALWAYS_INLINE unsigned current_arena() {
 
 // Slow paths (thread_cache.cc).
 TM_NOINLINE void* cache_alloc_slow(size_t class_index, size_t requested);
-TM_NOINLINE void cache_free_slow(SmallSegment* segment, void* p, const BlockRef& ref, const char* what);
+TM_NOINLINE void cache_free_slow(SmallSegment* segment, void* p, RunDesc* run, size_t index, const char* what);
 TM_NOINLINE void sample_peak_requested();
 
 // Adds `delta` requested bytes to the counter of the calling thread (its cache is active).
@@ -102,52 +124,46 @@ TM_ALWAYS_INLINE void thread_requested_sub(ThreadCache& cache, int64_t bytes) {
   cache.requested.store(cache.requested.load(std::memory_order_relaxed) - bytes, std::memory_order_relaxed);
 }
 
-// Hands out the first block of a non-empty bin for `requested` bytes.
-TM_ALWAYS_INLINE void* cache_pop(ThreadCache& cache, CacheBin& bin, size_t class_index, size_t requested) {
+// Hands out the first block of a non-empty bin: unlink it and clear its free-block key.
+// No bookkeeping beyond the bin: requested bytes are recorded only by threads that track
+// them, which never get here (see ThreadCache::exact).
+TM_ALWAYS_INLINE void* cache_pop(CacheBin& bin, size_t requested) {
   void* block = bin.head;
   bin.head = free_block_next(block);
   bin.count.store(bin.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   free_block_clear_key(block);
-  // Record the slack for the requested-bytes statistic (the block's run descriptor).
-  auto* segment = reinterpret_cast<SmallSegment*>(addr_of(block) & ~(kSegmentSize - 1));
-  RunDesc* run = &segment->runs[(addr_of(block) >> kRunShift) & (kRunsPerSegment - 1)];
-  const size_t index = static_cast<size_t>(((addr_of(block) & (kRunSize - 1)) * run->reciprocal) >> 32);
-  set_class_slack(run, class_index, index, kClassSizes.size[class_index] - requested);
-  thread_requested_add(cache, static_cast<int64_t>(requested));
   unpoison(block, requested);
   return block;
 }
 
-// malloc of a small class: pops from the thread's bin, or takes the slow path.
+// malloc of a small class: pops from the thread's bin, or takes the slow path (empty bin,
+// upkeep due, no cache yet, or a thread that tracks requested bytes: its ticks stay at 1).
 TM_ALWAYS_INLINE void* cache_alloc(size_t class_index, size_t requested) {
-  ThreadCache& cache = t_cache;
+  ThreadCache& cache = this_thread_cache();
   CacheBin& bin = cache.bins[class_index];
-  if (TM_LIKELY(bin.head != nullptr) && TM_LIKELY(--cache.ticks != 0)) {
-    return cache_pop(cache, bin, class_index, requested);
-  }
+  if (TM_LIKELY(bin.head != nullptr) && TM_LIKELY(--cache.ticks != 0)) return cache_pop(bin, requested);
   return cache_alloc_slow(class_index, requested);
 }
 
 // free of the small block p in `segment`: validates it without locks, then pushes it onto
-// the thread's bin (or takes the slow path: bin full, no cache yet, or no cache at all).
+// the thread's bin. The slow path takes the rest: a full bin, a block of another arena or
+// of a memory pool (home_arena differs), a thread without a cache (home_arena is
+// kNoHomeArena), and threads that track requested bytes (their limits are 0).
 TM_ALWAYS_INLINE void cache_free(SmallSegment* segment, void* p, const char* what) {
   const BlockRef ref = small_locate(segment, p, what);
+  const uintptr_t key = free_key_for(p);
   // Already free in its run, or carrying the free key (in some cache or remote list).
-  if (TM_UNLIKELY(bitmap_test(ref.run->bitmap, ref.index) || free_block_has_key(p))) {
+  if (TM_UNLIKELY(bitmap_test(ref.run->bitmap, ref.index) || free_block_key(p) == key)) {
     report_small_double_free(ref, p, what);
   }
-  // A memory pool's block goes straight back to its pool (a reset must find no block of
-  // the pool in any cache).
-  if (TM_UNLIKELY(segment->arena >= kMaxArenas)) return small_free(segment, p, what);
-  ThreadCache& cache = t_cache;
+  ThreadCache& cache = this_thread_cache();
   CacheBin& bin = cache.bins[ref.run->class_index];
   const uint32_t count = bin.count.load(std::memory_order_relaxed);
-  if (TM_UNLIKELY(count >= bin.limit)) return cache_free_slow(segment, p, ref, what);
-  const size_t block_size = ref.run->block_size;
-  thread_requested_sub(cache, static_cast<int64_t>(block_size - get_slack(ref.run, ref.index)));
-  set_slack(ref.run, ref.index, block_size);  // cached blocks count 0 requested bytes
-  poison(p, block_size);
-  free_block_write(p, bin.head);
+  if (TM_UNLIKELY(segment->arena != cache.home_arena || count >= bin.limit)) {
+    return cache_free_slow(segment, p, ref.run, ref.index, what);
+  }
+  poison(p, ref.run->block_size);
+  free_block_write_key(p, bin.head, key);
   bin.head = p;
   bin.count.store(count + 1, std::memory_order_relaxed);
 }

@@ -55,9 +55,10 @@ constexpr Expected kExpected[] = {
     {"leak_exitcode", 0, 0, 255},
     {"stats", 0, 0, 2},
     {"verbose", 0, 0, 1},
+    {"track_requested", 0, 0, 1},
 };
 static_assert(std::size(kExpected) == kOptionCount);
-static_assert(kOptionCount == 11);
+static_assert(kOptionCount == 12);
 
 Values defaults() {
   Values v{};
@@ -195,7 +196,7 @@ TEST(OptionsParse, EveryOptionIsParsed) {
 }
 
 TEST(OptionsParse, EachOptionAloneChangesOnlyItself) {
-  const long values[kOptionCount] = {3, 1, 0, 5, 100, 9, 1, 1, 7, 1, 1};
+  const long values[kOptionCount] = {3, 1, 0, 5, 100, 9, 1, 1, 7, 1, 1, 1};
   for (size_t i = 0; i < kOptionCount; ++i) {
     ASSERT_NE(values[i], kExpected[i].default_value);
     const std::string text = std::string(kExpected[i].name) + "=" + std::to_string(values[i]);
@@ -506,15 +507,15 @@ class OptionsApi : public ::testing::Test {
   Values saved_{};
 };
 
-TEST_F(OptionsApi, NameEnumeratesAllElevenOptions) {
+TEST_F(OptionsApi, NameEnumeratesAllTwelveOptions) {
   std::vector<std::string> names;
   for (unsigned i = 0; tm_option_name(i) != nullptr; ++i) {
     ASSERT_LT(i, 100u);
     names.emplace_back(tm_option_name(i));
   }
-  ASSERT_EQ(names.size(), 11u);
+  ASSERT_EQ(names.size(), 12u);
   for (size_t i = 0; i < names.size(); ++i) EXPECT_EQ(names[i], kExpected[i].name);
-  EXPECT_EQ(tm_option_name(11), nullptr);
+  EXPECT_EQ(tm_option_name(12), nullptr);
   EXPECT_EQ(tm_option_name(UINT_MAX), nullptr);
   // Every enumerated name can be read.
   for (const std::string& n : names) {
@@ -688,7 +689,7 @@ TEST_F(OptionsEnvironment, VerboseLineAndWarningAtTheFirstCall) {
   const std::string out =
       "tinymalloc: warning: unknown option 'bogus' in TINYMALLOC_OPTIONS (ignored)\n"
       "tinymalloc: options: arenas=3 arena_select=thread thread_cache=1 purge_delay_ms=1000 pool_segments=16 "
-      "arena_retain=1 debug=0 leaks=0 leak_exitcode=0 stats=json verbose=1\n";
+      "arena_retain=1 debug=0 leaks=0 leak_exitcode=0 stats=json verbose=1 track_requested=0\n";
   EXPECT_EXIT(_exit(child_first_call(" arenas=3,bogus=1,arena_select=thread,stats=json,verbose=yes", out, want, 1)),
               ::testing::ExitedWithCode(0), "options child: all checks passed");
 }
@@ -701,7 +702,7 @@ TEST_F(OptionsEnvironment, ConcurrentFirstCallsReadOnce) {
   const std::string out =
       "tinymalloc: warning: bad value '70' for option 'arenas' (expected 0..64; keeping 0)\n"
       "tinymalloc: options: arenas=7 arena_select=cpu thread_cache=1 purge_delay_ms=0 pool_segments=16 "
-      "arena_retain=1 debug=0 leaks=0 leak_exitcode=0 stats=off verbose=1\n";
+      "arena_retain=1 debug=0 leaks=0 leak_exitcode=0 stats=off verbose=1 track_requested=0\n";
   EXPECT_EXIT(_exit(child_first_call("arenas=70,arenas=7,verbose=1,purge_delay_ms=0", out, want, 8)),
               ::testing::ExitedWithCode(0), "options child: all checks passed");
 }

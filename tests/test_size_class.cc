@@ -150,3 +150,13 @@ TEST(SizeClassApi, SizeToClassAgreesWithTable) {
 }
 
 }  // namespace
+
+// The malloc fast path's table lookup agrees with size_to_class for every size it serves.
+TEST(SizeClass, TableLookupMatchesTheFormulaUpToTheTableLimit) {
+  using tmalloc::class_for_small_size;
+  using tmalloc::kSizeTableMax;
+  using tmalloc::size_to_class;
+  for (size_t size = 0; size <= kSizeTableMax; ++size) {
+    ASSERT_EQ(class_for_small_size(size), size_to_class(size)) << "size " << size;
+  }
+}
