@@ -66,7 +66,9 @@ void tinyfree(void *ptr);
 typedef struct tm_stats_s {
   /* Blocks handed out and not yet freed, over all tiers. */
   size_t live_blocks;
-  /* Sum of the sizes requested for the live blocks (calloc: count*size). */
+  /* Sum of the sizes requested for the live blocks (calloc: count*size). Exact for small
+   * blocks only with the track_requested option (or stats=); by default small blocks count
+   * at their usable size here, which keeps bookkeeping off the malloc/free fast path. */
   size_t requested_bytes;
   /* Sum of tm_usable_size() of the live blocks. */
   size_t usable_bytes;
