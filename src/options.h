@@ -8,17 +8,17 @@ namespace tmalloc {
 
 // Every option; the table in options.cc gives each one's name, default and range.
 enum class OptionId : unsigned {
-  kArenas,        // number of arenas; 0 = one per CPU (capped at kMaxArenas)
-  kArenaSelect,   // kArenaSelectCpu (sched_getcpu) or kArenaSelectThread
-  kThreadCache,   // 1 = per-thread caches of small blocks, 0 = every operation locks
-  kPurgeDelayMs,  // delay before free segment memory is returned to the OS
-  kPoolSegments,  // empty segments the global pool keeps mapped (purged) before unmapping
-  kArenaRetain,   // empty segments an arena keeps before moving them to the global pool
-  kDebug,         // debug mode: canaries, fill, allocation sites
-  kLeaks,         // leak report at exit
-  kLeakExitCode,  // exit status forced when leaks are found (0 = leave it)
-  kStats,         // 0 = off, 1 = text table at exit, 2 = JSON at exit
-  kVerbose,       // 1 = print the effective options at start-up
+  kArenas,          // number of arenas; 0 = one per CPU (capped at kMaxArenas)
+  kArenaSelect,     // kArenaSelectCpu (sched_getcpu) or kArenaSelectThread
+  kThreadCache,     // 1 = per-thread caches of small blocks, 0 = every operation locks
+  kPurgeDelayMs,    // delay before free segment memory is returned to the OS
+  kPoolSegments,    // empty segments the global pool keeps mapped (purged) before unmapping
+  kArenaRetain,     // empty segments an arena keeps before moving them to the global pool
+  kDebug,           // debug mode: canaries, fill, allocation sites
+  kLeaks,           // leak report at exit
+  kLeakExitCode,    // exit status forced when leaks are found (0 = leave it)
+  kStats,           // 0 = off, 1 = text table at exit, 2 = JSON at exit
+  kVerbose,         // 1 = print the effective options at start-up
   kTrackRequested,  // 1 = exact requested bytes for small blocks (every op out of line)
   kCount
 };
