@@ -106,8 +106,9 @@ typedef struct tm_stats_s {
   size_t thread_caches;
   size_t cached_blocks;
   size_t remote_blocks;
-  /* Empty segments in the global pool (shared by every arena), and how many of them have
-   * had their memory returned to the OS after the purge delay. */
+  /* Free mappings in the global pool (shared by every arena: empty segments, freed large
+   * blocks' mappings and their fragments), and how many of them have had their memory
+   * returned to the OS after the purge delay. */
   size_t pool_segments;
   size_t pool_purged_segments;
 } tm_stats_t;

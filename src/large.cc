@@ -86,13 +86,17 @@ void* large_alloc(size_t requested, size_t alignment, bool zero, uint32_t pool) 
   // mapping (and its chunk is registered).
   const size_t mapping_size = align_up(offset + (requested == 0 ? 1 : requested), kPageSize);
   const size_t mapping_alignment = alignment > kSegmentSize ? alignment : kSegmentSize;
-  const PooledSegment pooled = pool_take(mapping_size, mapping_alignment);
+  // Freed large mappings are reused, grown when none is large enough: fresh pages cost a
+  // fault and a kernel zeroing each, which is most of the time a large-block churn takes.
+  const PooledSegment pooled = pool_take(mapping_size, mapping_alignment, PoolGrow::kYes);
   char* mapping = static_cast<char*>(pooled.address);
   if (mapping == nullptr) {
     mapping = static_cast<char*>(os_map_aligned(mapping_size, mapping_alignment));
     if (mapping == nullptr) return nullptr;
-  } else if (zero && !pooled.purged) {
-    std::memset(mapping + offset, 0, requested);  // reused memory holds old data
+  } else if (zero && pooled.dirty_bytes > offset) {
+    // Reused memory holds old data up to dirty_bytes; what lies beyond is fresh and zero.
+    const size_t stale = pooled.dirty_bytes - offset;
+    std::memset(mapping + offset, 0, stale < requested ? stale : requested);
   }
   void* user = mapping + offset;
   LargeHeader* header = header_for(user);

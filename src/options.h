@@ -12,7 +12,7 @@ enum class OptionId : unsigned {
   kArenaSelect,     // kArenaSelectCpu (sched_getcpu) or kArenaSelectThread
   kThreadCache,     // 1 = per-thread caches of small blocks, 0 = every operation locks
   kPurgeDelayMs,    // delay before free segment memory is returned to the OS
-  kPoolSegments,    // empty segments the global pool keeps mapped (purged) before unmapping
+  kPoolSegments,    // free mappings the global pool keeps mapped (purged) before unmapping
   kArenaRetain,     // empty segments an arena keeps before moving them to the global pool
   kDebug,           // debug mode: canaries, fill, allocation sites
   kLeaks,           // leak report at exit

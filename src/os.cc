@@ -139,6 +139,17 @@ void* os_remap(void* addr, size_t old_size, size_t new_size, size_t alignment) {
   return moved;
 }
 
+bool os_move_pages(void* from, size_t size, void* to) {
+  const int saved_errno = errno;
+  if (::mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, to) == MAP_FAILED) {
+    errno = saved_errno;  // a refused move is not an error of the caller's request
+    return false;
+  }
+  // `to` was mapped and committed already; the pages at `from` left with their mapping.
+  note_unmapped(size, size);
+  return true;
+}
+
 void* os_map_metadata(size_t size) { return raw_map(size); }
 
 uint64_t os_monotonic_ms() {

@@ -25,6 +25,13 @@ void os_purge(void* addr, size_t size);
 // nullptr + ENOMEM leaving the old mapping untouched.
 void* os_remap(void* addr, size_t old_size, size_t new_size, size_t alignment);
 
+// Moves the pages of the `size`-byte range at `from` onto `to` (both page-aligned, `to` a
+// range of a mapping os_map_aligned returned): resident pages move without a copy or a
+// fault, `to`'s old pages and the range at `from` stop being mapped. False (nothing
+// changed) when the kernel refuses, e.g. a range over several kernel mappings on kernels
+// before 6.17.
+bool os_move_pages(void* from, size_t size, void* to);
+
 // Monotonic milliseconds from the coarse clock (a vDSO read, no system call).
 uint64_t os_monotonic_ms();
 

@@ -1,6 +1,8 @@
 // Global segment pool with delayed purging (see segment_pool.h).
 #include "segment_pool.h"
 
+#include <errno.h>
+
 #include <atomic>
 
 #include "config.h"
@@ -26,7 +28,11 @@ struct PoolEntry {
   size_t size;
   uint64_t pooled_at_ms;  // monotonic time it entered the pool
   bool purged;
+  bool unmovable;  // os_move_pages refused it once: not a gather source again
 };
+
+// Most entries one gather moves into a new mapping.
+constexpr size_t kMaxGather = 8;
 
 SpinLock g_pool_lock;
 PoolEntry g_entries[kPoolCapacity];  // oldest first
@@ -77,32 +83,155 @@ void unmap_entry(const PoolEntry& entry) {
   os_unmap(entry.address, entry.size);
 }
 
-}  // namespace
+// Adds an entry in pooling order (pool lock held; a new mapping goes last, a fragment by
+// the age of its pages). Returns the oldest entry, evicted to make room when the pool is
+// full, for the caller to unmap after unlocking (or an entry with a null address).
+PoolEntry insert_entry(const PoolEntry& entry) {
+  const size_t capacity = static_cast<size_t>(option(OptionId::kPoolSegments));
+  if (capacity == 0) return entry;
+  PoolEntry evicted{};
+  if (g_count >= capacity || g_count >= kPoolCapacity) {
+    // Full: the oldest leaves, which may be the entry itself.
+    if (g_count > 0 && entry.pooled_at_ms < g_entries[0].pooled_at_ms) return entry;
+    evicted = remove_entry(0);
+  }
+  size_t at = g_count;
+  while (at > 0 && g_entries[at - 1].pooled_at_ms > entry.pooled_at_ms) {
+    g_entries[at] = g_entries[at - 1];
+    --at;
+  }
+  g_entries[at] = entry;
+  ++g_count;
+  if (!entry.purged) g_dirty_bytes += entry.size;
+  return evicted;
+}
 
-PooledSegment pool_take(size_t size, size_t alignment) {
-  PooledSegment taken{nullptr, false};
-  if (g_count_hint.load(std::memory_order_relaxed) == 0) return taken;  // a stale peek only misses reuse
-  lock_for_migration();
+// Index of the smallest aligned entry of at least `size` bytes, newest first among equal
+// sizes; g_count when none (pool lock held).
+size_t best_fit(size_t size, size_t alignment) {
   size_t best = g_count;
-  for (size_t i = g_count; i-- > 0;) {  // newest first: equal sizes prefer the hot one
+  for (size_t i = g_count; i-- > 0;) {
     const PoolEntry& entry = g_entries[i];
     if (entry.size < size || addr_of(entry.address) % alignment != 0) continue;
     if (best == g_count || entry.size < g_entries[best].size) best = i;
     if (entry.size == size) break;
   }
-  PoolEntry entry{};
-  if (best < g_count) entry = remove_entry(best);
+  return best;
+}
+
+// Takes the head of entry `index` for a block of `size` bytes (pool lock held): a
+// segment-aligned rest of at least a segment stays in place (same age and purge state).
+// What the block does not need of the head is left in `entry.size - size`.
+PoolEntry take_head(size_t index, size_t size) {
+  PoolEntry& found = g_entries[index];
+  const size_t keep_from = align_up(size, kSegmentSize);
+  if (found.size <= keep_from || found.size - keep_from < kSegmentSize) return remove_entry(index);
+  const PoolEntry head{found.address, keep_from, found.pooled_at_ms, found.purged, found.unmovable};
+  found.address = static_cast<char*>(found.address) + keep_from;
+  found.size -= keep_from;
+  if (!found.purged) g_dirty_bytes -= keep_from;
+  return head;
+}
+
+// Removes up to kMaxGather unpurged movable entries, largest first, whose bytes add up to
+// at most `size` (the last one may be split: its rest stays pooled as a fragment) into
+// `sources` (pool lock held). Returns how many.
+size_t take_gather_sources(size_t size, PoolEntry* sources) {
+  size_t taken = 0;
+  size_t wanted = size;
+  while (taken < kMaxGather && wanted > 0) {
+    size_t largest = g_count;
+    for (size_t i = 0; i < g_count; ++i) {
+      const PoolEntry& entry = g_entries[i];
+      if (entry.purged || entry.unmovable) continue;
+      if (largest == g_count || entry.size > g_entries[largest].size) largest = i;
+    }
+    if (largest == g_count) break;
+    PoolEntry& entry = g_entries[largest];
+    if (entry.size > wanted) {
+      sources[taken] = PoolEntry{entry.address, wanted, entry.pooled_at_ms, false, false};
+      entry.address = static_cast<char*>(entry.address) + wanted;
+      entry.size -= wanted;
+      g_dirty_bytes -= wanted;
+    } else {
+      sources[taken] = remove_entry(largest);
+    }
+    wanted -= sources[taken++].size;
+  }
+  return taken;
+}
+
+// Builds a `size`-byte mapping aligned to `alignment` from the pool's unpurged entries:
+// a fresh mapping with their resident pages moved to its front. Nothing when the pool
+// has no unpurged entry or the OS refuses the mapping.
+PooledSegment gather(size_t size, size_t alignment) {
+  PooledSegment taken{nullptr, false, 0};
+  PoolEntry sources[kMaxGather];
+  lock_for_migration();
+  const size_t count = take_gather_sources(size, sources);
   g_count_hint.store(g_count, std::memory_order_relaxed);
   unlock_for_migration();
-  if (entry.address == nullptr) return taken;
+  if (count == 0) return taken;
+  const int saved_errno = errno;
+  char* mapping = static_cast<char*>(os_map_aligned(size, alignment));
+  size_t moved = 0;
+  for (size_t i = 0; i < count; ++i) {
+    PoolEntry& source = sources[i];
+    // Pooled memory is poisoned under ASan, and shadow does not move with the pages.
+    unpoison(source.address, source.size);
+    if (mapping != nullptr && os_move_pages(source.address, source.size, mapping + moved)) {
+      moved += source.size;
+      continue;
+    }
+    source.unmovable = mapping != nullptr;
+    poison(source.address, source.size);
+    lock_for_migration();
+    const PoolEntry evicted = insert_entry(source);
+    g_count_hint.store(g_count, std::memory_order_relaxed);
+    unlock_for_migration();
+    if (evicted.address != nullptr) unmap_entry(evicted);
+  }
+  if (mapping == nullptr) {
+    errno = saved_errno;  // the caller maps fresh memory itself and reports its own failure
+    return taken;
+  }
+  taken.address = mapping;
+  taken.dirty_bytes = moved;  // the moved pages hold old data, the rest is fresh
+  return taken;
+}
+
+}  // namespace
+
+PooledSegment pool_take(size_t size, size_t alignment, PoolGrow grow) {
+  PooledSegment taken{nullptr, false, 0};
+  if (g_count_hint.load(std::memory_order_relaxed) == 0) return taken;  // a stale peek only misses reuse
+  lock_for_migration();
+  const size_t best = best_fit(size, alignment);
+  PoolEntry entry{};
+  PoolEntry fragment{};
+  PoolEntry evicted{};
+  if (best < g_count) {
+    entry = take_head(best, size);
+    if (entry.size > size && grow == PoolGrow::kYes && !entry.purged) {
+      // The unaligned rest of the head stays pooled as a gather source, as old as its pages.
+      fragment = PoolEntry{static_cast<char*>(entry.address) + size, entry.size - size, entry.pooled_at_ms, false,
+                           entry.unmovable};
+      entry.size = size;
+      evicted = insert_entry(fragment);
+    }
+  }
+  g_count_hint.store(g_count, std::memory_order_relaxed);
+  unlock_for_migration();
+  if (evicted.address != nullptr) unmap_entry(evicted);
+  if (entry.address == nullptr) return grow == PoolGrow::kYes ? gather(size, alignment) : taken;
   unpoison(entry.address, size);
   if (entry.size > size) {
-    // Only the head is needed; the tail goes back to the OS (the start stays aligned).
-    PoolEntry tail{static_cast<char*>(entry.address) + size, entry.size - size, 0, entry.purged};
-    unmap_entry(tail);
+    // Only the head is needed; the rest goes back to the OS (the start stays aligned).
+    unmap_entry(PoolEntry{static_cast<char*>(entry.address) + size, entry.size - size, 0, entry.purged, false});
   }
   taken.address = entry.address;
   taken.purged = entry.purged;
+  taken.dirty_bytes = entry.purged ? 0 : size;
   // A purged mapping is written again by its new owner: count it as committed.
   if (taken.purged) os_note_recommitted(size);
   return taken;
@@ -112,17 +241,9 @@ void pool_give(void* mapping, size_t size) {
   // Under ASan a pooled mapping is unaddressable: a use after free is reported.
   poison(mapping, size);
   const uint64_t now = os_monotonic_ms();
-  const size_t capacity = static_cast<size_t>(option(OptionId::kPoolSegments));
-  PoolEntry evicted{};
   lock_for_migration();
-  if (capacity == 0) {
-    evicted = PoolEntry{mapping, size, now, false};
-  } else {
-    // Full: the oldest entry leaves (it is the coldest).
-    if (g_count >= capacity || g_count >= kPoolCapacity) evicted = remove_entry(0);
-    g_entries[g_count++] = PoolEntry{mapping, size, now, false};
-    g_dirty_bytes += size;
-  }
+  // Full: the oldest entry leaves (it is the coldest).
+  const PoolEntry evicted = insert_entry(PoolEntry{mapping, size, now, false, false});
   purge_expired(now);
   g_count_hint.store(g_count, std::memory_order_relaxed);
   unlock_for_migration();

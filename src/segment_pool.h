@@ -1,4 +1,5 @@
-// Global pool of free mappings (empty 4 MiB segments and freed large blocks' mappings),
+// Global pool of free mappings (empty 4 MiB segments, freed large blocks' mappings and
+// the unaligned fragments left when a large block takes the head of a larger entry),
 // shared by every arena and tier. An arena that holds more empty segments than the
 // `arena_retain` option moves them here, and the large tier puts freed mappings here; any
 // arena and the large tier take from here before asking the OS. This is how memory
@@ -14,14 +15,26 @@ namespace tmalloc {
 
 // A mapping taken from the pool.
 struct PooledSegment {
-  void* address;  // nullptr when nothing fits
-  bool purged;    // true: every byte reads as zero (the pages went back to the OS)
+  void* address;       // nullptr when nothing fits
+  bool purged;         // true: every byte reads as zero (the pages went back to the OS)
+  size_t dirty_bytes;  // bytes from the start that may hold old data (0 when purged)
+};
+
+// How pool_take may serve a request no single entry is large enough for.
+enum class PoolGrow : bool {
+  kNo,   // report nothing found
+  kYes,  // gather: move the pages of unpurged entries into a fresh mapping of `size` bytes
 };
 
 // Takes a pooled mapping of exactly `size` bytes (a page multiple) starting at a multiple
-// of `alignment`: the smallest entry that is large enough, with its tail beyond `size`
-// unmapped. Among equal sizes the most recently pooled (the most likely to be hot).
-PooledSegment pool_take(size_t size, size_t alignment);
+// of `alignment`: the smallest aligned entry that is large enough, among equal sizes the
+// most recently pooled (the most likely to be hot). Of a larger entry, the segment-aligned
+// part of its tail that is at least a segment long stays pooled in place; the rest of the
+// tail is unmapped, or with PoolGrow::kYes kept as an unaligned fragment while unpurged.
+// With PoolGrow::kYes and no entry large enough, the largest unpurged entries and
+// fragments are moved (os_move_pages) to the front of a fresh mapping: churning large
+// blocks of varying sizes then reuses resident pages instead of faulting fresh ones in.
+PooledSegment pool_take(size_t size, size_t alignment, PoolGrow grow = PoolGrow::kNo);
 
 // Adds a free mapping (unregistered from the address map, unpoisoned, segment-aligned)
 // to the pool, unmapping the oldest entry when the pool is full. Purges entries older

@@ -20,22 +20,6 @@ namespace {
 
 using namespace tmtest;
 
-// Sets an option for the scope and restores it afterwards.
-class ScopedOption {
- public:
-  ScopedOption(const char* name, long value) : name_(name) {
-    EXPECT_EQ(tm_option_get(name, &old_), 0);
-    EXPECT_EQ(tm_option_set(name, value), 0);
-  }
-  ~ScopedOption() { tm_option_set(name_, old_); }
-  ScopedOption(const ScopedOption&) = delete;
-  ScopedOption& operator=(const ScopedOption&) = delete;
-
- private:
-  const char* name_;
-  long old_ = 0;
-};
-
 // Runs fn on a new thread and joins it.
 template <typename Fn>
 void on_thread(Fn fn) {

@@ -48,7 +48,7 @@ constexpr Expected kExpected[] = {
     {"arena_select", 0, 0, 1},
     {"thread_cache", 1, 0, 1},
     {"purge_delay_ms", 1000, 0, 3600000},
-    {"pool_segments", 16, 0, 4096},
+    {"pool_segments", 64, 0, 4096},
     {"arena_retain", 1, 0, 64},
     {"debug", 0, 0, 1},
     {"leaks", 0, 0, 1},
@@ -688,7 +688,7 @@ TEST_F(OptionsEnvironment, VerboseLineAndWarningAtTheFirstCall) {
   want[idx(OptionId::kVerbose)] = 1;
   const std::string out =
       "tinymalloc: warning: unknown option 'bogus' in TINYMALLOC_OPTIONS (ignored)\n"
-      "tinymalloc: options: arenas=3 arena_select=thread thread_cache=1 purge_delay_ms=1000 pool_segments=16 "
+      "tinymalloc: options: arenas=3 arena_select=thread thread_cache=1 purge_delay_ms=1000 pool_segments=64 "
       "arena_retain=1 debug=0 leaks=0 leak_exitcode=0 stats=json verbose=1 track_requested=0\n";
   EXPECT_EXIT(_exit(child_first_call(" arenas=3,bogus=1,arena_select=thread,stats=json,verbose=yes", out, want, 1)),
               ::testing::ExitedWithCode(0), "options child: all checks passed");
@@ -701,7 +701,7 @@ TEST_F(OptionsEnvironment, ConcurrentFirstCallsReadOnce) {
   want[idx(OptionId::kPurgeDelayMs)] = 0;
   const std::string out =
       "tinymalloc: warning: bad value '70' for option 'arenas' (expected 0..64; keeping 0)\n"
-      "tinymalloc: options: arenas=7 arena_select=cpu thread_cache=1 purge_delay_ms=0 pool_segments=16 "
+      "tinymalloc: options: arenas=7 arena_select=cpu thread_cache=1 purge_delay_ms=0 pool_segments=64 "
       "arena_retain=1 debug=0 leaks=0 leak_exitcode=0 stats=off verbose=1 track_requested=0\n";
   EXPECT_EXIT(_exit(child_first_call("arenas=70,arenas=7,verbose=1,purge_delay_ms=0", out, want, 8)),
               ::testing::ExitedWithCode(0), "options child: all checks passed");

@@ -17,6 +17,7 @@
 namespace {
 
 using tmtest::stats;
+using tmtest::ScopedOption;
 
 // Output of tm_stats_print(fd, json) through a pipe.
 std::string printed(int json) {
@@ -116,22 +117,6 @@ class StatsPrint : public ::testing::Test {
     EXPECT_EQ(stats().live_blocks, base_.live_blocks) << "blocks leaked by the test";
   }
   tm_stats_t base_{};
-};
-
-// Sets an option for the scope and restores it afterwards.
-class ScopedOption {
- public:
-  ScopedOption(const char* name, long value) : name_(name) {
-    EXPECT_EQ(tm_option_get(name, &old_), 0);
-    EXPECT_EQ(tm_option_set(name, value), 0);
-  }
-  ~ScopedOption() { tm_option_set(name_, old_); }
-  ScopedOption(const ScopedOption&) = delete;
-  ScopedOption& operator=(const ScopedOption&) = delete;
-
- private:
-  const char* name_;
-  long old_ = 0;
 };
 
 // The class statistics of one class.

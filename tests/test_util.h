@@ -158,6 +158,22 @@ inline std::string heap_report() {
 #define TM_EXPECT_HEAP_OK() EXPECT_EQ(tm_check_heap(), 0) << ::tmtest::heap_report()
 #define TM_ASSERT_HEAP_OK() ASSERT_EQ(tm_check_heap(), 0) << ::tmtest::heap_report()
 
+// Sets an option for the scope and restores it afterwards.
+class ScopedOption {
+ public:
+  ScopedOption(const char* name, long value) : name_(name) {
+    EXPECT_EQ(tm_option_get(name, &old_), 0);
+    EXPECT_EQ(tm_option_set(name, value), 0);
+  }
+  ~ScopedOption() { tm_option_set(name_, old_); }
+  ScopedOption(const ScopedOption&) = delete;
+  ScopedOption& operator=(const ScopedOption&) = delete;
+
+ private:
+  const char* name_;
+  long old_ = 0;
+};
+
 // Fixture: records the live counters at the start of a test and, at the end, checks that the
 // heap is consistent and that everything the test allocated was freed.
 class HeapTest : public ::testing::Test {

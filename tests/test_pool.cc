@@ -1,0 +1,200 @@
+// The global pool serving the large tier: best fit with the aligned rest kept in place,
+// unaligned fragments, and gathering the resident pages of several pooled mappings into a
+// new block when none is large enough (src/segment_pool.cc).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "test_util.h"
+#include "tinymalloc.h"
+
+namespace {
+
+using namespace tmtest;
+
+// Every test starts with an empty pool and keeps pooled memory unpurged for its duration,
+// so which mapping serves a request is deterministic.
+class Pool : public HeapTest {
+ protected:
+  void SetUp() override {
+    tm_release_cached();
+    HeapTest::SetUp();
+  }
+  void TearDown() override {
+    HeapTest::TearDown();
+    tm_release_cached();
+  }
+  ScopedOption segments_{"pool_segments", 64};
+  ScopedOption delay_{"purge_delay_ms", 600000};
+};
+
+// Allocates a large block, fills it with the pattern of `seed` and frees it into the pool.
+void pool_filled_block(size_t size, uint64_t seed) {
+  void* p = tm_malloc(size);
+  ASSERT_NE(p, nullptr);
+  fill_pattern(p, size, seed);
+  tm_free(p);
+}
+
+// Bytes of the block's mapping in front of its user pointer (the large block header).
+constexpr size_t kHeader = 64;
+constexpr size_t kPageSizeForTests = 4096;
+
+// True when every byte fill_sparse would write reads as zero.
+bool sparse_zero(const void* p, size_t n) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  bool zero = true;
+  for_sparse(n, [&](size_t i) { zero = zero && b[i] == 0; });
+  return zero;
+}
+
+TEST_F(Pool, ASmallerBlockTakesTheHeadAndTheAlignedRestStaysPooled) {
+  pool_filled_block(20 * MiB, 1);
+  ASSERT_EQ(stats().pool_segments, 1u);
+  const size_t maps = stats().os_map_calls;
+  void* small = tm_malloc(1 * MiB);
+  ASSERT_NE(small, nullptr);
+  EXPECT_EQ(stats().os_map_calls, maps) << "served from the pool";
+  EXPECT_EQ(stats().pool_segments, 2u) << "the 16 MiB aligned rest and the unaligned fragment after the block";
+  // The aligned rest is exactly large enough for a 16 MiB block: again no new mapping.
+  void* rest = tm_malloc(16 * MiB);
+  ASSERT_NE(rest, nullptr);
+  EXPECT_EQ(stats().os_map_calls, maps);
+  EXPECT_EQ(stats().pool_segments, 1u) << "only the fragment is left";
+  // Both blocks are fully usable and apart.
+  std::memset(small, 0x11, 1 * MiB);
+  std::memset(rest, 0x22, 16 * MiB);
+  EXPECT_TRUE(static_cast<char*>(rest) >= static_cast<char*>(small) + 1 * MiB ||
+              static_cast<char*>(small) >= static_cast<char*>(rest) + 16 * MiB);
+  tm_free(small);
+  tm_free(rest);
+}
+
+TEST_F(Pool, ALargerBlockGathersTheResidentPagesOfPooledMappings) {
+  pool_filled_block(24 * MiB, 2);
+  const size_t maps = stats().os_map_calls;
+  auto* grown = static_cast<unsigned char*>(tm_malloc(40 * MiB));
+  ASSERT_NE(grown, nullptr);
+  EXPECT_EQ(stats().os_map_calls, maps + 1) << "one fresh mapping for the new block";
+  EXPECT_EQ(stats().pool_segments, 0u) << "the pooled mapping was moved into the block";
+  // The old block's pages moved to the front of the new one, contents and all: the first
+  // 24 MiB read back the old pattern (malloc does not clear), the rest is fresh and zero.
+  EXPECT_EQ(check_pattern(grown, 24 * MiB, 2), 24 * MiB) << "pages were faulted in fresh, not moved";
+  const size_t moved = 24 * MiB + kPageSizeForTests;
+  for (size_t i = moved; i < 40 * MiB; i += 4096) ASSERT_EQ(grown[i], 0) << "fresh part at " << i;
+  fill_pattern(grown, 40 * MiB, 3);
+  EXPECT_EQ(check_pattern(grown, 40 * MiB, 3), 40 * MiB);
+  TM_EXPECT_HEAP_OK();
+  tm_free(grown);
+}
+
+TEST_F(Pool, CallocOfAGatheredBlockIsZero) {
+  pool_filled_block(12 * MiB, 4);
+  pool_filled_block(9 * MiB, 5);
+  auto* zeroed = static_cast<unsigned char*>(tm_calloc(1, 30 * MiB));
+  ASSERT_NE(zeroed, nullptr);
+  EXPECT_EQ(stats().pool_segments, 0u) << "both mappings were gathered";
+  size_t nonzero = 0;
+  for (size_t i = 0; i < 30 * MiB; ++i) nonzero += zeroed[i] != 0;
+  EXPECT_EQ(nonzero, 0u) << "old data survived calloc";
+  tm_free(zeroed);
+}
+
+TEST_F(Pool, AFragmentIsGatheredIntoALaterBlock) {
+  pool_filled_block(20 * MiB, 6);
+  void* head = tm_malloc(1 * MiB);
+  void* rest = tm_malloc(16 * MiB);
+  ASSERT_NE(head, nullptr);
+  ASSERT_NE(rest, nullptr);
+  ASSERT_EQ(stats().pool_segments, 1u);
+  // The fragment starts where the head block's mapping ends, and runs to the first segment
+  // boundary; relative to the old block's user pointer it starts at the head's mapping size.
+  const size_t head_mapping = tm_usable_size(head) + kHeader;
+  const size_t fragment_size = 4 * MiB - head_mapping;
+  auto* later = static_cast<unsigned char*>(tm_malloc(6 * MiB));
+  ASSERT_NE(later, nullptr);
+  EXPECT_EQ(stats().pool_segments, 0u);
+  size_t mismatches = 0;
+  for (size_t i = 0; i < fragment_size - kHeader; ++i) mismatches += later[i] != pattern_byte(6, head_mapping + i);
+  EXPECT_EQ(mismatches, 0u) << "the fragment's pages are the front of the new block";
+  fill_pattern(later, 6 * MiB, 7);
+  EXPECT_EQ(check_pattern(later, 6 * MiB, 7), 6 * MiB);
+  tm_free(head);
+  tm_free(rest);
+  tm_free(later);
+}
+
+TEST_F(Pool, GatheredBlocksResizeAndAreGatheredAgain) {
+  // A gathered block is made of several kernel mappings; mremap may refuse to grow it
+  // (kernels before 6.17), and realloc then copies. Either way the contents survive.
+  pool_filled_block(8 * MiB, 8);
+  pool_filled_block(6 * MiB, 9);
+  auto* block = static_cast<char*>(tm_malloc(20 * MiB));
+  ASSERT_NE(block, nullptr);
+  fill_pattern(block, 20 * MiB, 10);
+  block = static_cast<char*>(tm_realloc(block, 50 * MiB));
+  ASSERT_NE(block, nullptr);
+  EXPECT_EQ(check_pattern(block, 20 * MiB, 10), 20 * MiB);
+  fill_pattern(block, 50 * MiB, 11);
+  block = static_cast<char*>(tm_realloc(block, 30 * MiB));
+  ASSERT_NE(block, nullptr);
+  EXPECT_EQ(check_pattern(block, 30 * MiB, 11), 30 * MiB);
+  tm_free(block);
+  // The freed block is a pooled entry again and a source for the next gather.
+  auto* again = static_cast<char*>(tm_malloc(45 * MiB));
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(check_pattern(again, 30 * MiB - kPageSizeForTests, 11), 30 * MiB - kPageSizeForTests);
+  fill_pattern(again, 45 * MiB, 12);
+  EXPECT_EQ(check_pattern(again, 45 * MiB, 12), 45 * MiB);
+  TM_EXPECT_HEAP_OK();
+  tm_free(again);
+}
+
+TEST_F(Pool, ChurnOfVaryingSizesKeepsContentsAndTheMappedBytesBounded) {
+  Rng rng(13);
+  struct Live {
+    char* p = nullptr;
+    size_t n = 0;
+    uint64_t seed = 0;
+  };
+  std::vector<Live> slots(4);
+  size_t peak_mapped = 0;
+  for (int op = 0; op < 120; ++op) {
+    Live& slot = slots[rng.below(slots.size())];
+    if (slot.p != nullptr) {
+      ASSERT_TRUE(check_sparse(slot.p, slot.n, slot.seed)) << "op " << op;
+      tm_free(slot.p);
+    }
+    slot.n = (size_t{256} << 10) << rng.below(7);  // 256 KiB .. 16 MiB
+    slot.n += rng.below(64) * 4096;
+    slot.seed = rng.next();
+    slot.p = static_cast<char*>(op % 3 == 0 ? tm_calloc(1, slot.n) : tm_malloc(slot.n));
+    ASSERT_NE(slot.p, nullptr);
+    if (op % 3 == 0) ASSERT_TRUE(sparse_zero(slot.p, slot.n)) << "calloc block not zero, op " << op;
+    fill_sparse(slot.p, slot.n, slot.seed);
+    const tm_stats_t s = stats();
+    peak_mapped = s.mapped_bytes > peak_mapped ? s.mapped_bytes : peak_mapped;
+  }
+  TM_EXPECT_HEAP_OK();
+  for (Live& slot : slots) {
+    EXPECT_TRUE(check_sparse(slot.p, slot.n, slot.seed));
+    tm_free(slot.p);
+  }
+  // 4 live blocks of at most 16.3 MiB, plus what the pool may keep (its dirty cap is 512 MiB,
+  // far above this): bounded by the live peak and the pooled mappings of the run.
+  EXPECT_LT(peak_mapped, size_t{600} * MiB);
+}
+
+TEST_F(Pool, NoPoolingWithPoolSegmentsZero) {
+  ScopedOption off("pool_segments", 0);
+  pool_filled_block(8 * MiB, 14);
+  EXPECT_EQ(stats().pool_segments, 0u);
+  const size_t maps = stats().os_map_calls;
+  void* p = tm_malloc(8 * MiB);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(stats().os_map_calls, maps + 1) << "nothing pooled: a fresh mapping";
+  tm_free(p);
+}
+
+}  // namespace
