@@ -23,6 +23,8 @@ void heap_maintain() {
   if (now - last < static_cast<uint64_t>(option(OptionId::kPurgeDelayMs))) return;
   // Relaxed: the timestamp only rate-limits sweeps; the sweeps synchronise by locks.
   if (!g_last_sweep_ms.compare_exchange_strong(last, now, std::memory_order_relaxed)) return;
+  // Remote-free lists of arenas that no thread refills from any more would pin their runs.
+  small_drain_remote();
   small_sweep_idle();
   medium_sweep_idle();
 }

@@ -372,7 +372,7 @@ TM_NO_ASAN void* medium_alloc_in(unsigned arena_index, size_t requested, size_t 
   const size_t search = alignment > kBlockHeaderSize ? size + alignment + kMediumMinBlock : size;
   if (!heap.lock.try_lock()) {
     heap.lock.lock();
-    choose_arena(true);  // contended: this thread moves to another arena next time
+    note_arena_contention();  // repeatedly contended: this thread moves to another arena
   }
   LockGuard guard(heap.lock, kAdoptLock);
   FreeBlock* found = heap.index.find_fit(search);

@@ -32,10 +32,15 @@ struct SmallClass {
   // High-water mark of handed_out since start or tm_stats_reset_peaks (small_stats.h).
   size_t peak;
   size_t runs;
-  // Remote-free list: blocks freed by threads of other arenas while this lock was busy.
-  // Any thread pushes (lock-free); only a holder of `lock` takes the whole list at once,
-  // so a node is never popped while a pusher reads it (no ABA).
+  // Remote-free list: blocks returned while this lock was busy. Any thread pushes
+  // (lock-free); only a holder of `lock` takes the whole list at once, so a node is never
+  // popped while a pusher reads it (no ABA).
   std::atomic<void*> remote;
+  // Set while small_return holds `lock`. A refill that finds the lock busy with a return
+  // does not count it as contention: a consumer thread handing blocks back must not drive
+  // the producers of this arena away. Only a hint (relaxed): a misread moves a thread to
+  // another arena once too often or too rarely.
+  std::atomic<bool> returning;
 };
 
 struct SmallArena {
@@ -374,8 +379,9 @@ size_t small_refill(unsigned arena_index, size_t class_index, void** head, size_
   arena_note_used(arena_index);
   SmallClass& cls = g_arenas[arena_index].classes[class_index];
   if (!cls.lock.try_lock()) {
-    *contended = true;
+    const bool by_return = cls.returning.load(std::memory_order_relaxed);
     cls.lock.lock();
+    if (!by_return) *contended = true;
   }
   void* first = nullptr;
   void* last = nullptr;
@@ -418,7 +424,7 @@ size_t small_refill(unsigned arena_index, size_t class_index, void** head, size_
   return count;
 }
 
-void small_return(size_t class_index, void* head, size_t count, unsigned home) {
+void small_return(size_t class_index, void* head, size_t count, unsigned home, ReturnRoute route) {
   (void)count;
   SmallClass* locked = nullptr;
   void* block = head;
@@ -428,16 +434,19 @@ void small_return(size_t class_index, void* head, size_t count, unsigned home) {
     if (&cls != locked) {
       if (locked != nullptr) {
         drain_list_to_runs(*locked, take_remote(*locked));
+        locked->returning.store(false, std::memory_order_relaxed);
         locked->lock.unlock();
         locked = nullptr;
       }
-      if (owner == home) {
+      if (route == ReturnRoute::kRuns && owner == home) {
         cls.lock.lock();
         locked = &cls;
+        locked->returning.store(true, std::memory_order_relaxed);
       } else if (cls.lock.try_lock()) {
         locked = &cls;
+        locked->returning.store(true, std::memory_order_relaxed);
       } else {
-        // The owner is busy: hand the run of consecutive blocks of that arena over
+        // Through the owner: hand the run of consecutive blocks of that arena over
         // through its remote-free list; the owner frees them at its next refill.
         void* last = block;
         void* next = free_block_next(block);
@@ -457,6 +466,7 @@ void small_return(size_t class_index, void* head, size_t count, unsigned home) {
   }
   if (locked != nullptr) {
     drain_list_to_runs(*locked, take_remote(*locked));
+    locked->returning.store(false, std::memory_order_relaxed);
     locked->lock.unlock();
   }
 }

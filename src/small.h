@@ -151,11 +151,22 @@ void small_free(SmallSegment* segment, void* p, const char* what);
 // had. `contended` is set when the arena's class lock was busy.
 size_t small_refill(unsigned arena, size_t class_index, void** head, size_t max, bool* contended);
 
+// How small_return hands blocks back.
+enum class ReturnRoute : bool {
+  // Every block onto its arena's lock-free remote-free list (one CAS per run of same-arena
+  // blocks), which that arena's next refill takes straight into a cache. The returning
+  // thread holds no class lock, so a class lock is contended only by two threads
+  // refilling from one arena: the signal that moves a thread to another arena.
+  kRemoteLists,
+  // Into their runs: blocks of arena `home` under its class lock, other arenas' blocks
+  // under theirs when free, else onto their remote-free lists. For a thread that exits or
+  // flushes, whose blocks should not wait for a refill that may never come.
+  kRuns,
+};
+
 // Returns a list of `count` cached blocks of class `class_index` (linked as small_refill
-// links them) to their runs. Blocks of arena `home` are freed under its class lock; blocks
-// of other arenas are freed directly when their lock is free, otherwise pushed onto the
-// owner's lock-free remote-free list (drained by the owner's next refill).
-void small_return(size_t class_index, void* head, size_t count, unsigned home);
+// links them) to the heap by `route`; `home` is the calling thread's arena.
+void small_return(size_t class_index, void* head, size_t count, unsigned home, ReturnRoute route);
 
 // Frees every remote-free list into its runs (tm_release_cached, heap checks of tests).
 void small_drain_remote();

@@ -52,6 +52,9 @@ pthread_key_t g_exit_key;
 std::atomic<int> g_runtime_state{0};  // 0 = not started, 1 = initialising, 2 = ready
 constinit thread_local bool t_initialising __attribute__((tls_model(TM_TLS_MODEL))) = false;
 
+// Busy arena locks after which a thread moves to another arena.
+constexpr uint32_t kContentionsToMove = 4;
+
 // A new thread's bin limit (see cache_init).
 constexpr uint32_t kInitialBinLimit = 8;
 
@@ -62,6 +65,12 @@ bool grow_limit(CacheBin& bin, size_t class_index);
 uint32_t bin_limit(size_t class_index) {
   const size_t blocks = kCacheBinBytes / class_size(class_index);
   return static_cast<uint32_t>(blocks < 8 ? 8 : blocks > 256 ? 256 : blocks);
+}
+
+// Most blocks an outbound bin collects for class `class_index` before sending them back.
+uint32_t outbound_limit(size_t class_index) {
+  const size_t blocks = kOutboundBinBytes / class_size(class_index);
+  return static_cast<uint32_t>(blocks < 4 ? 4 : blocks > 64 ? 64 : blocks);
 }
 
 bool grow_limit(CacheBin& bin, size_t class_index) {
@@ -88,26 +97,29 @@ void raise_peak(size_t value) {
 }
 
 // Returns the `count` blocks listed from `head` (class `class_index`) to the heap, from
-// the calling thread's current arena.
-void return_blocks(ThreadCache& cache, size_t class_index, void* head, size_t count) {
+// the calling thread's current arena, by `route`.
+void return_blocks(size_t class_index, void* head, size_t count, ReturnRoute route) {
   if (count == 0) return;
-  (void)cache;
-  small_return(class_index, head, count, current_arena());
+  small_return(class_index, head, count, current_arena(), route);
 }
 
-// Empties every bin of `cache` (thread exit, fork child, tm_release_cached). Walks the
-// lists rather than trusting the counts, bounded by the limit in case a fork child sees
-// a bin its thread was updating.
+// Empties one bin that holds at most `bound` blocks. Walks the list rather than trusting
+// the count, bounded in case a fork child sees a bin its thread was updating.
+void flush_bin(CacheBin& bin, size_t class_index, size_t bound) {
+  void* head = bin.head;
+  size_t count = 0;
+  for (void* block = head; block != nullptr && count <= bound; block = free_block_next(block)) ++count;
+  bin.head = nullptr;
+  bin.count.store(0, std::memory_order_relaxed);
+  return_blocks(class_index, head, count, ReturnRoute::kRuns);
+}
+
+// Empties every bin of `cache`, outbound ones included (thread exit, fork child,
+// tm_release_cached).
 void flush_all(ThreadCache& cache) {
   for (size_t c = 0; c < kSmallClassCount; ++c) {
-    CacheBin& bin = cache.bins[c];
-    void* head = bin.head;
-    size_t count = 0;
-    const size_t bound = bin_limit(c);  // no bin holds more (exact threads' limits read 0)
-    for (void* block = head; block != nullptr && count <= bound; block = free_block_next(block)) ++count;
-    bin.head = nullptr;
-    bin.count.store(0, std::memory_order_relaxed);
-    return_blocks(cache, c, head, count);
+    flush_bin(cache.bins[c], c, bin_limit(c));  // exact threads' limits read 0: use the class bound
+    flush_bin(cache.outbound[c], c, outbound_limit(c));
   }
 }
 
@@ -244,7 +256,7 @@ void* cache_alloc_slow(size_t class_index, size_t requested) {
     if (!cache.exact) grow_limit(bin, class_index);
     const uint32_t batch = (cache.exact ? bin_limit(class_index) : bin.limit) / 2;
     const size_t got = small_refill(current_arena(), class_index, &bin.head, batch, &contended);
-    if (contended) choose_arena(true);  // move to another arena for next time
+    if (contended) note_arena_contention();
     if (got == 0) return nullptr;       // errno = ENOMEM
     bin.count.store(static_cast<uint32_t>(got), std::memory_order_relaxed);
   }
@@ -276,10 +288,30 @@ void cache_free_slow_body(SmallSegment* segment, void* p, const BlockRef& ref, c
     small_free(segment, p, what);
     return;
   }
-  // Blocks of other arenas (freed by another thread than the one that allocated them, or
-  // after this thread changed arenas) are cached like the thread's own: they go back to
-  // their arena in batches when the bin overflows (small_return).
   const size_t class_index = ref.run->class_index;
+  const size_t block_size = ref.run->block_size;
+  if (cache.exact) {
+    thread_requested_sub(cache, static_cast<int64_t>(block_size - get_slack(ref.run, ref.index)));
+    set_slack(ref.run, ref.index, block_size);  // cached blocks count 0 requested bytes
+  }
+  // Blocks of other arenas (freed by another thread than the one that allocated them, or
+  // after this thread changed arenas) are collected apart and go back to their arenas in
+  // small batches (see ThreadCache::outbound).
+  if (segment->arena != cache.home_arena) {
+    CacheBin& outbound = cache.outbound[class_index];
+    poison(p, block_size);
+    free_block_write(p, outbound.head);
+    outbound.head = p;
+    const uint32_t count = outbound.count.load(std::memory_order_relaxed) + 1;
+    if (count < outbound_limit(class_index)) {
+      outbound.count.store(count, std::memory_order_relaxed);
+      return;
+    }
+    outbound.head = nullptr;
+    outbound.count.store(0, std::memory_order_relaxed);
+    return_blocks(class_index, p, count, ReturnRoute::kRuns);
+    return;
+  }
   CacheBin& bin = cache.bins[class_index];
   const uint32_t limit = cache.exact ? bin_limit(class_index) : bin.limit;
   uint32_t count = bin.count.load(std::memory_order_relaxed);
@@ -293,12 +325,7 @@ void cache_free_slow_body(SmallSegment* segment, void* p, const BlockRef& ref, c
     free_block_set_next(last, nullptr);
     count -= give;
     bin.count.store(count, std::memory_order_relaxed);
-    return_blocks(cache, ref.run->class_index, head, give);
-  }
-  const size_t block_size = ref.run->block_size;
-  if (cache.exact) {
-    thread_requested_sub(cache, static_cast<int64_t>(block_size - get_slack(ref.run, ref.index)));
-    set_slack(ref.run, ref.index, block_size);  // cached blocks count 0 requested bytes
+    return_blocks(ref.run->class_index, head, give, ReturnRoute::kRemoteLists);
   }
   poison(p, block_size);
   free_block_write(p, bin.head);
@@ -313,6 +340,13 @@ unsigned choose_arena(bool contended) {
   cache.arena_plus1 = arena + 1;
   if (cache.state == CacheState::kActive) cache.home_arena = arena;
   return arena;
+}
+
+void note_arena_contention() {
+  ThreadCache& cache = t_cache;
+  if (++cache.contentions < kContentionsToMove) return;
+  cache.contentions = 0;
+  choose_arena(true);
 }
 
 void sample_peak_requested() {
@@ -353,8 +387,10 @@ void cache_totals(CacheTotals* out) {
   std::memset(out, 0, sizeof *out);
   for (ThreadCache* cache = g_registry; cache != nullptr; cache = cache->next) {
     ++out->caches;
-    for (size_t c = 0; c < kSmallClassCount; ++c)
-      out->cached[c] += cache->bins[c].count.load(std::memory_order_relaxed);
+    for (size_t c = 0; c < kSmallClassCount; ++c) {
+      out->cached[c] += cache->bins[c].count.load(std::memory_order_relaxed) +
+                        cache->outbound[c].count.load(std::memory_order_relaxed);
+    }
     if (cache != &t_cache) ++out->other_threads;
   }
   out->requested = requested_sum_locked();
@@ -385,21 +421,31 @@ void cache_flush_current() {
   if (cache.state == CacheState::kActive) flush_all(cache);
 }
 
+namespace {
+
+// Heap check of one bin of class `class_index` that may hold up to `limit` blocks.
+TM_NO_COVERAGE int check_bin(CheckResult* result, const CacheBin& bin, size_t class_index, uint32_t limit) {
+  const uint32_t count = bin.count.load(std::memory_order_relaxed);
+  size_t walked = 0;
+  for (const void* block = bin.head; block != nullptr; block = free_block_next(block)) {
+    if (++walked > count) return result->fail(TM_CHECK_FREE_LINKS, block, "thread cache bin is longer than its count");
+    const int code = small_check_cached_block(result, block, class_index);
+    if (code != 0) return code;
+  }
+  if (walked != count) return result->fail(TM_CHECK_FREE_LINKS, &bin, "thread cache bin is shorter than its count");
+  if (count > limit) return result->fail(TM_CHECK_FREE_LINKS, &bin, "thread cache bin holds more than its limit");
+  return 0;
+}
+
+}  // namespace
+
 TM_NO_COVERAGE int cache_check_current(CheckResult* result) {
   ThreadCache& cache = t_cache;
   for (size_t c = 0; c < kSmallClassCount; ++c) {
-    const CacheBin& bin = cache.bins[c];
-    const uint32_t count = bin.count.load(std::memory_order_relaxed);
-    size_t walked = 0;
-    for (const void* block = bin.head; block != nullptr; block = free_block_next(block)) {
-      if (++walked > count)
-        return result->fail(TM_CHECK_FREE_LINKS, block, "thread cache bin is longer than its count");
-      const int code = small_check_cached_block(result, block, c);
-      if (code != 0) return code;
-    }
-    if (walked != count) return result->fail(TM_CHECK_FREE_LINKS, &bin, "thread cache bin is shorter than its count");
-    if (count > (cache.exact ? bin_limit(c) : bin.limit))
-      return result->fail(TM_CHECK_FREE_LINKS, &bin, "thread cache bin holds more than its limit");
+    int code = check_bin(result, cache.bins[c], c, cache.exact ? bin_limit(c) : cache.bins[c].limit);
+    // An outbound bin is sent back when it reaches its limit: it never holds that many.
+    if (code == 0) code = check_bin(result, cache.outbound[c], c, outbound_limit(c) - 1);
+    if (code != 0) return code;
   }
   return 0;
 }
