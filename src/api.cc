@@ -144,14 +144,7 @@ void* reallocate(void* p, size_t size) {
       if (size > kSmallMax && medium_resize_in_place(static_cast<MediumSegment*>(owner), p, size)) return p;
       break;
     case SegmentKind::kLarge:
-      if (size > kMediumMax) {
-        // mremap can refuse a mapping the pool assembled from several (kernels before
-        // 6.17 move only one kernel mapping at a time): then copy like any other move.
-        const int saved_errno = errno;
-        void* resized = large_resize(static_cast<LargeHeader*>(owner), p, size);
-        if (resized != nullptr) return resized;
-        errno = saved_errno;
-      }
+      if (size > kMediumMax) return large_resize(static_cast<LargeHeader*>(owner), p, size);
       break;
   }
   // Every usable byte survives the move, not only the requested ones: a program may write

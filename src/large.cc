@@ -181,12 +181,11 @@ size_t large_requested_size(LargeHeader* header, const void* p, const char* what
   return header->requested;
 }
 
-void* large_resize(LargeHeader* header, void* p, size_t requested) {
-  validate(header, p, "invalid realloc");
-  if (requested > kMaxRequest) {
-    errno = ENOMEM;
-    return nullptr;
-  }
+namespace {
+
+// large_resize with mremap; nullptr + ENOMEM leaving the block untouched when the kernel
+// refuses.
+void* remap_block(LargeHeader* header, void* p, size_t requested) {
   const size_t offset = static_cast<size_t>(static_cast<char*>(p) - header->mapping);
   const size_t new_size = align_up(offset + (requested == 0 ? 1 : requested), kPageSize);
   LockGuard guard(g_large_lock);
@@ -223,6 +222,31 @@ void* large_resize(LargeHeader* header, void* p, size_t requested) {
   chunk_map_set(mapping, new_size, header);
   poison(static_cast<char*>(header->user) + requested, usable_of(header) - requested);
   return header->user;
+}
+
+}  // namespace
+
+void* large_resize(LargeHeader* header, void* p, size_t requested) {
+  validate(header, p, "invalid realloc");
+  if (requested > kMaxRequest) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  const int saved_errno = errno;
+  void* resized = remap_block(header, p, requested);
+  if (resized != nullptr) return resized;
+  // mremap also refuses to grow a mapping the pool assembled from several kernel mappings
+  // (segment_pool.h: gather): then a new block of the same memory pool, a copy of every
+  // usable byte the caller may have written, and a free.
+  errno = saved_errno;
+  const size_t offset = static_cast<size_t>(static_cast<char*>(p) - header->mapping);
+  void* fresh = large_alloc(requested, offset > kLargeHeaderSize ? offset : 0, false, header->pool);
+  if (fresh == nullptr) return nullptr;  // errno = ENOMEM; p untouched
+  const size_t old_usable = usable_of(header);
+  unpoison(p, old_usable);  // the slack past the request is poisoned under ASan
+  std::memcpy(fresh, p, old_usable < requested ? old_usable : requested);
+  large_free(header, p, "invalid realloc");
+  return fresh;
 }
 
 bool large_owns(const LargeHeader* header, const void* p) {

@@ -42,7 +42,8 @@ void large_free(LargeHeader* header, void* p, const char* what);
 size_t large_usable_size(LargeHeader* header, const void* p, const char* what);
 size_t large_requested_size(LargeHeader* header, const void* p, const char* what);
 
-// Resizes the large block p to `requested` bytes with mremap; returns the new pointer
+// Resizes the large block p to `requested` bytes with mremap (or, where the kernel
+// refuses, a new block of the same memory pool and a copy); returns the new pointer
 // (contents preserved), or nullptr + ENOMEM leaving p intact.
 void* large_resize(LargeHeader* header, void* p, size_t requested);
 

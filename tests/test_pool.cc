@@ -151,6 +151,27 @@ TEST_F(Pool, GatheredBlocksResizeAndAreGatheredAgain) {
   tm_free(again);
 }
 
+// Regression (found by the heap_pools corpus replay): realloc of a memory pool's large block
+// that the pool had gathered failed with ENOMEM, because mremap refused to grow it.
+TEST_F(Pool, MemoryPoolReallocOfAGatheredBlockGrowsInItsPool) {
+  pool_filled_block(8 * MiB, 15);
+  pool_filled_block(6 * MiB, 16);
+  tm_heap_t* heap = tm_heap_create();
+  ASSERT_NE(heap, nullptr);
+  auto* block = static_cast<char*>(tm_heap_malloc(heap, 20 * MiB));
+  ASSERT_NE(block, nullptr);
+  EXPECT_EQ(stats().pool_segments, 0u) << "gathered from both pooled mappings";
+  fill_sparse(block, 20 * MiB, 17);
+  for (int round = 0; round < 3; ++round) {
+    const size_t from = (size_t{20} << round) * MiB;
+    block = static_cast<char*>(tm_heap_realloc(heap, block, 2 * from));
+    ASSERT_NE(block, nullptr) << "round " << round;
+    EXPECT_TRUE(check_sparse(block, from, 17, 20 * MiB)) << "round " << round;
+  }
+  TM_EXPECT_HEAP_OK();
+  tm_heap_destroy(heap);  // frees the block: it is still the pool's
+}
+
 TEST_F(Pool, ChurnOfVaryingSizesKeepsContentsAndTheMappedBytesBounded) {
   Rng rng(13);
   struct Live {
