@@ -91,10 +91,25 @@ TM_NO_ASAN void make_free(MediumSegment* segment, BlockHeader* block, size_t siz
   mark_dirty(segment, offset_of(segment, block) + sizeof(FreeBlock));
 }
 
+// Forgets that the idle sweep purged pages inside the free block: they count as committed
+// again (their next owner writes them).
+TM_NO_ASAN void forget_purge(MediumSegment* segment, BlockHeader* block) {
+  const size_t purged = block->purged_bytes();
+  if (purged == 0) return;
+  block->set_purged_bytes(0);
+  segment->purged_block_bytes -= purged;
+  os_note_recommitted(purged);
+}
+
+// Takes a free block off the index (to allocate it or merge it).
+TM_NO_ASAN void unlink_free(MediumSegment* segment, BlockHeader* block) {
+  heap_of(segment).index.remove(static_cast<FreeBlock*>(block));
+  forget_purge(segment, block);
+}
+
 // Splits `block` (not on the index) to `size` bytes when the rest is at least a minimum
 // block; the rest becomes a free block, merged with a free successor.
 TM_NO_ASAN void split_tail(MediumSegment* segment, BlockHeader* block, size_t size) {
-  MediumHeap& heap = heap_of(segment);
   const size_t total = block->size();
   if (total - size < kMediumMinBlock) return;
   const size_t tail_offset = TM_PLANT_IF(1) ? size - kBlockHeaderSize : size;
@@ -104,7 +119,7 @@ TM_NO_ASAN void split_tail(MediumSegment* segment, BlockHeader* block, size_t si
   size_t tail_size = total - tail_offset;
   BlockHeader* after = reinterpret_cast<BlockHeader*>(reinterpret_cast<char*>(tail) + tail_size);
   if (after->is_free()) {
-    heap.index.remove(static_cast<FreeBlock*>(after));
+    unlink_free(segment, after);
     clear_start_bit(segment, offset_of(segment, after));
     tail_size += after->size();
   }
@@ -132,6 +147,7 @@ TM_NO_ASAN MediumSegment* segment_create(unsigned arena_index) {
   segment->arena = arena_index;
   segment->sweep_mark = 0;
   segment->purged = 0;
+  segment->purged_block_bytes = 0;
   // A pooled segment that was not purged holds old data everywhere.
   segment->dirty_end = clean ? kMediumFirstBlock : kSegmentSize;
   BlockHeader* sentinel = block_at(segment, kMediumSentinel);
@@ -173,7 +189,7 @@ void note_unpurged(MediumSegment* segment) {
 // global pool (lock held).
 TM_NO_ASAN void segment_destroy(MediumSegment* segment) {
   MediumHeap& heap = heap_of(segment);
-  heap.index.remove(static_cast<FreeBlock*>(block_at(segment, kMediumFirstBlock)));
+  unlink_free(segment, block_at(segment, kMediumFirstBlock));
   if (segment->prev != nullptr) {
     segment->prev->next = segment->next;
   } else {
@@ -396,7 +412,7 @@ TM_NO_ASAN void* medium_alloc_in(unsigned arena_index, size_t requested, size_t 
       os_note_recommitted(kMediumPurgeEnd - kMediumPurgeStart);
     }
   }
-  heap.index.remove(found);
+  unlink_free(segment, found);
   BlockHeader* block = found;
   if (alignment > kBlockHeaderSize) {
     const uintptr_t payload = addr_of(block->payload());
@@ -448,7 +464,7 @@ TM_NO_ASAN void medium_free(MediumSegment* segment, void* p, const char* what) {
   size_t size = block->size();
   BlockHeader* next = block->next_physical();
   if (next->is_free() && !TM_PLANT_IF(2)) {
-    heap.index.remove(static_cast<FreeBlock*>(next));
+    unlink_free(segment, next);
     clear_start_bit(segment, offset_of(segment, next));
     size += next->size();
   } else if (TM_PLANT_IF(3) && next->size() == 0) {
@@ -457,7 +473,7 @@ TM_NO_ASAN void medium_free(MediumSegment* segment, void* p, const char* what) {
   if (block->prev_size != 0) {
     BlockHeader* prev = block->prev_physical();
     if (prev->is_free()) {
-      heap.index.remove(static_cast<FreeBlock*>(prev));
+      unlink_free(segment, prev);
       clear_start_bit(segment, offset_of(segment, block));
       size += prev->size();
       block = prev;
@@ -503,7 +519,7 @@ TM_NO_ASAN bool medium_resize_in_place(MediumSegment* segment, void* p, size_t r
     BlockHeader* next = block->next_physical();
     const bool next_free = next->is_free() || (TM_PLANT_IF(6) && next->size() != 0);
     if (!next_free || block->size() + next->size() < want) return false;
-    if (next->is_free()) heap.index.remove(static_cast<FreeBlock*>(next));
+    if (next->is_free()) unlink_free(segment, next);
     clear_start_bit(segment, offset_of(segment, next));
     const size_t merged = block->size() + next->size();
     block->set(merged, false);
@@ -591,8 +607,10 @@ TM_NO_ASAN void medium_arena_snapshot(unsigned arena, MediumTotals* out, size_t*
   out->segments = heap.segment_count;
   *committed_bytes = 0;
   for (const MediumSegment* segment = heap.segments; segment != nullptr; segment = segment->next) {
-    // The idle sweep purges [kMediumPurgeStart, kMediumPurgeEnd) of an empty segment.
-    *committed_bytes += kSegmentSize - (segment->purged != 0 ? kMediumPurgeEnd - kMediumPurgeStart : 0);
+    // The idle sweep purges [kMediumPurgeStart, kMediumPurgeEnd) of an empty segment, and
+    // the interior pages of free blocks that stay free.
+    *committed_bytes += kSegmentSize - (segment->purged != 0 ? kMediumPurgeEnd - kMediumPurgeStart : 0) -
+                        segment->purged_block_bytes;
   }
 }
 
@@ -611,6 +629,8 @@ TM_NO_ASAN size_t medium_reset_arena(unsigned arena) {
     heap.segments = segment->next;
     chunk_map_set(segment, kSegmentSize, nullptr);
     note_unpurged(segment);
+    os_note_recommitted(segment->purged_block_bytes);  // the pool counts it committed
+    segment->purged_block_bytes = 0;
     unpoison(segment, kSegmentSize);
     pool_give(segment, kSegmentSize);
   }
@@ -622,30 +642,71 @@ TM_NO_ASAN size_t medium_reset_arena(unsigned arena) {
   return requested;
 }
 
+namespace {
+
+// Free blocks at least this large have their interior pages purged when they stay free.
+constexpr size_t kMediumPurgeMinBlock = 64 * 1024;
+
+// Purges the empty segment's range past its header when a previous sweep found it empty
+// too (heap lock held).
+TM_NO_ASAN void purge_if_idle_empty(MediumSegment* segment, BlockHeader* first) {
+  if (segment->purged != 0) return;
+  if (segment->sweep_mark == 0) {
+    segment->sweep_mark = 1;  // empty now: purged if still empty at the next sweep
+    return;
+  }
+  forget_purge(segment, first);  // counted again here, then purged with the whole range
+  char* start = reinterpret_cast<char*>(segment) + kMediumPurgeStart;
+  os_purge(start, kMediumPurgeEnd - kMediumPurgeStart);
+  // The sentinel's page stays: clear what a block may have left there, so everything
+  // past kMediumPurgeStart reads as zero (dirty_end below).
+  char* tail = reinterpret_cast<char*>(segment) + kMediumPurgeEnd;
+  unpoison(tail, kMediumSentinel - kMediumPurgeEnd);
+  std::memset(tail, 0, kMediumSentinel - kMediumPurgeEnd);
+  poison(tail, kMediumSentinel - kMediumPurgeEnd);
+  segment->purged = 1;
+  if (segment->dirty_end > kMediumPurgeStart) segment->dirty_end = kMediumPurgeStart;
+}
+
+// Purges the interior pages of the segment's large free blocks that a previous sweep
+// found free too (heap lock held). Merging, splitting or allocating a block writes a new
+// header, which drops its mark: only blocks untouched for a whole purge delay go.
+TM_NO_ASAN void purge_idle_free_blocks(MediumSegment* segment) {
+  for (size_t offset = kMediumFirstBlock; offset < kMediumSentinel;) {
+    BlockHeader* block = block_at(segment, offset);
+    const size_t size = block->size();
+    if (size == 0) break;  // a damaged chain: the heap check reports it
+    offset += size;
+    if (!block->is_free() || size < kMediumPurgeMinBlock || block->purged_bytes() != 0) continue;
+    if (!block->sweep_marked()) {
+      block->set_sweep_mark();
+      continue;
+    }
+    // The header and the index links stay; the next block's header lies past `end`.
+    const uintptr_t start = align_up(addr_of(block) + sizeof(FreeBlock), kPageSize);
+    const uintptr_t end = align_down(addr_of(block) + size, kPageSize);
+    if (end <= start) continue;
+    os_purge(reinterpret_cast<void*>(start), end - start);
+    block->set_purged_bytes(end - start);
+    segment->purged_block_bytes += end - start;
+  }
+}
+
+}  // namespace
+
 TM_NO_ASAN void medium_sweep_idle() {
   const unsigned arenas = arenas_used();
   for (unsigned a = 0; a < arenas; ++a) {
     MediumHeap& heap = g_medium[a];
-    // Once per purge delay: the lock is cheap next to a peek that would race.
+    // Every half purge delay: the lock is cheap next to a peek that would race.
     LockGuard guard(heap.lock);
-    if (heap.empty_segments == 0) continue;
     for (MediumSegment* segment = heap.segments; segment != nullptr; segment = segment->next) {
       BlockHeader* first = block_at(segment, kMediumFirstBlock);
-      if (!first->is_free() || !spans_segment(segment, first) || segment->purged != 0) continue;
-      if (segment->sweep_mark == 0) {
-        segment->sweep_mark = 1;  // empty now: purged if still empty at the next sweep
-        continue;
+      if (first->is_free() && spans_segment(segment, first)) {
+        purge_if_idle_empty(segment, first);
+      } else {
+        purge_idle_free_blocks(segment);
       }
-      char* start = reinterpret_cast<char*>(segment) + kMediumPurgeStart;
-      os_purge(start, kMediumPurgeEnd - kMediumPurgeStart);
-      // The sentinel's page stays: clear what a block may have left there, so everything
-      // past kMediumPurgeStart reads as zero (dirty_end below).
-      char* tail = reinterpret_cast<char*>(segment) + kMediumPurgeEnd;
-      unpoison(tail, kMediumSentinel - kMediumPurgeEnd);
-      std::memset(tail, 0, kMediumSentinel - kMediumPurgeEnd);
-      poison(tail, kMediumSentinel - kMediumPurgeEnd);
-      segment->purged = 1;
-      if (segment->dirty_end > kMediumPurgeStart) segment->dirty_end = kMediumPurgeStart;
     }
   }
 }

@@ -24,6 +24,9 @@ struct MediumSegment : SegmentBase {
   // Idle sweep (medium_sweep_idle): found empty by the last sweep / memory purged since.
   uint8_t sweep_mark;
   uint8_t purged;
+  // Bytes inside free blocks the idle sweep returned to the OS (BlockHeader::purged_bytes
+  // summed over this segment's free blocks).
+  size_t purged_block_bytes;
   // Bit per 16-byte granule: a block header starts there.
   uint64_t start_bits[kSegmentSize / kBlockHeaderSize / 64];
 };
@@ -90,7 +93,8 @@ void medium_unlock_all(unsigned arenas);
 void medium_release_cached();
 
 // Purges the memory of retained empty segments that stayed empty since the previous
-// sweep (once per purge delay; takes each arena's medium lock).
+// sweep, and the interior pages of free blocks of at least 64 KiB that stayed free since
+// then (every half purge delay; takes each arena's medium lock).
 void medium_sweep_idle();
 
 struct CheckResult;

@@ -5,7 +5,8 @@
 // prev_size is the total size of the physically preceding block (0 for the first block).
 // size_flags packs: bits 0-3 flags (kBlockFree), bits 4-31 the total size (a multiple of
 // 16, below 4 GiB), bits 32-63 the slack of a used block (usable bytes - requested bytes),
-// which keeps the requested-bytes statistic exact. A free block keeps its best-fit list
+// which keeps the requested-bytes statistic exact; in a free block they hold the bytes of
+// its interior the idle sweep returned to the OS. A free block keeps its best-fit list
 // links in the first 16 bytes of its payload. Under ASan headers and links lie in poisoned
 // memory, so every function that touches them is TM_NO_ASAN.
 #pragma once
@@ -18,6 +19,8 @@
 namespace tmalloc {
 
 inline constexpr uint64_t kBlockFree = 1;
+// A free block the last idle sweep found free (medium_sweep_idle); cleared by set().
+inline constexpr uint64_t kBlockSweepMark = 2;
 inline constexpr uint64_t kBlockSizeMask = 0xFFFFFFF0u;
 inline constexpr size_t kBlockHeaderSize = 16;
 
@@ -35,6 +38,12 @@ struct BlockHeader {
   TM_NO_ASAN size_t slack() const { return static_cast<size_t>(size_flags >> 32); }
   // Records the slack of a used block.
   TM_NO_ASAN void set_slack(size_t slack) { size_flags = (size_flags & 0xFFFFFFFFu) | (uint64_t{slack} << 32); }
+  // Free block: bytes of its interior pages returned to the OS (they read as zero).
+  TM_NO_ASAN size_t purged_bytes() const { return slack(); }
+  TM_NO_ASAN void set_purged_bytes(size_t bytes) { set_slack(bytes); }
+  // Free block: found free by the last idle sweep.
+  TM_NO_ASAN bool sweep_marked() const { return (size_flags & kBlockSweepMark) != 0; }
+  TM_NO_ASAN void set_sweep_mark() { size_flags |= kBlockSweepMark; }
   // The block physically after this one.
   TM_NO_ASAN BlockHeader* next_physical() {
     return reinterpret_cast<BlockHeader*>(reinterpret_cast<char*>(this) + size());

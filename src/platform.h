@@ -14,6 +14,8 @@ namespace tmalloc {
 
 // Rounds x up to a multiple of the power of two `align`.
 constexpr size_t align_up(size_t x, size_t align) { return (x + align - 1) & ~(align - 1); }
+// Rounds x down to a multiple of `align` (a power of two).
+constexpr size_t align_down(size_t x, size_t align) { return x & ~(align - 1); }
 
 // True when x is a non-zero power of two.
 constexpr bool is_power_of_two(size_t x) { return x != 0 && (x & (x - 1)) == 0; }

@@ -48,8 +48,9 @@ void pool_release_all();
 void pool_maintain();
 
 // Periodic upkeep, from slow paths and every kTickInterval cached allocations of a thread:
-// purges pool entries past the delay, and once per purge delay sweeps the arenas for
-// retained empty segments that stayed empty (their memory goes back to the OS).
+// purges pool entries past the delay, and every half purge delay sweeps the arenas for
+// retained empty segments and large free medium blocks that stayed so since the previous
+// sweep (their memory goes back to the OS), and drains the remote-free lists.
 void heap_maintain();
 
 // Entries in the pool, how many of them are purged, and their bytes (stats).

@@ -119,6 +119,8 @@ SmallSegment* segment_create(unsigned arena_index) {
   segment->clean_runs = clean ? kSmallUsableRunsMask : 0;
   segment->sweep_mark = 0;
   segment->purged = 0;
+  segment->idle_runs = 0;
+  segment->purged_runs = 0;
   for (RunDesc& run : segment->runs) {
     set_run_in_use(&run, false);
     run.on_partial = 0;
@@ -135,9 +137,18 @@ SmallSegment* segment_create(unsigned arena_index) {
   return segment;
 }
 
+// Counts the runs the idle sweep purged one by one as committed again (a whole-segment
+// purge or the pool takes over their accounting).
+void forget_purged_runs(SmallSegment* segment) {
+  os_note_recommitted(static_cast<size_t>(__builtin_popcountll(segment->purged_runs)) * kRunSize);
+  segment->purged_runs = 0;
+  segment->idle_runs = 0;
+}
+
 // The pool accounts a given segment as committed: a segment the idle sweep purged counts
 // its run area as committed again before it goes there.
 void note_unpurged(SmallSegment* segment) {
+  forget_purged_runs(segment);
   if (segment->purged == 0) return;
   segment->purged = 0;
   os_note_recommitted(kSegmentSize - kSmallReservedRuns * kRunSize);
@@ -181,9 +192,15 @@ RunDesc* run_acquire(unsigned arena_index, size_t class_index) {
   const uint64_t candidates = segment->free_runs & kSmallUsableRunsMask;
   const uint64_t clean = candidates & segment->clean_runs;
   const size_t index = static_cast<size_t>(__builtin_ctzll(clean != 0 ? clean : candidates));
-  segment->free_runs &= ~(uint64_t{1} << index);
-  const bool was_clean = (segment->clean_runs >> index) & 1u;
-  segment->clean_runs &= ~(uint64_t{1} << index);
+  const uint64_t bit = uint64_t{1} << index;
+  segment->free_runs &= ~bit;
+  const bool was_clean = (segment->clean_runs & bit) != 0;
+  segment->clean_runs &= ~bit;
+  segment->idle_runs &= ~bit;
+  if ((segment->purged_runs & bit) != 0) {
+    segment->purged_runs &= ~bit;
+    os_note_recommitted(kRunSize);  // written again by its new blocks
+  }
   if ((segment->free_runs & kSmallUsableRunsMask) == 0) segment_requeue(arena, segment);
 
   RunDesc* run = &segment->runs[index];
@@ -657,8 +674,10 @@ void small_arena_snapshot(unsigned arena_index, SmallArenaSnapshot* out) {
   out->segments = arena.segment_count;
   out->committed_bytes = 0;
   for (const SmallSegment* segment = arena.segments; segment != nullptr; segment = segment->next) {
-    // The idle sweep purges the run area of an empty segment (small_sweep_idle).
+    // The idle sweep purges the run area of an empty segment and idle free runs of others
+    // (small_sweep_idle).
     out->committed_bytes += segment->purged != 0 ? kSmallReservedRuns * kRunSize : kSegmentSize;
+    out->committed_bytes -= static_cast<size_t>(__builtin_popcountll(segment->purged_runs)) * kRunSize;
   }
 }
 
@@ -671,19 +690,45 @@ void small_reset_peaks(unsigned arenas) {
   }
 }
 
+namespace {
+
+// Purges the free runs of a segment in use that the previous sweep found free and dirty
+// too (segments lock held), and marks the ones free and dirty now.
+void purge_idle_runs(SmallSegment* segment) {
+  const uint64_t dirty_free = segment->free_runs & kSmallUsableRunsMask & ~segment->clean_runs;
+  const uint64_t purge = dirty_free & segment->idle_runs;
+  segment->idle_runs = dirty_free & ~purge;
+  for (uint64_t left = purge; left != 0;) {
+    // One madvise per stretch of adjacent runs.
+    const unsigned first = static_cast<unsigned>(__builtin_ctzll(left));
+    unsigned end = first;
+    while (end < kRunsPerSegment && ((left >> end) & 1u) != 0) ++end;
+    os_purge(run_base(segment, first), (end - first) * kRunSize);
+    left &= end < 64 ? ~((uint64_t{1} << end) - 1) : 0;
+  }
+  segment->purged_runs |= purge;
+  segment->clean_runs |= purge;  // purged memory reads as zero
+}
+
+}  // namespace
+
 void small_sweep_idle() {
   const unsigned arenas = arenas_used();
   for (unsigned a = 0; a < arenas; ++a) {
     SmallArena& arena = g_arenas[a];
-    // Once per purge delay: the lock is cheap next to a peek that would race.
+    // Every half purge delay: the lock is cheap next to a peek that would race.
     LockGuard guard(arena.segments_lock);
-    if (arena.empty_segments == 0) continue;
     for (SmallSegment* segment = arena.segments; segment != nullptr; segment = segment->next) {
-      if ((segment->free_runs & kSmallUsableRunsMask) != kSmallUsableRunsMask || segment->purged != 0) continue;
+      if (segment->purged != 0) continue;
+      if ((segment->free_runs & kSmallUsableRunsMask) != kSmallUsableRunsMask) {
+        purge_idle_runs(segment);
+        continue;
+      }
       if (segment->sweep_mark == 0) {
         segment->sweep_mark = 1;  // empty now: purged if still empty at the next sweep
         continue;
       }
+      forget_purged_runs(segment);  // counted again here, then purged with the whole area
       char* runs = run_base(segment, kSmallReservedRuns);
       const size_t bytes = kSegmentSize - kSmallReservedRuns * kRunSize;
       unpoison(runs, bytes);

@@ -58,6 +58,11 @@ struct SmallSegment : SegmentBase {
   // empty segment still marked at the next sweep has its runs purged (`purged`).
   uint8_t sweep_mark;
   uint8_t purged;
+  // Free runs of a segment in use: bit i set when the last sweep found run i free and
+  // dirty (cleared when the run is taken); such a run still free at the next sweep has its
+  // memory purged and its bit moves to purged_runs (and clean_runs: it reads as zero).
+  uint64_t idle_runs;
+  uint64_t purged_runs;
   RunDesc runs[kRunsPerSegment];
 };
 
@@ -217,7 +222,7 @@ struct SmallArenaTotals {
 void small_arena_totals(unsigned arena, SmallArenaTotals* out);
 
 // Purges the memory of empty segments an arena retains that stayed empty since the
-// previous sweep (called once per purge delay; takes each arena's segments lock).
+// previous sweep (called every half purge delay; takes each arena's segments lock).
 void small_sweep_idle();
 
 // Heap walk for tm_check_heap (locks must be held): returns 0 or a tm_check_code and

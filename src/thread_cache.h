@@ -33,7 +33,7 @@ namespace tmalloc {
 
 // Cached allocations between two heap_maintain calls of a thread: time-based upkeep (the
 // purge delay) happens even in a program that only ever hits the fast path.
-inline constexpr uint32_t kTickInterval = 256;
+inline constexpr uint32_t kTickInterval = 64;
 
 // Bytes a bin may hold before half of it is returned (limit = clamp(this / size, 8, 256)).
 inline constexpr size_t kCacheBinBytes = 64 * 1024;

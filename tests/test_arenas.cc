@@ -279,6 +279,86 @@ TEST_F(Arenas, SweptSegmentsKeepTheCommittedCountRight) {
   }
 }
 
+// Lets two idle sweeps run: sleeps past half the purge delay, then takes a slow path that
+// runs the upkeep, three times. The slow path is the first block of a small class the
+// thread has not used (a cache refill): it maps nothing, so the committed bytes move only
+// by what the sweeps purge (and by at most one run each, should it reuse a purged run).
+void let_two_sweeps_run(int delay_ms) {
+  const size_t unused_classes[] = {5000, 6000, 7000};
+  for (size_t size : unused_classes) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms / 2 + 10));
+    tm_free(tm_malloc(size));
+  }
+}
+
+TEST_F(Arenas, LargeFreeMediumBlocksInAUsedSegmentArePurgedWhenIdle) {
+  ScopedOption delay("purge_delay_ms", 60);
+  // A 1.5 MiB hole between two live blocks of one medium segment, every page written.
+  auto* before = static_cast<char*>(tm_malloc(100 * KiB));
+  auto* hole = static_cast<char*>(tm_malloc(1536 * KiB));
+  auto* after = static_cast<char*>(tm_malloc(100 * KiB));
+  ASSERT_TRUE(before && hole && after);
+  std::memset(hole, 0x5a, 1536 * KiB);
+  fill_sparse(before, 100 * KiB, 1);
+  fill_sparse(after, 100 * KiB, 2);
+  tm_free(hole);
+  tm_free(tm_malloc(64));  // a small segment exists before the count: the sweeps' slow paths need one
+  const tm_stats_t freed = stats();
+  let_two_sweeps_run(60);
+  const tm_stats_t swept = stats();
+  EXPECT_GT(swept.os_purge_calls, freed.os_purge_calls);
+  EXPECT_LE(swept.committed_bytes + 1400 * KiB, freed.committed_bytes) << "the hole's pages went back to the OS";
+  // The neighbours are intact; the hole serves allocations again, zeroed where asked.
+  EXPECT_TRUE(check_sparse(before, 100 * KiB, 1));
+  EXPECT_TRUE(check_sparse(after, 100 * KiB, 2));
+  TM_EXPECT_HEAP_OK();
+  auto* again = static_cast<unsigned char*>(tm_calloc(1, 1536 * KiB));
+  ASSERT_NE(again, nullptr);
+  size_t nonzero = 0;
+  for (size_t i = 0; i < 1536 * KiB; ++i) nonzero += again[i] != 0;
+  EXPECT_EQ(nonzero, 0u);
+  EXPECT_GE(stats().committed_bytes, swept.committed_bytes + 1400 * KiB) << "counted as committed again when reused";
+  tm_free(again);
+  tm_free(before);
+  tm_free(after);
+  TM_EXPECT_HEAP_OK();
+}
+
+TEST_F(Arenas, FreeRunsOfAUsedSmallSegmentArePurgedWhenIdle) {
+  ScopedOption delay("purge_delay_ms", 60);
+  // About 40 runs of 256-byte blocks; one block stays live, so the segment is in use.
+  std::vector<void*> blocks;
+  for (int i = 0; i < 10000; ++i) {
+    void* p = tm_malloc(256);
+    ASSERT_NE(p, nullptr);
+    std::memset(p, 0x33, 256);
+    blocks.push_back(p);
+  }
+  void* keep = blocks.front();
+  fill_sparse(keep, 256, 3);
+  for (size_t i = 1; i < blocks.size(); ++i) tm_free(blocks[i]);
+  tm_release_cached();  // the cached ones go back to their runs, which empty
+  const tm_stats_t freed = stats();
+  let_two_sweeps_run(60);
+  const tm_stats_t swept = stats();
+  EXPECT_GT(swept.os_purge_calls, freed.os_purge_calls);
+  EXPECT_LE(swept.committed_bytes + 27 * 64 * KiB, freed.committed_bytes) << "the free runs' pages went back";
+  EXPECT_TRUE(check_sparse(keep, 256, 3));
+  TM_EXPECT_HEAP_OK();
+  // The purged runs serve new blocks; calloc'ed ones read zero.
+  std::vector<void*> again;
+  for (int i = 0; i < 10000; ++i) {
+    auto* p = static_cast<unsigned char*>(tm_calloc(1, 256));
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(p[0] | p[128] | p[255], 0) << "block " << i;
+    again.push_back(p);
+  }
+  EXPECT_GE(stats().committed_bytes, swept.committed_bytes + 27 * 64 * KiB) << "counted as committed again when reused";
+  TM_EXPECT_HEAP_OK();
+  for (void* p : again) tm_free(p);
+  tm_free(keep);
+}
+
 TEST_F(Arenas, ZeroPurgeDelayPurgesAtOnce) {
   ScopedOption retain("arena_retain", 0);
   ScopedOption delay("purge_delay_ms", 0);
