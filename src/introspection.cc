@@ -1,7 +1,6 @@
 // tm_stats, tm_class_stats, tm_arena_stats and tm_check_heap: snapshots taken with every
 // lock held (see fork.h for the order).
 #include <cstring>
-#include <initializer_list>
 
 #include "arena.h"
 #include "check.h"
@@ -40,16 +39,15 @@ void small_live_per_class(const SmallTotals& small, const CacheTotals& caches, s
 // are not walked (their owners push and pop without a lock).
 void own_cache_per_arena(size_t* blocks, size_t* bytes) {
   for (size_t c = 0; c < kSmallClassCount; ++c) {
-    for (const CacheBin* bin : {&t_cache.bins[c], &t_cache.outbound[c]}) {
-      size_t walked = 0;
-      const size_t count = bin->count.load(std::memory_order_relaxed);
-      for (const void* block = bin->head; block != nullptr && walked < count; block = free_block_next(block)) {
-        ++walked;
-        const unsigned arena = reinterpret_cast<const SmallSegment*>(addr_of(block) & ~(kSegmentSize - 1))->arena;
-        if (arena >= kMaxArenas) continue;  // pool blocks never enter a cache
-        ++blocks[arena];
-        bytes[arena] += class_size(c);
-      }
+    const CacheBin& bin = t_cache.bins[c];
+    size_t walked = 0;
+    const size_t count = bin.count.load(std::memory_order_relaxed);
+    for (const void* block = bin.head; block != nullptr && walked < count; block = free_block_next(block)) {
+      ++walked;
+      const unsigned arena = reinterpret_cast<const SmallSegment*>(addr_of(block) & ~(kSegmentSize - 1))->arena;
+      if (arena >= kMaxArenas) continue;  // pool blocks never enter a cache
+      ++blocks[arena];
+      bytes[arena] += class_size(c);
     }
   }
 }

@@ -38,10 +38,6 @@ inline constexpr uint32_t kTickInterval = 64;
 // Bytes a bin may hold before half of it is returned (limit = clamp(this / size, 8, 256)).
 inline constexpr size_t kCacheBinBytes = 64 * 1024;
 
-// Bytes of other arenas' blocks a thread collects per class before it sends them back
-// (limit = clamp(this / size, 4, 64)).
-inline constexpr size_t kOutboundBinBytes = 16 * 1024;
-
 struct CacheBin {
   void* head;
   // Written only by the owner thread (relaxed load + store, no read-modify-write), read by
@@ -58,13 +54,6 @@ enum class CacheState : uint32_t {
 
 struct ThreadCache {
   CacheBin bins[kSmallClassCount];
-  // Blocks of other arenas freed by this thread, on their way back to their arenas. They
-  // are never handed out here: a consumer thread that only frees does not hoard a
-  // producer's blocks (the producer reuses them sooner, and fewer blocks are out), and a
-  // block another thread allocated is not rewritten next to that thread's blocks (passive
-  // false sharing). Sent back in batches of outbound_limit (small_return: the owner's
-  // class lock when free, else its remote-free list). Touched only by the slow paths.
-  CacheBin outbound[kSmallClassCount];
   // Net requested bytes allocated minus freed by this thread (a block freed by another
   // thread makes one positive and the other negative; the sum over threads is exact).
   std::atomic<int64_t> requested;
@@ -164,8 +153,8 @@ TM_ALWAYS_INLINE void* cache_alloc(size_t class_index, size_t requested) {
 }
 
 // free of the small block p in `segment`: validates it without locks, then pushes it onto
-// the thread's bin. The slow path takes the rest: a full bin, a block of another arena
-// (to the outbound bin) or of a memory pool (home_arena differs), a thread without a cache (home_arena is
+// the thread's bin. The slow path takes the rest: a full bin, a block of another arena or
+// of a memory pool (home_arena differs), a thread without a cache (home_arena is
 // kNoHomeArena), and threads that track requested bytes (their limits are 0).
 TM_ALWAYS_INLINE void cache_free(SmallSegment* segment, void* p, const char* what) {
   const BlockRef ref = small_locate(segment, p, what);

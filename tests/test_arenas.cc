@@ -6,7 +6,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -146,35 +145,6 @@ TEST_F(Arenas, BlocksFreedByAnotherThreadReturnToTheHeap) {
   const tm_stats_t s = stats();
   EXPECT_EQ(s.live_blocks, base_.live_blocks);
   EXPECT_EQ(s.requested_bytes, base_.requested_bytes);
-}
-
-TEST_F(Arenas, BlocksOfAnotherArenaGoBackInsteadOfBeingReused) {
-  ScopedOption arenas("arenas", 2);
-  ScopedOption select("arena_select", 1);  // thread: the two threads below get different arenas
-  std::vector<void*> theirs;
-  on_thread([&] {
-    for (int i = 0; i < 500; ++i) theirs.push_back(tm_malloc(64));
-  });
-  on_thread([&] {
-    const tm_stats_t before = stats();
-    for (void* p : theirs) tm_free(p);
-    // Collected apart and sent back in batches: at most one batch short of full is held.
-    const tm_stats_t held = stats();
-    EXPECT_LT(held.cached_blocks, before.cached_blocks + 64) << "another arena's blocks piled up in this thread";
-    // None of them comes back from this thread's malloc (its own arena's runs serve it):
-    // a block another thread allocated is not rewritten next to that thread's blocks.
-    std::vector<void*> mine;
-    for (int i = 0; i < 500; ++i) {
-      void* p = tm_malloc(64);
-      ASSERT_NE(p, nullptr);
-      EXPECT_EQ(std::find(theirs.begin(), theirs.end(), p), theirs.end()) << "reused another arena's block";
-      mine.push_back(p);
-    }
-    TM_EXPECT_HEAP_OK();
-    for (void* p : mine) tm_free(p);
-  });
-  // The held remainder went back when the thread exited.
-  EXPECT_EQ(stats().live_blocks, base_.live_blocks);
 }
 
 TEST_F(Arenas, ThreadExitFlushesItsCache) {
