@@ -13,6 +13,7 @@ namespace tmalloc {
 
 // Relaxed atomic load / store of one word.
 inline uint64_t bitmap_load(const uint64_t* word) { return __atomic_load_n(word, __ATOMIC_RELAXED); }
+// NOLINTNEXTLINE(readability-non-const-parameter): the builtin stores through `word`.
 inline void bitmap_store(uint64_t* word, uint64_t value) { __atomic_store_n(word, value, __ATOMIC_RELAXED); }
 
 // Sets bits [0, count) of a bitmap of `words` words and clears the rest.

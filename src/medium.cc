@@ -609,8 +609,8 @@ TM_NO_ASAN void medium_arena_snapshot(unsigned arena, MediumTotals* out, size_t*
   for (const MediumSegment* segment = heap.segments; segment != nullptr; segment = segment->next) {
     // The idle sweep purges [kMediumPurgeStart, kMediumPurgeEnd) of an empty segment, and
     // the interior pages of free blocks that stay free.
-    *committed_bytes += kSegmentSize - (segment->purged != 0 ? kMediumPurgeEnd - kMediumPurgeStart : 0) -
-                        segment->purged_block_bytes;
+    *committed_bytes +=
+        kSegmentSize - (segment->purged != 0 ? kMediumPurgeEnd - kMediumPurgeStart : 0) - segment->purged_block_bytes;
   }
 }
 

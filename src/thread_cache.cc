@@ -249,7 +249,7 @@ void* cache_alloc_slow(size_t class_index, size_t requested) {
     const uint32_t batch = (cache.exact ? bin_limit(class_index) : bin.limit) / 2;
     const size_t got = small_refill(current_arena(), class_index, &bin.head, batch, &contended);
     if (contended) note_arena_contention();
-    if (got == 0) return nullptr;       // errno = ENOMEM
+    if (got == 0) return nullptr;  // errno = ENOMEM
     bin.count.store(static_cast<uint32_t>(got), std::memory_order_relaxed);
   }
   void* block = cache_pop(bin, requested);

@@ -16,8 +16,8 @@
 
 namespace {
 
-using tmtest::stats;
 using tmtest::ScopedOption;
+using tmtest::stats;
 
 // Output of tm_stats_print(fd, json) through a pipe.
 std::string printed(int json) {
