@@ -36,11 +36,13 @@ struct SmallClass {
   // (lock-free); only a holder of `lock` takes the whole list at once, so a node is never
   // popped while a pusher reads it (no ABA).
   std::atomic<void*> remote;
-  // Set while small_return holds `lock`. A refill that finds the lock busy with a return
-  // does not count it as contention: a consumer thread handing blocks back must not drive
-  // the producers of this arena away. Only a hint (relaxed): a misread moves a thread to
-  // another arena once too often or too rarely.
-  std::atomic<bool> returning;
+  // Threads in small_return or the upkeep's drain of the remote list that are about to take,
+  // hold or have just released `lock` (raised before the attempt, lowered after the unlock,
+  // so the count covers the whole time the lock is theirs). A refill that finds the lock busy
+  // while it is non-zero does not count that as contention: a consumer thread handing blocks
+  // back must not drive the producers of this arena away. Only a hint (relaxed): a misread
+  // moves a thread to another arena once too often or too rarely.
+  std::atomic<uint32_t> returners;
 };
 
 struct SmallArena {
@@ -121,9 +123,15 @@ SmallSegment* segment_create(unsigned arena_index) {
   segment->purged = 0;
   segment->idle_runs = 0;
   segment->purged_runs = 0;
-  for (RunDesc& run : segment->runs) {
-    set_run_in_use(&run, false);
-    run.on_partial = 0;
+  // Fresh or purged memory reads as zero, which is every run's initial state (not in use,
+  // on no partial list). Writing it anyway would make the pages of all 64 run descriptors
+  // (290 KiB) resident in every segment, used runs or not; they stay untouched until
+  // run_acquire takes their run.
+  if (!clean) {
+    for (RunDesc& run : segment->runs) {
+      set_run_in_use(&run, false);
+      run.on_partial = 0;
+    }
   }
   // Only the runs' memory is for blocks; under ASan it stays poisoned until handed out.
   poison(run_base(segment, kSmallReservedRuns), kSegmentSize - kSmallReservedRuns * kRunSize);
@@ -396,30 +404,34 @@ size_t small_refill(unsigned arena_index, size_t class_index, void** head, size_
   arena_note_used(arena_index);
   SmallClass& cls = g_arenas[arena_index].classes[class_index];
   if (!cls.lock.try_lock()) {
-    const bool by_return = cls.returning.load(std::memory_order_relaxed);
+    const bool by_return = cls.returners.load(std::memory_order_relaxed) != 0;
     cls.lock.lock();
     if (!by_return) *contended = true;
   }
+  // Blocks other threads freed to this arena are taken first: they are still handed out,
+  // so they move to the cache without touching any bitmap.
+  void* remote_first = take_remote(cls);
+  void* remote_last = nullptr;
+  void* rest = remote_first;
+  size_t count = 0;
+  while (rest != nullptr && count < max) {
+    remote_last = rest;
+    ++count;
+    rest = free_block_next(rest);
+  }
+  if (remote_last != nullptr) {
+    free_block_set_next(remote_last, nullptr);
+  } else {
+    remote_first = nullptr;
+  }
+  drain_list_to_runs(cls, rest);
+  // Then fresh blocks from the runs, in address order. They go to the front of the batch,
+  // the remote blocks behind them: those were last written on other cores, and a thread
+  // that started out by freeing memory handed to it (small_defer_free) must not allocate
+  // its next blocks on cache lines another thread may still be using (passive false
+  // sharing).
   void* first = nullptr;
   void* last = nullptr;
-  size_t count = 0;
-  // Blocks other threads freed to this arena first: they are still handed out, so they
-  // move to the cache without touching any bitmap.
-  void* remote = take_remote(cls);
-  while (remote != nullptr && count < max) {
-    void* next = free_block_next(remote);
-    free_block_set_next(remote, nullptr);
-    if (last == nullptr) {
-      first = remote;
-    } else {
-      free_block_set_next(last, remote);
-    }
-    last = remote;
-    ++count;
-    remote = next;
-  }
-  drain_list_to_runs(cls, remote);
-  // Then fresh blocks from the runs, in address order.
   while (count < max) {
     bool fresh = false;
     char* block = take_block(arena_index, class_index, cls, &fresh);
@@ -435,11 +447,40 @@ size_t small_refill(unsigned arena_index, size_t class_index, void** head, size_
     last = block;
     ++count;
   }
+  if (last == nullptr) {
+    first = remote_first;
+  } else {
+    free_block_set_next(last, remote_first);
+  }
   cls.lock.unlock();
   if (count == 0) errno = ENOMEM;
   *head = first;
   return count;
 }
+
+namespace {
+
+// Takes the class lock to return blocks: waits for it when `wait`, else takes it only when
+// free. The returner count goes up first, so a refill that meets the lock busy knows why.
+bool return_lock(SmallClass& cls, bool wait) {
+  cls.returners.fetch_add(1, std::memory_order_relaxed);
+  if (wait) {
+    cls.lock.lock();
+    return true;
+  }
+  if (cls.lock.try_lock()) return true;
+  cls.returners.fetch_sub(1, std::memory_order_relaxed);
+  return false;
+}
+
+// Moves the remote-free list into the runs too and releases a lock return_lock took.
+void return_unlock(SmallClass& cls) {
+  drain_list_to_runs(cls, take_remote(cls));
+  cls.lock.unlock();
+  cls.returners.fetch_sub(1, std::memory_order_relaxed);
+}
+
+}  // namespace
 
 void small_return(size_t class_index, void* head, size_t count, unsigned home, ReturnRoute route) {
   (void)count;
@@ -450,18 +491,11 @@ void small_return(size_t class_index, void* head, size_t count, unsigned home, R
     SmallClass& cls = g_arenas[owner].classes[class_index];
     if (&cls != locked) {
       if (locked != nullptr) {
-        drain_list_to_runs(*locked, take_remote(*locked));
-        locked->returning.store(false, std::memory_order_relaxed);
-        locked->lock.unlock();
+        return_unlock(*locked);
         locked = nullptr;
       }
-      if (route == ReturnRoute::kRuns && owner == home) {
-        cls.lock.lock();
+      if (return_lock(cls, route == ReturnRoute::kRuns && owner == home)) {
         locked = &cls;
-        locked->returning.store(true, std::memory_order_relaxed);
-      } else if (cls.lock.try_lock()) {
-        locked = &cls;
-        locked->returning.store(true, std::memory_order_relaxed);
       } else {
         // Through the owner: hand the run of consecutive blocks of that arena over
         // through its remote-free list; the owner frees them at its next refill.
@@ -481,11 +515,14 @@ void small_return(size_t class_index, void* head, size_t count, unsigned home, R
     free_to_run(cls, ref.run, ref.index);
     block = next;
   }
-  if (locked != nullptr) {
-    drain_list_to_runs(*locked, take_remote(*locked));
-    locked->returning.store(false, std::memory_order_relaxed);
-    locked->lock.unlock();
-  }
+  if (locked != nullptr) return_unlock(*locked);
+}
+
+void small_defer_free(SmallSegment* segment, void* p) {
+  const BlockRef ref = block_ref(p);
+  poison(p, ref.run->block_size);
+  free_block_write(p, nullptr);
+  push_remote(g_arenas[segment->arena].classes[ref.run->class_index], p, p);
 }
 
 void small_drain_remote() {
@@ -493,8 +530,8 @@ void small_drain_remote() {
   for (unsigned a = 0; a < arenas; ++a) {
     for (SmallClass& cls : g_arenas[a].classes) {
       if (cls.remote.load(std::memory_order_relaxed) == nullptr) continue;
-      LockGuard guard(cls.lock);
-      drain_list_to_runs(cls, take_remote(cls));
+      return_lock(cls, true);
+      return_unlock(cls);
     }
   }
 }

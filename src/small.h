@@ -150,6 +150,11 @@ void* small_alloc(unsigned arena, size_t class_index, size_t requested, bool zer
 // lock (no thread cache); `what` names the operation for misuse reports.
 void small_free(SmallSegment* segment, void* p, const char* what);
 
+// Frees the small block p of an arena's segment (validated by the caller) onto that
+// arena's remote-free list, without a lock: the next refill of the arena hands it out
+// behind the fresh blocks of its batch.
+void small_defer_free(SmallSegment* segment, void* p);
+
 // Moves up to `max` free blocks of class `class_index` from arena `arena` (its remote-free
 // list first, then its runs) onto the singly linked list *head (link in each block's first
 // word, the free-block key in its second). Returns how many; 0 + ENOMEM when none could be

@@ -269,7 +269,8 @@ void cache_free_slow(SmallSegment* segment, void* p, RunDesc* run, size_t index,
 
 void cache_free_slow_body(SmallSegment* segment, void* p, const BlockRef& ref, const char* what) {
   ThreadCache& cache = t_cache;
-  if (cache.state == CacheState::kUnset) cache_init(cache);
+  const bool first_call = cache.state == CacheState::kUnset;
+  if (first_call) cache_init(cache);
   if (cache.state != CacheState::kActive) {
     small_free(segment, p, what);
     return;
@@ -285,6 +286,14 @@ void cache_free_slow_body(SmallSegment* segment, void* p, const BlockRef& ref, c
   if (cache.exact) {
     thread_requested_sub(cache, static_cast<int64_t>(block_size - get_slack(ref.run, ref.index)));
     set_slack(ref.run, ref.index, block_size);  // cached blocks count 0 requested bytes
+  }
+  if (first_call) {
+    // A thread that frees before it ever allocated frees memory another thread handed it.
+    // Cached here, the block would be this thread's next allocation, on a cache line the
+    // other thread is likely still using (passive false sharing); it goes to its arena's
+    // remote-free list instead, where refills reach it after their fresh blocks.
+    small_defer_free(segment, p);
+    return;
   }
   // Blocks of other arenas (freed by another thread than the one that allocated them, or
   // after this thread changed arenas) are cached like the thread's own and reused here:

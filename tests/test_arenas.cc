@@ -6,12 +6,21 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/mman.h>
+
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <deque>
+#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "internal_headers.h"
+#include "small.h"
 
 #include "test_util.h"
 #include "tinymalloc.h"
@@ -145,6 +154,101 @@ TEST_F(Arenas, BlocksFreedByAnotherThreadReturnToTheHeap) {
   const tm_stats_t s = stats();
   EXPECT_EQ(s.live_blocks, base_.live_blocks);
   EXPECT_EQ(s.requested_bytes, base_.requested_bytes);
+}
+
+TEST_F(Arenas, AThreadThatStartsByFreeingDoesNotAllocateThatBlockFirst) {
+  // Passive false sharing (Hoard's cache-scratch): a block handed to a new thread and freed
+  // there must not become that thread's next block, next to the blocks its maker still uses.
+  void* handed = tm_malloc(64);
+  void* neighbour = tm_malloc(64);
+  void* first = nullptr;
+  on_thread([&] {
+    tm_free(handed);  // the thread's first call
+    first = tm_malloc(64);
+    std::memset(first, 1, 64);
+    tm_free(first);
+  });
+  EXPECT_NE(first, handed) << "the handed-over block was reused first";
+  EXPECT_NE(first, neighbour);
+  tm_free(neighbour);
+}
+
+TEST_F(Arenas, AConsumerReturningBlocksDoesNotDriveTheProducerToAnotherArena) {
+  ScopedOption arenas("arenas", 4);
+  // Producer/consumer: every free is by the consumer, whose cache keeps overflowing into the
+  // producer's arena. Its returns hold the class locks the producer's refills need; that is
+  // not contention between allocating threads, so the producer stays in its arena.
+  constexpr int kBatches = 60000;
+  constexpr int kBatch = 64;
+  std::mutex mutex;
+  std::condition_variable ready;
+  std::deque<std::vector<void*>> queue;
+  bool done = false;
+  std::thread consumer([&] {
+    for (;;) {
+      std::unique_lock<std::mutex> lock(mutex);
+      ready.wait(lock, [&] { return done || !queue.empty(); });
+      if (queue.empty()) return;
+      std::vector<void*> batch = std::move(queue.front());
+      queue.pop_front();
+      lock.unlock();
+      for (void* p : batch) tm_free(p);
+    }
+  });
+  std::vector<uint32_t> arenas_seen;
+  on_thread([&] {
+    for (int b = 0; b < kBatches; ++b) {
+      std::vector<void*> batch;
+      for (int i = 0; i < kBatch; ++i) {
+        void* p = tm_malloc(16 + static_cast<size_t>((b * kBatch + i) % 32) * 16);
+        const auto* segment =
+            reinterpret_cast<const tmi::SmallSegment*>(reinterpret_cast<uintptr_t>(p) & ~(tmi::kSegmentSize - 1));
+        arenas_seen.push_back(segment->arena);
+        batch.push_back(p);
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        queue.push_back(std::move(batch));
+      }
+      ready.notify_one();
+    }
+  });
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    done = true;
+  }
+  ready.notify_one();
+  consumer.join();
+  ASSERT_EQ(arenas_seen.size(), static_cast<size_t>(kBatches * kBatch));
+  // The first refills may find the lock of the main thread's earlier work; from then on the
+  // producer's blocks all come from one arena.
+  const uint32_t settled = arenas_seen[arenas_seen.size() / 10];
+  size_t elsewhere = 0;
+  for (size_t i = arenas_seen.size() / 10; i < arenas_seen.size(); ++i) elsewhere += arenas_seen[i] != settled;
+  EXPECT_EQ(elsewhere, 0u) << "the producer changed arenas while only the consumer returned blocks";
+}
+
+TEST_F(Arenas, RunDescriptorsOfAFreshSegmentStayUntouchedUntilTheirRunIsUsed) {
+  tm_release_cached();  // the global pool is empty: the memory pool's segment is a fresh mapping
+  tm_heap_t* heap = tm_heap_create();
+  ASSERT_NE(heap, nullptr);
+  void* p = tm_heap_malloc(heap, 64);
+  ASSERT_NE(p, nullptr);
+  const uintptr_t address = reinterpret_cast<uintptr_t>(p);
+  const auto* segment = reinterpret_cast<const tmi::SmallSegment*>(address & ~(tmi::kSegmentSize - 1));
+  const size_t used_run = (address - reinterpret_cast<uintptr_t>(segment)) >> tmi::kRunShift;
+  ASSERT_LT(used_run + 2, tmi::kRunsPerSegment);
+  // The whole pages holding the descriptors of runs after the used one (and its neighbour).
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t start = (reinterpret_cast<uintptr_t>(&segment->runs[used_run + 2]) + page - 1) & ~(page - 1);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(&segment->runs[tmi::kRunsPerSegment]) & ~(page - 1);
+  ASSERT_GT(end, start + 16 * page);
+  std::vector<unsigned char> resident((end - start) / page);
+  ASSERT_EQ(mincore(reinterpret_cast<void*>(start), end - start, resident.data()), 0);
+  size_t touched = 0;
+  for (unsigned char r : resident) touched += r & 1;
+  EXPECT_EQ(touched, 0u) << "of " << resident.size() << " descriptor pages of unused runs";
+  tm_heap_destroy(heap);
 }
 
 TEST_F(Arenas, ThreadExitFlushesItsCache) {
