@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "config.h"
+#include "platform.h"
 #include "segment.h"
 
 namespace tmalloc {
@@ -14,7 +15,7 @@ namespace tmalloc {
 inline constexpr size_t kChunkMapEntries = size_t{1} << (kAddressBits - kSegmentShift);
 
 // The table; nullptr until the first mapping registers (lazy, reentrancy-safe init).
-extern std::atomic<std::atomic<SegmentBase*>*> g_chunk_map;
+extern TM_INTERNAL std::atomic<std::atomic<SegmentBase*>*> g_chunk_map;
 
 // Owner of the chunk containing p, or nullptr.
 inline SegmentBase* chunk_owner(const void* p) {

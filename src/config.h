@@ -13,6 +13,11 @@ inline constexpr size_t kSegmentSize = size_t{1} << kSegmentShift;
 
 inline constexpr size_t kPageSize = 4096;
 
+// Data written by different threads (one arena's heap and another's, one size class's
+// lock and the next one's) is kept on separate cache lines of this size: sharing a line
+// makes every write by one thread a cache miss for the other (false sharing).
+inline constexpr size_t kCacheLineSize = 64;
+
 // Small tier: runs of one size class, tracked by 64-bit bitmap words.
 inline constexpr unsigned kRunShift = 16;  // 64 KiB
 inline constexpr size_t kRunSize = size_t{1} << kRunShift;

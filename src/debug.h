@@ -22,19 +22,20 @@
 #include <atomic>
 #include <cstddef>
 
+#include "platform.h"
 #include "size_class.h"
 
 namespace tmalloc {
 
 // Whether api.cc routes every call here: while debug or leaks is set, and afterwards while
 // blocks with debug records are still live (runtime init and tm_option_set update it).
-extern std::atomic<bool> g_debug_mode;
+extern TM_INTERNAL std::atomic<bool> g_debug_mode;
 inline bool debug_mode() { return g_debug_mode.load(std::memory_order_relaxed); }
 
 // tm_malloc serves requests below this bound on its inline fast path: kSizeTableMax + 1, or
 // 0 while debug mode routes the calls (so one compare covers both the size and the mode,
 // malloc(0) included).
-extern std::atomic<size_t> g_fast_size_bound;
+extern TM_INTERNAL std::atomic<size_t> g_fast_size_bound;
 
 // Turns the routing of the public entry points to debug mode on or off.
 inline void debug_set_routing(bool on) {

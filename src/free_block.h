@@ -24,7 +24,7 @@
 namespace tmalloc {
 
 // Per-process secret (runtime init sets a random one; a fixed odd value before that).
-extern std::atomic<uintptr_t> g_free_key;
+extern TM_INTERNAL std::atomic<uintptr_t> g_free_key;
 
 // The key a free block at `block` carries.
 TM_ALWAYS_INLINE uintptr_t free_key_for(const void* block) {

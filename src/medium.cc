@@ -25,7 +25,10 @@ namespace tmalloc {
 
 namespace {
 
-struct MediumHeap {
+// On separate cache lines: one arena's counters next to the next arena's lock made every
+// medium operation in one arena a cache miss for the threads of the other (measured:
+// realloc_build with 2 threads ran 30% slower than two single-thread processes).
+struct alignas(kCacheLineSize) MediumHeap {
   SpinLock lock;
   FitIndex index;
   MediumSegment* segments;

@@ -25,7 +25,8 @@ namespace tmalloc {
 
 namespace {
 
-struct SmallClass {
+// Each class on its own cache lines: threads of one arena refill different classes at once.
+struct alignas(kCacheLineSize) SmallClass {
   SpinLock lock;
   RunDesc* partial;   // runs with at least one free block; the head is allocated from
   size_t handed_out;  // blocks whose bitmap bit is clear: live, cached or remote-freed
@@ -45,7 +46,8 @@ struct SmallClass {
   std::atomic<uint32_t> returners;
 };
 
-struct SmallArena {
+// Arenas on separate cache lines: their threads never share one.
+struct alignas(kCacheLineSize) SmallArena {
   SmallClass classes[kSmallClassCount];
   // Guards the segment list and run assignment. Lock order: a class lock, then this one.
   SpinLock segments_lock;
@@ -74,6 +76,14 @@ char* block_address(RunDesc* run, size_t index) {
 
 void set_run_in_use(RunDesc* run, bool in_use) {
   __atomic_store_n(&run->in_use, static_cast<uint8_t>(in_use ? 1 : 0), __ATOMIC_RELEASE);
+}
+
+// Marks a run unassigned. Its block count drops to 0 as well: small_locate's bound check
+// (index < block_count) then rejects every pointer into it, which spares the fast free path
+// a separate test of in_use.
+void set_run_unused(RunDesc* run) {
+  run->block_count = 0;
+  set_run_in_use(run, false);
 }
 
 // Moves a segment to the front (it has free runs) or the back (it has none) of its
@@ -124,12 +134,12 @@ SmallSegment* segment_create(unsigned arena_index) {
   segment->idle_runs = 0;
   segment->purged_runs = 0;
   // Fresh or purged memory reads as zero, which is every run's initial state (not in use,
-  // on no partial list). Writing it anyway would make the pages of all 64 run descriptors
+  // no blocks, on no partial list). Writing it anyway would make the pages of all 64 run descriptors
   // (290 KiB) resident in every segment, used runs or not; they stay untouched until
   // run_acquire takes their run.
   if (!clean) {
     for (RunDesc& run : segment->runs) {
-      set_run_in_use(&run, false);
+      set_run_unused(&run);
       run.on_partial = 0;
     }
   }
@@ -233,7 +243,7 @@ void run_release(RunDesc* run) {
   SmallArena& arena = g_arenas[segment->arena];
   LockGuard guard(arena.segments_lock);
   const size_t index = run_index(segment, run);
-  set_run_in_use(run, false);
+  set_run_unused(run);
   const bool had_free_runs = (segment->free_runs & kSmallUsableRunsMask) != 0;
   segment->free_runs |= uint64_t{1} << index;
   if (!had_free_runs) segment_requeue(arena, segment);

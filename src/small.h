@@ -21,17 +21,22 @@ namespace tmalloc {
 // Largest block size whose run records slack in single bytes.
 inline constexpr size_t kByteSlackMaxBlock = 48;
 
-struct RunDesc {
-  RunDesc* next;  // on the class's partial list (runs with free blocks)
-  RunDesc* prev;
+// Cache-line aligned, with the fields every free reads apart from the ones refills and
+// returns write: another thread's refill of the run then does not evict what a freeing
+// thread's lock-free validation needs.
+struct alignas(kCacheLineSize) RunDesc {
+  // Read by every free; written only when the run is assigned to a class.
   uint64_t reciprocal;  // offset / block_size == (offset * reciprocal) >> 32
   uint32_t block_size;
   uint32_t block_count;
+  uint16_t class_index;
+  uint8_t in_use;  // assigned to a class
+  // Written under the class lock as blocks leave and return.
+  alignas(kCacheLineSize) RunDesc* next;  // on the class's partial list (runs with free blocks)
+  RunDesc* prev;
   uint32_t free_count;
   uint32_t hint_word;  // no free bit below this word
   uint32_t watermark;  // blocks at or above this index were never handed out (zeroed)
-  uint16_t class_index;
-  uint8_t in_use;      // assigned to a class
   uint8_t on_partial;  // linked on the class's partial list
   // Bit set = block free in the run. Blocks in thread caches and remote-free lists are
   // clear here (the run handed them out). Written under the class lock; free's lock-free
@@ -49,8 +54,10 @@ struct RunDesc {
 };
 
 struct SmallSegment : SegmentBase {
-  uint32_t arena;      // owning arena (its class locks guard the runs)
-  SmallSegment* next;  // the arena's segment list: segments with free runs first
+  uint32_t arena;  // owning arena (its class locks guard the runs); read by every free
+  // The rest changes under the arena's segments lock: on another cache line than the
+  // fields above, which every free reads.
+  alignas(kCacheLineSize) SmallSegment* next;  // the arena's segment list: segments with free runs first
   SmallSegment* prev;
   uint64_t free_runs;   // bit i: run i is not assigned to any class
   uint64_t clean_runs;  // bit i: run i's memory is untouched since it was mapped (zero)
@@ -124,14 +131,15 @@ inline BlockRef block_ref(void* block) {
 }
 
 // Locates the block p starts, without locks, reporting misuse for pointers into metadata,
-// unassigned runs or the middle of a block. Safe for any p inside `segment`.
+// unassigned runs or the middle of a block. Safe for any p inside `segment`. The bound
+// check covers the first two: a run that is not in use has a block count of 0 (never
+// assigned, as the header's first kSmallReservedRuns runs, or set_run_unused).
 TM_ALWAYS_INLINE BlockRef small_locate(SmallSegment* segment, const void* p, const char* what) {
   const uintptr_t offset_in_segment = addr_of(p) - addr_of(segment);
   RunDesc* run = &segment->runs[offset_in_segment >> kRunShift];
   const uint64_t offset = offset_in_segment & (kRunSize - 1);
   const size_t index = static_cast<size_t>((offset * run->reciprocal) >> 32);
-  if (TM_UNLIKELY((offset_in_segment >> kRunShift) < kSmallReservedRuns || !run_in_use(run) ||
-                  index * run->block_size != offset || index >= run->block_count)) {
+  if (TM_UNLIKELY(index >= run->block_count || index * run->block_size != offset)) {
     report_bad_small_pointer(segment, p, what);
   }
   return BlockRef{run, index};

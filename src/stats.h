@@ -5,6 +5,7 @@
 #include <cstddef>
 
 #include "config.h"
+#include "platform.h"
 
 namespace tmalloc {
 
@@ -12,7 +13,7 @@ namespace tmalloc {
 // small blocks of the regular arenas record their requested bytes only when it is set, so
 // the default fast path does no per-block bookkeeping. Relaxed: written once before the
 // runtime's ready state is published with release, read after an acquire of it.
-extern std::atomic<bool> g_track_requested;
+extern TM_INTERNAL std::atomic<bool> g_track_requested;
 
 // True when small blocks record their requested bytes in the requested-bytes counters (their
 // slack is kept exact then too). Otherwise the counters hold the medium and large tiers

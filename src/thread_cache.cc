@@ -260,10 +260,12 @@ void* cache_alloc_slow(size_t class_index, size_t requested) {
 // The work of cache_free_slow (errno is saved around it).
 void cache_free_slow_body(SmallSegment* segment, void* p, const BlockRef& ref, const char* what);
 
-void cache_free_slow(SmallSegment* segment, void* p, RunDesc* run, size_t index, const char* what) {
+void cache_free_slow(SmallSegment* segment, void* p, const char* what) {
   // free preserves errno; the OS calls a flush can lead to (munmap, madvise) may set it.
   const int saved_errno = errno;
-  cache_free_slow_body(segment, p, BlockRef{run, index}, what);
+  // Located again here (p was validated): the fast path then need not keep the run and
+  // index alive across its checks, which spares it a saved register.
+  cache_free_slow_body(segment, p, block_ref(p), what);
   errno = saved_errno;
 }
 

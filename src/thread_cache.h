@@ -113,7 +113,7 @@ TM_ALWAYS_INLINE unsigned current_arena() {
 
 // Slow paths (thread_cache.cc).
 TM_NOINLINE void* cache_alloc_slow(size_t class_index, size_t requested);
-TM_NOINLINE void cache_free_slow(SmallSegment* segment, void* p, RunDesc* run, size_t index, const char* what);
+TM_NOINLINE void cache_free_slow(SmallSegment* segment, void* p, const char* what);
 TM_NOINLINE void sample_peak_requested();
 
 // Adds `delta` requested bytes to the counter of the calling thread (its cache is active).
@@ -158,16 +158,17 @@ TM_ALWAYS_INLINE void* cache_alloc(size_t class_index, size_t requested) {
 // kNoHomeArena), and threads that track requested bytes (their limits are 0).
 TM_ALWAYS_INLINE void cache_free(SmallSegment* segment, void* p, const char* what) {
   const BlockRef ref = small_locate(segment, p, what);
+  const size_t class_index = ref.run->class_index;  // read once: the run's line is at hand now
   const uintptr_t key = free_key_for(p);
   // Already free in its run, or carrying the free key (in some cache or remote list).
   if (TM_UNLIKELY(bitmap_test(ref.run->bitmap, ref.index) || free_block_key(p) == key)) {
     report_small_double_free(ref, p, what);
   }
   ThreadCache& cache = this_thread_cache();
-  CacheBin& bin = cache.bins[ref.run->class_index];
+  CacheBin& bin = cache.bins[class_index];
   const uint32_t count = bin.count.load(std::memory_order_relaxed);
   if (TM_UNLIKELY(segment->arena != cache.home_arena || count >= bin.limit)) {
-    return cache_free_slow(segment, p, ref.run, ref.index, what);
+    return cache_free_slow(segment, p, what);
   }
   poison(p, ref.run->block_size);
   free_block_write_key(p, bin.head, key);
