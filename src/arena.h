@@ -1,10 +1,10 @@
 // Arenas: independent heaps, each with its own small size-class runs, segments and medium
 // tier, each lock-protected on its own. A thread uses one arena for its slow paths (cache
 // refills, medium allocations). With the default arena_select=cpu a new thread starts in
-// arena 0 and, when a lock of its arena is found busy, moves to the arena of the CPU it runs
-// on (sched_getcpu; the next arena if that is the contended one). Threads that never
-// contend thus share one heap (no memory spread over arenas), and threads that collide
-// spread out over the CPUs' arenas. arena_select=thread assigns arenas round-robin per
+// arena 0 and, when locks of its arena are found busy, moves to the arena of the CPU it runs
+// on (sched_getcpu; a thread already there stays, and the thread it collides with, from
+// another CPU, moves away). Threads that never contend thus share one heap (no memory
+// spread over arenas), and threads that collide spread out over the CPUs' arenas. arena_select=thread assigns arenas round-robin per
 // thread instead (and steps to the next one on contention).
 //
 // Why a thread that migrates between CPUs mid-operation is still correct: the arena choice

@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 
 #include <atomic>
@@ -19,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "arena.h"
 #include "internal_headers.h"
 #include "small.h"
 
@@ -280,6 +283,28 @@ TEST_F(Arenas, ThreadsPickedByThreadSpreadOverArenas) {
   }
   for (std::thread& t : threads) t.join();
   EXPECT_GE(stats().arenas_used, 4u) << "four threads assigned round-robin use four arenas";
+}
+
+TEST_F(Arenas, ContentionMovesAThreadToItsCpusArenaWhereItThenStays) {
+  ScopedOption arenas("arenas", 4);
+  cpu_set_t allowed;
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  int cpu = 0;
+  while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &allowed)) ++cpu;
+  ASSERT_LT(cpu, CPU_SETSIZE);
+  on_thread([cpu] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof one, &one), 0);
+    ASSERT_EQ(sched_getcpu(), cpu);
+    const unsigned own = static_cast<unsigned>(cpu) % 4;
+    EXPECT_EQ(tmi::arena_select(0, false), 0u) << "a new thread starts in arena 0";
+    EXPECT_EQ(tmi::arena_select(1, true), own) << "contended in arena 0: to its CPU's arena";
+    for (unsigned other = 0; other < 4; ++other) {
+      EXPECT_EQ(tmi::arena_select(other + 1, true), own) << "contended in arena " << other;
+    }
+  });
 }
 
 TEST_F(Arenas, EmptySegmentsMigrateThroughThePool) {
