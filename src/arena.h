@@ -4,8 +4,8 @@
 // arena 0 and, when locks of its arena are found busy, moves to the arena of the CPU it runs
 // on (sched_getcpu; a thread already there stays, and the thread it collides with, from
 // another CPU, moves away). Threads that never contend thus share one heap (no memory
-// spread over arenas), and threads that collide spread out over the CPUs' arenas. arena_select=thread assigns arenas round-robin per
-// thread instead (and steps to the next one on contention).
+// spread over arenas), and threads that collide spread out over the CPUs' arenas. arena_select=thread assigns arenas
+// round-robin per thread instead (and steps to the next one on contention).
 //
 // Why a thread that migrates between CPUs mid-operation is still correct: the arena choice
 // is only a locality hint, never an ownership claim. Every structure of an arena is guarded
