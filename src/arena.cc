@@ -17,6 +17,11 @@ namespace {
 std::atomic<unsigned> g_cpu_count{0};  // 0 until arena_init: one arena
 std::atomic<unsigned> g_arenas_used{1};
 std::atomic<unsigned> g_next_thread_arena{0};
+// Threads with an active cache counted in each arena (arena_select's choice for a new
+// thread). Relaxed everywhere: the counts order nothing else, and a stale one costs at most
+// a less even spread. Signed: a count left inconsistent by a fork in the middle of an update
+// shows as -1 or +1, never as a huge value that would keep threads out of an arena.
+std::atomic<int32_t> g_arena_occupants[kMaxArenas];
 SpinLock g_activation_lock;
 
 // CPUs in this process's affinity mask, from the raw system call (glibc's CPU-count
@@ -30,6 +35,20 @@ unsigned affinity_cpu_count() {
     count += static_cast<unsigned>(__builtin_popcountl(mask[i]));
   }
   return count == 0 ? 1 : count;
+}
+
+// The arena in [0, count) with the fewest threads counted in it; the lowest index of those.
+unsigned least_occupied_arena(unsigned count) {
+  unsigned best = 0;
+  int32_t best_occupants = g_arena_occupants[0].load(std::memory_order_relaxed);
+  for (unsigned index = 1; index < count && best_occupants > 0; ++index) {
+    const int32_t occupants = g_arena_occupants[index].load(std::memory_order_relaxed);
+    if (occupants < best_occupants) {
+      best = index;
+      best_occupants = occupants;
+    }
+  }
+  return best;
 }
 
 }  // namespace
@@ -50,9 +69,7 @@ unsigned arena_select(unsigned previous, bool contended) {
     if (previous != 0) return contended ? previous % count : (previous - 1) % count;
     return g_next_thread_arena.fetch_add(1, std::memory_order_relaxed) % count;
   }
-  // A new thread starts in arena 0: threads that never contend share one heap (fewer
-  // partially used runs, lower RSS); contention moves a thread to its CPU's arena.
-  if (previous == 0) return 0;
+  if (previous == 0) return least_occupied_arena(count);
   // glibc reads the CPU number from the rseq area (no system call) where the kernel
   // supports it. The CPU can change right after: harmless, see arena.h.
   // A thread already in its CPU's arena stays there: the thread it contends with belongs
@@ -63,6 +80,12 @@ unsigned arena_select(unsigned previous, bool contended) {
   const int cpu = sched_getcpu();
   return (cpu < 0 ? 0 : static_cast<unsigned>(cpu)) % count;
 }
+
+void arena_occupant_enter(unsigned index) { g_arena_occupants[index].fetch_add(1, std::memory_order_relaxed); }
+
+void arena_occupant_leave(unsigned index) { g_arena_occupants[index].fetch_sub(1, std::memory_order_relaxed); }
+
+int arena_occupants(unsigned index) { return g_arena_occupants[index].load(std::memory_order_relaxed); }
 
 unsigned arenas_used() {
   // acquire: pairs with the release in arena_note_used; a walker that sees the count also

@@ -1,11 +1,15 @@
 // Arenas: independent heaps, each with its own small size-class runs, segments and medium
 // tier, each lock-protected on its own. A thread uses one arena for its slow paths (cache
 // refills, medium allocations). With the default arena_select=cpu a new thread starts in
-// arena 0 and, when locks of its arena are found busy, moves to the arena of the CPU it runs
-// on (sched_getcpu; a thread already there stays, and the thread it collides with, from
-// another CPU, moves away). Threads that never contend thus share one heap (no memory
-// spread over arenas), and threads that collide spread out over the CPUs' arenas. arena_select=thread assigns arenas
-// round-robin per thread instead (and steps to the next one on contention).
+// the arena with the fewest live threads, the lowest such index (a thread started after
+// another exited takes the arena that one left; a lone thread uses arena 0). When locks of
+// its arena are found busy, it moves to the arena of the CPU it runs on (sched_getcpu; a
+// thread already there stays, and the thread it collides with, from another CPU, moves
+// away). Threads that run side by side thus start in arenas of their own: two threads
+// allocating from the runs of one arena get blocks that share cache lines, and thread
+// caches rarely meet a busy lock that would separate them (measured: larson with 2 threads
+// ran 0.38 s in one arena, 0.31 s in two). arena_select=thread assigns arenas round-robin
+// per thread instead (and steps to the next one on contention).
 //
 // Why a thread that migrates between CPUs mid-operation is still correct: the arena choice
 // is only a locality hint, never an ownership claim. Every structure of an arena is guarded
@@ -26,6 +30,14 @@ unsigned arena_count();
 // Picks an arena for a thread: `previous` is the thread's current arena + 1 (0 = none yet)
 // and `contended` tells whether its lock was found busy. The result is < arena_count().
 unsigned arena_select(unsigned previous, bool contended);
+
+// Counts a thread in arena `index` (its cache became active there) and out of it (the
+// thread moved on or exited); arena_select places a new thread by these counts.
+void arena_occupant_enter(unsigned index);
+void arena_occupant_leave(unsigned index);
+
+// Threads counted in arena `index` (statistics and tests).
+int arena_occupants(unsigned index);
 
 // Arenas [0, arenas_used()) have been touched; heap checks and stats visit only these.
 unsigned arenas_used();

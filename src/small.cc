@@ -44,6 +44,10 @@ struct alignas(kCacheLineSize) SmallClass {
   // back must not drive the producers of this arena away. Only a hint (relaxed): a misread
   // moves a thread to another arena once too often or too rarely.
   std::atomic<uint32_t> returners;
+  // True when the last holder of `lock` was a returner (written under the lock). A refill
+  // that found the lock busy reads it once it holds the lock: the returner it waited for
+  // may have lowered `returners` between the refill's failed try and its read of the count.
+  bool returned_last;
 };
 
 // Arenas on separate cache lines: their threads never share one.
@@ -374,6 +378,7 @@ void* small_alloc(unsigned arena_index, size_t class_index, size_t requested, bo
   arena_note_used(arena_index);
   SmallClass& cls = g_arenas[arena_index].classes[class_index];
   cls.lock.lock();
+  cls.returned_last = false;
   bool fresh = false;
   char* block = take_block(arena_index, class_index, cls, &fresh);
   if (block == nullptr) {
@@ -396,6 +401,7 @@ void small_free(SmallSegment* segment, void* p, const char* what) {
   const BlockRef ref = small_locate(segment, p, what);
   SmallClass& cls = g_arenas[segment->arena].classes[ref.run->class_index];
   cls.lock.lock();
+  cls.returned_last = false;
   // The run cannot change while it holds a live block; re-validate under the lock (a
   // changed run means p was not live).
   if (!run_in_use(ref.run) || bitmap_test(ref.run->bitmap, ref.index) || free_block_has_key(p) ||
@@ -416,8 +422,9 @@ size_t small_refill(unsigned arena_index, size_t class_index, void** head, size_
   if (!cls.lock.try_lock()) {
     const bool by_return = cls.returners.load(std::memory_order_relaxed) != 0;
     cls.lock.lock();
-    if (!by_return) *contended = true;
+    if (!by_return && !cls.returned_last) *contended = true;
   }
+  cls.returned_last = false;
   // Blocks other threads freed to this arena are taken first: they are still handed out,
   // so they move to the cache without touching any bitmap.
   void* remote_first = take_remote(cls);
@@ -486,6 +493,7 @@ bool return_lock(SmallClass& cls, bool wait) {
 // Moves the remote-free list into the runs too and releases a lock return_lock took.
 void return_unlock(SmallClass& cls) {
   drain_list_to_runs(cls, take_remote(cls));
+  cls.returned_last = true;
   cls.lock.unlock();
   cls.returners.fetch_sub(1, std::memory_order_relaxed);
 }

@@ -130,15 +130,23 @@ void unregister_locked(ThreadCache& cache) {
   cache.requested.store(0, std::memory_order_relaxed);
 }
 
+// Counts `cache`'s thread in arena `arena_plus1` - 1 (0: in none), out of the one it was in.
+void occupy_arena(ThreadCache& cache, unsigned arena_plus1) {
+  if (cache.occupied_plus1 == arena_plus1) return;
+  if (cache.occupied_plus1 != 0) arena_occupant_leave(cache.occupied_plus1 - 1);
+  if (arena_plus1 != 0) arena_occupant_enter(arena_plus1 - 1);
+  cache.occupied_plus1 = arena_plus1;
+}
+
 // pthread key destructor: the thread is exiting. Later calls of this thread (other TLS
 // destructors) take the locked paths.
 void thread_exit(void* /*value*/) {
   ThreadCache& cache = t_cache;
   if (cache.state != CacheState::kActive) return;
   for (CacheBin& bin : cache.bins) bin.limit = 0;
-  cache.home_arena = kNoHomeArena;
   cache.ticks = 1;  // every later malloc of this thread takes the slow path
   if (!TM_PLANT_IF(14)) flush_all(cache);
+  occupy_arena(cache, 0);
   LockGuard guard(g_registry_lock);
   unregister_locked(cache);
   cache.state = CacheState::kBypass;
@@ -168,8 +176,9 @@ void cache_init(ThreadCache& cache) {
     cache.bins[c].limit = cache.exact ? 0 : bin_limit(c) < kInitialBinLimit ? bin_limit(c) : kInitialBinLimit;
   }
   cache.ticks = cache.exact ? 1 : kTickInterval;
-  cache.home_arena = current_arena();
+  const unsigned arena = current_arena();
   cache.state = CacheState::kActive;
+  occupy_arena(cache, arena + 1);
 }
 
 }  // namespace
@@ -328,7 +337,7 @@ unsigned choose_arena(bool contended) {
   ThreadCache& cache = t_cache;
   const unsigned arena = arena_select(cache.arena_plus1, contended);
   cache.arena_plus1 = arena + 1;
-  if (cache.state == CacheState::kActive) cache.home_arena = arena;
+  if (cache.state == CacheState::kActive) occupy_arena(cache, arena + 1);
   return arena;
 }
 
@@ -457,7 +466,7 @@ void cache_forget_other_threads_in_child() {
       g_counters_inexact.store(true, std::memory_order_relaxed);
       unregister_locked(*other);
       other->state = CacheState::kBypass;
-      other->home_arena = kNoHomeArena;
+      occupy_arena(*other, 0);
     }
     flush_all(*other);
   }

@@ -22,7 +22,9 @@ struct Block {
   uint64_t tag;
 };
 
-struct Lineage {
+// On its own cache line: the threads' counters must not false-share (the benchmark would
+// measure itself).
+struct alignas(64) Lineage {
   std::vector<Block> slots;
   bench::Rng rng{0};
   uint64_t sum = 0;
