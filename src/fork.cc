@@ -17,8 +17,15 @@ namespace {
 // Arenas locked by the fork prepare handler (read by the parent and child handlers).
 unsigned g_fork_arenas;
 
+// Prepare handlers run by the forking thread and not yet matched by a parent or child
+// handler. The handlers are installed twice in a fork child that redid an initialisation
+// its parent had begun (init_once.h): only the outermost pair acts (glibc runs every
+// prepare handler, then every parent or child handler, in the forking thread).
+constinit thread_local unsigned t_fork_depth __attribute__((tls_model(TM_TLS_MODEL))) = 0;
+
 // Before fork(): no allocator lock may be held by another thread inside the child.
 void fork_prepare() {
+  if (t_fork_depth++ != 0) return;
   g_fork_arenas = heap_lock_all();
   pool_lock();
   registry_lock();
@@ -26,6 +33,7 @@ void fork_prepare() {
 
 // After fork() in the parent: release in reverse order.
 void fork_parent() {
+  if (--t_fork_depth != 0) return;
   registry_unlock();
   pool_unlock();
   heap_unlock_all(g_fork_arenas);
@@ -34,6 +42,7 @@ void fork_parent() {
 // After fork() in the child: this thread took every lock, so it can release them; then the
 // caches of the threads that did not survive go back to the heap.
 void fork_child() {
+  if (--t_fork_depth != 0) return;
   registry_unlock();
   pool_unlock();
   heap_unlock_all(g_fork_arenas);

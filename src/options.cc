@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "debug.h"
+#include "init_once.h"
 #include "platform.h"
 #include "text_buffer.h"
 #include "tinymalloc.h"
@@ -106,10 +107,10 @@ using OptionValues = decltype(make_atomic_values(std::make_index_sequence<kOptio
 
 constinit OptionValues g_values;
 
-constexpr int kNotRead = 0;
-constexpr int kReading = 1;
-constexpr int kDone = 2;
-constinit std::atomic<int> g_state{kNotRead};
+// The environment is read once (init_once.h: a fork child takes over a read that a thread
+// of its parent had begun).
+constexpr int kDone = kInitDone;
+constinit std::atomic<int> g_state{kInitNotStarted};
 // The thread that reads the environment: a call from it while it reads (reentrancy) returns
 // at once instead of waiting for itself.
 constinit std::atomic<pthread_t> g_reader{pthread_t{}};
@@ -360,19 +361,19 @@ size_t options_parse(const char* text, size_t length, long* values, int warning_
 
 void options_init() {
   if (TM_LIKELY(g_state.load(std::memory_order_acquire) == kDone)) return;
-  int expected = kNotRead;
-  if (g_state.compare_exchange_strong(expected, kReading, std::memory_order_acq_rel, std::memory_order_acquire)) {
-    g_reader.store(pthread_self(), std::memory_order_relaxed);
-    const int saved_errno = errno;
-    read_environment();
-    errno = saved_errno;
-    g_state.store(kDone, std::memory_order_release);
-    return;
+  InitClaim claim = init_try_claim(g_state);
+  if (claim == InitClaim::kHeldHere) {
+    // Called again from the thread that is reading (e.g. from a hook of write(2)): the
+    // defaults stay in force until the read finishes.
+    if (pthread_equal(g_reader.load(std::memory_order_relaxed), pthread_self()) != 0) return;
+    claim = init_claim_or_wait(g_state) ? InitClaim::kRun : InitClaim::kDone;
   }
-  // Called again from the thread that is reading (e.g. from a hook of write(2)): the
-  // defaults stay in force until the read finishes.
-  if (expected == kReading && pthread_equal(g_reader.load(std::memory_order_relaxed), pthread_self()) != 0) return;
-  while (g_state.load(std::memory_order_acquire) != kDone) sched_yield();
+  if (claim == InitClaim::kDone) return;
+  g_reader.store(pthread_self(), std::memory_order_relaxed);
+  const int saved_errno = errno;
+  read_environment();
+  errno = saved_errno;
+  g_state.store(kDone, std::memory_order_release);
 }
 
 long option(OptionId id) {

@@ -14,6 +14,7 @@
 #include "chunk_map.h"
 #include "debug.h"
 #include "fork.h"
+#include "init_once.h"
 #include "options.h"
 #include "os.h"
 #include "plant.h"
@@ -49,7 +50,7 @@ std::atomic<size_t> g_peak_requested{0};
 std::atomic<bool> g_counters_inexact{false};
 
 pthread_key_t g_exit_key;
-std::atomic<int> g_runtime_state{0};  // 0 = not started, 1 = initialising, 2 = ready
+std::atomic<int> g_runtime_state{kInitNotStarted};  // see init_once.h
 constinit thread_local bool t_initialising __attribute__((tls_model(TM_TLS_MODEL))) = false;
 
 // Busy arena locks after which a thread moves to another arena.
@@ -189,16 +190,15 @@ void cache_init(ThreadCache& cache) {
 // nothing that matters: their caches vanish with the process.
 __attribute__((destructor)) void runtime_unload() {
   // acquire: pairs with the release in runtime_ensure; the key was created.
-  if (g_runtime_state.load(std::memory_order_acquire) == 2) pthread_key_delete(g_exit_key);
+  if (g_runtime_state.load(std::memory_order_acquire) == kInitDone) pthread_key_delete(g_exit_key);
 }
 
 void runtime_ensure() {
   // acquire: pairs with the release below; the initialised options, key and arena count
   // are visible to every thread that sees the ready state.
-  if (g_runtime_state.load(std::memory_order_acquire) == 2) return;
+  if (g_runtime_state.load(std::memory_order_acquire) == kInitDone) return;
   if (t_initialising) return;  // a call made by the initialisation itself
-  int expected = 0;
-  if (g_runtime_state.compare_exchange_strong(expected, 1, std::memory_order_acquire)) {
+  if (init_claim_or_wait(g_runtime_state)) {
     t_initialising = true;
     options_init();
     // stats= at exit reports requested bytes, so it implies exact tracking too.
@@ -207,7 +207,7 @@ void runtime_ensure() {
     debug_update_mode();
     arena_init();
     // The kernel's 16 random bytes for this process, mixed with an address (ASLR).
-    uintptr_t key = addr_of(&expected) * 0x9e3779b97f4a7c15u;
+    uintptr_t key = addr_of(&key) * 0x9e3779b97f4a7c15u;
     const auto* random_bytes = reinterpret_cast<const unsigned char*>(getauxval(AT_RANDOM));
     if (random_bytes != nullptr) {
       uintptr_t random[2];  // the bytes need not be aligned
@@ -215,13 +215,14 @@ void runtime_ensure() {
       key ^= random[0] ^ (random[1] << 1);
     }
     g_free_key.store(key | 1, std::memory_order_relaxed);
+    // A fork child that redoes an initialisation its parent's thread had begun may create
+    // a second key (the first stays unused) and install the fork handlers twice (fork.cc
+    // lets only the outermost pair act).
     pthread_key_create(&g_exit_key, thread_exit);
     fork_handlers_install();
     t_initialising = false;
-    g_runtime_state.store(2, std::memory_order_release);
-    return;
+    g_runtime_state.store(kInitDone, std::memory_order_release);
   }
-  while (g_runtime_state.load(std::memory_order_acquire) != 2) sched_yield();
 }
 
 // Records `requested` bytes for the block just popped by an exact thread: its slack in the

@@ -3,6 +3,7 @@
 // environment (in a freshly exec'd child, see OptionsEnvironment) and README's table.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
@@ -737,6 +738,54 @@ int child_closed_stderr() {
 
 TEST_F(OptionsEnvironment, FirstCallKeepsErrnoWhenStderrIsClosed) {
   EXPECT_EXIT(_exit(child_closed_stderr()), ::testing::ExitedWithCode(0), "");
+}
+
+// Child of a death test: a thread starts the runtime's first-call initialisation and is
+// held inside it (its verbose line blocks on a full stderr pipe); this thread forks then.
+// The fork child has no such thread, so waiting for it would hang the child's first
+// allocation forever: it must take the initialisation over. Returns 0 when the fork child
+// allocated and exited within 10 s.
+int child_fork_during_initialisation() {
+  setenv("TINYMALLOC_OPTIONS", "verbose=1", 1);
+  int pipe_fds[2];
+  if (pipe(pipe_fds) != 0) return 10;
+  // Fill the pipe so the next write to it blocks.
+  if (fcntl(pipe_fds[1], F_SETFL, O_NONBLOCK) != 0) return 11;
+  char chunk[4096];
+  std::memset(chunk, 'x', sizeof chunk);
+  while (write(pipe_fds[1], chunk, sizeof chunk) > 0) {
+  }
+  if (fcntl(pipe_fds[1], F_SETFL, 0) != 0) return 12;
+  if (dup2(pipe_fds[1], STDERR_FILENO) < 0) return 13;
+  std::thread initialiser([] { tm_free(tm_malloc(16)); });  // blocks in the verbose write
+  initialiser.detach();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // it is blocked in write(2) by now
+  const pid_t pid = fork();
+  if (pid < 0) return 14;
+  if (pid == 0) {
+    const int null_fd = open("/dev/null", O_WRONLY);
+    if (null_fd < 0 || dup2(null_fd, STDERR_FILENO) < 0) _exit(15);
+    void* p = tm_malloc(64);
+    if (p == nullptr) _exit(16);
+    tm_free(p);
+    _exit(0);
+  }
+  int status = 0;
+  pid_t done = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while ((done = waitpid(pid, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (done == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return 20;  // the child hung in its first allocation
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 21;
+}
+
+TEST_F(OptionsEnvironment, AForkDuringAnotherThreadsInitialisationDoesNotHangTheChild) {
+  EXPECT_EXIT(_exit(child_fork_during_initialisation()), ::testing::ExitedWithCode(0), "");
 }
 
 // ---- README ----
