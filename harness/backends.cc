@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "tinymalloc.h"
+#include "tinymalloc_test.h"
 #include "tm_harness.h"
 
 #if defined(__has_feature)
@@ -34,6 +35,11 @@ namespace {
 
 class TmBackend final : public Backend {
  public:
+  // Purges and sweeps follow the virtual clock, which only advance_time moves: an input's
+  // outcome does not depend on how fast it ran.
+  // TM_HARNESS_KEEP_HISTORY=1: no reset between inputs, so each input runs on the heap the
+  // ones before it left (the pre-reset behaviour; tm_determinism's own self-check).
+  TmBackend() : keep_history_(env_flag("TM_HARNESS_KEEP_HISTORY")) { tm_test_clock_virtual(1); }
   const char* name() const override { return "tm"; }
   void* malloc(size_t n) override { return tm_malloc(n); }
   void* calloc(size_t c, size_t n) override { return tm_calloc(c, n); }
@@ -50,15 +56,34 @@ class TmBackend final : public Backend {
     tm_check_report_t r;
     memset(&r, 0, sizeof r);
     const int code = tm_check_heap_report(&r);
-    if (code != 0 && message != nullptr) {
-      char buf[400];
-      r.message[sizeof r.message - 1] = '\0';
-      snprintf(buf, sizeof buf, "tm_check_heap_report: code %d at 0x%lx: %s", code,
-               static_cast<unsigned long>(r.address), r.message);
+    if (code != 0 && message != nullptr) *message = describe(code, r);
+    return code;
+  }
+  int check_heap_around(const void* p, std::string* message) override {
+    tm_check_report_t r;
+    memset(&r, 0, sizeof r);
+    const int code = tm_check_heap_around(p, &r);
+    if (code != 0 && message != nullptr) *message = describe(code, r);
+    return code;
+  }
+  int reset(std::string* message) override {
+    if (keep_history_) return 0;
+    const int code = tm_test_reset();
+    if (code > 0 && message != nullptr) {
+      tm_stats_t s;
+      memset(&s, 0, sizeof s);
+      tm_stats(&s);
+      char buf[300];
+      snprintf(buf, sizeof buf,
+               "tm_test_reset: code %d: with every block freed and every mapping returned to the OS, the "
+               "address-space or requested-bytes accounting did not come back to zero",
+               code);
       *message = buf;
     }
     return code;
   }
+  bool has_clock() const override { return true; }
+  void advance_time(uint64_t ms) override { tm_test_clock_advance(ms); }
   bool has_stats() const override { return true; }
   void stats(HeapStats* out) override {
     tm_stats_t s;
@@ -82,6 +107,10 @@ class TmBackend final : public Backend {
     out->medium_free_blocks = s.medium_free_blocks;
     out->medium_free_bytes = s.medium_free_bytes;
     out->medium_largest_free = s.medium_largest_free;
+    out->map_calls = s.os_map_calls;
+    out->unmap_calls = s.os_unmap_calls;
+    out->purge_calls = s.os_purge_calls;
+    out->pool_segments = s.pool_segments;
   }
   bool has_owns() const override { return true; }
   bool owns(const void* p) override { return tm_owns(p) != 0; }
@@ -127,6 +156,18 @@ class TmBackend final : public Backend {
 #endif
 
  private:
+  static bool env_flag(const char* name) {
+    const char* v = getenv(name);
+    return v != nullptr && *v != '\0' && strcmp(v, "0") != 0;
+  }
+  const bool keep_history_;
+  // "code 4 at 0x...: <message>" for a failed tm_check_heap_report / tm_check_heap_around.
+  static std::string describe(int code, tm_check_report_t& r) {
+    char buf[400];
+    r.message[sizeof r.message - 1] = '\0';
+    snprintf(buf, sizeof buf, "code %d at 0x%lx: %s", code, static_cast<unsigned long>(r.address), r.message);
+    return buf;
+  }
   // Pools created through tm backends and not destroyed, process-wide (tinymalloc's limit
   // is process-wide too).
   static std::atomic<unsigned>& live_heaps() {

@@ -101,6 +101,8 @@ class ThreadEngine {
   uint64_t live_usable() const;
   uint64_t live_virtual() const;
   const Interpreter::Counters& counters() const;
+  // This thread's ops, one line each, when the run is traced (Options::trace).
+  const std::string& trace() const;
   // Forgets every block without freeing it (after a failure: the heap may be corrupt).
   void forget_all(bool free_them);
 

@@ -652,6 +652,15 @@ struct MtRun {
     if (!be.has_stats()) return true;
     HeapStats s;
     be.stats(&s);
+    if (opt.trace != nullptr) {
+      char line[300];
+      snprintf(line, sizeof line,
+               "phase %ld, %s: live %zu usable %zu | mapped %zu committed %zu maps %zu unmaps %zu purges %zu pooled "
+               "%zu\n",
+               cur_phase, when, s.live_blocks, s.usable_bytes, s.mapped_bytes, s.committed_bytes, s.map_calls,
+               s.unmap_calls, s.purge_calls, s.pool_segments);
+      *opt.trace += line;
+    }
     uint64_t count, requested, usable;
     model_totals(&count, &requested, &usable);
     char buf[512];
@@ -820,6 +829,17 @@ struct MtRun {
       ctr.heap.skipped += c.skipped;
     }
     Result res;
+    if (opt.trace != nullptr) {
+      for (unsigned t = 0; t < n; ++t) *opt.trace += "thread " + std::to_string(t) + ":\n" + eng[t]->trace();
+      if (failed.load(std::memory_order_relaxed)) {
+        const size_t w = failure.find("what: ");
+        *opt.trace += "end: FAILED: " +
+                      (w == std::string::npos ? failure.substr(0, 80) : failure.substr(w, failure.find('\n', w) - w)) +
+                      "\n";
+      } else {
+        *opt.trace += "end: ok\n";
+      }
+    }
     if (failed.load(std::memory_order_relaxed)) {
       res.ok = false;
       res.op_index = failure_op;
@@ -903,6 +923,12 @@ struct MtRun {
       }
       check_stats("after the final frees");
     }
+    // A pristine allocator for the next input; what the reset finds belongs to this one.
+    std::string msg;
+    if (be.reset(&msg) > 0) {
+      record_failure(boundary_report("after the final frees, resetting the allocator found: " + msg, {}),
+                     prog.ops.size());
+    }
   }
 };
 
@@ -963,6 +989,10 @@ MtInterpreter::~MtInterpreter() = default;
 // One run; a faulty (not thread-safe) backend is serialised by LockedBackend.
 Result MtInterpreter::run(const MtProgram& program) {
   counters_ = Counters{};
+  // A pristine allocator (before the run's own options are set: the reset restores the
+  // options the process started with). Not possible after a failed run left blocks live.
+  std::string reset_message;
+  backend_.reset(&reset_message);
   const RunOptions run_options(backend_, program);
   const bool faulty = std::string_view(backend_.name()).rfind("faulty", 0) == 0;
   if (faulty) {

@@ -1,5 +1,5 @@
-// Op format v1 and v2 (pool ops): decoder (total: any byte string decodes), canonical
-// encoder, printer.
+// Op format v1, v2 (pool ops) and v3 (advance_time): decoder (total: any byte string
+// decodes), canonical encoder, printer.
 // The format is specified in harness/FORMAT.md; keep the two in sync.
 #include <cinttypes>
 #include <cstring>
@@ -78,80 +78,121 @@ const uint64_t kHugeSizes[16] = {
     kSizeMax - (uint64_t{1} << 47),
 };
 
+// advance_time steps (ms): around the half and whole default purge delay (1000 ms; the
+// upkeep sweeps every half delay), short steps that add up to them, and long ones.
+const uint64_t kTimeSteps[32] = {1,    2,    5,    10,   50,   100,   200,   250,   300,    400,    499,
+                                 500,  501,  600,  750,  999,  1000,  1001,  1250,  1500,   1999,   2000,
+                                 2001, 2500, 3000, 4000, 5000, 10000, 30000, 60000, 600000, 3600000};
+
+uint64_t time_step_ms(uint8_t t) { return kTimeSteps[t % 32]; }
+
 namespace {
 
 const char* const kScaleNames[8] = {"", "*2", "/2", "*3/2", "*3/4", "*4", "/4", "*5/4"};
 
-// Profile alias tables. v1: opcodes 16..63 (48 values); v2 (profiles with max_version 2):
-// opcodes 27..63 (37 values). Size categories 16..31 in both.
+// Profile alias tables. v1: opcodes 16..63 (48 values); v2 (heap_pools): opcodes 27..63
+// (37 values); v3 (every profile): opcodes 28..63 (36 values). Size categories 16..31 in all.
 constexpr unsigned kV1Aliases = kOpcodeSpace - kCanonicalOpcodes;    // 48
 constexpr unsigned kV2Aliases = kOpcodeSpace - kV2CanonicalOpcodes;  // 37
+constexpr unsigned kV3Aliases = kOpcodeSpace - kV3CanonicalOpcodes;  // 36
 struct ProfileTables {
   const char* name;
   // Weights per canonical op (sum 48) -> alias table.
   uint8_t op_weights[kCanonicalOpcodes];
   SizeCat size_alias[16];
-  unsigned max_version = 1;
-  // v2 weights per canonical op 0..26 (sum 37); only for max_version >= 2.
+  // v3 weights per canonical op 0..27 (sum 36).
+  uint8_t op_weights_v3[kV3CanonicalOpcodes];
+  // Whether the profile reads v2 (nibble 2); v2 weights per canonical op 0..26 (sum 37).
+  bool reads_v2 = false;
   uint8_t op_weights_v2[kV2CanonicalOpcodes] = {};
 };
 
 using C = SizeCat;
-const ProfileTables kProfiles[static_cast<int>(Profile::kCount)] = {
+constexpr ProfileTables kProfiles[static_cast<int>(Profile::kCount)] = {
     {"general",
      // mal cal rea fre ali pos usa chk ref oom frr alr swp rel tou pee
      {8, 3, 7, 8, 3, 2, 2, 2, 2, 1, 2, 2, 2, 1, 2, 1},
      // Aliases favour small and medium sizes (cheap, most code paths); the canonical
      // categories 0..15 keep every size class reachable.
      {C::kTiny, C::kClass, C::kClass, C::kThreshold, C::kPow2, C::kLogSmall, C::kLogSmall, C::kLogMedium, C::kLogMedium,
-      C::kLogLarge, C::kMedium16, C::kRaw16, C::kRelative, C::kRelative, C::kSameAsPrev, C::kHuge}},
+      C::kLogLarge, C::kMedium16, C::kRaw16, C::kRelative, C::kRelative, C::kSameAsPrev, C::kHuge},
+     // mal cal rea fre ali pos usa chk ref oom frr alr swp rel tou pee
+     {6, 2, 5, 6, 2, 1, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1,
+      // hcr hma hca hre hfr hrs hde hst har fil unf tim
+      0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2}},
     {"realloc",
      {6, 2, 20, 5, 1, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1},
      {C::kRelative, C::kRelative, C::kRelative, C::kRelative, C::kRelative, C::kRelative, C::kRelative, C::kRelative,
-      C::kThreshold, C::kClass, C::kPow2, C::kLogSmall, C::kLogMedium, C::kLogLarge, C::kSameAsPrev, C::kHuge}},
+      C::kThreshold, C::kClass, C::kPow2, C::kLogSmall, C::kLogMedium, C::kLogLarge, C::kSameAsPrev, C::kHuge},
+     {4, 1, 15, 4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,  //
+      0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0, 1}},
     {"split_coalesce",
      {12, 1, 4, 12, 1, 0, 1, 2, 1, 1, 5, 4, 2, 1, 1, 0},
      {C::kLogMedium, C::kLogMedium, C::kLogMedium, C::kLogMedium, C::kMedium16, C::kMedium16, C::kMedium16,
       C::kRelative, C::kRelative, C::kRelative, C::kRelative, C::kThreshold, C::kSameAsPrev, C::kSameAsPrev, C::kClass,
-      C::kLogSmall}},
+      C::kLogSmall},
+     // Time matters most here: free medium blocks' interiors are purged when they stay free.
+     {8, 1, 3, 9, 1, 0, 1, 1, 1, 1, 3, 3, 1, 1, 0, 0,  //
+      0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2}},
     {"aligned",
      {4, 1, 4, 8, 13, 10, 2, 1, 1, 1, 1, 0, 1, 0, 1, 0},
      {C::kClass, C::kPow2, C::kPow2, C::kPow2, C::kTiny, C::kThreshold, C::kThreshold, C::kLogSmall, C::kLogSmall,
-      C::kLogMedium, C::kLogMedium, C::kLogLarge, C::kRelative, C::kHuge, C::kMedium16, C::kSameAsPrev}},
+      C::kLogMedium, C::kLogMedium, C::kLogLarge, C::kRelative, C::kHuge, C::kMedium16, C::kSameAsPrev},
+     {3, 1, 3, 6, 10, 7, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,  //
+      0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 1}},
     {"heap_pools",
      // v1 headers: the general mix.
      {8, 3, 7, 8, 3, 2, 2, 2, 2, 1, 2, 2, 2, 1, 2, 1},
      // Small and medium sizes mostly, large ones twice (pool large blocks), no raw16.
      {C::kTiny, C::kClass, C::kClass, C::kThreshold, C::kPow2, C::kLogSmall, C::kLogSmall, C::kLogMedium, C::kLogMedium,
       C::kLogLarge, C::kLogLarge, C::kMedium16, C::kRelative, C::kRelative, C::kSameAsPrev, C::kHuge},
-     2,
+     // mal cal rea fre ali pos usa chk ref oom frr alr swp rel tou pee
+     {3, 1, 2, 3, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0,
+      // hcr hma hca hre hfr hrs hde hst har fil unf tim
+      2, 4, 2, 3, 2, 2, 1, 1, 1, 0, 0, 1},
+     true,
      // mal cal rea fre ali pos usa chk ref oom frr alr swp rel tou pee
      {3, 1, 2, 3, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0,
       // hcr hma hca hre hfr hrs hde hst har fil unf
       2, 6, 2, 3, 2, 2, 1, 1, 1, 0, 0}},
 };
 
+// Sum of n weights (the alias tables' sizes are checked at compile time).
+constexpr unsigned weight_sum(const uint8_t* w, unsigned n) {
+  unsigned sum = 0;
+  for (unsigned i = 0; i < n; ++i) sum += w[i];
+  return sum;
+}
+
+constexpr bool weights_fill_tables() {
+  for (const ProfileTables& t : kProfiles) {
+    if (weight_sum(t.op_weights, kCanonicalOpcodes) != kV1Aliases) return false;
+    if (weight_sum(t.op_weights_v3, kV3CanonicalOpcodes) != kV3Aliases) return false;
+    if (t.reads_v2 && weight_sum(t.op_weights_v2, kV2CanonicalOpcodes) != kV2Aliases) return false;
+  }
+  return true;
+}
+static_assert(weights_fill_tables(), "profile weights must sum to 48 (v1), 37 (v2) and 36 (v3)");
+
+// Fills table[0 .. n) with the canonical ops repeated by weight, in opcode order.
+template <size_t N>
+void fill_aliases(OpKind (&table)[N], const uint8_t* weights, unsigned canonical) {
+  unsigned n = 0;
+  for (unsigned op = 0; op < canonical; ++op) {
+    for (unsigned w = 0; w < weights[op] && n < N; ++w) table[n++] = static_cast<OpKind>(op);
+  }
+  while (n < N) table[n++] = OpKind::kMalloc;  // only for a profile that does not read v2
+}
+
 struct OpAliasTables {
   OpKind table[static_cast<int>(Profile::kCount)][kV1Aliases];
   OpKind table_v2[static_cast<int>(Profile::kCount)][kV2Aliases];
+  OpKind table_v3[static_cast<int>(Profile::kCount)][kV3Aliases];
   OpAliasTables() {
     for (int p = 0; p < static_cast<int>(Profile::kCount); ++p) {
-      unsigned n = 0;
-      for (unsigned op = 0; op < kCanonicalOpcodes; ++op) {
-        for (unsigned w = 0; w < kProfiles[p].op_weights[op]; ++w) {
-          if (n < kV1Aliases) table[p][n++] = static_cast<OpKind>(op);
-        }
-      }
-      // Weights sum to 48; pad defensively with malloc.
-      while (n < kV1Aliases) table[p][n++] = OpKind::kMalloc;
-      n = 0;
-      for (unsigned op = 0; op < kV2CanonicalOpcodes; ++op) {
-        for (unsigned w = 0; w < kProfiles[p].op_weights_v2[op]; ++w) {
-          if (n < kV2Aliases) table_v2[p][n++] = static_cast<OpKind>(op);
-        }
-      }
-      // Weights sum to 37 (v2 profiles); pad defensively with malloc.
-      while (n < kV2Aliases) table_v2[p][n++] = OpKind::kMalloc;
+      fill_aliases(table[p], kProfiles[p].op_weights, kCanonicalOpcodes);
+      fill_aliases(table_v2[p], kProfiles[p].op_weights_v2, kV2CanonicalOpcodes);
+      fill_aliases(table_v3[p], kProfiles[p].op_weights_v3, kV3CanonicalOpcodes);
     }
   }
 };
@@ -268,26 +309,28 @@ bool profile_from_name(std::string_view name, Profile* out) {
 }
 
 unsigned profile_max_version(Profile p) {
-  return static_cast<int>(p) < static_cast<int>(Profile::kCount) ? kProfiles[static_cast<int>(p)].max_version : 1;
+  (void)p;
+  return kFormatVersionTime;
 }
 
 unsigned effective_version(uint8_t header, Profile p) {
   const unsigned nibble = header >> 4;
-  const unsigned v = nibble < 1 ? 1 : nibble;
-  const unsigned max = profile_max_version(p);
-  return v < max ? v : max;
+  if (nibble >= kFormatVersionTime) return kFormatVersionTime;
+  const bool reads_v2 =
+      static_cast<int>(p) < static_cast<int>(Profile::kCount) && kProfiles[static_cast<int>(p)].reads_v2;
+  return nibble == kFormatVersionPools && reads_v2 ? kFormatVersionPools : kFormatVersion;
 }
 
 const char* op_name(OpKind k) {
-  static const char* const names[kV2CanonicalOpcodes] = {
+  static const char* const names[kV3CanonicalOpcodes] = {
       "malloc",         "calloc",      "realloc",      "free",           "aligned_alloc",
       "posix_memalign", "usable_size", "check_heap",   "refill",         "oom_window",
       "free_range",     "alloc_range", "swap",         "release_cached", "touch_usable",
       "peek",           "heap_create", "heap_malloc",  "heap_calloc",    "heap_realloc",
       "heap_free",      "heap_reset",  "heap_destroy", "heap_stats",     "heap_alloc_range",
-      "heap_fill",      "heap_unfill"};
+      "heap_fill",      "heap_unfill", "advance_time"};
   const unsigned i = static_cast<unsigned>(k);
-  return i < kV2CanonicalOpcodes ? names[i] : "?";
+  return i < kV3CanonicalOpcodes ? names[i] : "?";
 }
 
 const char* size_cat_name(SizeCat c) {
@@ -607,6 +650,16 @@ Op Op::heap_alloc_range(unsigned pool, unsigned first, unsigned count, SizeExpr 
 }
 Op Op::heap_fill() { return make(OpKind::kHeapFill, 0); }
 Op Op::heap_unfill() { return make(OpKind::kHeapUnfill, 0); }
+Op Op::advance_time(unsigned step) {
+  Op o = make(OpKind::kAdvanceTime, 0);
+  o.arg = static_cast<uint8_t>(step % 32);
+  return o;
+}
+
+unsigned Program::encoded_version() const {
+  const unsigned needed = uses_time() ? kFormatVersionTime : uses_pools() ? kFormatVersionPools : kFormatVersion;
+  return version() > needed ? version() : needed;
+}
 
 unsigned range_slot(const Op& op, unsigned i) {
   if (op.kind != OpKind::kFreeRange) return (op.slot + i) % kSlots;
@@ -696,6 +749,9 @@ size_t decode_operands(const uint8_t* data, size_t size, size_t pos, Profile pro
     case OpKind::kHeapFill:
     case OpKind::kHeapUnfill:
       break;
+    case OpKind::kAdvanceTime:
+      op.arg = r.byte();
+      break;
   }
   return r.pos;
 }
@@ -707,20 +763,23 @@ Program decode(const uint8_t* data, size_t size, Profile profile) {
   p.header = size > 0 ? data[0] : 0;
   p.format = static_cast<uint8_t>(effective_version(p.header, profile));
   Reader r{data, size, 1};
-  const auto& alias = op_alias().table[static_cast<int>(profile)];
-  const auto& alias_v2 = op_alias().table_v2[static_cast<int>(profile)];
-  // v1: 0..15 canonical, 16..63 aliases. v2: 0..26 canonical (16..26 pool ops), 27..63 aliases.
-  const unsigned canonical = p.format >= kFormatVersionPools ? kV2CanonicalOpcodes : kCanonicalOpcodes;
+  // v1: 0..15 canonical, 16..63 aliases. v2: 0..26 canonical (16..26 pool ops), 27..63
+  // aliases. v3: 0..27 canonical (27 advance_time), 28..63 aliases.
+  const OpKind* alias = op_alias().table[static_cast<int>(profile)];
+  unsigned canonical = kCanonicalOpcodes;
+  if (p.format == kFormatVersionPools) {
+    alias = op_alias().table_v2[static_cast<int>(profile)];
+    canonical = kV2CanonicalOpcodes;
+  } else if (p.format == kFormatVersionTime) {
+    alias = op_alias().table_v3[static_cast<int>(profile)];
+    canonical = kV3CanonicalOpcodes;
+  }
   while (r.pos < size && p.ops.size() < kMaxOps) {
     Op op;
     op.pos = static_cast<uint32_t>(r.pos);
     op.opcode = r.byte();
     const unsigned c = op.opcode & (kOpcodeSpace - 1);
-    if (c < canonical) {
-      op.kind = static_cast<OpKind>(c);
-    } else {
-      op.kind = canonical == kCanonicalOpcodes ? alias[c - kCanonicalOpcodes] : alias_v2[c - kV2CanonicalOpcodes];
-    }
+    op.kind = c < canonical ? static_cast<OpKind>(c) : alias[c - canonical];
     r.pos = decode_operands(data, size, r.pos, profile, &op);
     p.ops.push_back(op);
   }
@@ -803,15 +862,15 @@ void encode_op(const Op& op, std::vector<uint8_t>& out) {
     case OpKind::kHeapFill:
     case OpKind::kHeapUnfill:
       break;
+    case OpKind::kAdvanceTime:
+      out.push_back(op.arg);
+      break;
   }
 }
 
 std::vector<uint8_t> encode(const Program& p) {
   std::vector<uint8_t> out;
-  uint8_t header = p.header;
-  if (p.uses_pools() && (header >> 4) < kFormatVersionPools) {
-    header = static_cast<uint8_t>(kFormatVersionPools << 4 | (header & 15));
-  }
+  const uint8_t header = static_cast<uint8_t>(p.encoded_version() << 4 | (p.header & 15));
   out.push_back(header);
   for (const Op& op : p.ops) encode_op(op, out);
   return out;
@@ -926,6 +985,9 @@ std::string format_op(const Op& op, size_t index) {
     case OpKind::kHeapUnfill:
       s += ": destroy the pools heap_fill created";
       break;
+    case OpKind::kAdvanceTime:
+      s += " by " + std::to_string(op.time_ms()) + " ms";
+      break;
   }
   if (op.opcode != static_cast<uint8_t>(op.kind)) {
     char buf[32];
@@ -944,10 +1006,10 @@ std::string format_program(const Program& p, Profile profile) {
   static const char* const orders[4] = {"slot-ascending", "slot-descending", "address-ascending", "address-descending"};
   // Built programs (input_size 0) are shown with the version their encoding gets.
   const unsigned v =
-      p.input_size > 0 ? p.format : (p.uses_pools() ? kFormatVersionPools : effective_version(p.header, profile));
+      p.input_size > 0 ? p.format : effective_version(static_cast<uint8_t>(p.encoded_version() << 4), profile);
   char note[96] = "";
-  if (p.version() > v) {
-    snprintf(note, sizeof note, " (version nibble %u decoded as v%u: the newest this profile reads)", p.version(), v);
+  if (p.version() != v && p.input_size > 0 && p.version() > 1) {
+    snprintf(note, sizeof note, " (version nibble %u decoded as v%u in this profile)", p.version(), v);
   }
   snprintf(buf, sizeof buf,
            "tinymalloc harness trace: format v%u%s (header 0x%02x), profile %s, %zu ops, %zu bytes; "

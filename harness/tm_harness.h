@@ -26,6 +26,7 @@ namespace tmh {
 
 inline constexpr uint8_t kFormatVersion = 1;       // header version the encoder writes for v1 programs
 inline constexpr uint8_t kFormatVersionPools = 2;  // v2: memory-pool ops (FORMAT.md "Memory pool ops (v2)")
+inline constexpr uint8_t kFormatVersionTime = 3;   // v3: advance_time (FORMAT.md "Virtual time (v3)")
 inline constexpr size_t kSlots = 64;               // slot table size (slot byte % 64)
 inline constexpr unsigned kCanonicalOpcodes = 16;  // v1 opcodes 0..15
 inline constexpr unsigned kOpcodeSpace = 64;       // opcode byte & 63
@@ -33,6 +34,8 @@ inline constexpr unsigned kOpcodeSpace = 64;       // opcode byte & 63
 // 27..63 are aliases.
 inline constexpr unsigned kPoolOpcodeFirst = 16;
 inline constexpr unsigned kV2CanonicalOpcodes = 27;  // v2 canonical opcodes 0..26
+// v3 (every op-program profile reads it): opcode 27 is advance_time, 28..63 are aliases.
+inline constexpr unsigned kV3CanonicalOpcodes = 28;  // v3 canonical opcodes 0..27
 inline constexpr unsigned kPoolSlots = 4;            // model pool slots (pool byte % 4)
 inline constexpr unsigned kMaxPools = 64;            // live pools at most (tm_heap_create)
 inline constexpr size_t kMaxOps = 1 << 16;           // decoding stops after this many ops
@@ -55,17 +58,19 @@ inline constexpr uint64_t kImpossibleMin = uint64_t{1} << 47;  // >= 128 TiB: NU
 // Decoding profiles: targets that bias the op / size mix. Canonical opcodes and size
 // categories (the ones the encoder writes) decode the same in every profile; only the
 // alias ranges (opcodes 16..63, size categories 16..31) differ.
-// kPools (target heap_pools) is the only profile that reads v2 headers: the v1 targets
-// decode every input as v1, whatever its version nibble, so their corpora keep their meaning.
+// Versions: every profile reads v1 (nibble 0-1) and v3 (nibble 3-15: v2's ops plus
+// advance_time); v2 (nibble 2) is read by kPools (target heap_pools) only, the other
+// profiles read nibble 2 as v1, as they always did.
 enum class Profile : uint8_t { kGeneral = 0, kRealloc, kSplitCoalesce, kAligned, kPools, kCount };
 const char* profile_name(Profile p);
 // Target or profile name -> profile ("heap_ops", "general", "realloc", "split_coalesce",
 // "aligned", "heap_pools" / "pools"). Returns false for an unknown name.
 bool profile_from_name(std::string_view name, Profile* out);
-// Newest format version a profile decodes (1, or 2 for kPools).
+// Newest format version a profile decodes (3 for every op-program profile).
 unsigned profile_max_version(Profile p);
-// Version an input with this header byte decodes as in this profile: the header's version
-// nibble (0 reads as 1), capped at profile_max_version.
+// Version an input with this header byte decodes as in this profile: nibble 0-1 as v1,
+// nibble 2 as v2 in kPools and as v1 elsewhere, nibble 3-15 as v3 (capped at
+// profile_max_version).
 unsigned effective_version(uint8_t header, Profile p);
 
 enum class OpKind : uint8_t {
@@ -97,8 +102,12 @@ enum class OpKind : uint8_t {
   kHeapAllocRange = 24,
   kHeapFill = 25,
   kHeapUnfill = 26,
+  // v3: virtual time (FORMAT.md "Virtual time (v3)").
+  kAdvanceTime = 27,
 };
-inline bool is_pool_op(OpKind k) { return static_cast<unsigned>(k) >= kPoolOpcodeFirst; }
+inline bool is_pool_op(OpKind k) {
+  return static_cast<unsigned>(k) >= kPoolOpcodeFirst && static_cast<unsigned>(k) < kV2CanonicalOpcodes;
+}
 const char* op_name(OpKind k);
 
 enum class SizeCat : uint8_t {
@@ -162,6 +171,9 @@ uint64_t align_value(uint8_t a);
 int align_byte_for(uint64_t v);
 // calloc count operand.
 uint64_t count_value(uint8_t c);
+// advance_time operand: milliseconds of step byte t (kTimeSteps[t % 32]).
+extern const uint64_t kTimeSteps[32];
+uint64_t time_step_ms(uint8_t t);
 
 struct Op {
   OpKind kind = OpKind::kMalloc;
@@ -170,7 +182,7 @@ struct Op {
   uint8_t slot2 = 0;    // swap: second slot
   uint8_t align = 0;    // aligned ops: alignment byte
   uint8_t count = 0;    // calloc: count byte; free/alloc range: count byte
-  uint8_t arg = 0;      // oom window: param byte; free range: step byte
+  uint8_t arg = 0;      // oom window: param byte; free range: step byte; advance_time: step
   uint16_t offset = 0;  // peek
   uint8_t pool = 0;     // pool ops: model pool slot (already % kPoolSlots)
   SizeExpr size;
@@ -205,6 +217,8 @@ struct Op {
   static Op heap_alloc_range(unsigned pool, unsigned first, unsigned count, SizeExpr s);
   static Op heap_fill();
   static Op heap_unfill();
+  // v3: advance the virtual clock by kTimeSteps[step % 32] milliseconds.
+  static Op advance_time(unsigned step);
 
   // Decoded helpers.
   unsigned oom_successes() const { return arg & 7u; }
@@ -212,6 +226,7 @@ struct Op {
   unsigned range_count() const { return 1u + count % 64u; }
   unsigned range_step() const { return 1u + (arg & 15u); }
   bool range_reverse() const { return (arg & 16u) != 0; }
+  uint64_t time_ms() const { return time_step_ms(arg); }
 };
 
 // Slot of the i-th element of a free_range (first + i*step, or - when reversed) or
@@ -231,6 +246,15 @@ struct Program {
     }
     return false;
   }
+  bool uses_time() const {
+    for (const Op& op : ops) {
+      if (op.kind == OpKind::kAdvanceTime) return true;
+    }
+    return false;
+  }
+  // Format version the encoder writes for this program: 3 with advance_time, 2 with pool
+  // ops, else 1 (or the header's own version when that is higher).
+  unsigned encoded_version() const;
   uint8_t flags() const { return static_cast<uint8_t>(header & 15); }
   bool paranoid() const { return (header & kFlagParanoid) != 0; }
   bool fill_usable() const { return (header & kFlagFillUsable) != 0; }
@@ -244,8 +268,9 @@ Program decode(const uint8_t* data, size_t size, Profile profile = Profile::kGen
 // building block of decode, also used by the heap_mt decoder (harness/tm_harness_mt.h).
 size_t decode_operands(const uint8_t* data, size_t size, size_t pos, Profile profile, Op* op);
 // Encodes a program in canonical form (decode(encode(p)) == p for canonical ops). A program
-// with pool ops gets version 2 in its header (when the header says less), and decodes back
-// to the same program in the profiles that read v2 (kPools).
+// with advance_time gets version 3 in its header, one with pool ops version 2 (when the
+// header says less); it decodes back to the same program in the profiles that read that
+// version (v3: all, v2: kPools).
 std::vector<uint8_t> encode(const Program& p);
 void encode_op(const Op& op, std::vector<uint8_t>& out);
 // "#3 realloc slot 5 -> 8193 bytes".
@@ -276,6 +301,13 @@ struct HeapStats {
   size_t medium_free_blocks = 0;
   size_t medium_free_bytes = 0;
   size_t medium_largest_free = 0;
+  // Calls into the OS (tinymalloc: tm_stats os_*_calls). A change of purge_calls across an
+  // op means the upkeep returned memory somewhere in the heap: the interpreter then checks
+  // the whole heap, not only what the op touched.
+  size_t map_calls = 0;
+  size_t unmap_calls = 0;
+  size_t purge_calls = 0;
+  size_t pool_segments = 0;
 };
 
 // Counters of one memory pool (tm_heap_stats_t).
@@ -312,6 +344,28 @@ class Backend {
     (void)message;
     return 0;
   }
+  // The same for the part of the heap around p only (tm: tm_check_heap_around), in time
+  // independent of the heap's size: what the interpreter runs after an op on the addresses
+  // the op touched. A backend with a heap check but no scoped one gets the whole check.
+  virtual int check_heap_around(const void* p, std::string* message) {
+    (void)p;
+    return check_heap(message);
+  }
+  // Between inputs: puts the allocator back into the state of a process that has not
+  // allocated (tm: tm_test_reset), so an input means the same thing whatever ran before it.
+  // Returns 0 when done (or nothing to do); -1 when it could not be done (blocks still live,
+  // e.g. left by a failed property run: the next run is then not pristine, which is no
+  // error of the allocator); a positive code with *message set when the allocator found an
+  // inconsistency while resetting (tm: address-space accounting that did not return to
+  // zero with every mapping gone).
+  virtual int reset(std::string* message) {
+    (void)message;
+    return 0;
+  }
+  // Virtual time (format v3 advance_time): the tm backend drives the clock tinymalloc's
+  // purge and sweep decisions read (tinymalloc_test.h); other backends have none.
+  virtual bool has_clock() const { return false; }
+  virtual void advance_time(uint64_t ms) { (void)ms; }
   virtual bool has_stats() const { return false; }
   virtual void stats(HeapStats* out) { *out = HeapStats{}; }
   virtual bool has_owns() const { return false; }
@@ -398,18 +452,25 @@ struct Options {
   bool free_after_failure = false;
   bool self_test_poke = false;  // peek ops corrupt the block instead (TM_HARNESS_SELFTEST=poke)
   bool verbose = false;         // print every op as it runs (tm-repro -v)
-  unsigned verify_every = 32;   // full content verification period (ops)
-  // Heap check (tm_check_heap) period in ops; 1 = after every op (default: the failing op
-  // is the one that broke the heap). Larger values trade that precision for throughput
-  // (tm_check_heap dominates the cost of an op); the check also runs at check_heap ops,
-  // when an OOM window closes, after release_cached and at the end of every input.
-  unsigned heap_check_every = 1;
+  // After every op the interpreter checks what the op touched (the blocks it returned or
+  // released and their neighbours' contents, a scoped heap check around each of them, the
+  // stats deltas). The whole heap (tm_check_heap and the contents of every live block) is
+  // checked after ops 1, 2, 4, 8, ... (O(log n) times in an n-op input), at check_heap ops,
+  // when an OOM window closes, after release_cached, after an op during which the allocator
+  // purged memory, and at the end of every input. These settings add whole-heap checks:
+  bool paranoid = false;          // after every op (TM_HARNESS_PARANOID=1; the old default)
+  unsigned verify_every = 0;      // contents of every live block every N ops (0: log schedule)
+  unsigned heap_check_every = 0;  // tm_check_heap every N ops (0: log schedule)
+  // When set, run() appends the outcome of every op to it, one line each, in a form that
+  // does not depend on where the OS placed mappings (addresses relative to their 4 MiB
+  // segment) plus the allocator's OS counters: what the determinism check compares.
+  std::string* trace = nullptr;
   Profile profile = Profile::kGeneral;
   std::string target = "heap_ops";
   FILE* out = stderr;
 };
 // Options from the environment: TM_HARNESS_SELFTEST=poke, TM_HARNESS_VERBOSE=1,
-// TM_HARNESS_HEAP_CHECK_EVERY=N, TM_HARNESS_VERIFY_EVERY=N.
+// TM_HARNESS_PARANOID=1, TM_HARNESS_HEAP_CHECK_EVERY=N, TM_HARNESS_VERIFY_EVERY=N.
 Options options_from_env(Profile profile, std::string_view target);
 
 struct Result {

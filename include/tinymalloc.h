@@ -227,6 +227,19 @@ typedef struct tm_check_report_s {
 int tm_check_heap(void);
 /* Like tm_check_heap, and describes the first violation in *report (may be NULL). */
 int tm_check_heap_report(tm_check_report_t *report);
+/* A scoped heap check: only the part of the heap around ptr, in time independent of the
+ * heap's size, so it can run after every operation of a long program. ptr is any address:
+ * a live block, a block just freed, or anything else. For an address inside a small-block
+ * run: that run (its bitmap against its free count, its class list links, the block sizes)
+ * with its class's remote-free list and the calling thread's cached blocks of that class;
+ * inside a medium segment: the block holding ptr and both physical neighbours (boundary
+ * tags, block starts, coalescing, free blocks' place in the best-fit index); inside a large
+ * block: its header, address-map entries and list links; elsewhere (memory tinymalloc does
+ * not own, e.g. after the segment of a freed block went back to the OS): nothing, and the
+ * result is TM_CHECK_OK. Cross-heap counters are left to tm_check_heap. Returns TM_CHECK_OK
+ * or the first violation's code, described in *report (may be NULL) as by
+ * tm_check_heap_report. Never aborts. */
+int tm_check_heap_around(const void *ptr, tm_check_report_t *report);
 
 /* ---- Memory pools (heaps) ------------------------------------------------------------ */
 

@@ -7,7 +7,9 @@
 
 #include <atomic>
 
+#include "config.h"
 #include "options.h"
+#include "platform.h"
 #include "spinlock.h"
 
 namespace tmalloc {
@@ -23,6 +25,12 @@ std::atomic<unsigned> g_next_thread_arena{0};
 // shows as -1 or +1, never as a huge value that would keep threads out of an arena.
 std::atomic<int32_t> g_arena_occupants[kMaxArenas];
 SpinLock g_activation_lock;
+// Bit per arena slot: its structures have been touched (arena 0 always counts). Set under
+// g_activation_lock before the slot is used; whole-heap walks, which hold that lock, skip the
+// others (memory pools live in slots 64 and up, so arenas_used() alone would make them visit
+// every slot below a pool).
+constexpr unsigned kTouchedWords = (kArenaSlots + 63) / 64;
+std::atomic<uint64_t> g_arena_touched[kTouchedWords] = {1};
 
 // CPUs in this process's affinity mask, from the raw system call (glibc's CPU-count
 // helpers may read /sys through allocating stdio).
@@ -93,12 +101,27 @@ unsigned arenas_used() {
   return g_arenas_used.load(std::memory_order_acquire);
 }
 
+bool arena_touched(unsigned index) {
+  // Relaxed: written under the activation lock, which every caller that relies on the answer
+  // (whole-heap walks) holds; others only skip work for a slot that was never used.
+  return ((g_arena_touched[index / 64].load(std::memory_order_relaxed) >> (index % 64)) & 1u) != 0;
+}
+
 void arena_note_used(unsigned index) {
-  if (index < g_arenas_used.load(std::memory_order_relaxed)) return;
+  if (TM_LIKELY(arena_touched(index))) return;
   LockGuard guard(g_activation_lock);
+  g_arena_touched[index / 64].fetch_or(uint64_t{1} << (index % 64), std::memory_order_relaxed);
   if (index >= g_arenas_used.load(std::memory_order_relaxed)) {
     g_arenas_used.store(index + 1, std::memory_order_release);
   }
+}
+
+void arena_reset_for_test() {
+  LockGuard guard(g_activation_lock);
+  g_arenas_used.store(1, std::memory_order_release);
+  for (unsigned w = 0; w < kTouchedWords; ++w) g_arena_touched[w].store(w == 0 ? 1 : 0, std::memory_order_relaxed);
+  g_next_thread_arena.store(0, std::memory_order_relaxed);
+  for (auto& occupants : g_arena_occupants) occupants.store(0, std::memory_order_relaxed);
 }
 
 void arena_activation_lock() { g_activation_lock.lock(); }

@@ -42,8 +42,16 @@ int arena_occupants(unsigned index);
 // Arenas [0, arenas_used()) have been touched; heap checks and stats visit only these.
 unsigned arenas_used();
 
-// Marks arena `index` used before its structures are touched (first use only locks).
+// Marks arena slot `index` used before its structures are touched (first use only locks).
 void arena_note_used(unsigned index);
+
+// Whether arena slot `index` (< arenas_used()) was ever used: whole-heap walks and lock-all
+// loops skip the others, whose structures are still in their zero state (slots below a
+// memory pool's slot that no arena ever took).
+bool arena_touched(unsigned index);
+
+// tm_test_reset: one used arena, no occupants, the round-robin choice starts over.
+void arena_reset_for_test();
 
 // Serialises arena activation with whole-heap walks: taken first by lock_everything.
 void arena_activation_lock();

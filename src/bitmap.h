@@ -9,15 +9,17 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "platform.h"
+
 namespace tmalloc {
 
 // Relaxed atomic load / store of one word.
-inline uint64_t bitmap_load(const uint64_t* word) { return __atomic_load_n(word, __ATOMIC_RELAXED); }
+TM_ALWAYS_INLINE uint64_t bitmap_load(const uint64_t* word) { return __atomic_load_n(word, __ATOMIC_RELAXED); }
 // NOLINTNEXTLINE(readability-non-const-parameter): the builtin stores through `word`.
-inline void bitmap_store(uint64_t* word, uint64_t value) { __atomic_store_n(word, value, __ATOMIC_RELAXED); }
+TM_ALWAYS_INLINE void bitmap_store(uint64_t* word, uint64_t value) { __atomic_store_n(word, value, __ATOMIC_RELAXED); }
 
 // Sets bits [0, count) of a bitmap of `words` words and clears the rest.
-inline void bitmap_fill(uint64_t* bits, size_t words, size_t count) {
+TM_ALWAYS_INLINE void bitmap_fill(uint64_t* bits, size_t words, size_t count) {
   for (size_t w = 0; w < words; ++w) {
     const size_t first = w * 64;
     if (count >= first + 64) {
@@ -31,24 +33,24 @@ inline void bitmap_fill(uint64_t* bits, size_t words, size_t count) {
 }
 
 // True when bit `index` is set.
-inline bool bitmap_test(const uint64_t* bits, size_t index) {
+TM_ALWAYS_INLINE bool bitmap_test(const uint64_t* bits, size_t index) {
   return (bitmap_load(&bits[index / 64]) >> (index % 64)) & 1u;
 }
 
 // Sets bit `index`.
-inline void bitmap_set(uint64_t* bits, size_t index) {
+TM_ALWAYS_INLINE void bitmap_set(uint64_t* bits, size_t index) {
   bitmap_store(&bits[index / 64], bitmap_load(&bits[index / 64]) | (uint64_t{1} << (index % 64)));
 }
 
 // Clears bit `index`.
-inline void bitmap_clear(uint64_t* bits, size_t index) {
+TM_ALWAYS_INLINE void bitmap_clear(uint64_t* bits, size_t index) {
   bitmap_store(&bits[index / 64], bitmap_load(&bits[index / 64]) & ~(uint64_t{1} << (index % 64)));
 }
 
 // Index of the lowest set bit at or after word `*hint`, scanning to the end of the bitmap;
 // returns `words * 64` when none is set. Updates *hint to the word where the bit was found
 // (words below it are known to be empty).
-inline size_t bitmap_find_first(const uint64_t* bits, size_t words, size_t* hint) {
+TM_ALWAYS_INLINE size_t bitmap_find_first(const uint64_t* bits, size_t words, size_t* hint) {
   for (size_t w = *hint; w < words; ++w) {
     const int bit = __builtin_ffsll(static_cast<long long>(bitmap_load(&bits[w])));
     if (bit != 0) {
@@ -61,7 +63,7 @@ inline size_t bitmap_find_first(const uint64_t* bits, size_t words, size_t* hint
 }
 
 // Number of set bits.
-inline size_t bitmap_count(const uint64_t* bits, size_t words) {
+TM_ALWAYS_INLINE size_t bitmap_count(const uint64_t* bits, size_t words) {
   size_t total = 0;
   for (size_t w = 0; w < words; ++w) total += static_cast<size_t>(__builtin_popcountll(bitmap_load(&bits[w])));
   return total;

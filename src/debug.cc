@@ -703,6 +703,16 @@ void debug_flush_quarantine() {
   }
 }
 
+bool debug_idle() {
+  debug_flush_quarantine();
+  lock_all();
+  const size_t records = total_records_locked();
+  unlock_all();
+  return records == 0;
+}
+
+void debug_reset_for_test() { g_seq.store(0, std::memory_order_relaxed); }
+
 namespace {
 
 // Live blocks of one allocation site (the leak report).

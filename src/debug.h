@@ -62,6 +62,12 @@ size_t debug_usable_size(const void* p);
 // for a block leaving it). For tm_release_cached (api.cc) and tests that force the check.
 void debug_flush_quarantine();
 
+// tm_test_reset: flushes the quarantine and tells whether no recorded block is left (none
+// live); and the reset of the sequence numbers (the caller restores the options and calls
+// debug_update_mode).
+bool debug_idle();
+void debug_reset_for_test();
+
 // Writes the leak report (the live recorded blocks grouped by allocation site) to fd and
 // returns the number of those blocks; with `quiet_when_none`, writes nothing when there
 // are none. Never allocates (a scratch mapping holds the sort). tm_leak_report calls it.

@@ -118,6 +118,21 @@ TM_NO_ASAN size_t FitIndex::largest() const {
   return best;
 }
 
+TM_NO_ASAN TM_NO_COVERAGE bool FitIndex::holds(const FreeBlock* block) const {
+  const Slot slot = slot_for_size(block->size());
+  if (slot.first >= kFirstLevelCount) return false;
+  auto same_list = [&](const FreeBlock* other) {
+    const Slot s = slot_for_size(other->size());
+    return s.first == slot.first && s.second == slot.second && other->is_free();
+  };
+  if (block->prev_free == nullptr) {
+    if (heads_[slot.first][slot.second] != block) return false;
+  } else if (block->prev_free->next_free != block || !same_list(block->prev_free)) {
+    return false;
+  }
+  return block->next_free == nullptr || (block->next_free->prev_free == block && same_list(block->next_free));
+}
+
 TM_NO_ASAN TM_NO_COVERAGE const void* FitIndex::validate() const {
   size_t seen = 0;
   size_t seen_bytes = 0;

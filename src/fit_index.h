@@ -51,6 +51,10 @@ class FitIndex {
   size_t largest() const;
   // Head of list (first, second), for the heap walk.
   FreeBlock* head(unsigned first, unsigned second) const { return heads_[first][second]; }
+  // Whether `block` is linked into the list its size maps to, judged from its neighbourhood
+  // in O(1): it heads that list, or its predecessor (which must be filed in the same list)
+  // links to it; its successor, if any, links back and is filed in the same list too.
+  bool holds(const FreeBlock* block) const;
   // Checks that every bitmap bit matches list emptiness and that each block is in the
   // list its size maps to, with consistent links. Returns the first bad block (or the
   // list head address for a bitmap mismatch), nullptr when consistent.

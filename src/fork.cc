@@ -6,6 +6,7 @@
 #include "arena.h"
 #include "large.h"
 #include "medium.h"
+#include "sanitizer.h"
 #include "segment_pool.h"
 #include "small.h"
 #include "thread_cache.h"
@@ -51,7 +52,7 @@ void fork_child() {
 
 }  // namespace
 
-unsigned heap_lock_all() {
+TM_NO_COVERAGE unsigned heap_lock_all() {
   arena_activation_lock();
   const unsigned arenas = arenas_used();
   small_lock_all(arenas);
@@ -60,7 +61,7 @@ unsigned heap_lock_all() {
   return arenas;
 }
 
-void heap_unlock_all(unsigned arenas) {
+TM_NO_COVERAGE void heap_unlock_all(unsigned arenas) {
   large_unlock();
   medium_unlock_all(arenas);
   small_unlock_all(arenas);

@@ -12,6 +12,7 @@
 #include "chunk_map.h"
 #include "config.h"
 #include "error.h"
+#include "heap.h"
 #include "large.h"
 #include "medium.h"
 #include "platform.h"
@@ -92,6 +93,19 @@ void heap_release_all(tm_heap_s* heap) {
 }
 
 }  // namespace
+
+bool heaps_none_live() {
+  LockGuard guard(g_heaps_lock);
+  for (const tm_heap_s& heap : g_heaps) {
+    if (heap.in_use.load(std::memory_order_relaxed) != 0) return false;
+  }
+  return true;
+}
+
+void heaps_reset_for_test() {
+  g_heaps_lock.reset();
+  for (tm_heap_s& heap : g_heaps) heap.slot = 0;
+}
 
 }  // namespace tmalloc
 

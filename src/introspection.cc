@@ -4,6 +4,7 @@
 
 #include "arena.h"
 #include "check.h"
+#include "chunk_map.h"
 #include "config.h"
 #include "fork.h"
 #include "introspection.h"
@@ -11,6 +12,7 @@
 #include "medium.h"
 #include "os.h"
 #include "platform.h"
+#include "sanitizer.h"
 #include "segment_pool.h"
 #include "small.h"
 #include "small_stats.h"
@@ -27,7 +29,7 @@ namespace {
 
 // Live small blocks per class: handed out by runs, minus those sitting in thread caches
 // and remote-free lists. Exact when no other thread is running; a snapshot otherwise.
-void small_live_per_class(const SmallTotals& small, const CacheTotals& caches, size_t* live) {
+TM_NO_COVERAGE void small_live_per_class(const SmallTotals& small, const CacheTotals& caches, size_t* live) {
   for (size_t c = 0; c < kSmallClassCount; ++c) {
     const size_t idle = caches.cached[c] + small.remote[c];
     live[c] = small.handed_out[c] > idle ? small.handed_out[c] - idle : 0;
@@ -37,7 +39,7 @@ void small_live_per_class(const SmallTotals& small, const CacheTotals& caches, s
 // Blocks of the calling thread's cache per owning arena (blocks, usable bytes). Only the
 // calling thread changes its own bins, so walking them is race-free; other threads' bins
 // are not walked (their owners push and pop without a lock).
-void own_cache_per_arena(size_t* blocks, size_t* bytes) {
+TM_NO_COVERAGE void own_cache_per_arena(size_t* blocks, size_t* bytes) {
   for (size_t c = 0; c < kSmallClassCount; ++c) {
     const CacheBin& bin = t_cache.bins[c];
     size_t walked = 0;
@@ -54,7 +56,7 @@ void own_cache_per_arena(size_t* blocks, size_t* bytes) {
 
 // One arena slot's row (its locks held); `own_blocks` / `own_bytes`: the calling thread's
 // cached blocks of this arena.
-void arena_row(unsigned arena, size_t own_blocks, size_t own_bytes, tm_arena_stats_t* row) {
+TM_NO_COVERAGE void arena_row(unsigned arena, size_t own_blocks, size_t own_bytes, tm_arena_stats_t* row) {
   SmallArenaSnapshot small;
   small_arena_snapshot(arena, &small);
   MediumTotals medium{};
@@ -84,10 +86,11 @@ void arena_row(unsigned arena, size_t own_blocks, size_t own_bytes, tm_arena_sta
 
 // Per-class figures over arenas [0, arenas) (their small locks held); `live` and `cached`
 // come from the totals.
-void class_rows(unsigned arenas, const size_t* live, const CacheTotals& caches, tm_class_stats_t* rows) {
+TM_NO_COVERAGE void class_rows(unsigned arenas, const size_t* live, const CacheTotals& caches, tm_class_stats_t* rows) {
   std::memset(rows, 0, sizeof(tm_class_stats_t) * kSmallClassCount);
   SmallArenaSnapshot small;
   for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
     small_arena_snapshot(a, &small);
     for (size_t c = 0; c < kSmallClassCount; ++c) {
       rows[c].peak_blocks += small.peak[c];
@@ -107,7 +110,8 @@ void class_rows(unsigned arenas, const size_t* live, const CacheTotals& caches, 
 }  // namespace
 
 // Every lock taken once, in the global order; see introspection.h.
-size_t stats_snapshot(tm_stats_t* out, tm_class_stats_t* classes, tm_arena_stats_t* arena_rows, size_t max_arenas) {
+TM_NO_COVERAGE size_t stats_snapshot(tm_stats_t* out, tm_class_stats_t* classes, tm_arena_stats_t* arena_rows,
+                                     size_t max_arenas) {
   std::memset(out, 0, sizeof *out);
   SmallTotals small{};
   MediumTotals medium{};
@@ -207,6 +211,49 @@ TM_EXPORT void tm_stats_reset_peaks(void) {
   small_reset_peaks(arenas_used());
 }
 
+}  // extern "C"
+
+namespace {
+
+// Copies a check's outcome into the caller's report (when not NULL).
+void write_report(const CheckResult& result, tm_check_report_t* report) {
+  if (report == nullptr) return;
+  report->code = result.code;
+  report->address = result.address;
+  const char* text = result.code == 0 ? "heap is consistent" : result.message.c_str();
+  const size_t length = std::strlen(text) < sizeof report->message - 1 ? std::strlen(text) : sizeof report->message - 1;
+  std::memcpy(report->message, text, length);
+  report->message[length] = '\0';
+}
+
+}  // namespace
+
+extern "C" {
+
+TM_EXPORT int tm_check_heap_around(const void* ptr, tm_check_report_t* report) {
+  CheckResult result;
+  SegmentBase* owner = chunk_owner(ptr);
+  if (owner != nullptr) {
+    if (owner->magic != kSegmentMagic) {
+      result.fail(TM_CHECK_SEGMENT, owner, "address map entry names memory without a segment header");
+    } else if (owner->kind == SegmentKind::kSmall) {
+      size_t class_index = kSmallClassCount;
+      if (small_check_around(&result, static_cast<SmallSegment*>(owner), ptr, &class_index) == 0 &&
+          class_index < kSmallClassCount) {
+        cache_check_current_class(&result, class_index);
+      }
+    } else if (owner->kind == SegmentKind::kMedium) {
+      medium_check_around(&result, static_cast<MediumSegment*>(owner), ptr);
+    } else if (owner->kind == SegmentKind::kLarge) {
+      large_check_around(&result, static_cast<LargeHeader*>(owner), ptr);
+    } else {
+      result.fail(TM_CHECK_SEGMENT, owner, "address map entry names a segment of unknown kind");
+    }
+  }
+  write_report(result, report);
+  return result.code;
+}
+
 TM_EXPORT int tm_check_heap_report(tm_check_report_t* report) {
   CheckResult result;
   size_t medium_requested = 0;
@@ -229,15 +276,7 @@ TM_EXPORT int tm_check_heap_report(tm_check_report_t* report) {
     }
   }
   heap_unlock_all(arenas);
-  if (report != nullptr) {
-    report->code = result.code;
-    report->address = result.address;
-    const char* text = result.code == 0 ? "heap is consistent" : result.message.c_str();
-    const size_t length =
-        std::strlen(text) < sizeof report->message - 1 ? std::strlen(text) : sizeof report->message - 1;
-    std::memcpy(report->message, text, length);
-    report->message[length] = '\0';
-  }
+  write_report(result, report);
   return result.code;
 }
 

@@ -132,9 +132,6 @@ void large_free(LargeHeader* header, void* p, const char* what) {
   char* mapping = header->mapping;
   const size_t mapping_size = header->mapping_size;
   chunk_map_set(mapping, mapping_size, nullptr);
-  // ASan shadow outlives munmap: clear what we poisoned (only the slack after the request)
-  // so a later mapping at this address starts clean, without touching the whole shadow.
-  unpoison(static_cast<char*>(p) + header->requested, usable_of(header) - header->requested);
   g_freed_ring[g_freed_next.fetch_add(1, std::memory_order_relaxed) % kFreedRing].store(addr_of(p),
                                                                                         std::memory_order_relaxed);
   pool_give(mapping, mapping_size);
@@ -172,7 +169,9 @@ void large_pool_totals(uint32_t pool, size_t* blocks, size_t* usable, size_t* ma
 
 size_t large_usable_size(LargeHeader* header, const void* p, const char* what) {
   validate(header, p, what);
-  unpoison(p, usable_of(header));  // the caller may now use every usable byte
+  // The caller may now use every usable byte: the slack past the request becomes
+  // addressable (the requested bytes are already).
+  unpoison(static_cast<const char*>(p) + header->requested, usable_of(header) - header->requested);
   return usable_of(header);
 }
 
@@ -262,12 +261,43 @@ bool large_recently_freed(const void* p) {
   return false;
 }
 
+bool large_idle() {
+  LockGuard guard(g_large_lock);
+  return g_large_blocks == nullptr && g_large_count == 0;
+}
+
+void large_reset_for_test() {
+  g_large_lock.reset();
+  g_large_blocks = nullptr;
+  g_large_count = 0;
+  g_large_usable = 0;
+  for (auto& slot : g_freed_ring) slot.store(0, std::memory_order_relaxed);
+  g_freed_next.store(0, std::memory_order_relaxed);
+}
+
 void large_lock() { g_large_lock.lock(); }
 void large_unlock() { g_large_lock.unlock(); }
 
-void large_totals(LargeTotals* out) {
+TM_NO_COVERAGE void large_totals(LargeTotals* out) {
   out->live_blocks = g_large_count;
   out->usable_bytes = g_large_usable;
+}
+
+TM_NO_COVERAGE int large_check_around(CheckResult* result, LargeHeader* header, const void* p) {
+  LockGuard guard(g_large_lock);
+  // p may lie past the mapping's end, in the rest of its last 4 MiB chunk: the header is all
+  // there is to check then, as for any p in the block.
+  (void)p;
+  if (header->magic != kSegmentMagic || header->kind != SegmentKind::kLarge || header_for(header->user) != header ||
+      (addr_of(header->mapping) & (kSegmentSize - 1)) != 0 || header->requested > usable_of(header)) {
+    return result->fail(TM_CHECK_LARGE, header, "large block header is corrupted");
+  }
+  if (chunk_owner(header->mapping) != header || chunk_owner(header->mapping + header->mapping_size - 1) != header)
+    return result->fail(TM_CHECK_SEGMENT, header, "address map entries do not name this large block");
+  const bool linked_in = header->prev != nullptr ? header->prev->next == header : g_large_blocks == header;
+  if (!linked_in || (header->next != nullptr && header->next->prev != header))
+    return result->fail(TM_CHECK_LARGE, header, "large block list links do not round-trip");
+  return 0;
 }
 
 TM_NO_COVERAGE int large_check(CheckResult* result, size_t* requested_total) {

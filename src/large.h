@@ -59,10 +59,18 @@ struct LargeTotals {
 };
 void large_totals(LargeTotals* out);
 
+// tm_test_reset: true when no large block is live; and the reset of the tier's counters and
+// of the ring of recently freed blocks (large_idle() held, no other thread in the allocator).
+bool large_idle();
+void large_reset_for_test();
+
 void large_lock();
 void large_unlock();
 
 struct CheckResult;
+// Scoped heap check (tm_check_heap_around) of the large block whose address-map entry is
+// `header`, p inside its mapping (takes the large lock): header, map entries, list links.
+int large_check_around(CheckResult* result, LargeHeader* header, const void* p);
 // Heap walk for tm_check_heap (large lock held): 0 or a tm_check_code.
 int large_check(CheckResult* result, size_t* requested_total);
 

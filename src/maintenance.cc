@@ -31,4 +31,6 @@ void heap_maintain() {
   medium_sweep_idle();
 }
 
+void heap_maintain_reset_for_test() { g_last_sweep_ms.store(0, std::memory_order_relaxed); }
+
 }  // namespace tmalloc

@@ -203,8 +203,7 @@ TM_NO_ASAN void segment_destroy(MediumSegment* segment) {
   --heap.segment_count;
   --heap.empty_segments;
   note_unpurged(segment);
-  unpoison(segment, kSegmentSize);
-  pool_give(segment, kSegmentSize);
+  pool_give(segment, kSegmentSize);  // poisons all of it under ASan
 }
 
 // Offset of the block that contains segment offset `offset` (the nearest block start at
@@ -550,16 +549,21 @@ bool medium_owns(const MediumSegment* segment, const void* p) {
   return offset >= kMediumFirstBlock && offset < kMediumSentinel;
 }
 
-void medium_lock_all(unsigned arenas) {
-  for (unsigned a = 0; a < arenas; ++a) g_medium[a].lock.lock();
+TM_NO_COVERAGE void medium_lock_all(unsigned arenas) {
+  for (unsigned a = 0; a < arenas; ++a) {
+    if (arena_touched(a)) g_medium[a].lock.lock();
+  }
 }
-void medium_unlock_all(unsigned arenas) {
-  for (unsigned a = arenas; a-- > 0;) g_medium[a].lock.unlock();
+TM_NO_COVERAGE void medium_unlock_all(unsigned arenas) {
+  for (unsigned a = arenas; a-- > 0;) {
+    if (arena_touched(a)) g_medium[a].lock.unlock();
+  }
 }
 
-void medium_totals(MediumTotals* out, unsigned arenas) {
+TM_NO_COVERAGE void medium_totals(MediumTotals* out, unsigned arenas) {
   *out = MediumTotals{};
   for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
     const MediumHeap& heap = g_medium[a];
     out->live_blocks += heap.live_blocks;
     out->usable_bytes += heap.usable_bytes;
@@ -574,6 +578,7 @@ void medium_totals(MediumTotals* out, unsigned arenas) {
 TM_NO_ASAN void medium_release_cached() {
   const unsigned arenas = arenas_used();
   for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
     MediumHeap& heap = g_medium[a];
     LockGuard guard(heap.lock);
     for (MediumSegment* segment = heap.segments; segment != nullptr;) {
@@ -599,7 +604,7 @@ void medium_arena_totals(unsigned arena, MediumTotals* out) {
   out->segments = heap.segment_count;
 }
 
-TM_NO_ASAN void medium_arena_snapshot(unsigned arena, MediumTotals* out, size_t* committed_bytes) {
+TM_NO_COVERAGE TM_NO_ASAN void medium_arena_snapshot(unsigned arena, MediumTotals* out, size_t* committed_bytes) {
   const MediumHeap& heap = g_medium[arena];
   *out = MediumTotals{};
   out->live_blocks = heap.live_blocks;
@@ -634,8 +639,7 @@ TM_NO_ASAN size_t medium_reset_arena(unsigned arena) {
     note_unpurged(segment);
     os_note_recommitted(segment->purged_block_bytes);  // the pool counts it committed
     segment->purged_block_bytes = 0;
-    unpoison(segment, kSegmentSize);
-    pool_give(segment, kSegmentSize);
+    pool_give(segment, kSegmentSize);  // poisons all of it under ASan
   }
   heap.index = FitIndex{};
   heap.segment_count = 0;
@@ -643,6 +647,38 @@ TM_NO_ASAN size_t medium_reset_arena(unsigned arena) {
   heap.live_blocks = 0;
   heap.usable_bytes = 0;
   return requested;
+}
+
+bool medium_idle() {
+  const unsigned arenas = arenas_used();
+  for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
+    LockGuard guard(g_medium[a].lock);
+    if (g_medium[a].live_blocks != 0) return false;
+  }
+  return true;
+}
+
+TM_NO_ASAN void medium_reset_for_test() {
+  const unsigned arenas = arenas_used();
+  for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
+    MediumHeap& heap = g_medium[a];
+    while (heap.segments != nullptr) {
+      MediumSegment* segment = heap.segments;
+      heap.segments = segment->next;
+      chunk_map_set(segment, kSegmentSize, nullptr);
+      note_unpurged(segment);                            // os_unmap takes the whole segment off
+      os_note_recommitted(segment->purged_block_bytes);  // the committed bytes
+      os_unmap(segment, kSegmentSize);
+    }
+    heap.lock.reset();
+    heap.index = FitIndex{};
+    heap.segment_count = 0;
+    heap.empty_segments = 0;
+    heap.live_blocks = 0;
+    heap.usable_bytes = 0;
+  }
 }
 
 namespace {
@@ -700,6 +736,7 @@ TM_NO_ASAN void purge_idle_free_blocks(MediumSegment* segment) {
 TM_NO_ASAN void medium_sweep_idle() {
   const unsigned arenas = arenas_used();
   for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
     MediumHeap& heap = g_medium[a];
     // Every half purge delay: the lock is cheap next to a peek that would race.
     LockGuard guard(heap.lock);
@@ -714,9 +751,79 @@ TM_NO_ASAN void medium_sweep_idle() {
   }
 }
 
+namespace {
+
+// Checks the block at `offset` of `segment` and its boundary tags against its physical
+// neighbours, and a free block's place in the index (heap lock held). 0 or a code.
+TM_NO_ASAN TM_NO_COVERAGE int check_block_tags(CheckResult* result, MediumSegment* segment, size_t offset) {
+  BlockHeader* block = block_at(segment, offset);
+  const size_t size = block->size();
+  if (size < kMediumMinBlock || offset + size > kMediumSentinel)
+    return result->fail(TM_CHECK_BOUNDARY_TAG, block, "medium block size is out of range or runs past the segment end");
+  if (!start_bit(segment, offset))
+    return result->fail(TM_CHECK_BOUNDARY_TAG, block, "medium block start is missing from the block-start bitmap");
+  const size_t prev_size = block->prev_size;
+  if (prev_size == 0
+          ? offset != kMediumFirstBlock
+          : (prev_size % kBlockHeaderSize != 0 || prev_size > offset - kMediumFirstBlock ||
+             !start_bit(segment, offset - prev_size) || block_at(segment, offset - prev_size)->size() != prev_size)) {
+    return result->fail(TM_CHECK_BOUNDARY_TAG, block, "medium block's prev_size differs from its predecessor's size");
+  }
+  BlockHeader* next = block->next_physical();
+  if (next->prev_size != size)
+    return result->fail(TM_CHECK_BOUNDARY_TAG, next, "medium block's successor does not name its size in prev_size");
+  if (offset + size == kMediumSentinel) {
+    if (next->size_flags != 0)
+      return result->fail(TM_CHECK_BOUNDARY_TAG, next, "medium segment end sentinel is corrupted");
+  } else if (!start_bit(segment, offset + size)) {
+    return result->fail(TM_CHECK_BOUNDARY_TAG, next, "medium block start is missing from the block-start bitmap");
+  }
+  if (block->is_free()) {
+    if (!heap_of(segment).index.holds(static_cast<FreeBlock*>(block)))
+      return result->fail(TM_CHECK_FIT_INDEX, block,
+                          "free medium block is not on the best-fit index list for its size");
+    if (next->is_free())
+      return result->fail(TM_CHECK_UNCOALESCED, next, "two adjacent free medium blocks (missed coalesce)");
+  } else if (block->slack() > size - kBlockHeaderSize) {
+    return result->fail(TM_CHECK_BOUNDARY_TAG, block, "used medium block's slack exceeds its size");
+  }
+  return 0;
+}
+
+}  // namespace
+
+TM_NO_ASAN TM_NO_COVERAGE int medium_check_around(CheckResult* result, MediumSegment* segment, const void* p) {
+  if (segment->magic != kSegmentMagic || segment->kind != SegmentKind::kMedium || segment->arena >= kArenaSlots)
+    return result->fail(TM_CHECK_SEGMENT, segment, "medium segment header has a bad magic, kind or arena");
+  if (chunk_owner(segment) != segment)
+    return result->fail(TM_CHECK_SEGMENT, segment, "address map entry does not name this medium segment");
+  const size_t offset = offset_of(segment, p);
+  if (offset < kMediumFirstBlock || offset >= kMediumSentinel) return 0;  // header or sentinel
+  MediumHeap& heap = heap_of(segment);
+  LockGuard guard(heap.lock);
+  // The block p lies in (p may be a freed block's payload, merged into a free block since).
+  const size_t at = containing_block(segment, offset);
+  if (at < kMediumFirstBlock)
+    return result->fail(TM_CHECK_BOUNDARY_TAG, p, "no medium block start at or below this address");
+  const size_t size = block_at(segment, at)->size();
+  if (size < kMediumMinBlock || at + size > kMediumSentinel || at + size <= offset)
+    return result->fail(TM_CHECK_BOUNDARY_TAG, block_at(segment, at),
+                        "the block-start bitmap names a block that does not reach this address");
+  // The block and both neighbours: their tags, coalescing and index membership.
+  const size_t prev_size = block_at(segment, at)->prev_size;
+  if (prev_size != 0 && prev_size <= at - kMediumFirstBlock) {
+    const int code = check_block_tags(result, segment, at - prev_size);
+    if (code != 0) return code;
+  }
+  int code = check_block_tags(result, segment, at);
+  if (code == 0 && at + size < kMediumSentinel) code = check_block_tags(result, segment, at + size);
+  return code;
+}
+
 TM_NO_ASAN TM_NO_COVERAGE int medium_check(CheckResult* result, unsigned arenas, size_t* requested_total) {
   *requested_total = 0;
   for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
     const int code = medium_check_heap(result, g_medium[a], a, requested_total);
     if (code != 0) return code;
   }

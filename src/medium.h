@@ -51,6 +51,12 @@ void* medium_alloc_in(unsigned arena, size_t requested, size_t alignment, bool z
 // thread may use the slot meanwhile.
 size_t medium_reset_arena(unsigned arena);
 
+// tm_test_reset: true when no arena slot holds a live medium block.
+bool medium_idle();
+// tm_test_reset (medium_idle() held, no other thread in the allocator): unmaps every medium
+// segment and puts every arena slot's medium heap back in its zero state.
+void medium_reset_for_test();
+
 // True when a request of `requested` bytes at `alignment` fits the medium tier.
 bool medium_fits(size_t requested, size_t alignment);
 
@@ -98,6 +104,10 @@ void medium_release_cached();
 void medium_sweep_idle();
 
 struct CheckResult;
+// Scoped heap check (tm_check_heap_around) of the medium block p lies in and its two
+// physical neighbours, under the owning arena's medium lock: boundary tags, block starts,
+// coalescing and the free ones' place in the best-fit index. 0 or a tm_check_code.
+int medium_check_around(CheckResult* result, MediumSegment* segment, const void* p);
 // Heap walk for tm_check_heap (medium locks held): 0 or a tm_check_code.
 int medium_check(CheckResult* result, unsigned arenas, size_t* requested_total);
 

@@ -106,6 +106,9 @@ AtomicValues<I...> make_atomic_values(std::index_sequence<I...>);
 using OptionValues = decltype(make_atomic_values(std::make_index_sequence<kOptionCount>{}));
 
 constinit OptionValues g_values;
+// The values in force when the runtime initialised (options_snapshot_initial), which
+// tm_test_reset restores.
+constinit OptionValues g_initial_values;
 
 // The environment is read once (init_once.h: a fork child takes over a read that a thread
 // of its parent had begun).
@@ -374,6 +377,18 @@ void options_init() {
   read_environment();
   errno = saved_errno;
   g_state.store(kDone, std::memory_order_release);
+}
+
+void options_snapshot_initial() {
+  for (size_t i = 0; i < kOptionCount; ++i) {
+    g_initial_values.v[i].store(g_values.v[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
+}
+
+void options_restore_initial() {
+  for (size_t i = 0; i < kOptionCount; ++i) {
+    g_values.v[i].store(g_initial_values.v[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
 }
 
 long option(OptionId id) {

@@ -33,6 +33,12 @@ void options_init();
 // Current value of an option (options_init has run).
 long option(OptionId id);
 
+// Remembers the current values as the ones the runtime started with (runtime init, after the
+// environment and any tm_option_set made before the first allocation) and puts them back
+// (tm_test_reset; the caller updates debug mode's routing).
+void options_snapshot_initial();
+void options_restore_initial();
+
 // ---- Table and parser (options.cc; also used by tests/test_options.cc, fuzz/options.cc) ----
 
 inline constexpr size_t kOptionCount = static_cast<size_t>(OptionId::kCount);

@@ -10,7 +10,9 @@
 
 #include "config.h"
 #include "platform.h"
+#include "sanitizer.h"
 #include "tinymalloc.h"
+#include "tinymalloc_test.h"
 
 namespace tmalloc {
 
@@ -25,6 +27,10 @@ std::atomic<size_t> g_unmap_calls{0};
 std::atomic<size_t> g_purge_calls{0};
 // Remaining successful map requests before injected failures; negative = no injection.
 std::atomic<long> g_fail_after{-1};
+// Test hook (tinymalloc_test.h): while set, os_monotonic_ms reads g_virtual_ms. Relaxed: the
+// clock only feeds purge and sweep decisions, which synchronise by their own locks.
+std::atomic<bool> g_virtual_clock{false};
+std::atomic<uint64_t> g_virtual_ms{0};
 
 // Consumes one map request from the failure-injection budget; false = fail this one.
 bool injection_allows_request() {
@@ -82,6 +88,7 @@ void* os_map_aligned(size_t size, size_t alignment) {
 }
 
 void os_unmap(void* addr, size_t size) {
+  unpoison_range(addr, size);  // ASan's shadow outlives munmap: a later mapping here starts clean
   ::munmap(addr, size);
   g_unmap_calls.fetch_add(1, std::memory_order_relaxed);
   note_unmapped(size, size);
@@ -98,6 +105,7 @@ void os_note_recommitted(size_t size) { g_committed.fetch_add(size, std::memory_
 void* os_remap(void* addr, size_t old_size, size_t new_size, size_t alignment) {
   if (new_size <= old_size) {
     if (new_size < old_size) {
+      unpoison_range(static_cast<char*>(addr) + new_size, old_size - new_size);
       ::munmap(static_cast<char*>(addr) + new_size, old_size - new_size);
       note_unmapped(old_size - new_size, old_size - new_size);
     }
@@ -153,6 +161,7 @@ bool os_move_pages(void* from, size_t size, void* to) {
 void* os_map_metadata(size_t size) { return raw_map(size); }
 
 uint64_t os_monotonic_ms() {
+  if (TM_UNLIKELY(g_virtual_clock.load(std::memory_order_relaxed))) return g_virtual_ms.load(std::memory_order_relaxed);
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
@@ -166,8 +175,31 @@ size_t os_map_calls() { return g_map_calls.load(std::memory_order_relaxed); }
 size_t os_unmap_calls() { return g_unmap_calls.load(std::memory_order_relaxed); }
 size_t os_purge_calls() { return g_purge_calls.load(std::memory_order_relaxed); }
 
+bool os_reset_for_test() {
+  const bool balanced =
+      g_mapped.load(std::memory_order_relaxed) == 0 && g_committed.load(std::memory_order_relaxed) == 0;
+  for (std::atomic<size_t>* counter :
+       {&g_mapped, &g_committed, &g_peak_mapped, &g_map_calls, &g_unmap_calls, &g_purge_calls}) {
+    counter->store(0, std::memory_order_relaxed);
+  }
+  g_fail_after.store(-1, std::memory_order_relaxed);
+  g_virtual_ms.store(0, std::memory_order_relaxed);
+  return balanced;
+}
+
 }  // namespace tmalloc
 
 extern "C" TM_EXPORT void tm_test_fail_os_after(long calls) {
   tmalloc::g_fail_after.store(calls < 0 ? -1 : calls, std::memory_order_relaxed);
 }
+
+extern "C" TM_EXPORT void tm_test_clock_virtual(int on) {
+  tmalloc::g_virtual_ms.store(0, std::memory_order_relaxed);
+  tmalloc::g_virtual_clock.store(on != 0, std::memory_order_relaxed);
+}
+
+extern "C" TM_EXPORT void tm_test_clock_advance(uint64_t ms) {
+  tmalloc::g_virtual_ms.fetch_add(ms, std::memory_order_relaxed);
+}
+
+extern "C" TM_EXPORT uint64_t tm_test_clock_now(void) { return tmalloc::os_monotonic_ms(); }

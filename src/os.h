@@ -32,7 +32,8 @@ void* os_remap(void* addr, size_t old_size, size_t new_size, size_t alignment);
 // before 6.17.
 bool os_move_pages(void* from, size_t size, void* to);
 
-// Monotonic milliseconds from the coarse clock (a vDSO read, no system call).
+// Monotonic milliseconds from the coarse clock (a vDSO read, no system call), or the virtual
+// clock of the test hooks (tinymalloc_test.h) while it is on.
 uint64_t os_monotonic_ms();
 
 // Address-space accounting (bytes), updated by the calls above.
@@ -50,5 +51,10 @@ void* os_map_metadata(size_t size);
 
 // Counts a range as committed again after purge (it was written to).
 void os_note_recommitted(size_t size);
+
+// tm_test_reset (every heap mapping is gone by then): zeroes the accounting and call
+// counters, switches failure injection off and sets the virtual clock back to 0. Returns
+// whether mapped and committed bytes had come back to exactly zero.
+bool os_reset_for_test();
 
 }  // namespace tmalloc

@@ -41,6 +41,24 @@ size_t g_dirty_bytes;  // bytes of unpurged entries
 // Copy of g_count for the lock-free "anything to purge?" peek of pool_maintain.
 std::atomic<size_t> g_count_hint{0};
 
+// Pooled mappings up to this size are poisoned whole under ASan; larger ones in their first
+// and last kPooledPoisonEdge bytes only (where a stale header or a neighbour's overrun would
+// touch them): poisoning all of a 64 MiB mapping writes 8 MiB of shadow, page faults
+// included, for every large free. An access deeper inside a freed large block reads stale
+// or zero memory without an ASan report.
+constexpr size_t kPooledPoisonWhole = kSegmentSize;
+constexpr size_t kPooledPoisonEdge = 64 * 1024;
+
+// Poisons a mapping entering the pool (see kPooledPoisonWhole).
+void poison_pooled(void* mapping, size_t size) {
+  if (size <= kPooledPoisonWhole) {
+    poison(mapping, size);
+    return;
+  }
+  poison(mapping, kPooledPoisonEdge);
+  poison(static_cast<char*>(mapping) + size - kPooledPoisonEdge, kPooledPoisonEdge);
+}
+
 // Takes the pool lock, except in planted bug 13 (the migration path without its lock).
 void lock_for_migration() {
   if (!TM_PLANT_IF(13)) g_pool_lock.lock();
@@ -76,8 +94,6 @@ PoolEntry remove_entry(size_t index) {
 
 // Unmaps a mapping that left the pool.
 void unmap_entry(const PoolEntry& entry) {
-  // ASan shadow outlives munmap: a later mapping at this address must start clean.
-  unpoison(entry.address, entry.size);
   // Unmapping a purged range must not subtract its committed bytes twice.
   if (entry.purged) os_note_recommitted(entry.size);
   os_unmap(entry.address, entry.size);
@@ -177,14 +193,16 @@ PooledSegment gather(size_t size, size_t alignment) {
   size_t moved = 0;
   for (size_t i = 0; i < count; ++i) {
     PoolEntry& source = sources[i];
-    // Pooled memory is poisoned under ASan, and shadow does not move with the pages.
-    unpoison(source.address, source.size);
+    // Pooled memory is poisoned under ASan, and shadow does not move with the pages: the
+    // source range stops being mapped, so its shadow is released (poisoned again below if
+    // the move fails).
+    unpoison_range(source.address, source.size);
     if (mapping != nullptr && os_move_pages(source.address, source.size, mapping + moved)) {
       moved += source.size;
       continue;
     }
     source.unmovable = mapping != nullptr;
-    poison(source.address, source.size);
+    poison_pooled(source.address, source.size);
     lock_for_migration();
     const PoolEntry evicted = insert_entry(source);
     g_count_hint.store(g_count, std::memory_order_relaxed);
@@ -206,7 +224,10 @@ PooledSegment pool_take(size_t size, size_t alignment, PoolGrow grow) {
   PooledSegment taken{nullptr, false, 0};
   if (g_count_hint.load(std::memory_order_relaxed) == 0) return taken;  // a stale peek only misses reuse
   lock_for_migration();
-  const size_t best = best_fit(size, alignment);
+  // Every entry starts on a segment boundary; a stricter alignment would make reuse depend
+  // on where the kernel happened to place a mapping, so the outcome of a program (reused or
+  // fresh memory, the OS calls) would too. Such rare requests map fresh memory (or gather).
+  const size_t best = alignment <= kSegmentSize ? best_fit(size, alignment) : g_count;
   PoolEntry entry{};
   PoolEntry fragment{};
   PoolEntry evicted{};
@@ -224,7 +245,7 @@ PooledSegment pool_take(size_t size, size_t alignment, PoolGrow grow) {
   unlock_for_migration();
   if (evicted.address != nullptr) unmap_entry(evicted);
   if (entry.address == nullptr) return grow == PoolGrow::kYes ? gather(size, alignment) : taken;
-  unpoison(entry.address, size);
+  unpoison_range(entry.address, size);
   if (entry.size > size) {
     // Only the head is needed; the rest goes back to the OS (the start stays aligned).
     unmap_entry(PoolEntry{static_cast<char*>(entry.address) + size, entry.size - size, 0, entry.purged, false});
@@ -239,7 +260,7 @@ PooledSegment pool_take(size_t size, size_t alignment, PoolGrow grow) {
 
 void pool_give(void* mapping, size_t size) {
   // Under ASan a pooled mapping is unaddressable: a use after free is reported.
-  poison(mapping, size);
+  poison_pooled(mapping, size);
   const uint64_t now = os_monotonic_ms();
   lock_for_migration();
   // Full: the oldest entry leaves (it is the coldest).
@@ -271,7 +292,17 @@ void pool_release_all() {
   }
 }
 
-PoolTotals pool_totals() {
+bool pool_reset_for_test() {
+  pool_release_all();
+  LockGuard guard(g_pool_lock);
+  const bool balanced = g_count == 0 && g_dirty_bytes == 0;
+  g_count = 0;
+  g_dirty_bytes = 0;
+  g_count_hint.store(0, std::memory_order_relaxed);
+  return balanced;
+}
+
+TM_NO_COVERAGE PoolTotals pool_totals() {
   LockGuard guard(g_pool_lock);
   PoolTotals totals{g_count, 0, 0};
   for (size_t i = 0; i < g_count; ++i) {

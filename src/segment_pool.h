@@ -27,13 +27,13 @@ enum class PoolGrow : bool {
 };
 
 // Takes a pooled mapping of exactly `size` bytes (a page multiple) starting at a multiple
-// of `alignment`: the smallest aligned entry that is large enough, among equal sizes the
-// most recently pooled (the most likely to be hot). Of a larger entry, the segment-aligned
-// part of its tail that is at least a segment long stays pooled in place; the rest of the
-// tail is unmapped, or with PoolGrow::kYes kept as an unaligned fragment while unpurged.
-// With PoolGrow::kYes and no entry large enough, the largest unpurged entries and
-// fragments are moved (os_move_pages) to the front of a fresh mapping: churning large
-// blocks of varying sizes then reuses resident pages instead of faulting fresh ones in.
+// of `alignment`: the smallest entry that is large enough, among equal sizes the most
+// recently pooled (the most likely to be hot). Entries serve alignments up to a segment
+// only: whether an entry is aligned more strictly depends on where the kernel put it. Of a larger entry, the
+// segment-aligned part of its tail that is at least a segment long stays pooled in place; the rest of the tail is
+// unmapped, or with PoolGrow::kYes kept as an unaligned fragment while unpurged. With PoolGrow::kYes and no entry large
+// enough, the largest unpurged entries and fragments are moved (os_move_pages) to the front of a fresh mapping:
+// churning large blocks of varying sizes then reuses resident pages instead of faulting fresh ones in.
 PooledSegment pool_take(size_t size, size_t alignment, PoolGrow grow = PoolGrow::kNo);
 
 // Adds a free mapping (unregistered from the address map, unpoisoned, segment-aligned)
@@ -41,8 +41,12 @@ PooledSegment pool_take(size_t size, size_t alignment, PoolGrow grow = PoolGrow:
 // than the delay.
 void pool_give(void* mapping, size_t size);
 
-// Unmaps every entry now (tm_release_cached, malloc_trim).
+// Unmaps every entry now (tm_release_cached, malloc_trim, tm_test_reset).
 void pool_release_all();
+
+// tm_test_reset: unmaps every entry; returns whether the pool's unpurged-bytes count came back
+// to zero with them (it starts from zero again either way).
+bool pool_reset_for_test();
 
 // Purges entries older than the purge delay (called from slow paths).
 void pool_maintain();
@@ -52,6 +56,9 @@ void pool_maintain();
 // retained empty segments and large free medium blocks that stayed so since the previous
 // sweep (their memory goes back to the OS), and drains the remote-free lists.
 void heap_maintain();
+
+// tm_test_reset: the next heap_maintain counts time from 0 again, as in a new process.
+void heap_maintain_reset_for_test();
 
 // Entries in the pool, how many of them are purged, and their bytes (stats).
 struct PoolTotals {

@@ -147,8 +147,9 @@ SmallSegment* segment_create(unsigned arena_index) {
       run.on_partial = 0;
     }
   }
-  // Only the runs' memory is for blocks; under ASan it stays poisoned until handed out.
-  poison(run_base(segment, kSmallReservedRuns), kSegmentSize - kSmallReservedRuns * kRunSize);
+  // Under ASan a run's memory is poisoned when the run is taken (run_acquire) and stays so
+  // but for the blocks handed out: poisoning the whole run area here would write 480 KiB of
+  // shadow for every new segment, however few runs it will serve.
   chunk_map_set(segment, kSegmentSize, segment);
   segment->prev = nullptr;
   segment->next = arena.segments;
@@ -188,8 +189,7 @@ void segment_destroy(SmallArena& arena, SmallSegment* segment) {
   --arena.segment_count;
   --arena.empty_segments;
   note_unpurged(segment);
-  unpoison(segment, kSegmentSize);
-  pool_give(segment, kSegmentSize);
+  pool_give(segment, kSegmentSize);  // poisons all of it under ASan
 }
 
 // Takes a free run of arena `arena_index` for class `class_index` and initialises it
@@ -226,6 +226,7 @@ RunDesc* run_acquire(unsigned arena_index, size_t class_index) {
   if ((segment->free_runs & kSmallUsableRunsMask) == 0) segment_requeue(arena, segment);
 
   RunDesc* run = &segment->runs[index];
+  poison(run_base(segment, index), kRunSize);  // its blocks are unaddressable until handed out
   run->next = run->prev = nullptr;
   run->block_size = static_cast<uint32_t>(class_size(class_index));
   run->block_count = blocks_per_run(class_index);
@@ -546,6 +547,7 @@ void small_defer_free(SmallSegment* segment, void* p) {
 void small_drain_remote() {
   const unsigned arenas = arenas_used();
   for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
     for (SmallClass& cls : g_arenas[a].classes) {
       if (cls.remote.load(std::memory_order_relaxed) == nullptr) continue;
       return_lock(cls, true);
@@ -616,24 +618,27 @@ size_t small_class_for_alignment(size_t size, size_t alignment) {
   return kSmallClassCount;
 }
 
-void small_lock_all(unsigned arenas) {
+TM_NO_COVERAGE void small_lock_all(unsigned arenas) {
   for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
     for (SmallClass& cls : g_arenas[a].classes) cls.lock.lock();
     g_arenas[a].segments_lock.lock();
   }
 }
 
-void small_unlock_all(unsigned arenas) {
+TM_NO_COVERAGE void small_unlock_all(unsigned arenas) {
   for (unsigned a = arenas; a-- > 0;) {
+    if (!arena_touched(a)) continue;
     g_arenas[a].segments_lock.unlock();
     for (size_t i = kSmallClassCount; i-- > 0;) g_arenas[a].classes[i].lock.unlock();
   }
 }
 
-void small_totals(SmallTotals* out) {
+TM_NO_COVERAGE void small_totals(SmallTotals* out) {
   std::memset(out, 0, sizeof *out);
   const unsigned arenas = arenas_used();
   for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
     for (size_t c = 0; c < kSmallClassCount; ++c) {
       SmallClass& cls = g_arenas[a].classes[c];
       out->handed_out[c] += cls.handed_out;
@@ -651,6 +656,7 @@ void small_release_cached() {
   small_drain_remote();
   const unsigned arenas = arenas_used();
   for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
     SmallArena& arena = g_arenas[a];
     LockGuard guard(arena.segments_lock);
     for (SmallSegment* segment = arena.segments; segment != nullptr;) {
@@ -684,8 +690,7 @@ size_t small_reset_arena(unsigned arena_index) {
       arena.segments = segment->next;
       chunk_map_set(segment, kSegmentSize, nullptr);
       note_unpurged(segment);
-      unpoison(segment, kSegmentSize);
-      pool_give(segment, kSegmentSize);
+      pool_give(segment, kSegmentSize);  // poisons all of it under ASan
     }
     arena.segment_count = 0;
     arena.empty_segments = 0;
@@ -700,6 +705,46 @@ size_t small_reset_arena(unsigned arena_index) {
   return requested;
 }
 
+bool small_idle() {
+  const unsigned arenas = arenas_used();
+  for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
+    for (SmallClass& cls : g_arenas[a].classes) {
+      LockGuard guard(cls.lock);
+      if (cls.handed_out != 0 || cls.remote.load(std::memory_order_relaxed) != nullptr) return false;
+    }
+  }
+  return true;
+}
+
+void small_reset_for_test() {
+  const unsigned arenas = arenas_used();
+  for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
+    SmallArena& arena = g_arenas[a];
+    while (arena.segments != nullptr) {
+      SmallSegment* segment = arena.segments;
+      arena.segments = segment->next;
+      chunk_map_set(segment, kSegmentSize, nullptr);
+      note_unpurged(segment);  // os_unmap takes the whole segment off the committed bytes
+      os_unmap(segment, kSegmentSize);
+    }
+    arena.segment_count = 0;
+    arena.empty_segments = 0;
+    arena.segments_lock.reset();
+    for (SmallClass& cls : arena.classes) {
+      cls.lock.reset();
+      cls.partial = nullptr;
+      cls.handed_out = 0;
+      cls.peak = 0;
+      cls.runs = 0;
+      cls.remote.store(nullptr, std::memory_order_relaxed);
+      cls.returners.store(0, std::memory_order_relaxed);
+      cls.returned_last = false;
+    }
+  }
+}
+
 void small_arena_totals(unsigned arena_index, SmallArenaTotals* out) {
   SmallArena& arena = g_arenas[arena_index];
   *out = SmallArenaTotals{};
@@ -712,7 +757,7 @@ void small_arena_totals(unsigned arena_index, SmallArenaTotals* out) {
   out->segments = arena.segment_count;
 }
 
-void small_arena_snapshot(unsigned arena_index, SmallArenaSnapshot* out) {
+TM_NO_COVERAGE void small_arena_snapshot(unsigned arena_index, SmallArenaSnapshot* out) {
   const SmallArena& arena = g_arenas[arena_index];
   for (size_t c = 0; c < kSmallClassCount; ++c) {
     const SmallClass& cls = arena.classes[c];
@@ -738,6 +783,7 @@ void small_arena_snapshot(unsigned arena_index, SmallArenaSnapshot* out) {
 
 void small_reset_peaks(unsigned arenas) {
   for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
     for (SmallClass& cls : g_arenas[a].classes) {
       LockGuard guard(cls.lock);
       cls.peak = cls.handed_out;
@@ -770,6 +816,7 @@ void purge_idle_runs(SmallSegment* segment) {
 void small_sweep_idle() {
   const unsigned arenas = arenas_used();
   for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
     SmallArena& arena = g_arenas[a];
     // Every half purge delay: the lock is cheap next to a peek that would race.
     LockGuard guard(arena.segments_lock);
@@ -818,8 +865,120 @@ TM_NO_COVERAGE int small_check_cached_block(CheckResult* result, const void* blo
   return 0;
 }
 
+namespace {
+
+// Heap check of run i of `segment` on its own (its class lock and its arena's segments lock
+// held): the descriptor against the segment's free-run bits and its class, the bitmap
+// against the free count, the search hint, the partial-list flag and the recorded slack of
+// the live blocks. 0 or a tm_check_code.
+TM_NO_COVERAGE int check_run(CheckResult* result, const SmallSegment* segment, size_t i) {
+  const RunDesc* run = &segment->runs[i];
+  char* const base = run_base(const_cast<SmallSegment*>(segment), i);
+  const bool assigned = ((segment->free_runs >> i) & 1u) == 0;
+  // A free run whose memory is untouched since the segment was mapped has a descriptor
+  // nothing ever wrote (it reads as zero): reading it would only fault its page in.
+  if (!assigned && segment->purged == 0 && ((segment->clean_runs & ~segment->purged_runs) >> i & 1u) != 0) return 0;
+  if (assigned != run_in_use(run))
+    return result->fail(TM_CHECK_RUN_LIST, base, "run in-use flag disagrees with the segment's free-run bitmap");
+  if (!assigned) return 0;
+  if (run->class_index >= kSmallClassCount || run->block_size != class_size(run->class_index) ||
+      run->block_count != blocks_per_run(run->class_index)) {
+    return result->fail(TM_CHECK_RUN_BITMAP, base, "run descriptor has an inconsistent class, block size or count");
+  }
+  const size_t words = (run->block_count + 63) / 64;
+  if (bitmap_count(run->bitmap, kRunBitmapWords) != run->free_count)
+    return result->fail(TM_CHECK_RUN_BITMAP, base, "run bitmap's set bits differ from its free count");
+  uint64_t past_end = 0;  // bits at or after block_count, word by word
+  for (size_t w = run->block_count / 64; w < kRunBitmapWords; ++w) {
+    const size_t first = w * 64;
+    const uint64_t valid = run->block_count >= first + 64 ? ~uint64_t{0}
+                           : run->block_count > first     ? (uint64_t{1} << (run->block_count - first)) - 1
+                                                          : 0;
+    past_end |= bitmap_load(&run->bitmap[w]) & ~valid;
+  }
+  if (past_end != 0) return result->fail(TM_CHECK_RUN_BITMAP, base, "run bitmap has a bit set past its last block");
+  for (size_t w = 0; w < run->hint_word && w < words; ++w) {
+    if (bitmap_load(&run->bitmap[w]) != 0)
+      return result->fail(TM_CHECK_RUN_BITMAP, base, "run search hint skips a word with free blocks");
+  }
+  if ((run->free_count > 0) != (run->on_partial != 0))
+    return result->fail(TM_CHECK_RUN_LIST, base, "run with free blocks is not on its class list (or a full run is)");
+  // Live blocks only, a word of the inverted bitmap at a time.
+  for (size_t w = 0; w < words; ++w) {
+    for (uint64_t live = ~bitmap_load(&run->bitmap[w]); live != 0; live &= live - 1) {
+      const size_t b = w * 64 + static_cast<size_t>(__builtin_ctzll(live));
+      if (b < run->block_count && get_slack(run, b) > run->block_size) {
+        return result->fail(TM_CHECK_RUN_BITMAP, base + b * run->block_size,
+                            "live block's recorded slack exceeds its size");
+      }
+    }
+  }
+  return 0;
+}
+
+// The part of small_check_around that runs with run i's class lock (when it is assigned) and
+// the segments lock held.
+TM_NO_COVERAGE int check_run_around(CheckResult* result, SmallSegment* segment, size_t i, SmallClass* cls) {
+  const int code = check_run(result, segment, i);
+  if (code != 0 || cls == nullptr) return code;
+  const RunDesc* run = &segment->runs[i];
+  if (run->on_partial != 0) {
+    const bool linked_in = run->prev != nullptr ? run->prev->next == run : cls->partial == run;
+    if (!linked_in || (run->next != nullptr && run->next->prev != run))
+      return result->fail(TM_CHECK_RUN_LIST, run, "class partial list links around this run do not round-trip");
+    if ((run->prev != nullptr && run->prev->class_index != run->class_index) ||
+        (run->next != nullptr && run->next->class_index != run->class_index))
+      return result->fail(TM_CHECK_RUN_LIST, run, "class partial list links this run to a run of another class");
+  } else if (cls->partial == run) {
+    return result->fail(TM_CHECK_RUN_LIST, run, "a full run heads its class partial list");
+  }
+  if (cls->runs == 0 || cls->handed_out < static_cast<size_t>(run->block_count - run->free_count))
+    return result->fail(TM_CHECK_STATS, cls, "class counters are below what this run alone holds");
+  // The class's remote-free list (its lock is held: nothing is popped meanwhile).
+  size_t remote = 0;
+  for (const void* block = cls->remote.load(std::memory_order_acquire); block != nullptr;
+       block = free_block_next(block)) {
+    if (++remote > cls->handed_out)
+      return result->fail(TM_CHECK_FREE_LINKS, cls, "remote-free list is longer than the blocks handed out (cycle?)");
+    const int block_code = small_check_cached_block(result, block, run->class_index);
+    if (block_code != 0) return block_code;
+  }
+  return 0;
+}
+
+}  // namespace
+
+TM_NO_COVERAGE int small_check_around(CheckResult* result, SmallSegment* segment, const void* p, size_t* class_of_run) {
+  *class_of_run = kSmallClassCount;
+  if (segment->magic != kSegmentMagic || segment->kind != SegmentKind::kSmall || segment->arena >= kArenaSlots)
+    return result->fail(TM_CHECK_SEGMENT, segment, "small segment header has a bad magic, kind or arena");
+  if (chunk_owner(segment) != segment)
+    return result->fail(TM_CHECK_SEGMENT, segment, "address map entry does not name this small segment");
+  const size_t i = (addr_of(p) - addr_of(segment)) >> kRunShift;
+  if (i < kSmallReservedRuns) return 0;  // the segment header: nothing more to check
+  SmallArena& arena = g_arenas[segment->arena];
+  const RunDesc* run = &segment->runs[i];
+  // The class lock comes before the segments lock; the run's class is read before its lock
+  // is held, so it is read again under it (another thread may reassign the run meanwhile).
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    const bool in_use = run_in_use(run);
+    const size_t class_index = run->class_index;
+    SmallClass* cls = in_use && class_index < kSmallClassCount ? &arena.classes[class_index] : nullptr;
+    if (cls != nullptr) cls->lock.lock();
+    arena.segments_lock.lock();
+    const bool same = run_in_use(run) == in_use && (!in_use || run->class_index == class_index);
+    const int code = same ? check_run_around(result, segment, i, in_use ? cls : nullptr) : 0;
+    if (same && cls != nullptr) *class_of_run = class_index;
+    arena.segments_lock.unlock();
+    if (cls != nullptr) cls->lock.unlock();
+    if (same) return code;
+  }
+  return 0;  // the run keeps changing hands: another thread is busy with it
+}
+
 TM_NO_COVERAGE int small_check(CheckResult* result, unsigned arenas) {
   for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
     SmallArena& arena = g_arenas[a];
     size_t live_per_class[kSmallClassCount] = {};
     size_t runs_per_class[kSmallClassCount] = {};
@@ -840,53 +999,10 @@ TM_NO_COVERAGE int small_check(CheckResult* result, unsigned arenas) {
       }
       if ((segment->free_runs & kSmallUsableRunsMask) == kSmallUsableRunsMask) ++empty_segments;
       for (size_t i = kSmallReservedRuns; i < kRunsPerSegment; ++i) {
+        const int code = check_run(result, segment, i);
+        if (code != 0) return code;
         const RunDesc* run = &segment->runs[i];
-        const bool assigned = ((segment->free_runs >> i) & 1u) == 0;
-        if (assigned != run_in_use(run))
-          return result->fail(TM_CHECK_RUN_LIST, run_base(segment, i),
-                              "run in-use flag disagrees with the segment's free-run bitmap");
-        if (!assigned) continue;
-        if (run->class_index >= kSmallClassCount || run->block_size != class_size(run->class_index) ||
-            run->block_count != blocks_per_run(run->class_index)) {
-          return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i),
-                              "run descriptor has an inconsistent class, block size or count");
-        }
-        const size_t words = (run->block_count + 63) / 64;
-        if (bitmap_count(run->bitmap, kRunBitmapWords) != run->free_count) {
-          return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i),
-                              "run bitmap's set bits differ from its free count");
-        }
-        uint64_t past_end = 0;  // bits at or after block_count, word by word
-        for (size_t w = run->block_count / 64; w < kRunBitmapWords; ++w) {
-          const size_t first = w * 64;
-          const uint64_t valid = run->block_count >= first + 64 ? ~uint64_t{0}
-                                 : run->block_count > first     ? (uint64_t{1} << (run->block_count - first)) - 1
-                                                                : 0;
-          past_end |= bitmap_load(&run->bitmap[w]) & ~valid;
-        }
-        if (past_end != 0) {
-          return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i),
-                              "run bitmap has a bit set past its last block");
-        }
-        for (size_t w = 0; w < run->hint_word && w < words; ++w) {
-          if (bitmap_load(&run->bitmap[w]) != 0)
-            return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i),
-                                "run search hint skips a word with free blocks");
-        }
-        if ((run->free_count > 0) != (run->on_partial != 0)) {
-          return result->fail(TM_CHECK_RUN_LIST, run_base(segment, i),
-                              "run with free blocks is not on its class list (or a full run is)");
-        }
-        // Live blocks only, a word of the inverted bitmap at a time.
-        for (size_t w = 0; w < words; ++w) {
-          for (uint64_t live = ~bitmap_load(&run->bitmap[w]); live != 0; live &= live - 1) {
-            const size_t b = w * 64 + static_cast<size_t>(__builtin_ctzll(live));
-            if (b < run->block_count && get_slack(run, b) > run->block_size) {
-              return result->fail(TM_CHECK_RUN_BITMAP, run_base(segment, i) + b * run->block_size,
-                                  "live block's recorded slack exceeds its size");
-            }
-          }
-        }
+        if (!run_in_use(run)) continue;
         live_per_class[run->class_index] += run->block_count - run->free_count;
         ++runs_per_class[run->class_index];
         if (run->on_partial != 0) ++partial_runs_per_class[run->class_index];
@@ -934,6 +1050,7 @@ TM_NO_COVERAGE size_t small_requested_walk(unsigned arenas) {
   size_t total = 0;
   if (!small_tracks_requested()) return 0;  // the counters hold no small blocks
   for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
     for (SmallSegment* segment = g_arenas[a].segments; segment != nullptr; segment = segment->next) {
       for (size_t i = kSmallReservedRuns; i < kRunsPerSegment; ++i) {
         const RunDesc* run = &segment->runs[i];

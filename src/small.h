@@ -85,7 +85,7 @@ constexpr size_t slack_capacity(size_t block_size) { return block_size <= kByteS
 inline constexpr size_t kByteSlackClasses = kByteSlackMaxBlock / 16;
 
 // set_slack for a block of class `class_index` (no load of the run's block size).
-inline void set_class_slack(RunDesc* run, size_t class_index, size_t index, size_t slack) {
+TM_ALWAYS_INLINE void set_class_slack(RunDesc* run, size_t class_index, size_t index, size_t slack) {
   if (class_index < kByteSlackClasses) {
     __atomic_store_n(&run->slack.bytes[index], static_cast<uint8_t>(slack), __ATOMIC_RELAXED);
   } else {
@@ -94,7 +94,7 @@ inline void set_class_slack(RunDesc* run, size_t class_index, size_t index, size
 }
 
 // Records the slack of block `index` (owner of the block, or class lock held).
-inline void set_slack(RunDesc* run, size_t index, size_t slack) {
+TM_ALWAYS_INLINE void set_slack(RunDesc* run, size_t index, size_t slack) {
   if (run->block_size <= kByteSlackMaxBlock) {
     __atomic_store_n(&run->slack.bytes[index], static_cast<uint8_t>(slack), __ATOMIC_RELAXED);
   } else {
@@ -103,7 +103,7 @@ inline void set_slack(RunDesc* run, size_t index, size_t slack) {
 }
 
 // Slack recorded for block `index`.
-inline size_t get_slack(const RunDesc* run, size_t index) {
+TM_ALWAYS_INLINE size_t get_slack(const RunDesc* run, size_t index) {
   if (run->block_size <= kByteSlackMaxBlock) return __atomic_load_n(&run->slack.bytes[index], __ATOMIC_RELAXED);
   return __atomic_load_n(&run->slack.halves[index], __ATOMIC_RELAXED);
 }
@@ -111,7 +111,7 @@ inline size_t get_slack(const RunDesc* run, size_t index) {
 // Whether a run is assigned to a class. Read without the class lock by tm_owns and by
 // free's validation, so it is accessed atomically: the release on publish pairs with the
 // acquire here, making the run's fields (written before) visible to the reader.
-inline bool run_in_use(const RunDesc* run) { return __atomic_load_n(&run->in_use, __ATOMIC_ACQUIRE) != 0; }
+TM_ALWAYS_INLINE bool run_in_use(const RunDesc* run) { return __atomic_load_n(&run->in_use, __ATOMIC_ACQUIRE) != 0; }
 
 // Where a pointer lands inside a small segment.
 struct BlockRef {
@@ -123,7 +123,7 @@ struct BlockRef {
 [[noreturn]] TM_NOINLINE void report_bad_small_pointer(SmallSegment* segment, const void* p, const char* what);
 
 // Run descriptor and index of a block known to be valid (cached or remote-freed).
-inline BlockRef block_ref(void* block) {
+TM_ALWAYS_INLINE BlockRef block_ref(void* block) {
   auto* segment = reinterpret_cast<SmallSegment*>(addr_of(block) & ~(kSegmentSize - 1));
   RunDesc* run = &segment->runs[(addr_of(block) >> kRunShift) & (kRunsPerSegment - 1)];
   const size_t index = static_cast<size_t>(((addr_of(block) & (kRunSize - 1)) * run->reciprocal) >> 32);
@@ -226,6 +226,12 @@ void small_release_cached();
 // Memory pools: releases every segment of arena slot `arena` to the global pool at once and
 // returns the requested bytes its live blocks held. No other thread may use the slot.
 size_t small_reset_arena(unsigned arena);
+// tm_test_reset: true when no small block is out of its run in any arena (none live, cached
+// or in a remote-free list; flush the caller's cache and drain the remote lists first).
+bool small_idle();
+// tm_test_reset (small_idle() held, no other thread in the allocator): unmaps every small
+// segment of every arena slot and puts every class and arena back in its zero state.
+void small_reset_for_test();
 // Blocks handed out, their usable bytes and the segments of one arena slot (takes its locks).
 struct SmallArenaTotals {
   size_t live_blocks;
@@ -242,6 +248,12 @@ void small_sweep_idle();
 // describes the violation in `message`/`address`.
 struct CheckResult;
 int small_check(CheckResult* result, unsigned arenas);
+
+// Scoped heap check (tm_check_heap_around) of the run of `segment` that p lies in, under
+// that run's class lock and the arena's segments lock: its descriptor, bitmap, partial-list
+// links and its class's remote-free list. 0 or a tm_check_code; *class_of_run is the run's
+// class (kSmallClassCount when p is in no assigned run).
+int small_check_around(CheckResult* result, SmallSegment* segment, const void* p, size_t* class_of_run);
 
 // Sum of requested bytes of live small blocks (locks held); used by the stats check.
 size_t small_requested_walk(unsigned arenas);

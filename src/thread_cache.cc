@@ -18,6 +18,7 @@
 #include "options.h"
 #include "os.h"
 #include "plant.h"
+#include "sanitizer.h"
 #include "segment_pool.h"
 #include "spinlock.h"
 #include "stats.h"
@@ -76,7 +77,7 @@ bool grow_limit(CacheBin& bin, size_t class_index) {
 }
 
 // Sum of requested bytes over live caches and unregistered threads (registry lock held).
-int64_t requested_sum_locked() {
+TM_NO_COVERAGE int64_t requested_sum_locked() {
   int64_t total = g_unregistered_requested.load(std::memory_order_relaxed);
   for (ThreadCache* cache = g_registry; cache != nullptr; cache = cache->next) {
     total += cache->requested.load(std::memory_order_relaxed);
@@ -201,6 +202,7 @@ void runtime_ensure() {
   if (init_claim_or_wait(g_runtime_state)) {
     t_initialising = true;
     options_init();
+    options_snapshot_initial();
     // stats= at exit reports requested bytes, so it implies exact tracking too.
     g_track_requested.store(option(OptionId::kTrackRequested) != 0 || option(OptionId::kStats) != 0,
                             std::memory_order_relaxed);
@@ -383,7 +385,7 @@ void requested_add(int64_t delta) {
   }
 }
 
-void cache_totals(CacheTotals* out) {
+TM_NO_COVERAGE void cache_totals(CacheTotals* out) {
   std::memset(out, 0, sizeof *out);
   for (ThreadCache* cache = g_registry; cache != nullptr; cache = cache->next) {
     ++out->caches;
@@ -445,6 +447,56 @@ TM_NO_COVERAGE int cache_check_current(CheckResult* result) {
     if (code != 0) return code;
   }
   return 0;
+}
+
+bool cache_others_active() {
+  LockGuard guard(g_registry_lock);
+  for (ThreadCache* cache = g_registry; cache != nullptr; cache = cache->next) {
+    if (cache != &t_cache) return true;
+  }
+  return false;
+}
+
+bool cache_reset_for_test() {
+  ThreadCache& cache = t_cache;
+  bool balanced;
+  {
+    LockGuard guard(g_registry_lock);
+    if (cache.state == CacheState::kActive) unregister_locked(cache);
+    // With no block live, what every thread allocated minus what every thread freed is 0.
+    balanced = g_registry == nullptr && (g_unregistered_requested.load(std::memory_order_relaxed) == 0 ||
+                                         g_counters_inexact.load(std::memory_order_relaxed));
+    g_registry = nullptr;
+    g_registry_count = 0;
+    g_unregistered_requested.store(0, std::memory_order_relaxed);
+    g_unregistered_peak_mark.store(0, std::memory_order_relaxed);
+    g_peak_requested.store(0, std::memory_order_relaxed);
+    g_counters_inexact.store(false, std::memory_order_relaxed);
+  }
+  // The thread's cache as a thread that has not allocated yet has it: its next call sets it
+  // up again (registers it, chooses its arena, starts the bins at their initial limits).
+  for (CacheBin& bin : cache.bins) {
+    bin.head = nullptr;
+    bin.count.store(0, std::memory_order_relaxed);
+    bin.limit = 0;
+  }
+  cache.requested.store(0, std::memory_order_relaxed);
+  cache.peak_mark = 0;
+  cache.state = CacheState::kUnset;
+  cache.ticks = 0;
+  cache.exact = false;
+  cache.exact_ticks = 0;
+  cache.contentions = 0;
+  cache.arena_plus1 = 0;
+  cache.occupied_plus1 = 0;  // arena_reset_for_test clears every arena's count
+  cache.next = cache.prev = nullptr;
+  return balanced;
+}
+
+TM_NO_COVERAGE int cache_check_current_class(CheckResult* result, size_t class_index) {
+  ThreadCache& cache = t_cache;
+  return check_bin(result, cache.bins[class_index], class_index,
+                   cache.exact ? bin_limit(class_index) : cache.bins[class_index].limit);
 }
 
 void registry_lock() { g_registry_lock.lock(); }

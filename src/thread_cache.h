@@ -204,10 +204,19 @@ void cache_flush_current();
 // Heap check of the calling thread's cache: every cached block valid; 0 or a code.
 struct CheckResult;
 int cache_check_current(CheckResult* result);
+// The same for the calling thread's bin of one class.
+int cache_check_current_class(CheckResult* result, size_t class_index);
 
 // Runtime initialisation: options, arenas, the free-block key, the thread-exit key and
 // the fork handlers. Idempotent and reentrancy-safe; returns at once after the first time.
 void runtime_ensure();
+
+// tm_test_reset: whether a thread other than the caller has an active cache; and the reset
+// of the caller's cache (flushed first) and of the cross-thread counters to the state of a
+// process that has not allocated. Returns whether the requested-bytes counters of all
+// threads summed to zero before they were cleared (they must, with no block live).
+bool cache_others_active();
+bool cache_reset_for_test();
 
 // Fork support (fork.cc): the registry lock, and the child's clean-up of the caches of
 // threads that do not exist in the child.

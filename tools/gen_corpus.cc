@@ -6,7 +6,8 @@
 //
 // Op-program seeds are built with the harness encoder (harness/FORMAT.md), so they use the
 // canonical opcodes and decode identically in every profile (the heap_pools seeds use the
-// v2 pool ops: they decode as written in the profiles that read v2); the unit-target seeds
+// v2 pool ops: they decode as written in the profiles that read v2; the time seeds of
+// gen_corpus_time.cc are v3, which every profile reads); the unit-target seeds
 // follow the record formats documented at the top of fuzz/<target>.cc.
 #include <dirent.h>
 #include <sys/stat.h>
@@ -23,6 +24,7 @@
 
 #include "config.h"
 #include "corpus_io.h"
+#include "gen_corpus_time.h"
 #include "size_class.h"
 #include "tm_harness.h"
 
@@ -819,6 +821,10 @@ std::string op_dict(int profile_bias) {
   op_entry("alloc_range_med", Op::alloc_range(0, 8, SizeExpr::exact(20000)));
   op_entry("oom_now", Op::oom_window(0, 8));
   op_entry("check", Op::check_heap());
+  // v3: virtual time across the purge delay (half of it: a sweep; all of it: a purge).
+  op_entry("time_500ms", Op::advance_time(11));
+  op_entry("time_1000ms", Op::advance_time(16));
+  op_entry("time_hour", Op::advance_time(31));
   if (profile_bias == 3) {
     for (unsigned a = 0; a < 64; ++a) {
       const uint64_t al = tmh::align_value(static_cast<uint8_t>(a));
@@ -902,9 +908,11 @@ int write_corpus(const std::string& root, const std::string& target, const std::
   return n;
 }
 
-std::vector<Bytes> encode_all(const std::vector<Program>& ps) {
+// Encodes the seeds of an op-program target, with its time seeds (format v3) after them.
+std::vector<Bytes> encode_all(const std::vector<Program>& ps, const char* target) {
   std::vector<Bytes> v;
   for (const Program& p : ps) v.push_back(tmh::encode(p));
+  for (const Program& p : tmtools::time_seeds(target)) v.push_back(tmh::encode(p));
   return v;
 }
 
@@ -923,11 +931,11 @@ int main(int argc, char** argv) {
     std::string dict;
   };
   std::vector<T> targets = {
-      {"heap_ops", encode_all(heap_ops_seeds()), op_dict(0)},
-      {"realloc", encode_all(realloc_seeds()), op_dict(1)},
-      {"split_coalesce", encode_all(split_coalesce_seeds()), op_dict(2)},
-      {"aligned", encode_all(aligned_seeds()), op_dict(3)},
-      {"heap_pools", encode_all(heap_pools_seeds()), op_dict(4)},
+      {"heap_ops", encode_all(heap_ops_seeds(), "heap_ops"), op_dict(0)},
+      {"realloc", encode_all(realloc_seeds(), "realloc"), op_dict(1)},
+      {"split_coalesce", encode_all(split_coalesce_seeds(), "split_coalesce"), op_dict(2)},
+      {"aligned", encode_all(aligned_seeds(), "aligned"), op_dict(3)},
+      {"heap_pools", encode_all(heap_pools_seeds(), "heap_pools"), op_dict(4)},
       {"size_class", size_class_seeds(), unit_dict("size_class")},
       {"bitmap", bitmap_seeds(), unit_dict("bitmap")},
       {"fit_index", fit_index_seeds(), unit_dict("fit_index")},

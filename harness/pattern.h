@@ -1,0 +1,72 @@
+// The shadow heap's fill pattern (harness/FORMAT.md "Checks (shadow heap)"): every block
+// holds byte(seed, i) = A + 7*i + B*(i >> 8) (mod 256), A = seed*31 + 1, B odd and mixed
+// from the seed, or zeros (calloc). Adjacent bytes always differ (step 7), 256-byte chunks
+// differ from each other (B odd), and blocks with different seeds differ almost everywhere.
+//
+// Filling and checking run at memory speed (16 bytes per vector operation, no table), since
+// they touch every byte the harness owns: they are most of the harness's work per op.
+// Internal to the harness library.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tmh::detail {
+
+inline constexpr uint64_t kNotFound = UINT64_MAX;
+// Blocks up to this size (the medium tier's largest) are patterned entirely; larger ones,
+// which have mappings of their own, in windows (for_windows): each window lies on a page of
+// its own, and every page the harness touches is a page fault in a fresh mapping.
+inline constexpr uint64_t kFullPatternMax = uint64_t{512} << 10;
+inline constexpr uint64_t kEdge = 4096;             // head and tail windows of larger blocks ...
+inline constexpr uint64_t kInteriorWindows = 16;    // ... plus 15 interior 256-byte windows
+inline constexpr uint64_t kPeekWindow = 64 * 1024;  // peek reads offset % min(length, this)
+inline constexpr uint64_t kNeighbourEdge = 4096;    // bytes of a neighbour checked after alloc/free
+
+// The pattern of one block: zero-filled, or seeded.
+class Pattern {
+ public:
+  Pattern(bool zero, uint32_t seed);
+
+  bool zero() const { return zero_; }
+  uint32_t seed() const { return seed_; }
+  // Byte i of the pattern.
+  uint8_t at(uint64_t i) const;
+  // Writes bytes [from, to) of the pattern to p + from.
+  void fill(uint8_t* p, uint64_t from, uint64_t to) const;
+  // Offset of the first byte in p[from, to) that differs from the pattern, or kNotFound.
+  uint64_t check(const uint8_t* p, uint64_t from, uint64_t to) const;
+
+ private:
+  bool zero_;
+  uint32_t seed_;
+  uint8_t step_;                   // B: added to every byte from one 256-byte chunk to the next
+  alignas(16) uint8_t base_[256];  // chunk 0
+};
+
+// Calls f(from, to) for each patterned window of a block of len bytes, clipped to [lo, hi).
+// Blocks up to kFullPatternMax: every byte. Larger: 4 KiB head and tail plus 256 bytes at
+// 15 evenly spaced interior points (bounded work, page faults and RSS for any size).
+// `full_max` below kFullPatternMax samples a fully patterned block the same way (cheaper
+// checks that still see its edges and a spread of its interior).
+template <typename F>
+void for_windows(uint64_t len, uint64_t lo, uint64_t hi, F&& f, uint64_t full_max = kFullPatternMax) {
+  auto clip = [&](uint64_t a, uint64_t b) {
+    if (a < lo) a = lo;
+    if (b > hi) b = hi;
+    if (a < b) f(a, b);
+  };
+  if (len <= full_max || len <= 2 * kEdge) {
+    clip(0, len);
+    return;
+  }
+  clip(0, kEdge);
+  const uint64_t step = (len / kInteriorWindows) & ~uint64_t{255};
+  for (uint64_t k = 1; k < kInteriorWindows; ++k) {
+    const uint64_t a = k * step;
+    if (a >= kEdge && a + 256 <= len - kEdge) clip(a, a + 256);
+  }
+  clip(len - kEdge, len);
+}
+
+}  // namespace tmh::detail

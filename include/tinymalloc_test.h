@@ -1,0 +1,56 @@
+/*
+ * tinymalloc test hooks: entry points for the verification harness, fuzz targets and tests.
+ *
+ * Not part of the public API (tinymalloc.h): they exist so that a fuzzer input means the same
+ * thing whatever ran before it in the process, and so that time-based upkeep (purging,
+ * sweeping) can be driven by a test instead of the wall clock. Valid C11 and C++. None of
+ * them may run while another thread is inside a tinymalloc call.
+ */
+#ifndef TINYMALLOC_TEST_H
+#define TINYMALLOC_TEST_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Puts the allocator back into the state of a process that has not allocated yet, as far as
+ * anything observable goes: every mapping (segments, large blocks, the global pool's entries)
+ * is unmapped and its address-map entries cleared; every arena, size class, medium index,
+ * memory-pool slot and the calling thread's cache are emptied and re-initialised (the thread
+ * picks its arena again at its next call, its bins start at their initial limits); the
+ * options go back to the values in force when the runtime initialised (TINYMALLOC_OPTIONS and
+ * any tm_option_set made before the first allocation); the statistics counters and peaks,
+ * the OS call counters, the upkeep's sweep timer, the virtual clock (see below, when it is
+ * on), the OS failure injection and debug mode's sequence numbers start over. The free-block
+ * secret stays (it is fixed for the life of the process).
+ *
+ * Precondition: no block is live (every block freed, debug mode's quarantine included), no
+ * memory pool exists, and no other thread has an active thread cache (threads that used
+ * tinymalloc have exited). Returns:
+ *   0                  done;
+ *   -1, errno = EBUSY  the precondition does not hold: nothing was released (only the calling
+ *                      thread's cache, the quarantine and the remote-free lists were flushed,
+ *                      as tm_release_cached would);
+ *   TM_CHECK_STATS (9) done, but with every mapping returned the address-space accounting
+ *                      did not come back to zero (mapped or committed bytes, or the
+ *                      requested-bytes counters drifted): an allocator bug. The counters
+ *                      start from zero again all the same. */
+int tm_test_reset(void);
+
+/* Virtual time for the purge and sweep decisions (purge_delay_ms): while it is on, the
+ * allocator reads a clock that only tm_test_clock_advance moves, starting at 0 when switched
+ * on and after every tm_test_reset; off (the default), it reads CLOCK_MONOTONIC_COARSE. */
+void tm_test_clock_virtual(int on);
+/* Moves the virtual clock forward by ms milliseconds (no effect while it is off). The upkeep
+ * acts on the new time at the allocator's next slow path, as it would after real time. */
+void tm_test_clock_advance(uint64_t ms);
+/* The clock the allocator reads now, in milliseconds (virtual or monotonic). */
+uint64_t tm_test_clock_now(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TINYMALLOC_TEST_H */

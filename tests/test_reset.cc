@@ -1,0 +1,348 @@
+// Test hooks (tinymalloc_test.h): tm_test_reset brings the allocator back to the state of a
+// process that has not allocated yet, the virtual clock drives purging and sweeping, and
+// tm_check_heap_around checks the heap around one address.
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "os.h"
+#include "test_util.h"
+#include "tinymalloc.h"
+#include "tinymalloc_test.h"
+
+namespace {
+
+using namespace tmtest;
+
+// Every test starts from, and leaves, a pristine allocator on the virtual clock.
+class Reset : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    tm_test_clock_virtual(1);
+    ASSERT_EQ(tm_test_reset(), 0);
+  }
+  void TearDown() override {
+    EXPECT_EQ(tm_test_reset(), 0);
+    tm_test_clock_virtual(0);
+  }
+};
+
+// A mix of every tier: small classes, medium blocks, large blocks, an aligned large block.
+std::vector<void*> allocate_mix(Rng& rng, size_t count) {
+  std::vector<void*> blocks;
+  for (size_t i = 0; i < count; ++i) {
+    const size_t size = rng.chance(70) ? rng.range(1, 8192) : rng.chance(80) ? rng.range(8193, 500000) : 3 * MiB;
+    void* p = rng.chance(10) ? tm_aligned_alloc(8 * MiB, size) : tm_malloc(size);
+    EXPECT_NE(p, nullptr);
+    fill_sparse(p, size, i);
+    blocks.push_back(p);
+  }
+  return blocks;
+}
+
+// The outcome of a program that does not depend on where the kernel put the mappings:
+// every block's offset in its 4 MiB segment and the OS counters after each step.
+std::string run_program(uint64_t seed) {
+  Rng rng(seed);
+  std::string out;
+  std::vector<void*> live;
+  for (int step = 0; step < 400; ++step) {
+    if (!live.empty() && rng.chance(45)) {
+      const size_t i = rng.below(live.size());
+      tm_free(live[i]);
+      live.erase(live.begin() + static_cast<long>(i));
+    } else {
+      const size_t size = rng.chance(80) ? rng.range(1, 4096) : rng.range(8193, 700000);
+      void* p = tm_malloc(size);
+      live.push_back(p);
+      out += std::to_string(reinterpret_cast<uintptr_t>(p) & (4 * MiB - 1)) + " ";
+    }
+    if (step % 50 == 0) tm_test_clock_advance(600);  // sweeps and purges happen, deterministically
+    const tm_stats_t s = stats();
+    out += std::to_string(s.mapped_bytes) + "/" + std::to_string(s.committed_bytes) + "/" +
+           std::to_string(s.os_map_calls) + "/" + std::to_string(s.os_purge_calls) + "\n";
+  }
+  for (void* p : live) tm_free(p);
+  return out;
+}
+
+TEST_F(Reset, ReturnsEveryMappingAndStartsTheCountersOver) {
+  Rng rng(1);
+  std::vector<void*> blocks = allocate_mix(rng, 300);
+  for (size_t i = 0; i < blocks.size(); i += 2) tm_free(blocks[i]);
+  for (size_t i = 1; i < blocks.size(); i += 2) tm_free(blocks[i]);
+  tm_heap_t* pool = tm_heap_create();
+  tm_heap_free(pool, tm_heap_malloc(pool, 100000));
+  tm_heap_destroy(pool);
+  const tm_stats_t before = stats();
+  EXPECT_GT(before.mapped_bytes, 0u);
+  EXPECT_GT(before.os_map_calls, 0u);
+
+  ASSERT_EQ(tm_test_reset(), 0);
+  const tm_stats_t s = stats();
+  EXPECT_EQ(s.live_blocks, 0u);
+  EXPECT_EQ(s.mapped_bytes, 0u);
+  EXPECT_EQ(s.committed_bytes, 0u);
+  EXPECT_EQ(s.peak_mapped_bytes, 0u);
+  EXPECT_EQ(s.peak_requested_bytes, 0u);
+  EXPECT_EQ(s.small_segments + s.medium_segments + s.large_mappings, 0u);
+  EXPECT_EQ(s.os_map_calls + s.os_unmap_calls + s.os_purge_calls, 0u);
+  EXPECT_EQ(s.pool_segments, 0u);
+  EXPECT_EQ(s.thread_caches, 0u) << "the calling thread's cache is set up again at its next call";
+  EXPECT_EQ(s.arenas_used, 1u);
+  EXPECT_EQ(s.cached_blocks + s.remote_blocks, 0u);
+  tm_class_stats_t classes[TM_SMALL_CLASS_COUNT];
+  tm_class_stats(classes, TM_SMALL_CLASS_COUNT);
+  for (const tm_class_stats_t& c : classes) EXPECT_EQ(c.peak_blocks + c.runs, 0u);
+  // The allocator works on from there, and its heap check agrees.
+  void* p = tm_malloc(100);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(stats().thread_caches, 1u);
+  TM_EXPECT_HEAP_OK();
+  tm_free(p);
+}
+
+TEST_F(Reset, TheSameProgramGivesTheSameOffsetsAndCountersAfterAnyHistory) {
+  const std::string first = run_program(7);
+  ASSERT_EQ(tm_test_reset(), 0);
+  // Some other history: other sizes, pools, a thread, time.
+  Rng rng(99);
+  std::vector<void*> noise = allocate_mix(rng, 200);
+  tm_test_clock_advance(5000);
+  for (void* q : noise) tm_free(q);
+  std::thread([] { tm_free(tm_malloc(5000)); }).join();
+  tm_heap_t* pool = tm_heap_create();
+  tm_heap_malloc(pool, 70000);
+  tm_heap_destroy(pool);
+  ASSERT_EQ(tm_test_reset(), 0);
+  EXPECT_EQ(run_program(7), first);
+  // Without the reset the history shows (the check above can fail).
+  EXPECT_NE(run_program(7), first);
+}
+
+TEST_F(Reset, RefusesWhileABlockIsLiveAndLeavesItIntact) {
+  auto* p = static_cast<char*>(tm_malloc(3000));
+  ASSERT_NE(p, nullptr);
+  fill_pattern(p, 3000, 5);
+  errno = 0;
+  EXPECT_EQ(tm_test_reset(), -1);
+  EXPECT_EQ(errno, EBUSY);
+  EXPECT_EQ(check_pattern(p, 3000, 5), 3000u);
+  EXPECT_GE(tm_usable_size(p), 3000u);
+  TM_EXPECT_HEAP_OK();
+  tm_free(p);
+  EXPECT_EQ(tm_test_reset(), 0);
+}
+
+TEST_F(Reset, RefusesWhileAMemoryPoolExists) {
+  tm_heap_t* pool = tm_heap_create();
+  ASSERT_NE(pool, nullptr);
+  errno = 0;
+  EXPECT_EQ(tm_test_reset(), -1);
+  EXPECT_EQ(errno, EBUSY);
+  tm_heap_destroy(pool);
+  EXPECT_EQ(tm_test_reset(), 0);
+}
+
+TEST_F(Reset, RefusesWhileAnotherThreadHasACache) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool ready = false;
+  bool done = false;
+  std::thread t([&] {
+    tm_free(tm_malloc(48));  // the thread's cache is set up
+    std::unique_lock<std::mutex> lock(mu);
+    ready = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return done; });
+  });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return ready; });
+  }
+  errno = 0;
+  EXPECT_EQ(tm_test_reset(), -1);
+  EXPECT_EQ(errno, EBUSY);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    done = true;
+  }
+  cv.notify_all();
+  t.join();  // its cache went back at its exit
+  EXPECT_EQ(tm_test_reset(), 0);
+}
+
+TEST_F(Reset, PutsTheOptionsBackToTheirValuesAtStartUp) {
+  long arenas = -1, delay = -1, retain = -1, track = -1;
+  ASSERT_EQ(tm_option_get("arenas", &arenas), 0);
+  ASSERT_EQ(tm_option_get("purge_delay_ms", &delay), 0);
+  ASSERT_EQ(tm_option_get("arena_retain", &retain), 0);
+  ASSERT_EQ(tm_option_get("track_requested", &track), 0);
+  ASSERT_EQ(tm_option_set("arenas", 5), 0);
+  ASSERT_EQ(tm_option_set("purge_delay_ms", 7), 0);
+  ASSERT_EQ(tm_option_set("arena_retain", 9), 0);
+  ASSERT_EQ(tm_test_reset(), 0);
+  long value = -1;
+  tm_option_get("arenas", &value);
+  EXPECT_EQ(value, arenas);
+  tm_option_get("purge_delay_ms", &value);
+  EXPECT_EQ(value, delay);
+  tm_option_get("arena_retain", &value);
+  EXPECT_EQ(value, retain);
+  // track_requested was set by the test program before the first allocation: that is its
+  // start-up value too.
+  tm_option_get("track_requested", &value);
+  EXPECT_EQ(value, track);
+}
+
+TEST_F(Reset, ReportsAccountingThatDidNotReturnToZero) {
+  tm_free(tm_malloc(100));
+  tmalloc::os_note_recommitted(4096);  // committed bytes drift by a page
+  EXPECT_EQ(tm_test_reset(), TM_CHECK_STATS);
+  EXPECT_EQ(tm_test_reset(), 0) << "the counters start from zero again";
+}
+
+TEST_F(Reset, FlushesTheQuarantineOfDebugMode) {
+  ASSERT_EQ(tm_option_set("debug", 1), 0);
+  tm_free(tm_malloc(200));  // waits in the quarantine
+  EXPECT_EQ(tm_test_reset(), 0);
+  long debug = -1;
+  tm_option_get("debug", &debug);
+  EXPECT_EQ(debug, 0) << "debug mode was off at start-up";
+}
+
+// ---- Virtual clock -------------------------------------------------------------------------
+
+TEST_F(Reset, PooledMemoryIsPurgedOnlyAfterThePurgeDelayOfVirtualTime) {
+  long delay = 0;
+  ASSERT_EQ(tm_option_get("purge_delay_ms", &delay), 0);
+  ASSERT_GT(delay, 1);
+  EXPECT_EQ(tm_test_clock_now(), 0u);
+  tm_free(tm_malloc(20000));       // the medium segment the upkeep's allocations below use
+  void* big = tm_malloc(2 * MiB);  // a large block: its mapping goes to the pool when freed
+  ASSERT_NE(big, nullptr);
+  std::memset(big, 1, 2 * MiB);
+  tm_free(big);
+  const tm_stats_t pooled = stats();
+  ASSERT_EQ(pooled.pool_segments, 1u);
+  ASSERT_EQ(pooled.pool_purged_segments, 0u);
+  // However long the wall clock runs, nothing happens until virtual time passes.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  tm_test_clock_advance(static_cast<uint64_t>(delay) - 1);
+  tm_free(tm_malloc(20000));  // a medium allocation runs the upkeep
+  EXPECT_EQ(stats().pool_purged_segments, 0u);
+  tm_test_clock_advance(1);
+  EXPECT_EQ(tm_test_clock_now(), static_cast<uint64_t>(delay));
+  tm_free(tm_malloc(20000));
+  const tm_stats_t purged = stats();
+  EXPECT_EQ(purged.pool_purged_segments, 1u);
+  EXPECT_LT(purged.committed_bytes, pooled.committed_bytes);
+  EXPECT_GT(purged.os_purge_calls, pooled.os_purge_calls);
+}
+
+TEST_F(Reset, IdleFreeMediumInteriorsArePurgedAfterTwoSweepsOfVirtualTime) {
+  long delay = 0;
+  ASSERT_EQ(tm_option_get("purge_delay_ms", &delay), 0);
+  auto* before = static_cast<char*>(tm_malloc(100 * KiB));
+  auto* hole = static_cast<char*>(tm_malloc(300 * KiB));
+  auto* after = static_cast<char*>(tm_malloc(100 * KiB));
+  ASSERT_TRUE(before && hole && after);
+  std::memset(hole, 0x5a, 300 * KiB);
+  fill_sparse(before, 100 * KiB, 1);
+  fill_sparse(after, 100 * KiB, 2);
+  tm_free(hole);
+  tm_free(tm_malloc(64));  // a small segment exists before the count
+  const tm_stats_t freed = stats();
+  for (size_t size : {5000, 6000, 7000}) {
+    tm_test_clock_advance(static_cast<uint64_t>(delay) / 2);
+    // The first block of a class the thread has not used: a cache refill, whose slow path
+    // runs the upkeep (and takes nothing from the hole).
+    tm_free(tm_malloc(size));
+  }
+  const tm_stats_t swept = stats();
+  EXPECT_GT(swept.os_purge_calls, freed.os_purge_calls);
+  EXPECT_LE(swept.committed_bytes + 200 * KiB, freed.committed_bytes) << "the hole's interior went back to the OS";
+  EXPECT_TRUE(check_sparse(before, 100 * KiB, 1));
+  EXPECT_TRUE(check_sparse(after, 100 * KiB, 2));
+  TM_EXPECT_HEAP_OK();
+  tm_free(before);
+  tm_free(after);
+}
+
+// ---- Scoped heap check -------------------------------------------------------------------
+
+TEST_F(Reset, CheckAroundAcceptsEveryTierAndAddressesTinymallocDoesNotOwn) {
+  Rng rng(3);
+  std::vector<void*> blocks = allocate_mix(rng, 100);
+  for (size_t i = 0; i < blocks.size(); i += 3) {
+    tm_free(blocks[i]);
+    EXPECT_EQ(tm_check_heap_around(blocks[i], nullptr), TM_CHECK_OK) << "a block just freed";
+    blocks[i] = nullptr;
+  }
+  for (void* p : blocks) {
+    if (p == nullptr) continue;
+    tm_check_report_t r;
+    EXPECT_EQ(tm_check_heap_around(p, &r), TM_CHECK_OK) << r.message;
+    EXPECT_STREQ(r.message, "heap is consistent");
+    EXPECT_EQ(tm_check_heap_around(static_cast<char*>(p) + 7, nullptr), TM_CHECK_OK) << "inside the block";
+  }
+  int local = 0;
+  EXPECT_EQ(tm_check_heap_around(&local, nullptr), TM_CHECK_OK);
+  EXPECT_EQ(tm_check_heap_around(nullptr, nullptr), TM_CHECK_OK);
+  for (void* p : blocks) tm_free(p);
+}
+
+TEST_F(Reset, CheckAroundFindsACorruptedBoundaryTag) {
+  auto* a = static_cast<char*>(tm_malloc(20000));
+  auto* b = static_cast<char*>(tm_malloc(20000));
+  ASSERT_TRUE(a && b);
+  uint64_t* size_word = reinterpret_cast<uint64_t*>(b - 8);  // b's header: prev_size, size|flags
+  unpoison(size_word, 8);
+  const uint64_t saved = *size_word;
+  *size_word = saved + 4096;
+  tm_check_report_t r;
+  EXPECT_EQ(tm_check_heap_around(b, &r), TM_CHECK_BOUNDARY_TAG);
+  EXPECT_NE(std::string(r.message).find("medium block"), std::string::npos) << r.message;
+  EXPECT_EQ(tm_check_heap_around(a, nullptr), TM_CHECK_BOUNDARY_TAG) << "b is a's neighbour";
+  *size_word = saved;
+  EXPECT_EQ(tm_check_heap_around(b, nullptr), TM_CHECK_OK);
+  tm_free(a);
+  tm_free(b);
+}
+
+TEST_F(Reset, CheckAroundFindsACachedBlockWrittenAfterFree) {
+  auto* p = static_cast<char*>(tm_malloc(64));
+  auto* keep = static_cast<char*>(tm_malloc(64));  // the run stays in use
+  ASSERT_TRUE(p && keep);
+  tm_free(p);  // into the thread cache, its free-block key in its second word
+  unpoison(p, 64);
+  const uint64_t saved = reinterpret_cast<uint64_t*>(p)[1];
+  reinterpret_cast<uint64_t*>(p)[1] = 0;
+  tm_check_report_t r;
+  EXPECT_EQ(tm_check_heap_around(p, &r), TM_CHECK_FREE_LINKS);
+  EXPECT_NE(std::string(r.message).find("free-block key"), std::string::npos) << r.message;
+  reinterpret_cast<uint64_t*>(p)[1] = saved;
+  EXPECT_EQ(tm_check_heap_around(p, nullptr), TM_CHECK_OK);
+  tm_free(keep);
+}
+
+TEST_F(Reset, CheckAroundFindsACorruptedLargeHeader) {
+  auto* p = static_cast<char*>(tm_malloc(3 * MiB));
+  ASSERT_NE(p, nullptr);
+  auto* magic = reinterpret_cast<uint32_t*>(p - 64);  // the large header before the block
+  unpoison(magic, 4);
+  const uint32_t saved = *magic;
+  *magic = 0;
+  EXPECT_EQ(tm_check_heap_around(p + MiB, nullptr), TM_CHECK_SEGMENT) << "the address map names no segment header";
+  *magic = saved;
+  EXPECT_EQ(tm_check_heap_around(p + MiB, nullptr), TM_CHECK_OK);
+  tm_free(p);
+}
+
+}  // namespace
