@@ -2,6 +2,7 @@
 // it in the process (the fuzz targets reset the allocator between inputs, tm_test_reset).
 //
 //   tm_determinism --target T [--others K] [--seed S] FILE_OR_DIR...
+//   tm_determinism --target T --print FILE...   (print each input's trace, run alone)
 //
 // For every input file it records the decoded-trace outcome (every op's result, the
 // addresses it returned relative to their 4 MiB segment, errno, the allocator's mapped and
@@ -204,7 +205,7 @@ void print_difference(const std::string& a, const std::string& b) {
 void usage() {
   fprintf(stderr,
           "usage: tm_determinism --target heap_ops|realloc|split_coalesce|aligned|heap_pools|heap_mt [--others K] "
-          "[--seed S] FILE_OR_DIR...\n");
+          "[--seed S] [--print] FILE_OR_DIR...\n");
 }
 
 }  // namespace
@@ -213,6 +214,7 @@ int main(int argc, char** argv) {
   std::string target;
   unsigned others = 3;
   unsigned seed = 1;
+  bool print = false;
   std::vector<std::string> paths;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -222,6 +224,8 @@ int main(int argc, char** argv) {
       others = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
     } else if (a == "--seed" && i + 1 < argc) {
       seed = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
+    } else if (a == "--print") {
+      print = true;
     } else if (a == "-h" || a == "--help") {
       usage();
       return 0;
@@ -250,6 +254,20 @@ int main(int argc, char** argv) {
   if (inputs.empty()) {
     usage();
     return 2;
+  }
+
+  if (print) {
+    for (const Input& in : inputs) {
+      bool ok = true;
+      const std::string trace = in_child(
+          [&](int fd) {
+            Runner runner(target);
+            return write_all(fd, runner.run(in.data));
+          },
+          &ok);
+      printf("== %s\n%s", in.path.c_str(), trace.c_str());
+    }
+    return 0;
   }
 
   // "after": one process runs, for every input in turn, K random others and then the input.
