@@ -107,10 +107,8 @@ bool ThreadEngine::step(size_t index, const std::string& context, std::string* r
     const unsigned n = ++s_->own_ops;
     const bool due =
         s_->opt.paranoid || (s_->opt.verify_every != 0 ? n % s_->opt.verify_every == 0 : n >= 16 && (n & (n - 1)) == 0);
-    if (due) {
-      m.verify_all("at a periodic full verification");
-    } else if (s_->prog.paranoid()) {
-      m.verify_all("after this op (the input's paranoid flag)", /*sampled=*/true);
+    if (due || s_->prog.paranoid()) {
+      m.verify_all(due ? "at a periodic verification" : "after this op (the input's paranoid flag)", m.routine());
     }
     m.trace_op(index);
     if (verbose)
@@ -122,11 +120,11 @@ bool ThreadEngine::step(size_t index, const std::string& context, std::string* r
   }
 }
 
-bool ThreadEngine::verify_all(const char* when, const std::string& context, std::string* report) {
+bool ThreadEngine::verify_all(const char* when, const std::string& context, std::string* report, bool every_byte) {
   Interpreter::Impl& m = s_->impl;
   m.context = context;
   try {
-    m.verify_all(when);
+    m.verify_all(when, every_byte ? Coverage::kEvery : m.routine());
     return true;
   } catch (Failure& f) {
     *report = this->report(context, f.what);
@@ -158,7 +156,7 @@ bool ThreadEngine::take(unsigned slot, Block* out, const char* why, const std::s
   m.context = context;
   slot %= kSlots;
   try {
-    m.verify_block(slot, why);
+    m.verify_block(slot, why, 0, UINT64_MAX, m.routine());
     *out = m.slots[slot];
     m.unlink(slot, /*global=*/false);  // still live: it moves to another thread
     m.slots[slot].live = false;
@@ -179,7 +177,7 @@ bool ThreadEngine::put(unsigned slot, const Block& b, const char* why, const std
     m.check_overlap(b.p, b.extent(), why);
     m.slots[slot] = b;
     m.link(slot, /*global=*/false);
-    m.verify_block(slot, why);
+    m.verify_block(slot, why, 0, UINT64_MAX, m.routine());
     return true;
   } catch (Failure& f) {
     *report = s_->report_at(context, f.what, kHandoffWhere);

@@ -69,8 +69,9 @@ class ThreadEngine {
   // interpreter except tm_stats. `context` prefixes the report ("thread 2, phase 3").
   // Returns false and sets *report (the full failure report) when a check failed.
   bool step(size_t index, const std::string& context, std::string* report);
-  // Verifies every live block; false + report on a difference.
-  bool verify_all(const char* when, const std::string& context, std::string* report);
+  // Verifies every live block (sampled as during a run, or every byte); false + report on a
+  // difference.
+  bool verify_all(const char* when, const std::string& context, std::string* report, bool every_byte = false);
   // Records a non-heap event (thread op) in the recent-ops ring printed by reports.
   void note(size_t index, const std::string& text);
   // A failure report for a problem the caller found (phase-end checks, handoffs).

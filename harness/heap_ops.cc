@@ -191,7 +191,7 @@ void Interpreter::Impl::realloc_slot(unsigned slot, uint64_t n, int pool) {
   }
 
   snprintf(what, sizeof what, "%s(%s%s, %s)", fn, pool_arg, ptr(b.p).c_str(), num(n).c_str());
-  verify_block(slot, "before realloc");
+  verify_block(slot, "before realloc", 0, UINT64_MAX, routine());
   ++ctr.reallocs;
   uint8_t* const old = b.p;
   const int old_pool = b.pool;  // == pool for heap_realloc
@@ -249,7 +249,7 @@ void Interpreter::Impl::realloc_slot(unsigned slot, uint64_t n, int pool) {
     }
     null_result(e, err, what, n, kENOMEM);
     // The old block must be untouched and still live.
-    verify_block(slot, "after a failed realloc, which must leave the block untouched");
+    verify_block(slot, "after a failed realloc, which must leave the block untouched", 0, UINT64_MAX, routine());
     const uint64_t u = be.usable_size(old);
     if (u != b.usable) {
       fail("after the failed %s, usable_size(old block) is %s, was %s", what, num(u).c_str(), num(b.usable).c_str());
@@ -261,14 +261,20 @@ void Interpreter::Impl::realloc_slot(unsigned slot, uint64_t n, int pool) {
   uint8_t* p = static_cast<uint8_t*>(vp);
   const uint64_t keep = b.requested < n ? b.requested : n;
   const Pattern pat(b.zeroed, b.seed);
-  // The first min(old, new) bytes must have moved with the block.
-  for_windows(b.fill_len, 0, keep, [&](uint64_t a, uint64_t z) {
+  // The first min(old, new) bytes must have moved with the block: the sample, and (in a
+  // block patterned entirely) the last kEdge of them, where a copy that stopped short shows.
+  auto kept = [&](uint64_t a, uint64_t z) {
     const uint64_t bad = pat.check(p, a, z);
     if (bad != kNotFound) {
       fail("%s -> %s did not keep the first %s bytes of %s: %s", what, ptr(p).c_str(), num(keep).c_str(),
            describe_block(slot).c_str(), mismatch_detail(b, p, bad, pat, keep).c_str());
     }
-  });
+  };
+  for_windows(b.fill_len, 0, keep, kept, routine());
+  if (b.fill_len <= kFullPatternMax) {
+    const uint64_t end = keep < b.fill_len ? keep : b.fill_len;
+    kept(end > kEdge ? end - kEdge : 0, end);
+  }
   const Block prev = b;
   touched.push_back(old);
   touched.push_back(p);

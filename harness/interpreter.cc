@@ -37,7 +37,7 @@ void Interpreter::Impl::close_oom_window(const char* when) {
   oom_active = false;
   oom_left = -1;
   check_heap(when);
-  verify_all(when);
+  verify_all(when, routine());
 }
 
 void Interpreter::Impl::exec(const Op& op) {
@@ -64,7 +64,7 @@ void Interpreter::Impl::exec(const Op& op) {
       op_usable(op);
       break;
     case OpKind::kCheckHeap:
-      verify_all("at check_heap");
+      verify_all("at check_heap", routine());
       check_heap("at check_heap");
       check_foreign_owns();
       check_all_pools("at check_heap");
@@ -76,7 +76,7 @@ void Interpreter::Impl::exec(const Op& op) {
         outcome("empty slot");
         break;
       }
-      verify_block(op.slot, "before refill");
+      verify_block(op.slot, "before refill", 0, UINT64_MAX, routine());
       b.zeroed = false;
       b.seed = next_seed++;
       fill_block(b, 0);
@@ -125,7 +125,7 @@ void Interpreter::Impl::exec(const Op& op) {
     case OpKind::kReleaseCached:
       be.release_cached();
       check_heap("after release_cached");
-      verify_all("after release_cached");
+      verify_all("after release_cached", routine());
       outcome("ok");
       break;
     case OpKind::kTouchUsable: {
@@ -134,7 +134,7 @@ void Interpreter::Impl::exec(const Op& op) {
         outcome("empty slot");
         break;
       }
-      verify_block(op.slot, "before touch_usable");
+      verify_block(op.slot, "before touch_usable", 0, UINT64_MAX, routine());
       const uint64_t old_len = b.fill_len;
       b.fill_len = tail_limit(b.requested, b.usable);
       fill_block(b, old_len <= kFullPatternMax && b.fill_len <= kFullPatternMax ? old_len : 0);
@@ -240,13 +240,13 @@ void Interpreter::Impl::check_after_op(size_t i) {
                       : whole_heap ? "after an op that released a memory pool's segments"
                                    : "at a periodic whole-heap check";
     check_heap(why);
-    verify_all(why);
+    verify_all(why, routine());
     return;
   }
   check_touched();
   // The paranoid flag: every live block after every op, sampled as large blocks always are
   // (every byte at the whole-heap checks above).
-  if (prog->paranoid()) verify_all("after this op (the input's paranoid flag)", /*sampled=*/true);
+  if (prog->paranoid()) verify_all("after this op (the input's paranoid flag)", Coverage::kSampled);
 }
 
 void Interpreter::Impl::trace_op(size_t i) {
@@ -275,8 +275,8 @@ void Interpreter::Impl::trace_op(size_t i) {
 void Interpreter::Impl::final_frees() {
   in_final = true;
   close_oom_window("at the end of the input");
-  // Every block's contents are verified as it is freed below (release), before the frees
-  // of its neighbours' edges too (verify_neighbours).
+  // The end of the input: the whole heap, every byte of every block.
+  verify_all("at the end of the input", Coverage::kEvery);
   check_heap("at the end of the input, before the final frees");
   // Pools first: heap_fill's extra pools, then every live pool slot with its blocks.
   bool had_pools = !extra_pools.empty();

@@ -90,6 +90,7 @@ struct Record {
 
 using detail::Allowed;
 using detail::Block;
+using detail::Coverage;
 using detail::Expect;
 using detail::fail;
 using detail::Failure;
@@ -176,12 +177,16 @@ struct Interpreter::Impl {
   std::string mismatch_detail(const Block& b, const uint8_t* p, uint64_t off, const Pattern& pat, uint64_t limit) const;
 
   // Verifies the patterned bytes of slot s in [lo, hi) (against the block's own pattern).
-  // `sampled`: only the block's head and tail kEdge bytes and 15 interior windows, as for a
-  // block above kFullPatternMax (the paranoid flag's check after every op).
-  void verify_block(unsigned s, const char* when, uint64_t lo = 0, uint64_t hi = UINT64_MAX, bool sampled = false);
+  // Coverage::kSampled: see pattern.h (what the checks during an input use, unless the
+  // options ask for every byte: routine()).
+  void verify_block(unsigned s, const char* when, uint64_t lo = 0, uint64_t hi = UINT64_MAX,
+                    Coverage coverage = Coverage::kEvery);
 
-  // Verifies every live block (see verify_block for `sampled`).
-  void verify_all(const char* when, bool sampled = false);
+  // Verifies every live block (see verify_block for the coverage).
+  void verify_all(const char* when, Coverage coverage = Coverage::kEvery);
+  // The coverage of content checks during an input: sampled, every byte with the paranoid
+  // option (TM_HARNESS_PARANOID=1).
+  Coverage routine() const { return opt.paranoid ? Coverage::kEvery : Coverage::kSampled; }
 
   // Edges of the live blocks around [addr, addr + len) in address order.
   void verify_neighbours(uintptr_t addr, uint64_t len, const char* when);

@@ -861,7 +861,7 @@ struct MtRun {
   void final_frees() {
     std::string report;
     for (unsigned t = 0; t < n; ++t) {
-      if (!eng[t]->verify_all("at the end of the input", context(t), &report)) {
+      if (!eng[t]->verify_all("at the end of the input", context(t), &report, /*every_byte=*/true)) {
         record_failure(report, prog.ops.size());
         return;
       }

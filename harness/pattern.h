@@ -44,20 +44,41 @@ class Pattern {
   alignas(16) uint8_t base_[256];  // chunk 0
 };
 
+// How much of a block's pattern a check covers.
+enum class Coverage {
+  kEvery,    // every patterned byte
+  kSampled,  // blocks up to 2 * kSampledEdge: every byte; larger ones that are patterned
+             // entirely: their first and last kSampledEdge bytes and a kProbe-byte probe on
+             // every page in between (a purged or overwritten page, a header or free-list link
+             // written near either end, a block of another owner lying over it all show);
+             // windowed blocks: their windows
+};
+inline constexpr uint64_t kSampledEdge = 512;
+inline constexpr uint64_t kProbe = 64;
+
 // Calls f(from, to) for each patterned window of a block of len bytes, clipped to [lo, hi).
-// Blocks up to kFullPatternMax: every byte. Larger: 4 KiB head and tail plus 256 bytes at
-// 15 evenly spaced interior points (bounded work, page faults and RSS for any size).
-// `full_max` below kFullPatternMax samples a fully patterned block the same way (cheaper
-// checks that still see its edges and a spread of its interior).
+// Blocks up to kFullPatternMax: every byte (or, with Coverage::kSampled, the sample above).
+// Larger: 4 KiB head and tail plus 256 bytes at 15 evenly spaced interior points (bounded
+// work, page faults and RSS for any size).
 template <typename F>
-void for_windows(uint64_t len, uint64_t lo, uint64_t hi, F&& f, uint64_t full_max = kFullPatternMax) {
+void for_windows(uint64_t len, uint64_t lo, uint64_t hi, F&& f, Coverage coverage = Coverage::kEvery) {
   auto clip = [&](uint64_t a, uint64_t b) {
     if (a < lo) a = lo;
     if (b > hi) b = hi;
     if (a < b) f(a, b);
   };
-  if (len <= full_max || len <= 2 * kEdge) {
+  if (len <= kFullPatternMax && (coverage == Coverage::kEvery || len <= 2 * kSampledEdge)) {
     clip(0, len);
+    return;
+  }
+  if (len <= kFullPatternMax) {
+    clip(0, kSampledEdge);
+    // A probe per page, at an offset that moves from page to page (multiples of kProbe).
+    for (uint64_t page = 0; page * 4096 < len; ++page) {
+      const uint64_t a = page * 4096 + ((page * 37 + 11) % (4096 / kProbe)) * kProbe;
+      if (a >= kSampledEdge && a + kProbe <= len - kSampledEdge) clip(a, a + kProbe);
+    }
+    clip(len - kSampledEdge, len);
     return;
   }
   clip(0, kEdge);

@@ -98,7 +98,7 @@ bool Interpreter::Impl::ensure_pool(unsigned pi) {
 
 uint64_t Interpreter::Impl::drop_pool_blocks(unsigned pi, const char* why) {
   for (unsigned s = 0; s < kSlots; ++s) {
-    if (slots[s].live && slots[s].pool == static_cast<int>(pi)) verify_block(s, why);
+    if (slots[s].live && slots[s].pool == static_cast<int>(pi)) verify_block(s, why, 0, UINT64_MAX, routine());
   }
   uint64_t n = 0;
   for (unsigned s = 0; s < kSlots; ++s) {
@@ -123,7 +123,7 @@ void Interpreter::Impl::destroy_pool(unsigned pi, const char* why) {
   pools[pi] = PoolSlot{};
   be.heap_destroy(h);
   ++ctr.pool_destroys;
-  verify_all("after heap_destroy (blocks outside the pool must be intact)");
+  verify_all("after heap_destroy (blocks outside the pool must be intact)", routine());
 }
 
 bool Interpreter::Impl::skip_without_heaps() {
@@ -209,7 +209,7 @@ void Interpreter::Impl::op_heap_reset(const Op& op) {
   be.heap_reset(pools[op.pool].h);
   ++ctr.pool_resets;
   check_pool_stats(op.pool, "after heap_reset");
-  verify_all("after heap_reset (blocks outside the pool must be intact)");
+  verify_all("after heap_reset (blocks outside the pool must be intact)", routine());
   outcome("ok");
 }
 

@@ -58,7 +58,7 @@ std::string Interpreter::Impl::mismatch_detail(const Block& b, const uint8_t* p,
   return buf;
 }
 
-void Interpreter::Impl::verify_block(unsigned s, const char* when, uint64_t lo, uint64_t hi, bool sampled) {
+void Interpreter::Impl::verify_block(unsigned s, const char* when, uint64_t lo, uint64_t hi, Coverage coverage) {
   const Block& b = slots[s];
   if (!b.live) return;
   const Pattern pat(b.zeroed, b.seed);
@@ -71,11 +71,11 @@ void Interpreter::Impl::verify_block(unsigned s, const char* when, uint64_t lo, 
                mismatch_detail(b, b.p, bad, pat, b.fill_len).c_str());
         }
       },
-      sampled ? 2 * kEdge : kFullPatternMax);
+      coverage);
 }
 
-void Interpreter::Impl::verify_all(const char* when, bool sampled) {
-  for (unsigned s = 0; s < kSlots; ++s) verify_block(s, when, 0, UINT64_MAX, sampled);
+void Interpreter::Impl::verify_all(const char* when, Coverage coverage) {
+  for (unsigned s = 0; s < kSlots; ++s) verify_block(s, when, 0, UINT64_MAX, coverage);
 }
 
 void Interpreter::Impl::verify_neighbours(uintptr_t addr, uint64_t len, const char* when) {
@@ -194,7 +194,7 @@ void Interpreter::Impl::adopt(unsigned s, void* vp, uint64_t n, uint64_t align, 
 void Interpreter::Impl::release(unsigned s, const char* why, bool heap_free) {
   Block& b = slots[s];
   if (!b.live) return;
-  verify_block(s, why);
+  verify_block(s, why, 0, UINT64_MAX, routine());
   unlink(s);
   uint8_t* p = b.p;
   const uint64_t ext = b.extent();

@@ -22,6 +22,10 @@ namespace tmalloc {
 
 namespace {
 
+// calloc of a reused mapping clears stale ranges this large with os_zero, smaller ones with
+// memset (a system call and page faults later cost more than clearing a few pages).
+constexpr size_t kLargeZeroByMadvise = size_t{256} << 10;
+
 SpinLock g_large_lock;
 LargeHeader* g_large_blocks;
 size_t g_large_count;
@@ -95,8 +99,15 @@ void* large_alloc(size_t requested, size_t alignment, bool zero, uint32_t pool) 
     if (mapping == nullptr) return nullptr;
   } else if (zero && pooled.dirty_bytes > offset) {
     // Reused memory holds old data up to dirty_bytes; what lies beyond is fresh and zero.
+    // Large stale ranges are dropped rather than cleared (os_zero): most of a reused
+    // mapping's pages may never have been touched.
     const size_t stale = pooled.dirty_bytes - offset;
-    std::memset(mapping + offset, 0, stale < requested ? stale : requested);
+    const size_t clear = stale < requested ? stale : requested;
+    if (clear >= kLargeZeroByMadvise) {
+      os_zero(mapping + offset, clear);
+    } else {
+      std::memset(mapping + offset, 0, clear);
+    }
   }
   void* user = mapping + offset;
   LargeHeader* header = header_for(user);

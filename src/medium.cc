@@ -87,6 +87,7 @@ void mark_dirty(MediumSegment* segment, size_t end) {
 // files it in the index. Does not coalesce.
 TM_NO_ASAN void make_free(MediumSegment* segment, BlockHeader* block, size_t size) {
   MediumHeap& heap = heap_of(segment);
+  poison(block, sizeof(FreeBlock));  // header and links: the rest was poisoned when freed
   block->set(size, true);
   block->next_physical()->prev_size = size;
   set_start_bit(segment, offset_of(segment, block));
@@ -158,7 +159,11 @@ TM_NO_ASAN MediumSegment* segment_create(unsigned arena_index) {
   sentinel->size_flags = 0;
   BlockHeader* first = block_at(segment, kMediumFirstBlock);
   first->prev_size = 0;
-  poison(first, kSegmentSize - kMediumFirstBlock);
+  // Under ASan memory nobody used yet stays addressable: headers, links and the slack of
+  // blocks handed out are poisoned as they are written (make_free, medium_alloc_in), freed
+  // blocks when freed. Poisoning the whole segment here would write 496 KiB of shadow for
+  // every new segment.
+  poison(sentinel, kBlockHeaderSize);
   make_free(segment, first, kMediumMaxBlock);
   chunk_map_set(segment, kSegmentSize, segment);
   segment->prev = nullptr;
@@ -208,7 +213,7 @@ TM_NO_ASAN void segment_destroy(MediumSegment* segment) {
 
 // Offset of the block that contains segment offset `offset` (the nearest block start at
 // or below it), or 0 when there is none. Error path only: scans the start bitmap.
-size_t containing_block(const MediumSegment* segment, size_t offset) {
+TM_NO_COVERAGE size_t containing_block(const MediumSegment* segment, size_t offset) {
   size_t granule = offset / kBlockHeaderSize;
   size_t word = granule / 64;
   uint64_t bits = segment->start_bits[word] & (~uint64_t{0} >> (63 - granule % 64));
@@ -448,7 +453,12 @@ TM_NO_ASAN void* medium_alloc_in(unsigned arena_index, size_t requested, size_t 
   ++heap.live_blocks;
   heap.usable_bytes += usable;
   stats_add_requested(requested);  // under the lock: heap checks see block and counter agree
+  // Its header and the slack past the request are unaddressable under ASan, and so is the
+  // next block's header (memory that was never used before is not poisoned yet).
+  poison(block, kBlockHeaderSize);
+  poison(block->next_physical(), kBlockHeaderSize);
   unpoison(payload, requested);
+  poison(payload + requested, usable - requested);
   if (zero && !TM_PLANT_IF(7)) std::memset(payload, 0, dirty_bytes < requested ? dirty_bytes : requested);
   return payload;
 }

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include <atomic>
+#include <cstring>
 
 #include "config.h"
 #include "platform.h"
@@ -101,6 +102,23 @@ void os_purge(void* addr, size_t size) {
 }
 
 void os_note_recommitted(size_t size) { g_committed.fetch_add(size, std::memory_order_relaxed); }
+
+void os_zero(void* addr, size_t size) {
+  char* const begin = static_cast<char*>(addr);
+  char* const first = reinterpret_cast<char*>(align_up(addr_of(begin), kPageSize));
+  char* const last = reinterpret_cast<char*>(align_down(addr_of(begin) + size, kPageSize));
+  if (first >= last) {
+    std::memset(begin, 0, size);
+    return;
+  }
+  std::memset(begin, 0, static_cast<size_t>(first - begin));
+  std::memset(last, 0, static_cast<size_t>(begin + size - last));
+  const int saved_errno = errno;
+  if (::madvise(first, static_cast<size_t>(last - first), MADV_DONTNEED) != 0) {
+    std::memset(first, 0, static_cast<size_t>(last - first));  // the range must read as zero regardless
+  }
+  errno = saved_errno;
+}
 
 void* os_remap(void* addr, size_t old_size, size_t new_size, size_t alignment) {
   if (new_size <= old_size) {

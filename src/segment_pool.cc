@@ -41,17 +41,17 @@ size_t g_dirty_bytes;  // bytes of unpurged entries
 // Copy of g_count for the lock-free "anything to purge?" peek of pool_maintain.
 std::atomic<size_t> g_count_hint{0};
 
-// Pooled mappings up to this size are poisoned whole under ASan; larger ones in their first
-// and last kPooledPoisonEdge bytes only (where a stale header or a neighbour's overrun would
-// touch them): poisoning all of a 64 MiB mapping writes 8 MiB of shadow, page faults
-// included, for every large free. An access deeper inside a freed large block reads stale
-// or zero memory without an ASan report.
-constexpr size_t kPooledPoisonWhole = kSegmentSize;
+// Under ASan a pooled mapping is poisoned in its first and last kPooledPoisonEdge bytes (all
+// of it when it is smaller), where a stale header or a neighbour's overrun would touch it:
+// poisoning all of it writes 1/8 of its size in shadow, page faults included, for every
+// segment and large block that goes back to the pool (a 4 MiB segment: 512 KiB). An access
+// deeper inside a freed large block or a pooled segment reads stale or zero memory without
+// an ASan report.
 constexpr size_t kPooledPoisonEdge = 64 * 1024;
 
-// Poisons a mapping entering the pool (see kPooledPoisonWhole).
+// Poisons a mapping entering the pool (see kPooledPoisonEdge).
 void poison_pooled(void* mapping, size_t size) {
-  if (size <= kPooledPoisonWhole) {
+  if (size <= 2 * kPooledPoisonEdge) {
     poison(mapping, size);
     return;
   }
