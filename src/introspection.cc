@@ -259,12 +259,13 @@ TM_EXPORT int tm_check_heap_report(tm_check_report_t* report) {
   size_t medium_requested = 0;
   size_t large_requested = 0;
   const unsigned arenas = heap_lock_all();
+  // The registry lock too, for the whole walk: no thread sets up or gives up a cache while the
+  // blocks are counted, so "no other thread has a cache" below holds for the whole walk.
+  registry_lock();
   if (small_check(&result, arenas) == 0 && medium_check(&result, arenas, &medium_requested) == 0 &&
       large_check(&result, &large_requested) == 0 && cache_check_current(&result) == 0) {
-    registry_lock();
     CacheTotals caches{};
     cache_totals(&caches);
-    registry_unlock();
     // The per-thread counters are exact only while no other thread with a cache can be
     // allocating (and not in a fork child that lost threads mid-operation); otherwise the
     // structural checks above still ran.
@@ -275,6 +276,7 @@ TM_EXPORT int tm_check_heap_report(tm_check_report_t* report) {
       }
     }
   }
+  registry_unlock();
   heap_unlock_all(arenas);
   write_report(result, report);
   return result.code;

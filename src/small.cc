@@ -19,6 +19,7 @@
 #include "segment_pool.h"
 #include "small_stats.h"
 #include "stats.h"
+#include "thread_cache.h"
 #include "tinymalloc.h"
 
 namespace tmalloc {
@@ -590,10 +591,25 @@ bool small_resize_in_place(SmallSegment* segment, void* p, size_t requested) {
                     (requested * 2 > block_size || block_size <= 32);
   if (!fits) return false;
   const size_t old_requested = block_size - get_slack(run, ref.index);
-  set_slack(run, ref.index, block_size - requested);
   if (small_tracks_requested()) {
-    stats_sub_requested(old_requested);
-    stats_add_requested(requested);
+    // A heap check compares the requested-bytes counters with the blocks only while no other
+    // thread has a cache (it holds the registry lock, so none can set one up meanwhile). This
+    // thread's first call may be this one: its cache is set up before the block changes. A
+    // thread without a cache changes block and counter under the class lock, which the check
+    // holds too, so it never sees one without the other.
+    cache_ensure_current();
+    if (cache_active_current()) {
+      stats_sub_requested(old_requested);
+      stats_add_requested(requested);
+      set_slack(run, ref.index, block_size - requested);
+    } else {
+      LockGuard guard(g_arenas[segment->arena].classes[run->class_index].lock);
+      stats_sub_requested(old_requested);
+      stats_add_requested(requested);
+      set_slack(run, ref.index, block_size - requested);
+    }
+  } else {
+    set_slack(run, ref.index, block_size - requested);
   }
   unpoison(p, requested);
   poison(static_cast<char*>(p) + requested, block_size - requested);

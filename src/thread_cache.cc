@@ -417,6 +417,13 @@ void requested_reset_peak() {
   cache.peak_mark = cache.requested.load(std::memory_order_relaxed) + kPeakSampleBytes;
 }
 
+void cache_ensure_current() {
+  ThreadCache& cache = t_cache;
+  if (cache.state == CacheState::kUnset) cache_init(cache);
+}
+
+bool cache_active_current() { return t_cache.state == CacheState::kActive; }
+
 void cache_flush_current() {
   ThreadCache& cache = t_cache;
   if (cache.state == CacheState::kActive) flush_all(cache);

@@ -198,6 +198,11 @@ size_t requested_total();
 size_t requested_peak();
 void requested_reset_peak();
 
+// Sets up the calling thread's cache if this is its first call (outside any allocator lock:
+// the set-up may allocate), and whether it is active (not bypassed).
+void cache_ensure_current();
+bool cache_active_current();
+
 // Returns every block of the calling thread's cache to the heap (tm_release_cached).
 void cache_flush_current();
 
