@@ -107,8 +107,10 @@ bool ThreadEngine::step(size_t index, const std::string& context, std::string* r
     const unsigned n = ++s_->own_ops;
     const bool due =
         s_->opt.paranoid || (s_->opt.verify_every != 0 ? n % s_->opt.verify_every == 0 : n >= 16 && (n & (n - 1)) == 0);
-    if (due || s_->prog.paranoid()) {
-      m.verify_all(due ? "at a periodic verification" : "after this op (the input's paranoid flag)", m.routine());
+    if (due) {
+      m.verify_all("at a periodic verification", m.routine());
+    } else if (s_->prog.paranoid()) {
+      m.verify_all("after this op (the input's paranoid flag)", Coverage::kEdges);
     }
     m.trace_op(index);
     if (verbose)

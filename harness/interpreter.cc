@@ -246,7 +246,7 @@ void Interpreter::Impl::check_after_op(size_t i) {
   check_touched();
   // The paranoid flag: every live block after every op, sampled as large blocks always are
   // (every byte at the whole-heap checks above).
-  if (prog->paranoid()) verify_all("after this op (the input's paranoid flag)", Coverage::kSampled);
+  if (prog->paranoid()) verify_all("after this op (the input's paranoid flag)", Coverage::kEdges);
 }
 
 void Interpreter::Impl::trace_op(size_t i) {

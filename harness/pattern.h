@@ -52,7 +52,10 @@ enum class Coverage {
              // every page in between (a purged or overwritten page, a header or free-list link
              // written near either end, a block of another owner lying over it all show);
              // windowed blocks: their windows
+  kEdges,    // the first and last kEdgeProbe bytes of a block (where a neighbour's overrun, a
+             // header or a free-list link would land): the input's paranoid flag, after every op
 };
+inline constexpr uint64_t kEdgeProbe = 64;
 inline constexpr uint64_t kSampledEdge = 512;
 inline constexpr uint64_t kProbe = 64;
 
@@ -67,6 +70,15 @@ void for_windows(uint64_t len, uint64_t lo, uint64_t hi, F&& f, Coverage coverag
     if (b > hi) b = hi;
     if (a < b) f(a, b);
   };
+  if (coverage == Coverage::kEdges) {
+    if (len <= 2 * kEdgeProbe) {
+      clip(0, len);
+    } else {
+      clip(0, kEdgeProbe);
+      clip(len - kEdgeProbe, len);
+    }
+    return;
+  }
   if (len <= kFullPatternMax && (coverage == Coverage::kEvery || len <= 2 * kSampledEdge)) {
     clip(0, len);
     return;
