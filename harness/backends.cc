@@ -90,8 +90,7 @@ class TmBackend final : public Backend {
     memset(&s, 0, sizeof s);
     tm_stats(&s);
     out->live_blocks = s.live_blocks;
-    long exact = 1;
-    out->requested_exact = tm_option_get("track_requested", &exact) != 0 || exact != 0;
+    out->requested_exact = requested_exact();
     out->requested_bytes = s.requested_bytes;
     out->usable_bytes = s.usable_bytes;
     out->mapped_bytes = s.mapped_bytes;
@@ -156,6 +155,15 @@ class TmBackend final : public Backend {
 #endif
 
  private:
+  // Whether tinymalloc tracks the requested bytes of small blocks (track_requested: read
+  // once, when the allocator starts, so it never changes in a process).
+  static bool requested_exact() {
+    static const bool exact = [] {
+      long value = 1;
+      return tm_option_get("track_requested", &value) != 0 || value != 0;
+    }();
+    return exact;
+  }
   static bool env_flag(const char* name) {
     const char* v = getenv(name);
     return v != nullptr && *v != '\0' && strcmp(v, "0") != 0;

@@ -16,7 +16,7 @@
 // for a function that is not inlined into an instrumented caller, so under ASan they are
 // real calls; elsewhere they are always inlined.
 #if defined(TM_ASAN)
-#define TM_LINK_ACCESS TM_NO_ASAN __attribute__((noinline)) inline
+#define TM_LINK_ACCESS TM_NO_ASAN TM_NO_COVERAGE __attribute__((noinline)) inline
 #else
 #define TM_LINK_ACCESS TM_ALWAYS_INLINE
 #endif

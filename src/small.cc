@@ -886,8 +886,9 @@ namespace {
 // Heap check of run i of `segment` on its own (its class lock and its arena's segments lock
 // held): the descriptor against the segment's free-run bits and its class, the bitmap
 // against the free count, the search hint, the partial-list flag and the recorded slack of
-// the live blocks. 0 or a tm_check_code.
-TM_NO_COVERAGE int check_run(CheckResult* result, const SmallSegment* segment, size_t i) {
+// the live blocks (of block `only` alone when it is not kAllBlocks). 0 or a tm_check_code.
+constexpr size_t kAllBlocks = ~size_t{0};
+TM_NO_COVERAGE int check_run(CheckResult* result, const SmallSegment* segment, size_t i, size_t only = kAllBlocks) {
   const RunDesc* run = &segment->runs[i];
   char* const base = run_base(const_cast<SmallSegment*>(segment), i);
   const bool assigned = ((segment->free_runs >> i) & 1u) == 0;
@@ -920,10 +921,10 @@ TM_NO_COVERAGE int check_run(CheckResult* result, const SmallSegment* segment, s
   if ((run->free_count > 0) != (run->on_partial != 0))
     return result->fail(TM_CHECK_RUN_LIST, base, "run with free blocks is not on its class list (or a full run is)");
   // Live blocks only, a word of the inverted bitmap at a time.
-  for (size_t w = 0; w < words; ++w) {
+  for (size_t w = only == kAllBlocks ? 0 : only / 64; w < words && (only == kAllBlocks || w == only / 64); ++w) {
     for (uint64_t live = ~bitmap_load(&run->bitmap[w]); live != 0; live &= live - 1) {
       const size_t b = w * 64 + static_cast<size_t>(__builtin_ctzll(live));
-      if (b < run->block_count && get_slack(run, b) > run->block_size) {
+      if ((only == kAllBlocks || b == only) && b < run->block_count && get_slack(run, b) > run->block_size) {
         return result->fail(TM_CHECK_RUN_BITMAP, base + b * run->block_size,
                             "live block's recorded slack exceeds its size");
       }
@@ -933,9 +934,12 @@ TM_NO_COVERAGE int check_run(CheckResult* result, const SmallSegment* segment, s
 }
 
 // The part of small_check_around that runs with run i's class lock (when it is assigned) and
-// the segments lock held.
-TM_NO_COVERAGE int check_run_around(CheckResult* result, SmallSegment* segment, size_t i, SmallClass* cls) {
-  const int code = check_run(result, segment, i);
+// the segments lock held; `offset`: where in the run the address lies.
+TM_NO_COVERAGE int check_run_around(CheckResult* result, SmallSegment* segment, size_t i, SmallClass* cls,
+                                    size_t offset) {
+  const RunDesc* described = &segment->runs[i];
+  const size_t only = cls != nullptr && described->block_size != 0 ? offset / described->block_size : kAllBlocks;
+  const int code = check_run(result, segment, i, only);
   if (code != 0 || cls == nullptr) return code;
   const RunDesc* run = &segment->runs[i];
   if (run->on_partial != 0) {
@@ -983,7 +987,9 @@ TM_NO_COVERAGE int small_check_around(CheckResult* result, SmallSegment* segment
     if (cls != nullptr) cls->lock.lock();
     arena.segments_lock.lock();
     const bool same = run_in_use(run) == in_use && (!in_use || run->class_index == class_index);
-    const int code = same ? check_run_around(result, segment, i, in_use ? cls : nullptr) : 0;
+    const int code = same ? check_run_around(result, segment, i, in_use ? cls : nullptr,
+                                             (addr_of(p) - addr_of(segment)) & (kRunSize - 1))
+                          : 0;
     if (same && cls != nullptr) *class_of_run = class_index;
     arena.segments_lock.unlock();
     if (cls != nullptr) cls->lock.unlock();

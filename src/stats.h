@@ -18,7 +18,7 @@ extern TM_INTERNAL std::atomic<bool> g_track_requested;
 // True when small blocks record their requested bytes in the requested-bytes counters (their
 // slack is kept exact then too). Otherwise the counters hold the medium and large tiers
 // only, and tm_stats counts small blocks at their usable size.
-inline bool small_tracks_requested() { return g_track_requested.load(std::memory_order_relaxed); }
+TM_ALWAYS_INLINE bool small_tracks_requested() { return g_track_requested.load(std::memory_order_relaxed); }
 
 // Counts `bytes` more requested bytes in use and raises the peak.
 void stats_add_requested(size_t bytes);

@@ -501,9 +501,21 @@ bool cache_reset_for_test() {
 }
 
 TM_NO_COVERAGE int cache_check_current_class(CheckResult* result, size_t class_index) {
+  // The blocks a free or malloc just pushed or popped are at the bin's head: the first few
+  // are validated (the whole bin at every full heap check), and the count against the limit.
+  constexpr size_t kScopedBlocks = 8;
   ThreadCache& cache = t_cache;
-  return check_bin(result, cache.bins[class_index], class_index,
-                   cache.exact ? bin_limit(class_index) : cache.bins[class_index].limit);
+  const CacheBin& bin = cache.bins[class_index];
+  const uint32_t limit = cache.exact ? bin_limit(class_index) : bin.limit;
+  if (bin.count.load(std::memory_order_relaxed) > limit)
+    return result->fail(TM_CHECK_FREE_LINKS, &bin, "thread cache bin holds more than its limit");
+  size_t walked = 0;
+  for (const void* block = bin.head; block != nullptr && walked < kScopedBlocks; block = free_block_next(block)) {
+    ++walked;
+    const int code = small_check_cached_block(result, block, class_index);
+    if (code != 0) return code;
+  }
+  return 0;
 }
 
 void registry_lock() { g_registry_lock.lock(); }

@@ -209,7 +209,7 @@ void cache_flush_current();
 // Heap check of the calling thread's cache: every cached block valid; 0 or a code.
 struct CheckResult;
 int cache_check_current(CheckResult* result);
-// The same for the calling thread's bin of one class.
+// The scoped version for the calling thread's bin of one class: its first blocks and count.
 int cache_check_current_class(CheckResult* result, size_t class_index);
 
 // Runtime initialisation: options, arenas, the free-block key, the thread-exit key and
