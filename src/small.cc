@@ -70,6 +70,15 @@ char* run_base(SmallSegment* segment, size_t index) { return reinterpret_cast<ch
 // Index of run `run` within its segment.
 size_t run_index(const SmallSegment* segment, const RunDesc* run) { return static_cast<size_t>(run - segment->runs); }
 
+// Whether run i is free and its memory untouched since the segment was mapped: then its
+// descriptor is one nothing ever wrote (it reads as zero, not in use), and reading it would
+// only fault its page in (heap checks and walks skip it).
+bool descriptor_untouched(const SmallSegment* segment, size_t i) {
+  const uint64_t untouched =
+      segment->free_runs & (segment->purged == 0 ? segment->clean_runs & ~segment->purged_runs : 0);
+  return ((untouched >> i) & 1u) != 0;
+}
+
 // Segment containing an address of a run descriptor or block.
 SmallSegment* segment_of(const void* p) { return reinterpret_cast<SmallSegment*>(addr_of(p) & ~(kSegmentSize - 1)); }
 
@@ -692,6 +701,7 @@ size_t small_reset_arena(unsigned arena_index) {
     while (arena.segments != nullptr) {
       SmallSegment* segment = arena.segments;
       for (size_t i = kSmallReservedRuns; i < kRunsPerSegment; ++i) {
+        if (descriptor_untouched(segment, i)) continue;  // not in use; reading it would fault its page in
         RunDesc* run = &segment->runs[i];
         if (!run_in_use(run)) continue;
         const size_t words = small_tracks_requested() ? (run->block_count + 63) / 64 : 0;
@@ -892,9 +902,7 @@ TM_NO_COVERAGE int check_run(CheckResult* result, const SmallSegment* segment, s
   const RunDesc* run = &segment->runs[i];
   char* const base = run_base(const_cast<SmallSegment*>(segment), i);
   const bool assigned = ((segment->free_runs >> i) & 1u) == 0;
-  // A free run whose memory is untouched since the segment was mapped has a descriptor
-  // nothing ever wrote (it reads as zero): reading it would only fault its page in.
-  if (!assigned && segment->purged == 0 && ((segment->clean_runs & ~segment->purged_runs) >> i & 1u) != 0) return 0;
+  if (descriptor_untouched(segment, i)) return 0;
   if (assigned != run_in_use(run))
     return result->fail(TM_CHECK_RUN_LIST, base, "run in-use flag disagrees with the segment's free-run bitmap");
   if (!assigned) return 0;
@@ -1023,8 +1031,10 @@ TM_NO_COVERAGE int small_check(CheckResult* result, unsigned arenas) {
       for (size_t i = kSmallReservedRuns; i < kRunsPerSegment; ++i) {
         const int code = check_run(result, segment, i);
         if (code != 0) return code;
+        // check_run found the in-use flag equal to the free-run bit (or left an untouched
+        // descriptor unread): a free run is skipped without faulting its descriptor in.
+        if ((segment->free_runs >> i) & 1u) continue;
         const RunDesc* run = &segment->runs[i];
-        if (!run_in_use(run)) continue;
         live_per_class[run->class_index] += run->block_count - run->free_count;
         ++runs_per_class[run->class_index];
         if (run->on_partial != 0) ++partial_runs_per_class[run->class_index];
@@ -1075,6 +1085,7 @@ TM_NO_COVERAGE size_t small_requested_walk(unsigned arenas) {
     if (!arena_touched(a)) continue;
     for (SmallSegment* segment = g_arenas[a].segments; segment != nullptr; segment = segment->next) {
       for (size_t i = kSmallReservedRuns; i < kRunsPerSegment; ++i) {
+        if (descriptor_untouched(segment, i)) continue;  // not in use; reading it would fault its page in
         const RunDesc* run = &segment->runs[i];
         if (!run_in_use(run)) continue;
         const size_t words = (run->block_count + 63) / 64;
