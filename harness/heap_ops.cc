@@ -284,19 +284,7 @@ void Interpreter::Impl::realloc_slot(unsigned slot, uint64_t n, int pool) {
   if (in_place) ++ctr.realloc_in_place;
 
   // Register the block again (alignment, usable, overlap, owns).
-  const uint64_t need = min_align(n);
-  if (reinterpret_cast<uintptr_t>(p) % need != 0) {
-    fail("%s returned %s, which is not aligned to %s", what, ptr(p).c_str(), num(need).c_str());
-  }
-  const uint64_t usable = be.usable_size(p);
-  if (usable < n) {
-    fail("%s returned %s with usable size %s < %s bytes requested", what, ptr(p).c_str(), num(usable).c_str(),
-         num(n).c_str());
-  }
-  check_overlap(p, usable > 0 ? usable : 1, what);
-  if (be.has_owns() && (!be.owns(p) || (usable > 1 && !be.owns(p + usable - 1)))) {
-    fail("%s returned %s but owns() is false for the block or its last usable byte", what, ptr(p).c_str());
-  }
+  const uint64_t usable = check_returned(p, n, min_align(n), what);
   b.p = p;
   b.live = true;
   b.requested = n;

@@ -289,21 +289,9 @@ void Interpreter::Impl::final_frees() {
     destroy_pool(pi, "at the final heap_destroy");
   }
   if (had_pools) check_heap("after the final heap_destroy of every pool");
-  std::vector<unsigned> order;
-  switch (prog->end_order()) {
-    case EndOrder::kSlotAscending:
-      for (unsigned s = 0; s < kSlots; ++s) order.push_back(s);
-      break;
-    case EndOrder::kSlotDescending:
-      for (unsigned s = kSlots; s-- > 0;) order.push_back(s);
-      break;
-    case EndOrder::kAddressAscending:
-      for (auto& [a, s] : by_addr) order.push_back(s);
-      break;
-    case EndOrder::kAddressDescending:
-      for (auto it = by_addr.rbegin(); it != by_addr.rend(); ++it) order.push_back(it->second);
-      break;
-  }
+  std::vector<unsigned> by_address;
+  for (auto& [a, s] : by_addr) by_address.push_back(s);
+  const std::vector<unsigned> order = end_order_slots(prog->end_order(), by_address);
   touched.clear();
   for (unsigned s : order) release(s, "at the final free");
   check_touched();  // around every block just freed: the whole heap was checked before

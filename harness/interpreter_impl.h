@@ -201,6 +201,9 @@ struct Interpreter::Impl {
 
   // -- model bookkeeping --
   void check_overlap(const uint8_t* p, uint64_t extent, const char* what);
+  // Checks a block the backend returned for n bytes: aligned to `need`, usable size >= n, no
+  // overlap with a live block, owned (first and last usable byte). Returns the usable size.
+  uint64_t check_returned(const uint8_t* p, uint64_t n, uint64_t need, const char* what);
 
   // Adds slot s's block to the model (and, when `global`, claims it in the shared registry).
   void link(unsigned s, bool global = true);

@@ -485,23 +485,9 @@ struct MtRun {
 
   // Slots of thread t in the header's final-free order.
   std::vector<unsigned> end_order_of(unsigned t) const {
-    std::vector<unsigned> order;
-    switch (prog.end_order()) {
-      case EndOrder::kSlotAscending:
-        for (unsigned s = 0; s < kSlots; ++s) order.push_back(s);
-        break;
-      case EndOrder::kSlotDescending:
-        for (unsigned s = kSlots; s-- > 0;) order.push_back(s);
-        break;
-      case EndOrder::kAddressAscending:
-      case EndOrder::kAddressDescending: {
-        auto v = eng[t]->live_blocks();
-        if (prog.end_order() == EndOrder::kAddressDescending) std::reverse(v.begin(), v.end());
-        for (auto& b : v) order.push_back(b.slot);
-        break;
-      }
-    }
-    return order;
+    std::vector<unsigned> by_address;
+    for (auto& b : eng[t]->live_blocks()) by_address.push_back(b.slot);
+    return end_order_slots(prog.end_order(), by_address);
   }
 
   std::vector<size_t> received_by, drained_by;

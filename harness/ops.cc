@@ -1055,4 +1055,23 @@ uint64_t scale_size(uint64_t v, unsigned scale_index) {
   }
 }
 
+std::vector<unsigned> end_order_slots(EndOrder order, const std::vector<unsigned>& live_by_address) {
+  std::vector<unsigned> slots;
+  switch (order) {
+    case EndOrder::kSlotAscending:
+      for (unsigned s = 0; s < kSlots; ++s) slots.push_back(s);
+      break;
+    case EndOrder::kSlotDescending:
+      for (unsigned s = kSlots; s-- > 0;) slots.push_back(s);
+      break;
+    case EndOrder::kAddressAscending:
+      slots = live_by_address;
+      break;
+    case EndOrder::kAddressDescending:
+      slots.assign(live_by_address.rbegin(), live_by_address.rend());
+      break;
+  }
+  return slots;
+}
+
 }  // namespace tmh

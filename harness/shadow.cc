@@ -138,10 +138,7 @@ void Interpreter::Impl::unlink(unsigned s, bool global) {
   live_virtual -= b.virt();
 }
 
-void Interpreter::Impl::adopt(unsigned s, void* vp, uint64_t n, uint64_t align, OpKind how, bool zeroed,
-                              const char* what, int pool) {
-  uint8_t* p = static_cast<uint8_t*>(vp);
-  const uint64_t need = align > min_align(n) ? align : min_align(n);
+uint64_t Interpreter::Impl::check_returned(const uint8_t* p, uint64_t n, uint64_t need, const char* what) {
   if (reinterpret_cast<uintptr_t>(p) % need != 0) {
     fail("%s returned %s, which is not aligned to %s", what, ptr(p).c_str(), num(need).c_str());
   }
@@ -158,6 +155,13 @@ void Interpreter::Impl::adopt(unsigned s, void* vp, uint64_t n, uint64_t align, 
            ptr(p + usable - 1).c_str());
     }
   }
+  return usable;
+}
+
+void Interpreter::Impl::adopt(unsigned s, void* vp, uint64_t n, uint64_t align, OpKind how, bool zeroed,
+                              const char* what, int pool) {
+  uint8_t* p = static_cast<uint8_t*>(vp);
+  const uint64_t usable = check_returned(p, n, align > min_align(n) ? align : min_align(n), what);
   Block& b = slots[s];
   b = Block{};
   b.p = p;

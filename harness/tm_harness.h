@@ -51,6 +51,11 @@ enum class EndOrder : uint8_t {
   kAddressDescending = 3
 };
 
+// The slots to free at the end of an input, in `order`: every slot for the slot orders (empty
+// ones are skipped by the caller), the live ones of `live_by_address` (ascending addresses)
+// for the address orders.
+std::vector<unsigned> end_order_slots(EndOrder order, const std::vector<unsigned>& live_by_address);
+
 // Size outcome classes (see FORMAT.md "Expected outcomes").
 inline constexpr uint64_t kSaneMax = uint64_t{64} << 20;       // <= 64 MiB: must succeed
 inline constexpr uint64_t kImpossibleMin = uint64_t{1} << 47;  // >= 128 TiB: NULL + ENOMEM
