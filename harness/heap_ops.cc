@@ -320,7 +320,13 @@ void Interpreter::Impl::realloc_slot(unsigned slot, uint64_t n, int pool) {
   link(slot);
   verify_neighbours(reinterpret_cast<uintptr_t>(p), b.extent(), "after a neighbouring realloc");
   outcome(in_place ? "ok (in place)" : "ok (moved)", old, p);
-  rec->placed_by_kernel = prev.requested > tmalloc::kMediumMax && n > tmalloc::kMediumMax;
+  // A large block resized to a large size: mremap grows it in place only when the kernel left
+  // the addresses after it free (not the allocator's decision). A block is large when its
+  // size or its alignment does not fit the medium tier (medium_fits in src/medium.cc).
+  const bool old_large =
+      prev.requested > tmalloc::kMediumMax ||
+      (prev.align > 16 && (prev.align > tmalloc::kRunSize || prev.requested + prev.align > tmalloc::kMediumMax));
+  rec->placed_by_kernel = old_large && n > tmalloc::kMediumMax;
   if (old_pool >= 0) check_pool_stats(static_cast<unsigned>(old_pool), "after a realloc of one of its blocks");
 }
 
