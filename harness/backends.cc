@@ -82,6 +82,7 @@ class TmBackend final : public Backend {
     }
     return code;
   }
+  void thread_retire() override { tm_test_thread_exit(); }
   bool has_clock() const override { return true; }
   void advance_time(uint64_t ms) override { tm_test_clock_advance(ms); }
   bool has_stats() const override { return true; }

@@ -78,6 +78,12 @@ class LockedBackend final : public Backend {
       return 0;
     });
   }
+  void thread_retire() override {
+    locked([&] {
+      in_.thread_retire();
+      return 0;
+    });
+  }
   bool strict() const override { return in_.strict(); }
   bool has_heap_check() const override { return in_.has_heap_check(); }
   int check_heap(std::string* message) override {
@@ -216,8 +222,9 @@ struct MtRun {
   std::vector<long> go_gen, done_gen;
   std::vector<std::tuple<unsigned, long, size_t>> exits;
   bool quit = false;
-  std::vector<std::thread> os;      // current OS thread per logical thread (or not joinable)
-  std::vector<unsigned> os_number;  // OS threads started so far per logical thread
+  ThreadPool& pool;                    // OS threads reused across inputs
+  std::vector<ThreadPool::Handle> os;  // current OS thread per logical thread (or not joinable)
+  std::vector<unsigned> os_number;     // OS threads started so far per logical thread
   long cur_phase = -1;
 
   // First failure (workers stop at their next op once it is set).
@@ -226,8 +233,8 @@ struct MtRun {
   std::string failure;
   size_t failure_op = 0;
 
-  MtRun(Backend& b, const Options& o, const MtProgram& p, bool s, MtInterpreter::Counters& c)
-      : be(b), opt(o), prog(p), serial(s), ctr(c), n(p.threads()) {}
+  MtRun(Backend& b, const Options& o, const MtProgram& p, bool s, MtInterpreter::Counters& c, ThreadPool& tp)
+      : be(b), opt(o), prog(p), serial(s), ctr(c), n(p.threads()), pool(tp) {}
 
   // ---- schedule ----
   // Splits the stream into per-thread heap programs and per-phase steps (FORMAT.md).
@@ -493,8 +500,9 @@ struct MtRun {
   std::vector<size_t> received_by, drained_by;
 
   // Body of a worker OS thread: phase `gen` from step `from`, then every later phase it is
-  // let go on, until an exit op (the thread ends) or quit.
-  void worker(unsigned t, long gen, size_t from) {
+  // let go on, until an exit op (returns true: the OS thread ends) or quit (returns false:
+  // the thread has done what the allocator does at thread exit and goes back to the pool).
+  bool worker(unsigned t, long gen, size_t from) {
     for (;;) {
       const size_t resume = run_steps(t, phases[static_cast<size_t>(gen)], from);
       {
@@ -506,10 +514,14 @@ struct MtRun {
         }
         done_cv.notify_all();
       }
-      if (resume != SIZE_MAX) return;  // exit op: this OS thread ends (TLS destructors run)
+      if (resume != SIZE_MAX) return true;  // exit op: this OS thread ends (TLS destructors run)
       std::unique_lock<std::mutex> l(mu);
       go_cv.wait(l, [&] { return quit || go_gen[t] > gen; });
-      if (quit) return;
+      if (quit) {
+        l.unlock();
+        be.thread_retire();  // as if the thread exited: its cache goes back before the leak check
+        return false;
+      }
       gen = go_gen[t];
       from = 0;
     }
@@ -519,7 +531,7 @@ struct MtRun {
   void start(unsigned t, long gen, size_t from) {
     ++os_number[t];
     ++ctr.os_threads;
-    os[t] = std::thread([this, t, gen, from] { worker(t, gen, from); });
+    os[t] = pool.start([this, t, gen, from] { return worker(t, gen, from); });
   }
 
   // Lets thread t run phase `gen` (starting an OS thread when it has none) and waits until
@@ -787,7 +799,8 @@ struct MtRun {
       if (!apply_deferred(ph)) break;
       if (!phase_end_checks(ph.final_frees ? "after the owners' final frees" : "at the end of the phase")) break;
     }
-    // Every worker exits and is joined before the final frees and the leak check.
+    // Every worker is done (retired, or exited) and joined before the final frees and the leak
+    // check.
     {
       std::lock_guard<std::mutex> g(mu);
       quit = true;
@@ -983,10 +996,10 @@ Result MtInterpreter::run(const MtProgram& program) {
   const bool faulty = std::string_view(backend_.name()).rfind("faulty", 0) == 0;
   if (faulty) {
     LockedBackend locked(backend_);
-    MtRun r(locked, options_, program, serial_, counters_);
+    MtRun r(locked, options_, program, serial_, counters_, pool_);
     return r.go();
   }
-  MtRun r(backend_, options_, program, serial_, counters_);
+  MtRun r(backend_, options_, program, serial_, counters_, pool_);
   return r.go();
 }
 

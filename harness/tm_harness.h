@@ -337,6 +337,11 @@ class Backend {
   virtual int posix_memalign(void** out, size_t alignment, size_t n) = 0;
   virtual size_t usable_size(const void* p) = 0;
   virtual void release_cached() {}
+  // A worker thread is done with the allocator until a later input hands it new work (the
+  // multi-threaded interpreter reuses its OS threads across inputs): what the allocator does
+  // when a thread exits, leaving the thread as one that has not allocated (tm:
+  // tm_test_thread_exit). Other allocators have no such entry; their thread state persists.
+  virtual void thread_retire() {}
 
   // True: the tinymalloc contract applies exactly (malloc(0) non-NULL, realloc(p,0) frees
   // and returns NULL, aligned_alloc/posix_memalign EINVAL rules). False: the lenient

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "thread_pool.h"
 #include "tm_harness.h"
 
 namespace tmh {
@@ -146,6 +147,7 @@ class MtInterpreter {
   Options options_;
   bool serial_ = false;
   Counters counters_;
+  ThreadPool pool_;  // worker OS threads, reused from one run to the next
 };
 
 // TM_HARNESS_MT_SERIAL=1.

@@ -39,6 +39,14 @@ extern "C" {
  *                      start from zero again all the same. */
 int tm_test_reset(void);
 
+/* What tinymalloc does when the calling thread exits (its cache flushed into the heap, its
+ * arena left, its counters folded into the process totals), after which the thread is one
+ * that has not allocated yet: its next call sets up a new cache and chooses its arena again.
+ * For a harness that reuses worker threads across inputs: once each worker has called it,
+ * tm_test_reset's "no other thread has an active cache" holds without the threads exiting.
+ * No effect on a thread without a cache (thread_cache=0). */
+void tm_test_thread_exit(void);
+
 /* Virtual time for the purge and sweep decisions (purge_delay_ms): while it is on, the
  * allocator reads a clock that only tm_test_clock_advance moves, starting at 0 when switched
  * on and after every tm_test_reset; off (the default), it reads CLOCK_MONOTONIC_COARSE. */

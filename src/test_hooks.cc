@@ -49,3 +49,8 @@ extern "C" TM_EXPORT int tm_test_reset(void) {
   balanced = os_reset_for_test() && balanced;
   return balanced ? 0 : TM_CHECK_STATS;
 }
+
+extern "C" TM_EXPORT void tm_test_thread_exit(void) {
+  runtime_ensure();
+  cache_retire_current_for_test();
+}

@@ -63,6 +63,9 @@ constexpr uint32_t kInitialBinLimit = 8;
 // Doubles a bin's limit up to the class's maximum; true when it grew.
 bool grow_limit(CacheBin& bin, size_t class_index);
 
+// A flushed, unregistered cache back to the state of a thread that has not allocated yet.
+void clear_cache_fields(ThreadCache& cache);
+
 // Most blocks a bin holds for class `class_index`.
 uint32_t bin_limit(size_t class_index) {
   const size_t blocks = kCacheBinBytes / class_size(class_index);
@@ -480,8 +483,25 @@ bool cache_reset_for_test() {
     g_peak_requested.store(0, std::memory_order_relaxed);
     g_counters_inexact.store(false, std::memory_order_relaxed);
   }
-  // The thread's cache as a thread that has not allocated yet has it: its next call sets it
-  // up again (registers it, chooses its arena, starts the bins at their initial limits).
+  clear_cache_fields(cache);
+  return balanced;
+}
+
+bool cache_retire_current_for_test() {
+  ThreadCache& cache = t_cache;
+  if (cache.state == CacheState::kBypass) return false;  // set up with thread_cache=0, or exited
+  // What the pthread key destructor does when the thread exits, then the cache as new.
+  thread_exit(&cache);
+  clear_cache_fields(cache);
+  return true;
+}
+
+namespace {
+
+// Puts a cache (already flushed and unregistered) in the state of a thread that has not
+// allocated yet: its next call sets it up again (registers it, chooses its arena, starts the
+// bins at their initial limits).
+void clear_cache_fields(ThreadCache& cache) {
   for (CacheBin& bin : cache.bins) {
     bin.head = nullptr;
     bin.count.store(0, std::memory_order_relaxed);
@@ -495,10 +515,11 @@ bool cache_reset_for_test() {
   cache.exact_ticks = 0;
   cache.contentions = 0;
   cache.arena_plus1 = 0;
-  cache.occupied_plus1 = 0;  // arena_reset_for_test clears every arena's count
+  cache.occupied_plus1 = 0;  // left by thread_exit, or arena_reset_for_test clears every count
   cache.next = cache.prev = nullptr;
-  return balanced;
 }
+
+}  // namespace
 
 TM_NO_COVERAGE int cache_check_current_class(CheckResult* result, size_t class_index) {
   // The blocks a free or malloc just pushed or popped are at the bin's head: the first few

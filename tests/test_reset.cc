@@ -178,6 +178,60 @@ TEST_F(Reset, RefusesWhileAnotherThreadHasACache) {
   EXPECT_EQ(tm_test_reset(), 0);
 }
 
+// A worker thread that stays alive (a harness's pooled thread) can do what its exit would:
+// tm_test_thread_exit returns its cached blocks to the heap and makes it a thread that has
+// not allocated, so tm_test_reset succeeds; the thread then allocates again from scratch.
+TEST_F(Reset, AThreadThatRetiredItsCacheDoesNotBlockTheReset) {
+  std::mutex mu;
+  std::condition_variable cv;
+  int step = 0;  // 1: allocated and retired; 2: main reset; 3: allocated again; 4: exit
+  size_t cached_before_retire = 0;
+  size_t cached_after_retire = 1;
+  std::thread t([&] {
+    void* blocks[32];
+    for (void*& b : blocks) b = tm_malloc(48);
+    for (void* b : blocks) tm_free(b);  // into the thread's cache
+    tm_stats_t s;
+    tm_stats(&s);
+    cached_before_retire = s.cached_blocks;
+    tm_test_thread_exit();
+    tm_stats(&s);
+    cached_after_retire = s.cached_blocks;
+    std::unique_lock<std::mutex> lock(mu);
+    step = 1;
+    cv.notify_all();
+    cv.wait(lock, [&] { return step == 2; });
+    tm_free(tm_malloc(48));  // a new cache, chosen and set up again after the reset
+    step = 3;
+    cv.notify_all();
+    cv.wait(lock, [&] { return step == 4; });
+  });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return step == 1; });
+  }
+  EXPECT_GT(cached_before_retire, 0u) << "the frees went to the thread's cache";
+  EXPECT_EQ(cached_after_retire, 0u) << "the retired cache's blocks went back to the heap";
+  EXPECT_EQ(tm_test_reset(), 0) << "a retired thread has no active cache";
+  TM_EXPECT_HEAP_OK();
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    step = 2;
+    cv.notify_all();
+    cv.wait(lock, [&] { return step == 3; });
+  }
+  errno = 0;
+  EXPECT_EQ(tm_test_reset(), -1) << "its new cache is active again";
+  EXPECT_EQ(errno, EBUSY);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    step = 4;
+  }
+  cv.notify_all();
+  t.join();
+  EXPECT_EQ(tm_test_reset(), 0);
+}
+
 TEST_F(Reset, PutsTheOptionsBackToTheirValuesAtStartUp) {
   long arenas = -1, delay = -1, retain = -1, track = -1;
   ASSERT_EQ(tm_option_get("arenas", &arenas), 0);
