@@ -51,9 +51,9 @@ void* os_map_metadata(size_t size);
 
 // Zeroes [addr, addr + size) of a mapping in use: the whole pages inside it are dropped with
 // madvise (they read back as zero, and are faulted in again only where the program touches
-// them), the partial pages at either end cleared with memset. What calloc does with a large
-// reused mapping: clearing every byte would fault in pages nobody ever touched. The pages
-// stay counted as committed (the block is live).
+// them), the partial pages at either end cleared with memset. What calloc does with a very
+// large reused mapping (large.cc: kLargeZeroByMadvise), whose pages may mostly stay untouched.
+// The pages stay counted as committed (the block is live); the madvise counts as a purge call.
 void os_zero(void* addr, size_t size);
 
 // Counts a range as committed again after purge (it was written to).
