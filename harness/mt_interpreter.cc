@@ -911,10 +911,10 @@ struct MtRun {
           s.usable_bytes != base.usable_bytes) {
         char buf[600];
         snprintf(buf, sizeof buf,
-                 "leak: after every worker thread exited (joined) and every block was freed, stats say live_blocks "
-                 "%zu, requested_bytes %zu, usable_bytes %zu; at the start of the input they were %zu, %zu, %zu "
-                 "(%zu OS threads ran, %zu exited early): blocks cached by an exited thread not returned, or a "
-                 "cross-thread free lost?",
+                 "leak: after every worker thread retired (thread-exit flush) or exited, and every block was "
+                 "freed, stats say live_blocks %zu, requested_bytes %zu, usable_bytes %zu; at the start of the "
+                 "input they were %zu, %zu, %zu (%zu OS threads ran, %zu exited early): blocks cached by a "
+                 "retired or exited thread not returned, or a cross-thread free lost?",
                  s.live_blocks, s.requested_bytes, s.usable_bytes, base.live_blocks, base.requested_bytes,
                  base.usable_bytes, ctr.os_threads, ctr.exits);
         record_failure(boundary_report(buf, {}), prog.ops.size());
