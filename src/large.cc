@@ -24,8 +24,9 @@ namespace {
 
 // calloc of a reused mapping clears stale ranges this large with os_zero (the pages go back to
 // the kernel and fault in zeroed when touched), smaller ones with memset. A page fault costs
-// about ten times a memset of its page on the machines measured (bench/workloads/malloc_large
-// --calloc 1: 5-25 MiB callocs took 3.2x glibc's time when every reused block was dropped),
+// about ten times a memset of its page on the machines measured (bench/workloads/large
+// --zero 2 with 5-25 MiB blocks: callocs took 3.2x glibc's time when every reused block was
+// dropped),
 // and a calloc'd block is normally written in full; only a very large one, whose pages may
 // mostly stay untouched, is cheaper to drop.
 constexpr size_t kLargeZeroByMadvise = size_t{64} << 20;

@@ -487,13 +487,12 @@ bool cache_reset_for_test() {
   return balanced;
 }
 
-bool cache_retire_current_for_test() {
+void cache_retire_current_for_test() {
   ThreadCache& cache = t_cache;
-  if (cache.state == CacheState::kBypass) return false;  // set up with thread_cache=0, or exited
+  if (cache.state == CacheState::kBypass) return;  // set up with thread_cache=0, or exited
   // What the pthread key destructor does when the thread exits, then the cache as new.
   thread_exit(&cache);
   clear_cache_fields(cache);
-  return true;
 }
 
 namespace {

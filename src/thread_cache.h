@@ -223,9 +223,9 @@ void runtime_ensure();
 bool cache_others_active();
 bool cache_reset_for_test();
 // tm_test_thread_exit: what the calling thread's exit does to its cache (flush, leave its arena,
-// fold its counters), then the cache of a thread that has not allocated yet. False when the
-// thread has no cache to retire (thread_cache=0, or it is exiting).
-bool cache_retire_current_for_test();
+// fold its counters), then the cache of a thread that has not allocated yet. Nothing for a
+// thread without a cache to retire (thread_cache=0, or it is exiting).
+void cache_retire_current_for_test();
 
 // Fork support (fork.cc): the registry lock, and the child's clean-up of the caches of
 // threads that do not exist in the child.

@@ -104,7 +104,7 @@ TEST_F(Pool, CallocOfAGatheredBlockIsZero) {
 // calloc of a reused large block clears the stale bytes with memset up to 64 MiB (the pages
 // stay resident: refaulting a dropped page costs about ten times clearing it), and drops them
 // to the kernel (a purge) above that. Regression: 5-25 MiB callocs were 3.2x glibc's time when
-// every reused block was dropped and faulted in again (bench/workloads/malloc_large --calloc 1).
+// every reused block was dropped and faulted in again (bench/workloads/large --zero 2, 5-25 MiB).
 void calloc_of_reused_block_case(size_t size, bool expect_purge) {
   SCOPED_TRACE(::testing::Message() << "size " << size / MiB << " MiB");
   pool_filled_block(size, 7);
@@ -219,7 +219,9 @@ TEST_F(Pool, ChurnOfVaryingSizesKeepsContentsAndTheMappedBytesBounded) {
     slot.seed = rng.next();
     slot.p = static_cast<char*>(op % 3 == 0 ? tm_calloc(1, slot.n) : tm_malloc(slot.n));
     ASSERT_NE(slot.p, nullptr);
-    if (op % 3 == 0) ASSERT_TRUE(sparse_zero(slot.p, slot.n)) << "calloc block not zero, op " << op;
+    if (op % 3 == 0) {
+      ASSERT_TRUE(sparse_zero(slot.p, slot.n)) << "calloc block not zero, op " << op;
+    }
     fill_sparse(slot.p, slot.n, slot.seed);
     const tm_stats_t s = stats();
     peak_mapped = s.mapped_bytes > peak_mapped ? s.mapped_bytes : peak_mapped;
