@@ -9,7 +9,7 @@
 //   mode % 4 == 2: n = a << (b % 64)       (any magnitude, incl. SIZE_MAX-ish)
 //   mode % 4 == 3: n = class_size(a % 56) + (int8_t)b   (class boundaries +-128)
 // For each n it checks size_to_class(n) against the model, the waste bound of the header
-// comment, class_reciprocal division for run offsets derived from b, the public
+// comment, class_divider quotient and exactness for run offsets derived from b, the public
 // tm_size_to_class / tm_size_class_size / tm_small_max / tm_medium_max, and (small n)
 // the class counter and usable size of a real tm_malloc(n).
 #include <cstdint>
@@ -97,18 +97,20 @@ void check_size(size_t n, uint16_t b) {
   } else if (n > 0 && cs - n >= 16) {
     tm_fuzz::unit_fail(kTarget, "waste for %zu in class %zu (%zu B) is >= 16 B", n, c, cs);
   }
-  // Reciprocal division for offsets inside a run: a random one and the block boundaries
-  // around block k.
-  const uint64_t r = tmalloc::class_reciprocal(c);
+  // The divider's quotient and exactness for offsets inside a run (free's block-start
+  // check): a random one and the block boundaries around block k.
+  const uint64_t divider = tmalloc::class_divider(c);
   const uint32_t per_run = tmalloc::blocks_per_run(c);
   const uint64_t k = per_run ? b % per_run : 0;
   const uint64_t offs[4] = {b % tmalloc::kRunSize, k * cs, k * cs + cs - 1, (k + 1) * cs};
   for (uint64_t off : offs) {
     if (off >= tmalloc::kRunSize) continue;
-    if ((off * r) >> 32 != off / cs) {
-      tm_fuzz::unit_fail(kTarget, "class_reciprocal(%zu): (%llu * %llu) >> 32 = %llu, but %llu / %zu = %llu", c,
-                         (unsigned long long)off, (unsigned long long)r, (unsigned long long)((off * r) >> 32),
-                         (unsigned long long)off, cs, (unsigned long long)(off / cs));
+    const tmalloc::RunDivision division = tmalloc::divide_run_offset(off, divider);
+    if (division.index != off / cs || division.exact != (off % cs == 0)) {
+      tm_fuzz::unit_fail(kTarget,
+                         "class_divider(%zu): offset %llu gives index %zu (%s), but %llu / %zu = %llu rem %llu", c,
+                         (unsigned long long)off, division.index, division.exact ? "exact" : "inexact",
+                         (unsigned long long)off, cs, (unsigned long long)(off / cs), (unsigned long long)(off % cs));
     }
   }
   // End to end: the block of tm_malloc(n) is counted in class c and fits in it.

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "debug.h"
 #include "error.h"
+#include "fast_path.h"
 #include "large.h"
 #include "medium.h"
 #include "os.h"
@@ -174,32 +175,32 @@ void* allocate_for_new(size_t size, size_t alignment, const void* site) {
   return alignment == 0 ? debug_malloc(size, false, site) : debug_aligned_alloc(alignment, size, site);
 }
 
+void* malloc_slow(size_t size, const void* site) {
+  if (TM_UNLIKELY(size > kMaxRequest)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (TM_UNLIKELY(debug_mode())) return debug_malloc(size, false, site);
+  return allocate(size, false);
+}
+
+void free_slow(void* p, const void* site) {
+  if (p == nullptr) return;
+  if (TM_UNLIKELY(debug_mode())) return debug_free(p, kUnknownSize, site);
+  // free preserves errno (glibc's contract for replacements): the small path never sets
+  // it, the other paths save and restore it.
+  release(p, "invalid free");
+}
+
 }  // namespace tmalloc
 
 using namespace tmalloc;
 
 extern "C" {
 
-TM_EXPORT void* tm_malloc(size_t size) {
-  // One compare: within the class table and not in debug mode (the bound is 0 then).
-  if (TM_LIKELY(size < g_fast_size_bound.load(std::memory_order_relaxed))) {
-    return cache_alloc(class_for_small_size(size), size);
-  }
-  if (TM_UNLIKELY(size > kMaxRequest)) {
-    errno = ENOMEM;
-    return nullptr;
-  }
-  if (TM_UNLIKELY(debug_mode())) return debug_malloc(size, false, __builtin_return_address(0));
-  return allocate(size, false);
-}
+TM_EXPORT void* tm_malloc(size_t size) { return malloc_fast(size); }
 
-TM_EXPORT void tm_free(void* ptr) {
-  if (ptr == nullptr) return;
-  if (TM_UNLIKELY(debug_mode())) return debug_free(ptr, kUnknownSize, __builtin_return_address(0));
-  // free preserves errno (glibc's contract for replacements): the small path never sets
-  // it, the other paths save and restore it.
-  release(ptr, "invalid free");
-}
+TM_EXPORT void tm_free(void* ptr) { free_fast(ptr); }
 
 TM_EXPORT void tm_free_sized(void* ptr, size_t size) {
   if (ptr == nullptr) return;

@@ -27,6 +27,15 @@ inline SegmentBase* chunk_owner(const void* p) {
   return map[chunk].load(std::memory_order_acquire);
 }
 
+// The table as free's fast path sees it (fast_path.h): g_chunk_map while debug mode does not
+// route the calls, nullptr while it does (and before the table exists). One null test then
+// covers the table and the mode, and free(NULL) needs no test of its own (chunk 0 has no
+// owner).
+extern TM_INTERNAL std::atomic<std::atomic<SegmentBase*>*> g_free_map;
+
+// Recomputes g_free_map from g_chunk_map and debug_mode(); called after either changes.
+void free_map_refresh();
+
 // Makes sure the table exists; false when it could not be mapped.
 bool chunk_map_ensure();
 

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <cstddef>
 
+#include "chunk_map.h"
 #include "platform.h"
 #include "size_class.h"
 
@@ -39,8 +40,9 @@ extern TM_INTERNAL std::atomic<size_t> g_fast_size_bound;
 
 // Turns the routing of the public entry points to debug mode on or off.
 inline void debug_set_routing(bool on) {
-  g_debug_mode.store(on, std::memory_order_relaxed);
+  g_debug_mode.store(on, std::memory_order_seq_cst);  // seq_cst: see free_map_refresh
   g_fast_size_bound.store(on ? 0 : kSizeTableMax + 1, std::memory_order_relaxed);
+  free_map_refresh();  // free's fast path: its table is nullptr while the calls are routed
 }
 
 // Reads the debug and leaks options into g_debug_mode (runtime init, tm_option_set); switching

@@ -5,13 +5,15 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fast_path.h"
 #include "platform.h"
 #include "tinymalloc.h"
 
 extern "C" {
 
-TM_EXPORT void* malloc(size_t size) { return tm_malloc(size); }
-TM_EXPORT void free(void* ptr) { tm_free(ptr); }
+// malloc and free run the fast paths themselves (fast_path.h): one call from the program.
+TM_EXPORT void* malloc(size_t size) { return tmalloc::malloc_fast(size); }
+TM_EXPORT void free(void* ptr) { tmalloc::free_fast(ptr); }
 TM_EXPORT void cfree(void* ptr) { tm_free(ptr); }
 TM_EXPORT void* calloc(size_t nmemb, size_t size) { return tm_calloc(nmemb, size); }
 TM_EXPORT void* realloc(void* ptr, size_t size) { return tm_realloc(ptr, size); }

@@ -4,6 +4,7 @@
 #include <new>
 
 #include "api_internal.h"
+#include "fast_path.h"
 #include "platform.h"
 #include "tinymalloc.h"
 
@@ -53,8 +54,9 @@ TM_EXPORT void* operator new[](size_t size, std::align_val_t alignment, const st
   return allocate_nothrow(size, static_cast<size_t>(alignment), __builtin_return_address(0));
 }
 
-TM_EXPORT void operator delete(void* p) noexcept { tm_free(p); }
-TM_EXPORT void operator delete[](void* p) noexcept { tm_free(p); }
+// The unsized deletes run free's fast path themselves (fast_path.h).
+TM_EXPORT void operator delete(void* p) noexcept { tmalloc::free_fast(p); }
+TM_EXPORT void operator delete[](void* p) noexcept { tmalloc::free_fast(p); }
 TM_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { tm_free(p); }
 TM_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { tm_free(p); }
 TM_EXPORT void operator delete(void* p, size_t size) noexcept { tm_free_sized(p, size); }

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "config.h"
+#include "platform.h"
 
 namespace tmalloc {
 
@@ -48,9 +49,19 @@ constexpr uint32_t blocks_per_run(size_t class_index) {
 }
 
 // Multiplier for dividing a run offset by the class size without a division instruction:
-// offset / size == (offset * reciprocal) >> 32 for every offset < kRunSize.
-constexpr uint64_t class_reciprocal(size_t class_index) {
-  return ((uint64_t{1} << 32) + class_size(class_index) - 1) / class_size(class_index);
+// ceil(2^64 / size). For 32-bit offsets and sizes, one 64x64->128-bit multiplication gives
+// both the quotient (the high half) and whether the division is exact (the low half is below
+// the divider): Lemire, Kaser and Kurz, "Faster remainder by direct computation" (2019).
+constexpr uint64_t class_divider(size_t class_index) { return UINT64_MAX / class_size(class_index) + 1; }
+
+// offset / size and whether size divides offset exactly, from the class's divider.
+struct RunDivision {
+  size_t index;
+  bool exact;
+};
+TM_ALWAYS_INLINE constexpr RunDivision divide_run_offset(uint64_t offset, uint64_t divider) {
+  const unsigned __int128 product = static_cast<unsigned __int128>(offset) * divider;
+  return RunDivision{static_cast<size_t>(product >> 64), static_cast<uint64_t>(product) < divider};
 }
 
 // Requests up to this size find their class in one table lookup (class_for_small_size).

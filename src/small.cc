@@ -241,7 +241,8 @@ RunDesc* run_acquire(unsigned arena_index, size_t class_index) {
   run->block_size = static_cast<uint32_t>(class_size(class_index));
   run->block_count = blocks_per_run(class_index);
   run->free_count = run->block_count;
-  run->reciprocal = class_reciprocal(class_index);
+  run->divider = class_divider(class_index);
+  run->cache_bin_offset = cache_bin_offset(segment->arena < kMaxArenas ? class_index : kPoolBin);
   run->hint_word = 0;
   run->watermark = was_clean ? 0 : run->block_count;
   run->class_index = static_cast<uint16_t>(class_index);

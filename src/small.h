@@ -26,10 +26,14 @@ inline constexpr size_t kByteSlackMaxBlock = 48;
 // thread's lock-free validation needs.
 struct alignas(kCacheLineSize) RunDesc {
   // Read by every free; written only when the run is assigned to a class.
-  uint64_t reciprocal;  // offset / block_size == (offset * reciprocal) >> 32
+  uint64_t divider;  // class_divider: offset / block_size and its exactness (divide_run_offset)
   uint32_t block_size;
   uint32_t block_count;
   uint16_t class_index;
+  // Byte offset in ThreadCache of the bin free's fast path pushes this run's blocks onto: the
+  // class's bin, or for a memory pool's run the pool bin, whose limit is always 0 (its blocks
+  // go back to the pool, never into a cache). Spares the fast path a test of the arena.
+  uint16_t cache_bin_offset;
   uint8_t in_use;  // assigned to a class
   // Written under the class lock as blocks leave and return.
   alignas(kCacheLineSize) RunDesc* next;  // on the class's partial list (runs with free blocks)
@@ -126,8 +130,7 @@ struct BlockRef {
 TM_ALWAYS_INLINE BlockRef block_ref(void* block) {
   auto* segment = reinterpret_cast<SmallSegment*>(addr_of(block) & ~(kSegmentSize - 1));
   RunDesc* run = &segment->runs[(addr_of(block) >> kRunShift) & (kRunsPerSegment - 1)];
-  const size_t index = static_cast<size_t>(((addr_of(block) & (kRunSize - 1)) * run->reciprocal) >> 32);
-  return BlockRef{run, index};
+  return BlockRef{run, divide_run_offset(addr_of(block) & (kRunSize - 1), run->divider).index};
 }
 
 // Locates the block p starts, without locks, reporting misuse for pointers into metadata,
@@ -137,12 +140,9 @@ TM_ALWAYS_INLINE BlockRef block_ref(void* block) {
 TM_ALWAYS_INLINE BlockRef small_locate(SmallSegment* segment, const void* p, const char* what) {
   const uintptr_t offset_in_segment = addr_of(p) - addr_of(segment);
   RunDesc* run = &segment->runs[offset_in_segment >> kRunShift];
-  const uint64_t offset = offset_in_segment & (kRunSize - 1);
-  const size_t index = static_cast<size_t>((offset * run->reciprocal) >> 32);
-  if (TM_UNLIKELY(index >= run->block_count || index * run->block_size != offset)) {
-    report_bad_small_pointer(segment, p, what);
-  }
-  return BlockRef{run, index};
+  const RunDivision division = divide_run_offset(offset_in_segment & (kRunSize - 1), run->divider);
+  if (TM_UNLIKELY(!division.exact || division.index >= run->block_count)) report_bad_small_pointer(segment, p, what);
+  return BlockRef{run, division.index};
 }
 
 // Reports a free of a block that is already free (in its run, a thread cache or a

@@ -32,8 +32,10 @@
 namespace tmalloc {
 
 // Cached allocations between two heap_maintain calls of a thread: time-based upkeep (the
-// purge delay) happens even in a program that only ever hits the fast path.
-inline constexpr uint32_t kTickInterval = 64;
+// purge delay) happens even in a program that only ever hits the fast path. The slow path's
+// share of a malloc(32)+free pair is about 150/kTickInterval instructions (bench/check-fastpath:
+// 2.3 at 64); at 256 it is under 1, and upkeep still runs every few microseconds of such a loop.
+inline constexpr uint32_t kTickInterval = 256;
 
 // Bytes a bin may hold before half of it is returned (limit = clamp(this / size, 8, 256)).
 inline constexpr size_t kCacheBinBytes = 64 * 1024;
@@ -52,8 +54,12 @@ enum class CacheState : uint32_t {
   kBypass = 2,  // no cache: thread_cache=0, a reentrant call during set-up, or exited
 };
 
+// Index of the pool bin: never holds a block, its limit stays 0, so free's fast path sends
+// the blocks of memory pools' runs (RunDesc::cache_bin_offset) to the slow path.
+inline constexpr size_t kPoolBin = kSmallClassCount;
+
 struct ThreadCache {
-  CacheBin bins[kSmallClassCount];
+  CacheBin bins[kSmallClassCount + 1];  // one per class, then the pool bin
   // Net requested bytes allocated minus freed by this thread (a block freed by another
   // thread makes one positive and the other negative; the sum over threads is exact).
   std::atomic<int64_t> requested;
@@ -81,6 +87,24 @@ struct ThreadCache {
   ThreadCache* next;
   ThreadCache* prev;
 };
+
+// Byte offset of bins[bin] in ThreadCache (RunDesc::cache_bin_offset).
+constexpr uint16_t cache_bin_offset(size_t bin) {
+  return static_cast<uint16_t>(offsetof(ThreadCache, bins) + bin * sizeof(CacheBin));
+}
+static_assert(offsetof(ThreadCache, bins) + (kPoolBin + 1) * sizeof(CacheBin) <= UINT16_MAX);
+
+// For malloc's fast path: the byte offset in ThreadCache of the bin of each size up to
+// kSizeTableMax, indexed like kSizeTable by (size + 15) / 16 (one load gives the bin; the
+// class index, offset / sizeof(CacheBin), is needed only on the slow path).
+inline constexpr auto kBinOffsetTable = [] {
+  struct Table {
+    uint16_t offset[kSizeTableMax / 16 + 1];
+  } table{};
+  for (size_t i = 0; i <= kSizeTableMax / 16; ++i) table.offset[i] = cache_bin_offset(kSizeTable.class_index[i]);
+  return table;
+}();
+static_assert(offsetof(ThreadCache, bins) == 0, "the slow path derives the class from a bin offset");
 
 // The calling thread's cache (zero-initialised TLS: no constructor, no TLS wrapper).
 // constinit on the declaration too: other files access it directly, without a TLS wrapper.

@@ -104,15 +104,18 @@ TEST(SizeClass, BlocksPerRun) {
   EXPECT_EQ(tmi::blocks_per_run(kSmallClassCount - 1), 8u);
 }
 
-TEST(SizeClass, ReciprocalDivisionIsExact) {
+// free's block-start check and index come from one multiplication (divide_run_offset): for
+// every class and every offset in a run, the quotient and the exactness must match a division.
+TEST(SizeClass, DividerGivesQuotientAndExactness) {
   for (size_t i = 0; i < kSmallClassCount; ++i) {
     const uint64_t size = class_size(i);
-    const uint64_t recip = tmi::class_reciprocal(i);
+    const uint64_t divider = tmi::class_divider(i);
     for (uint64_t offset = 0; offset < tmi::kRunSize; ++offset) {
-      const uint64_t q = (offset * recip) >> 32;
-      if (q != offset / size) {
-        FAIL() << "class " << i << " (size " << size << ") offset " << offset << ": reciprocal gives " << q
-               << ", division gives " << offset / size;
+      const tmi::RunDivision division = tmi::divide_run_offset(offset, divider);
+      if (division.index != offset / size || division.exact != (offset % size == 0)) {
+        FAIL() << "class " << i << " (size " << size << ") offset " << offset << ": divider gives " << division.index
+               << (division.exact ? " exact" : " inexact") << ", division gives " << offset / size << " remainder "
+               << offset % size;
       }
     }
   }

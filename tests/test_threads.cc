@@ -264,7 +264,8 @@ TEST_F(Threads, HeapCheckRacingAFreshThreadsInPlaceReallocSeesNoDifference) {
     ready.store(true);
     while (!stop.load()) {
       tm_check_report_t r;
-      if (tm_check_heap_report(&r) != 0 && failures.fetch_add(1) == 0) first_failure = std::string(r.message) + " (code " + std::to_string(r.code) + ")";
+      if (tm_check_heap_report(&r) != 0 && failures.fetch_add(1) == 0)
+        first_failure = std::string(r.message) + " (code " + std::to_string(r.code) + ")";
     }
     for (void* p : blocks) tm_free(p);
   });

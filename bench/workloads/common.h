@@ -54,6 +54,16 @@ class Args {
     return def;
   }
 
+  // Returns the value of --name as text, or def. Marks the option as known.
+  const char* str(const char* name, const char* def) {
+    known_ += std::string(" --") + name;
+    for (int i = 1; i + 1 < argc_; i++) {
+      if (std::string_view(argv_[i]).substr(0, 2) == "--" && std::string_view(argv_[i] + 2) == name)
+        return argv_[i + 1];
+    }
+    return def;
+  }
+
   // Call after all options were read: rejects unknown options, prints help.
   void finish(const char* what) {
     if (help_) {
