@@ -518,6 +518,10 @@ TM_NO_ASAN size_t medium_requested_size(MediumSegment* segment, const void* p, c
   return requested;
 }
 
+// medium_resize_in_place: headroom kept on growth and tolerated on shrink, as a fraction of the
+// block (1/8: the small size classes' spacing above 128 B).
+constexpr size_t kResizeHeadroomDivisor = 8;
+
 TM_NO_ASAN bool medium_resize_in_place(MediumSegment* segment, void* p, size_t requested) {
   if (requested > kMediumMax) return false;
   MediumHeap& heap = heap_of(segment);
@@ -536,8 +540,15 @@ TM_NO_ASAN bool medium_resize_in_place(MediumSegment* segment, void* p, size_t r
     const size_t merged = block->size() + next->size();
     block->set(merged, false);
     block->next_physical()->prev_size = merged;
+    // A block grown in place keeps an eighth more (when the successor had it) and a shrink
+    // gives back only a tail of at least an eighth: a buffer grown by small appends then
+    // merges and splits once per eighth of growth instead of at every 16-byte step.
+    const size_t roomy_request = requested + requested / kResizeHeadroomDivisor;
+    const size_t roomy = block_size_for(roomy_request < kMediumMax ? roomy_request : kMediumMax);
+    split_tail(segment, block, roomy < block->size() ? (roomy > want ? roomy : want) : block->size());
+  } else if (block->size() - want >= block->size() / kResizeHeadroomDivisor) {
+    split_tail(segment, block, want);
   }
-  split_tail(segment, block, want);
   block->set(block->size(), false);
   const size_t usable = block->size() - kBlockHeaderSize;
   block->set_slack(usable - requested);
