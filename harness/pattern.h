@@ -14,15 +14,18 @@
 namespace tmh::detail {
 
 inline constexpr uint64_t kNotFound = UINT64_MAX;
-// Blocks up to this size (16 pages) are patterned entirely; larger ones in windows
+// Blocks up to this size (4 pages) are patterned entirely; larger ones in windows
 // (for_windows): each window lies on a page of its own. Every page the harness touches is a
-// page fault in the fresh memory of a pristine allocator, and filling every byte of medium
-// blocks up to 512 KiB made the shipped corpora replay 1.2-1.9 times slower (ASan build)
-// for little more detection (a block lying over another, a header or link written into
-// it, a purge of its pages show in the edges, the windows or the allocator's own checks).
-inline constexpr uint64_t kFullPatternMax = uint64_t{64} << 10;
-inline constexpr uint64_t kEdge = 4096;             // head and tail windows of larger blocks ...
-inline constexpr uint64_t kInteriorWindows = 16;    // ... plus 15 interior 256-byte windows
+// page fault in the fresh memory of a pristine allocator, which makes page faults most of an
+// input's cost. Filling every byte of medium blocks up to 512 KiB made the shipped corpora
+// replay 1.2-1.9 times slower (ASan build); patterning blocks up to 64 KiB entirely, with
+// 4 KiB edges and 15 interior windows above, still took the heap_ops corpus replay 2.6 s
+// against 1.9 s with these values, for little more detection (a block lying over another, a
+// header or link written into it, a purge of its pages show in the edges, the windows or the
+// allocator's own checks; ci/plant-check catches every planted bug as fast with either).
+inline constexpr uint64_t kFullPatternMax = uint64_t{16} << 10;
+inline constexpr uint64_t kEdge = 1024;             // head and tail windows of larger blocks ...
+inline constexpr uint64_t kInteriorWindows = 4;     // ... plus 3 interior 256-byte windows
 inline constexpr uint64_t kPeekWindow = 64 * 1024;  // peek reads offset % min(length, this)
 inline constexpr uint64_t kNeighbourEdge = 4096;    // bytes of a neighbour checked after alloc/free
 
@@ -64,8 +67,8 @@ inline constexpr uint64_t kProbe = 64;
 
 // Calls f(from, to) for each patterned window of a block of len bytes, clipped to [lo, hi).
 // Blocks up to kFullPatternMax: every byte (or, with Coverage::kSampled, the sample above).
-// Larger: 4 KiB head and tail plus 256 bytes at 15 evenly spaced interior points (bounded
-// work, page faults and RSS for any size).
+// Larger: kEdge head and tail plus 256 bytes at kInteriorWindows - 1 evenly spaced interior
+// points (bounded work, page faults and RSS for any size).
 template <typename F>
 void for_windows(uint64_t len, uint64_t lo, uint64_t hi, F&& f, Coverage coverage = Coverage::kEvery) {
   auto clip = [&](uint64_t a, uint64_t b) {

@@ -355,10 +355,11 @@ void test_faults() {
                   "'; got: " + (r.ok ? std::string("PASS") : r.message));
     if (ok) printf("selftest: fault %-22s caught at op #%zu: %s\n", c.mode, r.op_index, w.c_str());
   }
-  // Poke: peek turns into a corruption the model does not know about.
+  // Poke: peek turns into a corruption the model does not know about (a block patterned
+  // entirely, so the peek reads offset 1234 itself).
   auto sys = tmh::make_system_backend();
   const Program poke =
-      prog({Op::malloc(0, s100), Op::malloc(1, SizeExpr::exact(20000)), Op::peek(1, 1234), Op::check_heap()});
+      prog({Op::malloc(0, s100), Op::malloc(1, SizeExpr::exact(12000)), Op::peek(1, 1234), Op::check_heap()});
   const tmh::Result clean = run_on(*sys, poke, false);
   check(clean.ok, "poke program passes without self-test mode:\n" + clean.message);
   const tmh::Result r = run_on(*sys, poke, true);

@@ -40,21 +40,24 @@ std::string Interpreter::Impl::mismatch_detail(const Block& b, const uint8_t* p,
       want += ' ';
     }
   }
+  // Differences among the patterned bytes (a windowed block's windows) of the next 4096.
   uint64_t bad = 0;
   uint64_t last = off;
-  for (uint64_t i = off; i < limit && i < off + 4096; ++i) {
-    if (p[i] != pat.at(i)) {
-      ++bad;
-      last = i;
+  const uint64_t end = limit < off + 4096 ? limit : off + 4096;
+  for_windows(b.fill_len, off, end, [&](uint64_t a, uint64_t z) {
+    for (uint64_t i = a; i < z; ++i) {
+      if (p[i] != pat.at(i)) {
+        ++bad;
+        last = i;
+      }
     }
-  }
+  });
   snprintf(buf, sizeof buf,
            "differs at offset %" PRIu64 " (address %s): expected 0x%02x, found 0x%02x; %" PRIu64
            " of the next 4096 bytes differ (last at offset %" PRIu64
            ")\n"
            "      bytes %" PRIu64 "..%" PRIu64 ": %s\n      expected:    %s",
            off, ptr(p + off).c_str(), pat.at(off), p[off], bad, last, from, to - 1, found.c_str(), want.c_str());
-  (void)b;
   return buf;
 }
 

@@ -61,7 +61,13 @@ constexpr uint32_t kContentionsToMove = 4;
 constexpr uint32_t kInitialBinLimit = 8;
 
 // Doubles a bin's limit up to the class's maximum; true when it grew.
-bool grow_limit(CacheBin& bin, size_t class_index);
+bool grow_limit(uint32_t& limit, size_t class_index);
+
+// The limit bin `class_index` of `cache` works to: the bin's own, or an exact thread's
+// (whose bins read 0 so that every call takes the slow path).
+uint32_t& working_limit(ThreadCache& cache, size_t class_index) {
+  return cache.exact ? cache.exact_limits[class_index] : cache.bins[class_index].limit;
+}
 
 // A flushed, unregistered cache back to the state of a thread that has not allocated yet.
 void clear_cache_fields(ThreadCache& cache);
@@ -72,10 +78,10 @@ uint32_t bin_limit(size_t class_index) {
   return static_cast<uint32_t>(blocks < 8 ? 8 : blocks > 256 ? 256 : blocks);
 }
 
-bool grow_limit(CacheBin& bin, size_t class_index) {
+bool grow_limit(uint32_t& limit, size_t class_index) {
   const uint32_t max = bin_limit(class_index);
-  if (bin.limit >= max) return false;
-  bin.limit = bin.limit * 2 < max ? bin.limit * 2 : max;
+  if (limit >= max) return false;
+  limit = limit * 2 < max ? limit * 2 : max;
   return true;
 }
 
@@ -176,9 +182,11 @@ void cache_init(ThreadCache& cache) {
   cache.exact = g_track_requested.load(std::memory_order_relaxed);
   // Slow start: a short-lived thread moves few blocks in and out of its cache; the limit
   // doubles with each refill or overflow up to bin_limit. A thread that tracks requested
-  // bytes shows limits of 0 to the fast free path (its effective limit: bin_limit).
+  // bytes shows limits of 0 to the fast free path and keeps its own in exact_limits.
   for (size_t c = 0; c < kSmallClassCount; ++c) {
-    cache.bins[c].limit = cache.exact ? 0 : bin_limit(c) < kInitialBinLimit ? bin_limit(c) : kInitialBinLimit;
+    const uint32_t initial = bin_limit(c) < kInitialBinLimit ? bin_limit(c) : kInitialBinLimit;
+    cache.bins[c].limit = cache.exact ? 0 : initial;
+    cache.exact_limits[c] = cache.exact ? initial : 0;
   }
   cache.ticks = cache.exact ? 1 : kTickInterval;
   const unsigned arena = current_arena();
@@ -260,8 +268,9 @@ void* cache_alloc_slow(size_t class_index, size_t requested) {
   if (bin.head == nullptr) {
     heap_maintain();
     bool contended = false;
-    if (!cache.exact) grow_limit(bin, class_index);
-    const uint32_t batch = (cache.exact ? bin_limit(class_index) : bin.limit) / 2;
+    uint32_t& limit = working_limit(cache, class_index);
+    grow_limit(limit, class_index);
+    const uint32_t batch = limit / 2;
     const size_t got = small_refill(current_arena(), class_index, &bin.head, batch, &contended);
     if (contended) note_arena_contention();
     if (got == 0) return nullptr;  // errno = ENOMEM
@@ -318,9 +327,9 @@ void cache_free_slow_body(SmallSegment* segment, void* p, const BlockRef& ref, c
   // larson and churn by 30-40% (the freeing thread then takes fresh blocks while the
   // returned ones wait for their arena's next refill). They go back when the bin overflows.
   CacheBin& bin = cache.bins[class_index];
-  const uint32_t limit = cache.exact ? bin_limit(class_index) : bin.limit;
+  uint32_t& limit = working_limit(cache, class_index);
   uint32_t count = bin.count.load(std::memory_order_relaxed);
-  if (count >= limit && (cache.exact || !grow_limit(bin, class_index))) {
+  if (count >= limit && !grow_limit(limit, class_index)) {
     // Full: the most recent half goes back to the heap (one lock for the batch).
     const uint32_t give = count - limit / 2;
     void* head = bin.head;
@@ -453,7 +462,7 @@ TM_NO_COVERAGE int check_bin(CheckResult* result, const CacheBin& bin, size_t cl
 TM_NO_COVERAGE int cache_check_current(CheckResult* result) {
   ThreadCache& cache = t_cache;
   for (size_t c = 0; c < kSmallClassCount; ++c) {
-    const int code = check_bin(result, cache.bins[c], c, cache.exact ? bin_limit(c) : cache.bins[c].limit);
+    const int code = check_bin(result, cache.bins[c], c, working_limit(cache, c));
     if (code != 0) return code;
   }
   return 0;
@@ -512,6 +521,7 @@ void clear_cache_fields(ThreadCache& cache) {
   cache.ticks = 0;
   cache.exact = false;
   cache.exact_ticks = 0;
+  for (uint32_t& limit : cache.exact_limits) limit = 0;
   cache.contentions = 0;
   cache.arena_plus1 = 0;
   cache.occupied_plus1 = 0;  // left by thread_exit, or arena_reset_for_test clears every count
@@ -526,7 +536,7 @@ TM_NO_COVERAGE int cache_check_current_class(CheckResult* result, size_t class_i
   constexpr size_t kScopedBlocks = 8;
   ThreadCache& cache = t_cache;
   const CacheBin& bin = cache.bins[class_index];
-  const uint32_t limit = cache.exact ? bin_limit(class_index) : bin.limit;
+  const uint32_t limit = working_limit(cache, class_index);
   if (bin.count.load(std::memory_order_relaxed) > limit)
     return result->fail(TM_CHECK_FREE_LINKS, &bin, "thread cache bin holds more than its limit");
   size_t walked = 0;

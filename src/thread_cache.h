@@ -78,6 +78,10 @@ struct ThreadCache {
   bool exact;
   // An exact thread's allocations since its last heap_maintain call.
   uint32_t exact_ticks;
+  // An exact thread's bin limits (its bins show 0 to the fast paths): they start small and
+  // double like the bins' own, so a thread that allocates a few blocks of many classes, as a
+  // harness input does, does not carve and touch a full bin of blocks for each class.
+  uint32_t exact_limits[kSmallClassCount];
   // Arena locks found busy since the thread last changed arenas (note_arena_contention).
   uint32_t contentions;
   // The thread's arena + 1 (0 = not chosen yet); chosen again when its lock is contended.

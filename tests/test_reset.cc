@@ -13,6 +13,7 @@
 
 #include "os.h"
 #include "test_util.h"
+#include "thread_cache.h"
 #include "tinymalloc.h"
 #include "tinymalloc_test.h"
 
@@ -269,6 +270,46 @@ TEST_F(Reset, FlushesTheQuarantineOfDebugMode) {
   long debug = -1;
   tm_option_get("debug", &debug);
   EXPECT_EQ(debug, 0) << "debug mode was off at start-up";
+}
+
+// A thread's cache starts small in every class and grows with use, whether the thread tracks
+// requested bytes (track_requested, the harness's setting) or not: a pristine allocator that
+// serves one block of a class carves a batch of a few blocks, not a full bin (64 KiB of 1 KiB
+// blocks, 16 pages to fault in, for each class a short harness input touches).
+TEST_F(Reset, FirstAllocationOfAClassCarvesASmallBatchThatGrowsWithUse) {
+  constexpr size_t kSize = 1024;
+  size_t class_index = TM_SMALL_CLASS_COUNT;
+  for (size_t c = 0; c < TM_SMALL_CLASS_COUNT; ++c) {
+    if (tm_size_class_size(c) == kSize) class_index = c;
+  }
+  ASSERT_LT(class_index, static_cast<size_t>(TM_SMALL_CLASS_COUNT)) << "1024 bytes is a class size";
+  auto cached = [&] {
+    tm_class_stats_t classes[TM_SMALL_CLASS_COUNT];
+    tm_class_stats(classes, TM_SMALL_CLASS_COUNT);
+    return classes[class_index].cached_blocks;
+  };
+  long thread_cache = 0;
+  ASSERT_EQ(tm_option_get("thread_cache", &thread_cache), 0);
+  void* first = tm_malloc(kSize);
+  ASSERT_NE(first, nullptr);
+  const size_t after_first = cached();
+  EXPECT_LE(after_first, 7u) << "the first refill of a class takes at most 8 blocks";
+  if (thread_cache != 0) EXPECT_GE(after_first, 1u) << "a refill takes more than the one block asked for";
+  constexpr size_t kCount = 300;
+  void* blocks[kCount];
+  for (void*& p : blocks) {
+    p = tm_malloc(kSize);
+    ASSERT_NE(p, nullptr);
+  }
+  for (void* p : blocks) tm_free(p);
+  tm_free(first);
+  const size_t bound = tmalloc::kCacheBinBytes / kSize;
+  if (thread_cache != 0) {
+    EXPECT_GT(cached(), 8u) << "the bin grew with use";
+    EXPECT_LE(cached(), bound) << "up to its bound of kCacheBinBytes";
+  } else {
+    EXPECT_EQ(cached(), 0u);
+  }
 }
 
 // ---- Virtual clock -------------------------------------------------------------------------
