@@ -1,0 +1,257 @@
+"""Builds and tests mutants: one copy of the source tree and one build tree per job, reused
+from mutant to mutant (only the mutated file is recompiled and the test binaries relinked).
+
+Tiers, in order, each stopping at its first failing test (the mutant is then killed by it):
+  properties  ctest -L property (RapidCheck, fixed seed)
+  corpus      ctest -L corpus (every shipped seed and regression input, standalone replay)
+  unit        ctest -L unit, without the long workload (GoogleTest)
+  fuzz        survivors only (--fuzz-seconds > 0): tools/tm-fuzz --probe on each fuzz target
+              relevant to the mutated file, in a fuzz-preset build of the mutant
+A tier that runs past its deadline (several times its time on the unmutated code) ends the
+mutant as `timeout` (an infinite loop or a hang: detected, counted as killed).
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+TIERS = (
+    ("properties", ["-L", "^property$"]),
+    ("corpus", ["-L", "^corpus$"]),
+    ("unit", ["-L", "^unit$", "-LE", "workload"]),
+)
+
+# Fuzz targets that exercise each core file (the tier or operation it implements).
+RELEVANT_FUZZ = {
+    "src/small.cc": ["heap_ops", "size_class"],
+    "src/medium.cc": ["split_coalesce", "realloc"],
+    "src/fit_index.cc": ["fit_index", "split_coalesce"],
+    "src/large.cc": ["heap_ops", "aligned"],
+    "src/segment_pool.cc": ["heap_ops", "split_coalesce"],
+    "src/thread_cache.cc": ["heap_ops", "heap_mt"],
+    "src/api.cc": ["heap_ops", "realloc", "aligned"],
+    "src/heap.cc": ["heap_pools"],
+    "src/os.cc": ["heap_ops"],
+}
+DEFAULT_FUZZ = ["heap_ops"]
+
+
+def log(msg):
+    print(f"tm-mutate: {msg}", flush=True)
+
+
+def run(cmd, cwd, log_path, timeout=None, env=None):
+    """Runs cmd in its own process group, output to log_path. Returns (rc, seconds, timed_out)."""
+    start = time.monotonic()
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+            return rc, time.monotonic() - start, False
+        except subprocess.TimeoutExpired:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    proc.wait(timeout=5)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            return None, time.monotonic() - start, True
+
+
+def source_files(root):
+    """The files of the checkout (tracked, and untracked ones git does not ignore)."""
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, stdout=subprocess.PIPE,
+                         check=True)
+    return [f for f in out.stdout.decode().split("\0") if f and os.path.isfile(os.path.join(root, f))]
+
+
+def sync_tree(root, dest):
+    """Copies the checkout's files to dest, leaving unchanged files (and their mtimes) alone so
+    that a reused build tree rebuilds only what changed."""
+    for rel in source_files(root):
+        src, dst = os.path.join(root, rel), os.path.join(dest, rel)
+        try:
+            st = os.stat(dst)
+            if st.st_size == os.path.getsize(src):
+                with open(src, "rb") as a, open(dst, "rb") as b:
+                    if a.read() == b.read():
+                        continue
+        except FileNotFoundError:
+            pass
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copy2(src, dst)
+
+
+def ninja_targets_for_labels(build_dir, labels):
+    """Ninja targets that build the tests carrying any of the labels: '<subdir>/all' of each
+    build subdirectory whose test files mention the label."""
+    known = subprocess.run(["ninja", "-C", build_dir, "-t", "targets", "all"], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, check=False).stdout.decode().splitlines()
+    known = {line.split(":")[0] for line in known}
+    out = set()
+    for dirpath, _, files in os.walk(build_dir):
+        for name in files:
+            if name != "CTestTestfile.cmake" and not name.endswith("_include.cmake"):
+                continue
+            with open(os.path.join(dirpath, name), errors="replace") as f:
+                text = f.read()
+            if any(f'"{label}"' in text or f";{label}" in text or f"{label};" in text or f"LABELS {label}" in text
+                   for label in labels):
+                rel = os.path.relpath(dirpath, build_dir)
+                if rel != "." and f"{rel}/all" in known:
+                    out.add(f"{rel}/all")
+    return sorted(out) or ["all"]
+
+
+class Job:
+    """One work tree (a copy of the sources) with its release build and, on demand, fuzz build."""
+
+    def __init__(self, root, work, index, jobs_per_build):
+        self.root = root
+        self.dir = os.path.join(work, f"tree-{index}")
+        self.release = os.path.join(self.dir, "build", "release")
+        self.fuzz = os.path.join(self.dir, "build", "fuzz")
+        self.logs = os.path.join(work, f"logs-{index}")
+        self.parallel = str(jobs_per_build)
+        self.targets = None
+        self.fuzz_ready = False
+        self.baseline = {}
+        os.makedirs(self.logs, exist_ok=True)
+
+    def configure(self, preset, build_dir):
+        if os.path.isfile(os.path.join(build_dir, "build.ninja")):
+            return True
+        rc, _, _ = run(["cmake", "--preset", preset], self.dir, os.path.join(self.logs, f"configure-{preset}.log"))
+        return rc == 0
+
+    def prepare(self):
+        """Copies the sources, configures and builds the release tree, and times the tiers on
+        the unmutated code (they must pass: a failing suite cannot kill anything)."""
+        os.makedirs(self.dir, exist_ok=True)
+        sync_tree(self.root, self.dir)
+        if not self.configure("release", self.release):
+            raise RuntimeError(f"configuring {self.release} failed (see {self.logs}/configure-release.log)")
+        self.targets = ninja_targets_for_labels(self.release, ["property", "corpus", "unit"])
+        if not self.build(self.release, self.targets, "build-baseline.log"):
+            raise RuntimeError(f"building {self.release} failed (see {self.logs}/build-baseline.log)")
+        for name, args in TIERS:
+            rc, secs, timed_out = self.tier(name, args, None, "baseline")
+            if rc != 0:
+                raise RuntimeError(f"tier {name} fails on the unmutated code (see {self.logs}/baseline-{name}.log)")
+            self.baseline[name] = secs
+
+    def build(self, build_dir, targets, log_name):
+        rc, _, _ = run(["cmake", "--build", build_dir, "--parallel", self.parallel, "--target"] + list(targets),
+                       self.dir, os.path.join(self.logs, log_name))
+        return rc == 0
+
+    def tier(self, name, args, timeout, tag):
+        cmd = [os.path.join(self.dir, "ci", "preset-ctest"), "release", self.release, "--stop-on-failure",
+               "--parallel", self.parallel] + args
+        env = dict(os.environ)
+        # A fixed RapidCheck seed: the same properties run for every mutant.
+        env["RC_PARAMS"] = (env.get("RC_PARAMS", "") + " seed=1").strip()
+        return run(cmd, self.dir, os.path.join(self.logs, f"{tag}-{name}.log"), timeout=timeout, env=env)
+
+    def failed_test(self, tag, name):
+        """The first failing test named in a tier's log."""
+        path = os.path.join(self.logs, f"{tag}-{name}.log")
+        try:
+            with open(path, errors="replace") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return None
+        for line in lines:
+            if "***Failed" in line or "***Exception" in line or "***Timeout" in line or "(Failed)" in line:
+                parts = line.split()
+                for i, p in enumerate(parts):
+                    if p == "Test" and i + 2 < len(parts) and parts[i + 1].startswith("#"):
+                        return parts[i + 2]
+                return line.strip()[:120]
+        return None
+
+    def test_mutant(self, mutant, text, fuzz_seconds, seed, timeout_factor):
+        """Applies the mutant in this tree, builds and runs the tiers. Returns the result dict."""
+        from .discover import apply
+        path = os.path.join(self.dir, mutant["file"])
+        start = time.monotonic()
+        result = {"id": mutant["id"], "file": mutant["file"], "line": mutant["line"]}
+        try:
+            with open(path, "w") as f:
+                f.write(apply(text, mutant))
+            if not self.build(self.release, self.targets, "mutant-build.log"):
+                result.update(status="did-not-compile", killer=None)
+                return result
+            for name, args in TIERS:
+                deadline = max(30.0, timeout_factor * self.baseline.get(name, 10.0))
+                rc, secs, timed_out = self.tier(name, args, deadline, "mutant")
+                result[f"{name}_s"] = round(secs, 2)
+                if timed_out:
+                    result.update(status="timeout", killer=f"{name} (over {deadline:.0f} s)")
+                    return result
+                if rc != 0:
+                    result.update(status="killed", killer=f"{name}: {self.failed_test('mutant', name) or '?'}")
+                    return result
+            if fuzz_seconds > 0:
+                result["fuzz_seconds"] = fuzz_seconds
+                killer = self.fuzz_probe(mutant, fuzz_seconds, seed)
+                if killer:
+                    result.update(status="killed", killer=killer)
+                    return result
+            result.update(status="survived", killer=None)
+            return result
+        finally:
+            with open(path, "w") as f:
+                f.write(text)
+            result["seconds"] = round(time.monotonic() - start, 1)
+
+    def fuzz_only(self, mutant, text, previous, fuzz_seconds, seed):
+        """A survivor of the tiers (previous result) that has not had a fuzz probe this long:
+        only the probe runs. Returns the updated result."""
+        from .discover import apply
+        path = os.path.join(self.dir, mutant["file"])
+        start = time.monotonic()
+        result = dict(previous)
+        try:
+            with open(path, "w") as f:
+                f.write(apply(text, mutant))
+            result["fuzz_seconds"] = fuzz_seconds
+            killer = self.fuzz_probe(mutant, fuzz_seconds, seed)
+            if killer:
+                result.update(status="killed", killer=killer)
+            return result
+        finally:
+            with open(path, "w") as f:
+                f.write(text)
+            result["seconds"] = round(previous.get("seconds", 0) + time.monotonic() - start, 1)
+
+    def fuzz_probe(self, mutant, seconds, seed):
+        """Fuzzes the targets relevant to the mutated file; the first crashing one, or None."""
+        targets = RELEVANT_FUZZ.get(mutant["file"], DEFAULT_FUZZ)
+        if not self.configure("fuzz", self.fuzz):
+            raise RuntimeError(f"configuring {self.fuzz} failed")
+        names = [f"fuzz_{t}" for t in targets]
+        if not self.build(self.fuzz, names, "mutant-build-fuzz.log"):
+            return "fuzz build: did not compile"
+        for t in targets:
+            res = os.path.join(self.logs, f"probe-{t}.json")
+            if os.path.exists(res):
+                os.remove(res)
+            cmd = [os.path.join(self.dir, "tools", "tm-fuzz"), "--probe", t, "--seconds", str(seconds),
+                   "--seed", str(seed), "--build-dir", self.fuzz, "--work-dir",
+                   os.path.join(self.logs, "fuzz-work"), "--result", res]
+            run(cmd, self.dir, os.path.join(self.logs, f"mutant-fuzz-{t}.log"), timeout=seconds + 60)
+            try:
+                with open(res) as f:
+                    probe = json.load(f)
+            except (FileNotFoundError, json.JSONDecodeError):
+                continue
+            if probe.get("crashed"):
+                return f"fuzz: {t} after {probe.get('seconds', '?')} s: {probe.get('signature') or 'crash'}"
+        return None
