@@ -10,6 +10,7 @@ Tiers, in order, each stopping at its first failing test (the mutant is then kil
 A tier that runs past its deadline (several times its time on the unmutated code) ends the
 mutant as `timeout` (an infinite loop or a hang: detected, counted as killed).
 """
+import contextlib
 import json
 import os
 import shutil
@@ -109,6 +110,19 @@ def ninja_targets_for_labels(build_dir, labels):
     return sorted(out) or ["all"]
 
 
+@contextlib.contextmanager
+def mutated(path, text, mutant):
+    """The file at path holds the mutant for the duration of the block, then text again."""
+    from .discover import apply
+    try:
+        with open(path, "w") as f:
+            f.write(apply(text, mutant))
+        yield
+    finally:
+        with open(path, "w") as f:
+            f.write(text)
+
+
 class Job:
     """One work tree (a copy of the sources) with its release build and, on demand, fuzz build."""
 
@@ -178,58 +192,43 @@ class Job:
 
     def test_mutant(self, mutant, text, fuzz_seconds, seed, timeout_factor):
         """Applies the mutant in this tree, builds and runs the tiers. Returns the result dict."""
-        from .discover import apply
-        path = os.path.join(self.dir, mutant["file"])
         start = time.monotonic()
         result = {"id": mutant["id"], "file": mutant["file"], "line": mutant["line"]}
-        try:
-            with open(path, "w") as f:
-                f.write(apply(text, mutant))
-            if not self.build(self.release, self.targets, "mutant-build.log"):
-                result.update(status="did-not-compile", killer=None)
-                return result
-            for name, args in TIERS:
-                deadline = max(30.0, timeout_factor * self.baseline.get(name, 10.0))
-                rc, secs, timed_out = self.tier(name, args, deadline, "mutant")
-                result[f"{name}_s"] = round(secs, 2)
-                if timed_out:
-                    result.update(status="timeout", killer=f"{name} (over {deadline:.0f} s)")
-                    return result
-                if rc != 0:
-                    result.update(status="killed", killer=f"{name}: {self.failed_test('mutant', name) or '?'}")
-                    return result
-            if fuzz_seconds > 0:
-                result["fuzz_seconds"] = fuzz_seconds
-                killer = self.fuzz_probe(mutant, fuzz_seconds, seed)
-                if killer:
-                    result.update(status="killed", killer=killer)
-                    return result
-            result.update(status="survived", killer=None)
-            return result
-        finally:
-            with open(path, "w") as f:
-                f.write(text)
-            result["seconds"] = round(time.monotonic() - start, 1)
+        with mutated(os.path.join(self.dir, mutant["file"]), text, mutant):
+            result.update(self._verdict(mutant, fuzz_seconds, seed, timeout_factor, result))
+        result["seconds"] = round(time.monotonic() - start, 1)
+        return result
+
+    def _verdict(self, mutant, fuzz_seconds, seed, timeout_factor, result):
+        """Builds the (applied) mutant and runs the tiers; the fields to add to its result."""
+        if not self.build(self.release, self.targets, "mutant-build.log"):
+            return {"status": "did-not-compile", "killer": None}
+        for name, args in TIERS:
+            deadline = max(30.0, timeout_factor * self.baseline.get(name, 10.0))
+            rc, secs, timed_out = self.tier(name, args, deadline, "mutant")
+            result[f"{name}_s"] = round(secs, 2)
+            if timed_out:
+                return {"status": "timeout", "killer": f"{name} (over {deadline:.0f} s)"}
+            if rc != 0:
+                return {"status": "killed", "killer": f"{name}: {self.failed_test('mutant', name) or '?'}"}
+        if fuzz_seconds > 0:
+            result["fuzz_seconds"] = fuzz_seconds
+            killer = self.fuzz_probe(mutant, fuzz_seconds, seed)
+            if killer:
+                return {"status": "killed", "killer": killer}
+        return {"status": "survived", "killer": None}
 
     def fuzz_only(self, mutant, text, previous, fuzz_seconds, seed):
         """A survivor of the tiers (previous result) that has not had a fuzz probe this long:
         only the probe runs. Returns the updated result."""
-        from .discover import apply
-        path = os.path.join(self.dir, mutant["file"])
         start = time.monotonic()
-        result = dict(previous)
-        try:
-            with open(path, "w") as f:
-                f.write(apply(text, mutant))
-            result["fuzz_seconds"] = fuzz_seconds
+        result = dict(previous, fuzz_seconds=fuzz_seconds)
+        with mutated(os.path.join(self.dir, mutant["file"]), text, mutant):
             killer = self.fuzz_probe(mutant, fuzz_seconds, seed)
-            if killer:
-                result.update(status="killed", killer=killer)
-            return result
-        finally:
-            with open(path, "w") as f:
-                f.write(text)
-            result["seconds"] = round(previous.get("seconds", 0) + time.monotonic() - start, 1)
+        if killer:
+            result.update(status="killed", killer=killer)
+        result["seconds"] = round(previous.get("seconds", 0) + time.monotonic() - start, 1)
+        return result
 
     def fuzz_probe(self, mutant, seconds, seed):
         """Fuzzes the targets relevant to the mutated file; the first crashing one, or None."""
