@@ -208,7 +208,7 @@ TM_NO_ASAN void segment_destroy(MediumSegment* segment) {
   --heap.segment_count;
   --heap.empty_segments;
   note_unpurged(segment);
-  pool_give(segment, kSegmentSize);  // poisons all of it under ASan
+  pool_give(segment, kSegmentSize);  // poisons its edges under ASan
 }
 
 // Offset of the block that contains segment offset `offset` (the nearest block start at
@@ -660,7 +660,7 @@ TM_NO_ASAN size_t medium_reset_arena(unsigned arena) {
     note_unpurged(segment);
     os_note_recommitted(segment->purged_block_bytes);  // the pool counts it committed
     segment->purged_block_bytes = 0;
-    pool_give(segment, kSegmentSize);  // poisons all of it under ASan
+    pool_give(segment, kSegmentSize);  // poisons its edges under ASan
   }
   heap.index = FitIndex{};
   heap.segment_count = 0;
@@ -680,7 +680,7 @@ bool medium_idle() {
   return true;
 }
 
-TM_NO_ASAN void medium_reset_for_test() {
+TM_NO_ASAN TM_NO_COVERAGE void medium_reset_for_test() {
   const unsigned arenas = arenas_used();
   for (unsigned a = 0; a < arenas; ++a) {
     if (!arena_touched(a)) continue;

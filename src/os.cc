@@ -122,6 +122,27 @@ void os_zero(void* addr, size_t size) {
   errno = saved_errno;
 }
 
+// Not fuzzing guidance: which pages are resident is the kernel's business (TM_NO_COVERAGE).
+TM_NO_COVERAGE size_t os_resident_bytes(const void* addr, size_t size, size_t enough) {
+  constexpr size_t kChunkPages = 1024;  // pages per mincore call (the vector is on the stack)
+  unsigned char resident[kChunkPages];
+  const uintptr_t first = align_down(addr_of(addr), kPageSize);
+  const uintptr_t end = align_up(addr_of(addr) + size, kPageSize);
+  size_t pages_resident = 0;
+  const int saved_errno = errno;
+  for (uintptr_t chunk = first; chunk < end; chunk += kChunkPages * kPageSize) {
+    const size_t chunk_size = end - chunk < kChunkPages * kPageSize ? end - chunk : kChunkPages * kPageSize;
+    if (::mincore(reinterpret_cast<void*>(chunk), chunk_size, resident) != 0) {
+      errno = saved_errno;
+      return size;  // unknown: count it all as resident
+    }
+    for (size_t page = 0; page < chunk_size / kPageSize; ++page) pages_resident += resident[page] & 1;
+    if (pages_resident * kPageSize >= enough) break;
+  }
+  const size_t bytes = pages_resident * kPageSize;
+  return bytes < size ? bytes : size;
+}
+
 void* os_remap(void* addr, size_t old_size, size_t new_size, size_t alignment) {
   if (new_size <= old_size) {
     if (new_size < old_size) {

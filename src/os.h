@@ -56,6 +56,11 @@ void* os_map_metadata(size_t size);
 // The pages stay counted as committed (the block is live); the madvise counts as a purge call.
 void os_zero(void* addr, size_t size);
 
+// Bytes of [addr, addr + size) in pages the kernel holds in memory now (mincore), at most
+// `size`; `size` when the kernel cannot tell. A page swapped out counts as not resident.
+// The count may stop early once it reaches `enough` (callers compare it with a threshold).
+size_t os_resident_bytes(const void* addr, size_t size, size_t enough);
+
 // Counts a range as committed again after purge (it was written to).
 void os_note_recommitted(size_t size);
 

@@ -28,11 +28,17 @@ struct PoolEntry {
   size_t size;
   uint64_t pooled_at_ms;  // monotonic time it entered the pool
   bool purged;
-  bool unmovable;  // os_move_pages refused it once: not a gather source again
+  // Not a gather source again: os_move_pages refused it once, or most of its pages were not
+  // resident (pages do not become resident while pooled).
+  bool unmovable;
+  bool clean_interior;  // under ASan, poisoned only in its first and last kPooledPoisonEdge
 };
 
 // Most entries one gather moves into a new mapping.
 constexpr size_t kMaxGather = 8;
+
+// A gather source with fewer than 1/kSparseSourceRatio of its bytes resident is not moved.
+constexpr size_t kSparseSourceRatio = 4;
 
 SpinLock g_pool_lock;
 PoolEntry g_entries[kPoolCapacity];  // oldest first
@@ -48,6 +54,27 @@ std::atomic<size_t> g_count_hint{0};
 // deeper inside a freed large block or a pooled segment reads stale or zero memory without
 // an ASan report.
 constexpr size_t kPooledPoisonEdge = 64 * 1024;
+
+// Makes the first `size` bytes of a pooled entry addressable for its new owner. A segment's
+// shadow may hold anything (its free blocks were poisoned): all of it is cleared, the whole
+// shadow pages dropped (unpoison_range). An entry with a clean interior (a large block's
+// mapping: only its edges are poisoned) has just its edges cleared, in place: dropping the
+// shadow pages would make the next poisoning of those edges fault them in again, which was a
+// quarter of the page faults of a fuzzer churning large blocks.
+void unpoison_taken(const PoolEntry& entry, size_t size) {
+  if (!entry.clean_interior || entry.size <= 2 * kPooledPoisonEdge) {
+    if (entry.clean_interior) {
+      unpoison(entry.address, size);  // all of it was poisoned, and is small
+    } else {
+      unpoison_range(entry.address, size);
+    }
+    return;
+  }
+  char* const begin = static_cast<char*>(entry.address);
+  unpoison(begin, size < kPooledPoisonEdge ? size : kPooledPoisonEdge);
+  char* const tail_edge = begin + entry.size - kPooledPoisonEdge;
+  if (begin + size > tail_edge) unpoison(tail_edge, static_cast<size_t>(begin + size - tail_edge));
+}
 
 // Poisons a mapping entering the pool (see kPooledPoisonEdge).
 void poison_pooled(void* mapping, size_t size) {
@@ -142,7 +169,10 @@ PoolEntry take_head(size_t index, size_t size) {
   PoolEntry& found = g_entries[index];
   const size_t keep_from = align_up(size, kSegmentSize);
   if (found.size <= keep_from || found.size - keep_from < kSegmentSize) return remove_entry(index);
-  const PoolEntry head{found.address, keep_from, found.pooled_at_ms, found.purged, found.unmovable};
+  // The head's end lies in the entry's interior: a clean interior's poison stays in the
+  // head's first edge and in the rest's last one.
+  const PoolEntry head{found.address, keep_from,       found.pooled_at_ms,
+                       found.purged,  found.unmovable, found.clean_interior};
   found.address = static_cast<char*>(found.address) + keep_from;
   found.size -= keep_from;
   if (!found.purged) g_dirty_bytes -= keep_from;
@@ -165,7 +195,7 @@ size_t take_gather_sources(size_t size, PoolEntry* sources) {
     if (largest == g_count) break;
     PoolEntry& entry = g_entries[largest];
     if (entry.size > wanted) {
-      sources[taken] = PoolEntry{entry.address, wanted, entry.pooled_at_ms, false, false};
+      sources[taken] = PoolEntry{entry.address, wanted, entry.pooled_at_ms, false, false, false};
       entry.address = static_cast<char*>(entry.address) + wanted;
       entry.size -= wanted;
       g_dirty_bytes -= wanted;
@@ -193,6 +223,19 @@ PooledSegment gather(size_t size, size_t alignment) {
   size_t moved = 0;
   for (size_t i = 0; i < count; ++i) {
     PoolEntry& source = sources[i];
+    // Moving pages saves the faults of the resident ones and costs a kernel call that splits
+    // and joins mappings: a source mostly not resident (a block its owner barely touched)
+    // is cheaper left where it is, and the new mapping faults those few pages in fresh.
+    if (mapping != nullptr && os_resident_bytes(source.address, source.size, source.size / kSparseSourceRatio) <
+                                  source.size / kSparseSourceRatio) {
+      source.unmovable = true;
+      lock_for_migration();
+      const PoolEntry evicted = insert_entry(source);
+      g_count_hint.store(g_count, std::memory_order_relaxed);
+      unlock_for_migration();
+      if (evicted.address != nullptr) unmap_entry(evicted);
+      continue;
+    }
     // Pooled memory is poisoned under ASan, and shadow does not move with the pages: the
     // source range stops being mapped, so its shadow is released (poisoned again below if
     // the move fails).
@@ -235,9 +278,13 @@ PooledSegment pool_take(size_t size, size_t alignment, PoolGrow grow) {
     entry = take_head(best, size);
     if (entry.size > size && grow == PoolGrow::kYes && !entry.purged) {
       // The unaligned rest of the head stays pooled as a gather source, as old as its pages.
-      fragment = PoolEntry{static_cast<char*>(entry.address) + size, entry.size - size, entry.pooled_at_ms, false,
-                           entry.unmovable};
-      entry.size = size;
+      // A clean interior stays clean: the fragment's poison lies in the head's edges.
+      fragment = PoolEntry{static_cast<char*>(entry.address) + size,
+                           entry.size - size,
+                           entry.pooled_at_ms,
+                           false,
+                           entry.unmovable,
+                           entry.clean_interior};
       evicted = insert_entry(fragment);
     }
   }
@@ -245,10 +292,11 @@ PooledSegment pool_take(size_t size, size_t alignment, PoolGrow grow) {
   unlock_for_migration();
   if (evicted.address != nullptr) unmap_entry(evicted);
   if (entry.address == nullptr) return grow == PoolGrow::kYes ? gather(size, alignment) : taken;
-  unpoison_range(entry.address, size);
+  unpoison_taken(entry, size);  // before the fragment is cut off: the edges are the head's
+  if (fragment.address != nullptr) entry.size = size;
   if (entry.size > size) {
     // Only the head is needed; the rest goes back to the OS (the start stays aligned).
-    unmap_entry(PoolEntry{static_cast<char*>(entry.address) + size, entry.size - size, 0, entry.purged, false});
+    unmap_entry(PoolEntry{static_cast<char*>(entry.address) + size, entry.size - size, 0, entry.purged, false, false});
   }
   taken.address = entry.address;
   taken.purged = entry.purged;
@@ -258,13 +306,14 @@ PooledSegment pool_take(size_t size, size_t alignment, PoolGrow grow) {
   return taken;
 }
 
-void pool_give(void* mapping, size_t size) {
+void pool_give(void* mapping, size_t size, PoolShadow shadow) {
   // Under ASan a pooled mapping is unaddressable: a use after free is reported.
   poison_pooled(mapping, size);
   const uint64_t now = os_monotonic_ms();
   lock_for_migration();
   // Full: the oldest entry leaves (it is the coldest).
-  const PoolEntry evicted = insert_entry(PoolEntry{mapping, size, now, false, false});
+  const PoolEntry evicted =
+      insert_entry(PoolEntry{mapping, size, now, false, false, shadow == PoolShadow::kCleanInterior});
   purge_expired(now);
   g_count_hint.store(g_count, std::memory_order_relaxed);
   unlock_for_migration();

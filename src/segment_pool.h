@@ -36,10 +36,15 @@ enum class PoolGrow : bool {
 // churning large blocks of varying sizes then reuses resident pages instead of faulting fresh ones in.
 PooledSegment pool_take(size_t size, size_t alignment, PoolGrow grow = PoolGrow::kNo);
 
-// Adds a free mapping (unregistered from the address map, unpoisoned, segment-aligned)
-// to the pool, unmapping the oldest entry when the pool is full. Purges entries older
-// than the delay.
-void pool_give(void* mapping, size_t size);
+// What the caller knows of a mapping's ASan shadow when it pools it (no effect without ASan).
+enum class PoolShadow : bool {
+  kAny,           // anything may be poisoned (a segment's free blocks and headers)
+  kCleanInterior  // poisoned at most in its first and last page (a large block's slack)
+};
+
+// Adds a free mapping (unregistered from the address map, segment-aligned) to the pool,
+// unmapping the oldest entry when the pool is full. Purges entries older than the delay.
+void pool_give(void* mapping, size_t size, PoolShadow shadow = PoolShadow::kAny);
 
 // Unmaps every entry now (tm_release_cached, malloc_trim, tm_test_reset).
 void pool_release_all();

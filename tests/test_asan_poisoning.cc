@@ -140,6 +140,37 @@ TEST(AsanPoisoning, UsableSizeQueryUnpoisonsTheSlack) {
   }
 }
 
+// A large block's mapping is pooled with only its edges poisoned, and a block taking it again
+// has exactly those edges cleared (src/segment_pool.cc: unpoison_taken): whatever part of the
+// pooled mapping a new block gets, every requested byte is addressable. Sizes: the whole
+// mapping, its head leaving an unaligned fragment (the fragment then taken as well), a head
+// that ends inside the old tail edge, and a block within the first edge.
+TEST(AsanPoisoning, ABlockReusingAPooledLargeMappingIsAddressableEverywhere) {
+  tmtest::ScopedOption segments("pool_segments", 64);
+  tmtest::ScopedOption delay("purge_delay_ms", 600000);
+  tm_release_cached();
+  constexpr size_t kOld = 3 * 1024 * 1024;
+  for (size_t n : {kOld, kOld / 2, kOld - 20000, size_t{40000} + 300000}) {
+    void* old = tm_malloc(kOld);
+    ASSERT_NE(old, nullptr);
+    std::memset(old, 1, kOld);
+    tm_free(old);
+    char* p = static_cast<char*>(tm_malloc(n));
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(__asan_region_is_poisoned(p, n), nullptr) << n;
+    EXPECT_TRUE(__asan_address_is_poisoned(p + n)) << n;
+    char* rest = static_cast<char*>(tm_malloc(kOld - n > 300000 ? kOld - n - 200000 : 300000));
+    ASSERT_NE(rest, nullptr);
+    const size_t rest_size = tm_usable_size(rest);  // makes the slack addressable too
+    EXPECT_EQ(__asan_region_is_poisoned(rest, rest_size), nullptr) << n;
+    std::memset(p, 2, n);
+    std::memset(rest, 3, rest_size);
+    tm_free(rest);
+    tm_free(p);
+  }
+  tm_release_cached();
+}
+
 }  // namespace
 
 #else

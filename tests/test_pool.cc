@@ -128,6 +128,55 @@ TEST_F(Pool, CallocOfAReusedBlockClearsItUpTo64MiBAndDropsItsPagesAbove) {
   calloc_of_reused_block_case(80 * MiB, true);
 }
 
+// Allocates a large block, writes one byte in its first page only and frees it into the pool:
+// a mapping whose pages are almost all untouched (not resident).
+void pool_barely_touched_block(size_t size) {
+  auto* p = static_cast<unsigned char*>(tm_malloc(size));
+  ASSERT_NE(p, nullptr);
+  p[0] = 0xA5;
+  tm_free(p);
+}
+
+// A stale range the old block barely touched is dropped (one purge), not cleared page by page:
+// memset would fault in every page the old owner never wrote only to clear it.
+TEST_F(Pool, CallocOfABarelyTouchedReusedBlockDropsItsPages) {
+  pool_barely_touched_block(8 * MiB);
+  ASSERT_EQ(stats().pool_segments, 1u);
+  const size_t maps = stats().os_map_calls;
+  const size_t purges = stats().os_purge_calls;
+  auto* zeroed = static_cast<unsigned char*>(tm_calloc(1, 8 * MiB));
+  ASSERT_NE(zeroed, nullptr);
+  EXPECT_EQ(stats().os_map_calls, maps) << "the pooled mapping was reused";
+  EXPECT_EQ(stats().os_purge_calls - purges, 1u) << "the mostly untouched stale range was dropped";
+  size_t nonzero = 0;
+  for (size_t i = 0; i < 8 * MiB; ++i) nonzero += zeroed[i] != 0;
+  EXPECT_EQ(nonzero, 0u) << "old data survived calloc";
+  TM_EXPECT_HEAP_OK();
+  tm_free(zeroed);
+}
+
+// Pooled mappings whose pages are mostly not resident are not moved into a larger block
+// (moving saves nothing but the faults of the few resident pages): the block is mapped fresh,
+// they stay pooled and are never tried as gather sources again.
+TEST_F(Pool, AMostlyUntouchedMappingIsNotGathered) {
+  pool_barely_touched_block(8 * MiB);
+  pool_barely_touched_block(12 * MiB);
+  ASSERT_EQ(stats().pool_segments, 2u);
+  const size_t maps = stats().os_map_calls;
+  auto* block = static_cast<unsigned char*>(tm_malloc(24 * MiB));
+  ASSERT_NE(block, nullptr);
+  EXPECT_EQ(stats().os_map_calls, maps + 1) << "one fresh mapping for the new block";
+  EXPECT_EQ(stats().pool_segments, 2u) << "the barely touched mappings stayed pooled";
+  for (size_t i = 0; i < 24 * MiB; i += 4096) ASSERT_EQ(block[i], 0) << "a fresh block holds no moved page, at " << i;
+  // They still serve requests that fit them.
+  void* fits = tm_malloc(12 * MiB - 8192);
+  ASSERT_NE(fits, nullptr);
+  EXPECT_EQ(stats().os_map_calls, maps + 1) << "served from the pool";
+  TM_EXPECT_HEAP_OK();
+  tm_free(fits);
+  tm_free(block);
+}
+
 TEST_F(Pool, AFragmentIsGatheredIntoALaterBlock) {
   pool_filled_block(20 * MiB, 6);
   void* head = tm_malloc(1 * MiB);
