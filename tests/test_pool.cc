@@ -8,6 +8,7 @@
 
 #include "test_util.h"
 #include "tinymalloc.h"
+#include "tinymalloc_test.h"
 
 namespace {
 
@@ -175,6 +176,29 @@ TEST_F(Pool, AMostlyUntouchedMappingIsNotGathered) {
   TM_EXPECT_HEAP_OK();
   tm_free(fits);
   tm_free(block);
+}
+
+// Among pooled mappings of the same size the most recently pooled serves first (its pages are
+// the most likely to be in the caches), also when both entered the pool at the same millisecond:
+// the virtual clock stands still, so both carry the same pooling time.
+TEST_F(Pool, TheMostRecentlyPooledOfEqualMappingsServesFirstEvenAtTheSameTime) {
+  struct VirtualClock {
+    VirtualClock() { tm_test_clock_virtual(1); }
+    ~VirtualClock() { tm_test_clock_virtual(0); }
+  } clock;
+  void* older = tm_malloc(6 * MiB);
+  void* newer = tm_malloc(6 * MiB);
+  ASSERT_NE(older, nullptr);
+  ASSERT_NE(newer, nullptr);
+  tm_free(older);
+  tm_free(newer);
+  ASSERT_EQ(stats().pool_segments, 2u);
+  void* again = tm_malloc(6 * MiB);
+  EXPECT_EQ(again, newer) << "the newest of two equal pooled mappings is taken";
+  void* next = tm_malloc(6 * MiB);
+  EXPECT_EQ(next, older);
+  tm_free(next);
+  tm_free(again);
 }
 
 TEST_F(Pool, AFragmentIsGatheredIntoALaterBlock) {
