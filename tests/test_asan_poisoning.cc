@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <vector>
 
 #include "test_util.h"
 #include "tinymalloc.h"
+#include "tinymalloc_test.h"
 
 #if TM_TEST_ASAN
 #include <sanitizer/asan_interface.h>
@@ -169,6 +171,65 @@ TEST(AsanPoisoning, ABlockReusingAPooledLargeMappingIsAddressableEverywhere) {
     tm_free(p);
   }
   tm_release_cached();
+}
+
+// A medium block is addressable in every requested byte and poisoned right after it, whatever
+// its memory held before: freed blocks and the stale header of the free tail a freed block
+// merged with, fresh memory, a block grown in place, an aligned block, and the blocks of a
+// segment the idle sweep purged (whose last page the purge poisons).
+TEST(AsanPoisoning, MediumBlocksOverFreedAndFreshMemoryAreAddressableEverywhere) {
+  tm_test_clock_virtual(1);
+  ASSERT_EQ(tm_test_reset(), 0);  // a fresh medium segment
+  auto expect_addressable = [](void* p, size_t n, const char* what) {
+    EXPECT_EQ(__asan_region_is_poisoned(p, n), nullptr) << what;
+    EXPECT_TRUE(__asan_address_is_poisoned(static_cast<char*>(p) + n)) << what;
+    std::memset(p, 0x5c, n);
+  };
+  void* a = tm_malloc(100000);
+  void* b = tm_malloc(100000);
+  ASSERT_TRUE(a && b);
+  expect_addressable(a, 100000, "first block of a fresh segment");
+  expect_addressable(b, 100000, "second block");
+  tm_free(b);  // merges with the free tail: b's memory, the tail's old header, fresh memory
+  void* c = tm_malloc(300000);
+  ASSERT_EQ(c, b) << "best fit is the merged free block";
+  expect_addressable(c, 300000, "freed, stale tail header and fresh memory");
+  void* grown = tm_realloc(c, 500000);  // in place, into the fresh tail
+  ASSERT_EQ(grown, c);
+  expect_addressable(grown, 500000, "grown in place");
+  void* aligned = tm_aligned_alloc(64 * 1024, 200000);
+  ASSERT_NE(aligned, nullptr);
+  expect_addressable(aligned, 200000, "aligned, past the grown block");
+  tm_free(a);
+  tm_free(grown);
+  tm_free(aligned);
+  // Two sweeps a purge delay apart purge the empty segment (its last page is poisoned).
+  long delay = 0;
+  ASSERT_EQ(tm_option_get("purge_delay_ms", &delay), 0);
+  tm_stats_t before;
+  tm_stats(&before);
+  for (size_t size : {5000, 6000, 7000}) {
+    tm_test_clock_advance(static_cast<uint64_t>(delay) / 2);
+    tm_free(tm_malloc(size));
+  }
+  tm_stats_t after;
+  tm_stats(&after);
+  EXPECT_GT(after.os_purge_calls, before.os_purge_calls) << "the idle segment was purged";
+  // Eight blocks of 500000 bytes (500016 with their headers) and one that fills the rest of
+  // the segment up to its end sentinel: 4 MiB - 64 KiB of segment header - 16.
+  constexpr size_t kSegmentBlockBytes = 4 * tmtest::MiB - 64 * tmtest::KiB - 16;
+  std::vector<size_t> sizes(8, 500000);
+  sizes.push_back(kSegmentBlockBytes - 8 * 500016 - 16);
+  std::vector<void*> blocks;
+  for (size_t size : sizes) blocks.push_back(tm_malloc(size));
+  EXPECT_EQ(blocks[0], a) << "the same segment, from its start";
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    ASSERT_NE(blocks[i], nullptr);
+    expect_addressable(blocks[i], sizes[i], "a block of a purged segment");
+  }
+  for (void* p : blocks) tm_free(p);
+  EXPECT_EQ(tm_test_reset(), 0);
+  tm_test_clock_virtual(0);
 }
 
 }  // namespace
