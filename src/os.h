@@ -44,6 +44,9 @@ void os_reset_peak();
 size_t os_map_calls();
 size_t os_unmap_calls();
 size_t os_purge_calls();
+// Kernel calls (mmap and munmap) os_map_aligned made: one when its hint holds, three when it
+// over-maps and trims.
+size_t os_aligned_map_syscalls();
 
 // Metadata mappings (the address map) are accounted separately from heap mappings;
 // these map and unmap without failure injection or alignment.

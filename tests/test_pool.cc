@@ -6,6 +6,8 @@
 #include <cstring>
 #include <vector>
 
+#include "internal_headers.h"
+#include "os.h"
 #include "test_util.h"
 #include "tinymalloc.h"
 #include "tinymalloc_test.h"
@@ -41,6 +43,9 @@ void pool_filled_block(size_t size, uint64_t seed) {
 // Bytes of the block's mapping in front of its user pointer (the large block header).
 constexpr size_t kHeader = 64;
 constexpr size_t kPageSizeForTests = 4096;
+
+// x rounded up to a multiple of the power of two `align`.
+constexpr size_t align_up_for_tests(size_t x, size_t align) { return (x + align - 1) & ~(align - 1); }
 
 // True when every byte fill_sparse would write reads as zero.
 bool sparse_zero(const void* p, size_t n) {
@@ -321,3 +326,32 @@ TEST_F(Pool, NoPoolingWithPoolSegmentsZero) {
 }
 
 }  // namespace
+
+// The OS layer maps an aligned range with one mmap where it can (src/os.cc map_below_hint)
+// instead of over-mapping and trimming (three calls): a range returned to the OS is mapped
+// again in its place, and a new range goes just below the last one.
+TEST(OsLayer, AnAlignedMappingTakesOneKernelCallWhereTheHintHolds) {
+  constexpr size_t kSegment = 4 * MiB;
+  for (size_t size : {kSegment, 12 * MiB + 4096}) {
+    const size_t calls = tmi::os_aligned_map_syscalls();
+    char* first = static_cast<char*>(tmi::os_map_aligned(size, kSegment));
+    ASSERT_NE(first, nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(first) % kSegment, 0u);
+    std::memset(first, 1, size);
+    tmi::os_unmap(first, size);
+    const size_t before_again = tmi::os_aligned_map_syscalls();
+    EXPECT_GE(before_again - calls, 1u);
+    char* again = static_cast<char*>(tmi::os_map_aligned(size, kSegment));
+    ASSERT_NE(again, nullptr);
+    EXPECT_EQ(again, first) << "mapped again in the range just returned (" << size << " bytes)";
+    EXPECT_EQ(tmi::os_aligned_map_syscalls() - before_again, 1u) << "one mmap, no trims";
+    EXPECT_TRUE(sparse_zero(again, size)) << "fresh memory";
+    const size_t before_below = tmi::os_aligned_map_syscalls();
+    char* below = static_cast<char*>(tmi::os_map_aligned(size, kSegment));
+    ASSERT_NE(below, nullptr);
+    EXPECT_EQ(below, again - align_up_for_tests(size, kSegment)) << "just below the last mapping";
+    EXPECT_EQ(tmi::os_aligned_map_syscalls() - before_below, 1u);
+    tmi::os_unmap(below, size);
+    tmi::os_unmap(again, size);
+  }
+}
