@@ -121,6 +121,26 @@ TEST_F(MisuseDeathTest, ReallocOfFreedBlock) {
       kAbort, "tinymalloc: (invalid realloc|double free) at 0x[0-9a-f]+ \\(");
 }
 
+// tm_usable_size of a freed small block is misuse, whether the block waits in the thread
+// cache (it carries the free-block key) or went back to its run (its bitmap bit is set).
+// Found by tools/tm-mutate: requiring both signs instead of either survived every other test.
+TEST_F(MisuseDeathTest, UsableSizeOfAFreedSmallBlock) {
+  for (int cache : {1, 0}) {
+    EXPECT_EXIT(
+        {
+          if (tm_option_set("thread_cache", cache) != 0) std::_Exit(3);
+          void* keep = tm_malloc(48);
+          void* p = tm_malloc(48);
+          tm_free(p);
+          (void)tm_usable_size(p);
+          (void)keep;
+          std::_Exit(0);  // not reached
+        },
+        kAbort, "tinymalloc: invalid usable_size at 0x[0-9a-f]+ \\(block is free")
+        << "thread_cache=" << cache;
+  }
+}
+
 // ---- invalid free ----------------------------------------------------------------------
 
 TEST_F(MisuseDeathTest, InvalidFreeStackAddress) {
@@ -179,7 +199,10 @@ TEST_F(MisuseDeathTest, InvalidFreeInteriorSmall) {
 }
 
 TEST_F(MisuseDeathTest, InvalidFreeInteriorMedium) {
-  for (size_t offset : {size_t{8}, size_t{16}, size_t{32}, size_t{4096}, size_t{19984}}) {
+  // Odd offsets too: a block-start test that looked at fewer low bits (found by
+  // tools/tm-mutate) took p + 1 for the block and read a header one byte off.
+  for (size_t offset :
+       {size_t{1}, size_t{7}, size_t{8}, size_t{16}, size_t{17}, size_t{32}, size_t{4096}, size_t{19984}}) {
     EXPECT_EXIT(
         {
           auto* p = static_cast<char*>(tm_malloc(20000));
@@ -212,6 +235,24 @@ TEST_F(MisuseDeathTest, InvalidFreeSmallSegmentHeader) {
         tm_free(static_cast<char*>(segment) + 64);
       },
       kAbort, kInvalidFree);
+}
+
+// Pointers into a medium segment outside its blocks: inside the segment header, and the end
+// sentinel's header. Both name the metadata (found by tools/tm-mutate: a range test that
+// let either through reported them as the interior of a block, or read the block-start
+// bitmap before its start).
+TEST_F(MisuseDeathTest, InvalidFreeMediumSegmentMetadata) {
+  const size_t kSentinel = 4 * MiB - 16;
+  for (size_t offset : {size_t{64}, size_t{32 * 1024}, size_t{64 * 1024}, kSentinel}) {
+    EXPECT_EXIT(
+        {
+          auto* p = static_cast<char*>(tm_malloc(20000));
+          auto* segment = reinterpret_cast<char*>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t{(4 * MiB) - 1});
+          tm_free(segment + offset);
+        },
+        kAbort, "tinymalloc: invalid free at 0x[0-9a-f]+ \\(pointer into medium segment metadata\\)")
+        << "offset " << offset;
+  }
 }
 
 TEST_F(MisuseDeathTest, InvalidReallocAndUsableSize) {
@@ -309,6 +350,33 @@ TEST_F(MisuseDeathTest, CheckHeapDetectsCorruptedFreeLinks) {
         std::_Exit(code != 0 ? 0 : 1);
       },
       ::testing::ExitedWithCode(0), "");
+}
+
+// A block whose tag says free but which is on no free list, its back link pointing at itself:
+// the heap check's walk back to the list head must stop (it is bounded by the free-block
+// count) and report it, not loop. Found by tools/tm-mutate: the walk without its step
+// count survived every other test.
+TEST_F(MisuseDeathTest, CheckHeapStopsOnACyclicBackLink) {
+  EXPECT_EXIT(
+      {
+        std::vector<char*> run = adjacent_medium(20000, 3);
+        if (run.size() != 3) std::_Exit(3);
+        char* header = run[1] - 16;
+        unpoison(header, 32);
+        uint64_t size_flags = 0;
+        std::memcpy(&size_flags, header + 8, sizeof size_flags);
+        size_flags |= 1;  // kBlockFree
+        std::memcpy(header + 8, &size_flags, sizeof size_flags);
+        void* next_free = nullptr;
+        void* prev_free = header;  // itself
+        std::memcpy(run[1], &next_free, sizeof next_free);
+        std::memcpy(run[1] + 8, &prev_free, sizeof prev_free);
+        tm_check_report_t report;
+        const int code = tm_check_heap_report(&report);
+        std::fprintf(stderr, "check=%d %s\n", code, report.message);
+        std::_Exit(code == TM_CHECK_FIT_INDEX ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "free medium block is not on the best-fit index list");
 }
 
 TEST_F(MisuseDeathTest, CheckHeapDetectsLargeHeaderCorruption) {

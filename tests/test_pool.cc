@@ -206,6 +206,30 @@ TEST_F(Pool, TheMostRecentlyPooledOfEqualMappingsServesFirstEvenAtTheSameTime) {
   tm_free(again);
 }
 
+// A full pool evicts its oldest entry for a new one, also when both were pooled at the same
+// time (found by tools/tm-mutate: the new mapping turned away instead when its time equalled
+// the oldest's survived every other test).
+TEST_F(Pool, AFullPoolEvictsItsOldestEntryEvenAtTheSameTime) {
+  struct VirtualClock {
+    VirtualClock() { tm_test_clock_virtual(1); }
+    ~VirtualClock() { tm_test_clock_virtual(0); }
+  } clock;
+  ScopedOption two("pool_segments", 2);
+  void* first = tm_malloc(5 * MiB);
+  void* second = tm_malloc(6 * MiB);
+  void* third = tm_malloc(7 * MiB);
+  ASSERT_TRUE(first && second && third);
+  tm_free(first);
+  tm_free(second);
+  tm_free(third);  // the pool is full: the first (oldest) leaves
+  ASSERT_EQ(stats().pool_segments, 2u);
+  const size_t maps = stats().os_map_calls;
+  void* again = tm_malloc(7 * MiB);
+  EXPECT_EQ(again, third) << "the newest mapping stayed pooled";
+  EXPECT_EQ(stats().os_map_calls, maps);
+  tm_free(again);
+}
+
 TEST_F(Pool, AFragmentIsGatheredIntoALaterBlock) {
   pool_filled_block(20 * MiB, 6);
   void* head = tm_malloc(1 * MiB);

@@ -401,7 +401,90 @@ TEST_F(Reset, IdleFreeMediumInteriorsArePurgedAfterTwoSweepsOfVirtualTime) {
   tm_free(after);
 }
 
+// tm_arena_stats' committed bytes: a medium segment counts whole until the idle sweep purges
+// it, then without its purged range [header page + 1 page, last page). Found by
+// tools/tm-mutate: the purged range subtracted from every unpurged segment, or added, survived
+// every other test.
+TEST_F(Reset, ArenaCommittedBytesLeaveOutAPurgedMediumSegmentsRange) {
+  long delay = 0;
+  ASSERT_EQ(tm_option_get("purge_delay_ms", &delay), 0);
+  auto totals = [] {
+    tm_arena_stats_t arenas[128];
+    const size_t n = tm_arena_stats(arenas, 128);
+    tm_arena_stats_t sum{};
+    for (size_t i = 0; i < n && i < 128; ++i) {
+      sum.medium_segments += arenas[i].medium_segments;
+      sum.mapped_bytes += arenas[i].mapped_bytes;
+      sum.committed_bytes += arenas[i].committed_bytes;
+    }
+    return sum;
+  };
+  void* block = tm_malloc(100 * KiB);
+  void* hole = tm_malloc(300 * KiB);
+  void* after = tm_malloc(100 * KiB);
+  ASSERT_TRUE(block && hole && after);
+  std::memset(block, 1, 100 * KiB);
+  std::memset(hole, 2, 300 * KiB);
+  tm_free(tm_malloc(5000));  // the small segment the upkeep's allocations below use
+  const tm_arena_stats_t in_use = totals();
+  ASSERT_EQ(in_use.medium_segments, 1u);
+  EXPECT_EQ(in_use.committed_bytes, in_use.mapped_bytes) << "nothing purged yet";
+  // A free block's interior pages purged by two sweeps leave the arena's committed bytes as
+  // they leave the process's.
+  tm_free(hole);
+  const size_t committed_before = stats().committed_bytes;
+  for (size_t size : {4200, 5500, 6100}) {  // classes 4608, 5632, 6144
+    tm_test_clock_advance(static_cast<uint64_t>(delay) / 2);
+    tm_free(tm_malloc(size));  // a class the thread has not used: its slow path runs the upkeep
+  }
+  const size_t purged_interior = committed_before - stats().committed_bytes;
+  EXPECT_GE(purged_interior, 200 * KiB) << "the hole's interior went back to the OS";
+  EXPECT_EQ(totals().committed_bytes, in_use.committed_bytes - purged_interior);
+  tm_free(block);
+  tm_free(after);  // the segment is empty; arena_retain keeps it
+  for (size_t size : {6600, 7100, 7600}) {  // classes 6656, 7168, 7680
+    tm_test_clock_advance(static_cast<uint64_t>(delay) / 2);
+    tm_free(tm_malloc(size));  // a class the thread has not used: its slow path runs the upkeep
+  }
+  const tm_arena_stats_t purged = totals();
+  ASSERT_EQ(purged.medium_segments, 1u);
+  // kMediumPurgeStart = 64 KiB header + 4 KiB, kMediumPurgeEnd = 4 MiB - 4 KiB.
+  constexpr size_t kPurgedRange = (4 * MiB - 4 * KiB) - (64 * KiB + 4 * KiB);
+  EXPECT_EQ(purged.committed_bytes, purged.mapped_bytes - kPurgedRange);
+}
+
 // ---- Scoped heap check -------------------------------------------------------------------
+
+// The scoped check looks at the block before p's block too: a smashed tag there, even a
+// slack just one byte over the usable size, is found from its successor (found by
+// tools/tm-mutate: the slack bound written size + 16 instead of size - 16 survived every
+// other test). The tag is restored before anything frees.
+TEST_F(Reset, CheckAroundFindsASmashedTagOfThePreviousBlock) {
+  constexpr size_t kRequest = 20000;
+  constexpr size_t kBlock = 20016;  // request + 16-byte header, 16-byte aligned
+  auto* a = static_cast<char*>(tm_malloc(kRequest));
+  auto* b = static_cast<char*>(tm_malloc(kRequest));
+  auto* c = static_cast<char*>(tm_malloc(kRequest));
+  ASSERT_TRUE(a && b && c);
+  ASSERT_EQ(b, a + kBlock) << "adjacent in a fresh segment";
+  ASSERT_EQ(c, b + kBlock);
+  char* tag = a - 8;  // a's size and flags; the upper 32 bits hold its slack
+  unpoison(tag, 8);
+  uint64_t saved = 0;
+  std::memcpy(&saved, tag, sizeof saved);
+  // A slack one byte more than the usable bytes: the smallest smashed value.
+  const uint64_t smashed = (saved & 0xFFFFFFFFu) | (uint64_t{kBlock - 16 + 1} << 32);
+  std::memcpy(tag, &smashed, sizeof smashed);
+  tm_check_report_t r;
+  EXPECT_EQ(tm_check_heap_around(b, &r), TM_CHECK_BOUNDARY_TAG) << r.message;
+  EXPECT_EQ(r.address, reinterpret_cast<uintptr_t>(a - 16)) << r.message;
+  EXPECT_EQ(tm_check_heap_around(c, &r), TM_CHECK_OK) << "a is no neighbour of c: " << r.message;
+  std::memcpy(tag, &saved, sizeof saved);
+  EXPECT_EQ(tm_check_heap_around(b, &r), TM_CHECK_OK) << r.message;
+  tm_free(a);
+  tm_free(b);
+  tm_free(c);
+}
 
 TEST_F(Reset, CheckAroundAcceptsEveryTierAndAddressesTinymallocDoesNotOwn) {
   Rng rng(3);
@@ -459,6 +542,29 @@ TEST_F(Reset, CheckAroundFindsACachedBlockWrittenAfterFree) {
   EXPECT_NE(std::string(r.message).find("free-block key"), std::string::npos) << r.message;
   reinterpret_cast<uint64_t*>(p)[1] = saved;
   EXPECT_EQ(tm_check_heap_around(p, nullptr), TM_CHECK_OK);
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+  tm_free(keep);
+}
+
+// A thread-cache link that points into the middle of a block is reported as such (found by
+// tools/tm-mutate: the block-start test requiring every condition at once, instead of any,
+// survived every other test).
+TEST_F(Reset, HeapCheckFindsACacheLinkIntoTheMiddleOfABlock) {
+  auto* q = static_cast<char*>(tm_malloc(64));
+  auto* p = static_cast<char*>(tm_malloc(64));
+  auto* keep = static_cast<char*>(tm_malloc(64));  // the run stays in use
+  ASSERT_TRUE(p && q && keep);
+  tm_free(q);
+  tm_free(p);  // the cache's list: p, then q (word 0 of a cached block links the next)
+  unpoison(p, 64);
+  auto* link = reinterpret_cast<uintptr_t*>(p);
+  ASSERT_EQ(link[0], reinterpret_cast<uintptr_t>(q));
+  link[0] = reinterpret_cast<uintptr_t>(q + 16);
+  tm_check_report_t r;
+  EXPECT_EQ(tm_check_heap_report(&r), TM_CHECK_FREE_LINKS);
+  EXPECT_NE(std::string(r.message).find("not a block start"), std::string::npos) << r.message;
+  EXPECT_EQ(r.address, reinterpret_cast<uintptr_t>(q + 16));
+  link[0] = reinterpret_cast<uintptr_t>(q);
   EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
   tm_free(keep);
 }
