@@ -11,7 +11,9 @@
 #include <thread>
 #include <vector>
 
+#include "internal_headers.h"
 #include "os.h"
+#include "small.h"
 #include "test_util.h"
 #include "thread_cache.h"
 #include "tinymalloc.h"
@@ -441,7 +443,7 @@ TEST_F(Reset, ArenaCommittedBytesLeaveOutAPurgedMediumSegmentsRange) {
   EXPECT_GE(purged_interior, 200 * KiB) << "the hole's interior went back to the OS";
   EXPECT_EQ(totals().committed_bytes, in_use.committed_bytes - purged_interior);
   tm_free(block);
-  tm_free(after);  // the segment is empty; arena_retain keeps it
+  tm_free(after);                           // the segment is empty; arena_retain keeps it
   for (size_t size : {6600, 7100, 7600}) {  // classes 6656, 7168, 7680
     tm_test_clock_advance(static_cast<uint64_t>(delay) / 2);
     tm_free(tm_malloc(size));  // a class the thread has not used: its slow path runs the upkeep
@@ -567,6 +569,41 @@ TEST_F(Reset, HeapCheckFindsACacheLinkIntoTheMiddleOfABlock) {
   link[0] = reinterpret_cast<uintptr_t>(q);
   EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
   tm_free(keep);
+}
+
+// Corruptions only the small tier's own checks see, each undone before anything frees (found
+// by tools/tm-mutate: skipping every touched arena, skipping the per-class list walk, or
+// checking another block than p's in the scoped check survived every other test).
+TEST_F(Reset, HeapChecksFindCorruptedSmallSegmentsRunListsAndSlack) {
+  auto* p = static_cast<char*>(tm_malloc(64));
+  ASSERT_NE(p, nullptr);
+  auto* segment = reinterpret_cast<tmi::SmallSegment*>(reinterpret_cast<uintptr_t>(p) & ~(tmi::kSegmentSize - 1));
+  const size_t offset = static_cast<size_t>(p - reinterpret_cast<char*>(segment));
+  tmi::RunDesc* run = &segment->runs[offset >> tmi::kRunShift];
+  ASSERT_EQ(run->block_size, 64u);
+  tm_check_report_t r;
+  // The segment header's magic.
+  const uint32_t magic = segment->magic;
+  segment->magic = 0;
+  EXPECT_EQ(tm_check_heap_report(&r), TM_CHECK_SEGMENT);
+  EXPECT_NE(std::string(r.message).find("bad magic"), std::string::npos) << r.message;
+  segment->magic = magic;
+  // The class's partial list: the run (it has free blocks) linked to itself.
+  ASSERT_NE(run->on_partial, 0);
+  tmi::RunDesc* const next = run->next;
+  run->next = run;
+  EXPECT_EQ(tm_check_heap_report(&r), TM_CHECK_RUN_LIST);
+  EXPECT_NE(std::string(r.message).find("class partial list"), std::string::npos) << r.message;
+  run->next = next;
+  // p's recorded slack larger than its block, seen by the check around p.
+  const size_t index = (offset & (tmi::kRunSize - 1)) / 64;
+  const uint16_t slack = run->slack.halves[index];
+  run->slack.halves[index] = 65;
+  EXPECT_EQ(tm_check_heap_around(p, &r), TM_CHECK_RUN_BITMAP);
+  EXPECT_NE(std::string(r.message).find("slack exceeds"), std::string::npos) << r.message;
+  run->slack.halves[index] = slack;
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+  tm_free(p);
 }
 
 TEST_F(Reset, CheckAroundFindsACorruptedLargeHeader) {
