@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <initializer_list>
 
 #include "config.h"
 #include "platform.h"
