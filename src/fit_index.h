@@ -6,9 +6,11 @@
 //
 // find_fit(n) first looks for the best block in n's own list (bounded scan of its first
 // kBestFitScan blocks for the smallest one >= n), then takes the first block of the
-// smallest non-empty list whose every block is >= n. The result is within 1/16 of the best
-// possible fit. Only when no larger list holds a block is the rest of n's own list scanned,
-// so a fitting block is never missed.
+// smallest non-empty list whose every block is >= n. The rest of n's own list is scanned
+// only when the window did not reach its end and either no larger list holds a block (so a
+// fitting block is never missed) or the larger list's block is more than n/16 above n (a
+// block of the own list is then the better fit). The result is within 1/16 of the best
+// possible fit.
 #pragma once
 
 #include <cstddef>

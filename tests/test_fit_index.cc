@@ -144,11 +144,37 @@ void check_find_fit(const FitIndex& idx, const Model& m, size_t req) {
     const auto slot = FitIndex::slot_for_size(s);
     if (!slot_less(slot, at_least) && slot_less(slot, want)) want = slot;
   }
+  // The best fit in the rest of the own list (the window found none): searched when no larger
+  // list holds a block, or when the larger list's head is more than req/16 above req.
+  FreeBlock* own_rest = nullptr;
+  if (own.first < kF) {
+    for (FreeBlock* b = idx.head(own.first, own.second); b != nullptr; b = b->next_free) {
+      if (b->size() >= req && (own_rest == nullptr || b->size() < own_rest->size())) own_rest = b;
+    }
+  }
   if (want.first == kF) {
-    ASSERT_EQ(got, nullptr) << "no list >= slot_at_least(req) is non-empty";
+    if (own_rest == nullptr) {
+      ASSERT_EQ(got, nullptr) << "no list >= slot_at_least(req) is non-empty and nothing in the own list fits";
+    } else {
+      ASSERT_NE(got, nullptr) << "a block of the own list past the scan window fits";
+      ASSERT_EQ(got->size(), own_rest->size()) << "not the best fit of the rest of the own list";
+    }
   } else {
+    FreeBlock* larger = idx.head(want.first, want.second);
     ASSERT_NE(got, nullptr);
-    ASSERT_EQ(got, idx.head(want.first, want.second)) << "not the head of the smallest fitting list";
+    if (own_rest != nullptr && (larger->size() - req) * 16 > req) {
+      ASSERT_EQ(got->size(), own_rest->size()) << "the larger list is far above a fit of the own list";
+    } else {
+      ASSERT_EQ(got, larger) << "not the head of the smallest fitting list";
+    }
+  }
+  // The documented bound: within 1/16 of the best fit of the whole index.
+  if (got != nullptr) {
+    size_t best_any = SIZE_MAX;
+    for (auto& [b, size] : m.blocks) {
+      if (size >= req && size < best_any) best_any = size;
+    }
+    ASSERT_LE((got->size() - best_any) * 16, best_any) << "more than 1/16 above the best fit";
   }
 }
 
@@ -292,6 +318,35 @@ TEST(FitIndex, ExactAndBestFitInOwnList) {
   // the block filed last (4160).
   EXPECT_EQ(idx.find_fit(49), b4160);
   for (size_t req = 1; req < 70000; req += 7) check_find_fit(idx, m, req);
+}
+
+// A fitting block past the own list's scan window, with the next non-empty list far above:
+// the rest of the own list is searched (found by fuzz_fit_index in a 30-minute campaign:
+// corpus/regressions/fit_index/find-fit-far-larger-list-past-scan-window). A larger list
+// within 1/16 of the request is taken without that search.
+TEST(FitIndex, AFitPastTheScanWindowBeatsAFarLargerList) {
+  Arena arena(16);
+  FitIndex idx;
+  Model m;
+  auto add = [&](size_t i, size_t size) {
+    FreeBlock* b = arena.make(i, size);
+    idx.insert(b);
+    m.add(b);
+    return b;
+  };
+  // Own list of 4300 is [4096, 4352); blocks are filed at the head, so 4336 ends up last,
+  // behind kBestFitScan blocks that are too small.
+  FreeBlock* fit = add(0, 4336);
+  for (size_t i = 1; i <= FitIndex::kBestFitScan; ++i) add(i, 4096 + 16 * i);
+  FreeBlock* far = add(10, 65536);
+  check_against_model(idx, m);
+  EXPECT_EQ(idx.find_fit(4300), fit) << "a block 15x the request was handed out while one 36 bytes above sat in the "
+                                        "request's own list";
+  EXPECT_EQ(idx.find_fit(4337), far);
+  // A larger list's block within 1/16 of the request is within 1/16 of any fit: taken at once.
+  FreeBlock* near = add(11, 4352);
+  EXPECT_EQ(idx.find_fit(4300), near);
+  for (size_t req = 4000; req < 4400; req += 4) check_find_fit(idx, m, req);
 }
 
 TEST(FitIndex, LargestScansWholeTopList) {
