@@ -61,6 +61,33 @@ TEST_F(Aligned, AlignedAllocEveryAlignmentAndSize) {
   }
 }
 
+// An alignment the default already gives (16 or less) costs nothing: the same block size as
+// malloc's, from every aligned entry point (a mutant that sent alignment 16 through the
+// aligned path served aligned_alloc(16, 16) from the 64-byte class).
+TEST_F(Aligned, DefaultAlignmentsGetMallocsBlockSize) {
+  for (size_t n : {size_t{1}, size_t{16}, size_t{17}, size_t{48}, size_t{63}, size_t{100}, size_t{5000}, size_t{8192},
+                   size_t{8193}, size_t{100000}}) {
+    void* plain = tm_malloc(n);
+    ASSERT_NE(plain, nullptr);
+    const size_t want = tm_usable_size(plain);
+    for (size_t alignment : {size_t{1}, size_t{2}, size_t{4}, size_t{8}, size_t{16}}) {
+      SCOPED_TRACE(::testing::Message() << "size " << n << " alignment " << alignment);
+      void* a = tm_aligned_alloc(alignment, n);
+      ASSERT_NE(a, nullptr);
+      EXPECT_EQ(tm_usable_size(a), want);
+      tm_free(a);
+      if (alignment >= sizeof(void*)) {
+        void* p = nullptr;
+        ASSERT_EQ(tm_posix_memalign(&p, alignment, n), 0);
+        EXPECT_EQ(tm_usable_size(p), want);
+        tm_free(p);
+      }
+    }
+    tm_free(plain);
+  }
+  TM_ASSERT_HEAP_OK();
+}
+
 TEST_F(Aligned, PosixMemalignEveryAlignmentAndSize) {
   for (unsigned k = 3; k <= 26; ++k) {
     const size_t alignment = size_t{1} << k;
