@@ -644,8 +644,35 @@ TEST_F(Reset, HeapChecksFindCorruptedSmallSegmentsRunListsAndSlack) {
   run->slack.halves[index] = 65;
   EXPECT_EQ(tm_check_heap_around(p, &r), TM_CHECK_RUN_BITMAP);
   EXPECT_NE(std::string(r.message).find("slack exceeds"), std::string::npos) << r.message;
+  // The whole-heap check walks every live block's slack too (a mutant that skipped that walk
+  // in full checks survived the scoped case above).
+  EXPECT_EQ(tm_check_heap_report(&r), TM_CHECK_RUN_BITMAP);
+  EXPECT_NE(std::string(r.message).find("slack exceeds"), std::string::npos) << r.message;
   run->slack.halves[index] = slack;
   EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+  // The scoped check of a block in a later bitmap word than the first.
+  std::vector<char*> more;
+  char* far = nullptr;
+  size_t far_index = 0;
+  for (int i = 0; i < 300 && far == nullptr; ++i) {
+    auto* q = static_cast<char*>(tm_malloc(64));
+    ASSERT_NE(q, nullptr);
+    more.push_back(q);
+    const size_t q_offset = static_cast<size_t>(q - reinterpret_cast<char*>(segment));
+    if (reinterpret_cast<uintptr_t>(q) >> tmi::kSegmentShift == reinterpret_cast<uintptr_t>(p) >> tmi::kSegmentShift &&
+        (q_offset >> tmi::kRunShift) == (offset >> tmi::kRunShift) && (q_offset & (tmi::kRunSize - 1)) / 64 >= 64) {
+      far = q;
+      far_index = (q_offset & (tmi::kRunSize - 1)) / 64;
+    }
+  }
+  ASSERT_NE(far, nullptr) << "no block of p's run past its first 64 was handed out";
+  const uint16_t far_slack = run->slack.halves[far_index];
+  run->slack.halves[far_index] = 65;
+  EXPECT_EQ(tm_check_heap_around(far, &r), TM_CHECK_RUN_BITMAP);
+  EXPECT_NE(std::string(r.message).find("slack exceeds"), std::string::npos) << r.message;
+  run->slack.halves[far_index] = far_slack;
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+  for (char* q : more) tm_free(q);
   tm_free(p);
 }
 
