@@ -60,9 +60,10 @@ void note_unmapped(size_t size, size_t committed) {
   g_committed.fetch_sub(committed, std::memory_order_relaxed);
 }
 
-// Raw anonymous mapping; nullptr on failure.
-void* raw_map(size_t size) {
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+// Raw anonymous mapping, anywhere or (`extra_flags` MAP_FIXED_NOREPLACE) at `at`; nullptr on
+// failure.
+void* raw_map(size_t size, void* at = nullptr, int extra_flags = 0) {
+  void* p = ::mmap(at, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra_flags, -1, 0);
   return p == MAP_FAILED ? nullptr : p;
 }
 
@@ -79,10 +80,9 @@ void* map_below_hint(size_t size, size_t alignment) {
   const uintptr_t top = g_map_hint.load(std::memory_order_relaxed);
   if (top < size + alignment) return nullptr;  // no hint, or too low to be one
   const uintptr_t at = align_down(top - size, alignment);
-  void* p = ::mmap(reinterpret_cast<void*>(at), size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+  void* p = raw_map(size, reinterpret_cast<void*>(at), MAP_FIXED_NOREPLACE);
   g_aligned_map_syscalls.fetch_add(1, std::memory_order_relaxed);
-  if (p == MAP_FAILED) return nullptr;
+  if (p == nullptr) return nullptr;
   if (addr_of(p) != at) {
     // A kernel older than 4.17 (or a sanitizer's interceptor) took the address as a hint
     // and mapped elsewhere.

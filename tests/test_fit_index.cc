@@ -77,6 +77,19 @@ struct Model {
   }
 };
 
+// An index, its model and 16 fake blocks: add() files block i with `size` in both.
+struct Filed {
+  Arena arena{16};
+  FitIndex idx;
+  Model m;
+  FreeBlock* add(size_t i, size_t size) {
+    FreeBlock* b = arena.make(i, size);
+    idx.insert(b);
+    m.add(b);
+    return b;
+  }
+};
+
 // Checks every observable of the index against the model.
 void check_against_model(const FitIndex& idx, const Model& m) {
   ASSERT_EQ(idx.validate(), nullptr) << "validate() reports an inconsistency";
@@ -280,15 +293,10 @@ TEST(FitIndex, RemoveHeadMiddleTail) {
 }
 
 TEST(FitIndex, ExactAndBestFitInOwnList) {
-  Arena arena(16);
-  FitIndex idx;
-  Model m;
-  auto add = [&](size_t i, size_t size) {
-    FreeBlock* b = arena.make(i, size);
-    idx.insert(b);
-    m.add(b);
-    return b;
-  };
+  Filed f;
+  FitIndex& idx = f.idx;
+  Model& m = f.m;
+  auto add = [&](size_t i, size_t size) { return f.add(i, size); };
   // Own list of 4096 is [4096, 4352); the next lists start at 4352.
   FreeBlock* b4336 = add(0, 4336);
   FreeBlock* b4112 = add(1, 4112);
@@ -325,15 +333,10 @@ TEST(FitIndex, ExactAndBestFitInOwnList) {
 // corpus/regressions/fit_index/find-fit-far-larger-list-past-scan-window). A larger list
 // within 1/16 of the request is taken without that search.
 TEST(FitIndex, AFitPastTheScanWindowBeatsAFarLargerList) {
-  Arena arena(16);
-  FitIndex idx;
-  Model m;
-  auto add = [&](size_t i, size_t size) {
-    FreeBlock* b = arena.make(i, size);
-    idx.insert(b);
-    m.add(b);
-    return b;
-  };
+  Filed f;
+  FitIndex& idx = f.idx;
+  Model& m = f.m;
+  auto add = [&](size_t i, size_t size) { return f.add(i, size); };
   // Own list of 4300 is [4096, 4352); blocks are filed at the head, so 4336 ends up last,
   // behind kBestFitScan blocks that are too small.
   FreeBlock* fit = add(0, 4336);

@@ -21,6 +21,20 @@
 
 namespace {
 
+// tm_arena_stats summed over every arena: segment counts, mapped and committed bytes.
+tm_arena_stats_t arena_totals() {
+  tm_arena_stats_t arenas[128];
+  const size_t n = tm_arena_stats(arenas, 128);
+  tm_arena_stats_t sum{};
+  for (size_t i = 0; i < n && i < 128; ++i) {
+    sum.small_segments += arenas[i].small_segments;
+    sum.medium_segments += arenas[i].medium_segments;
+    sum.mapped_bytes += arenas[i].mapped_bytes;
+    sum.committed_bytes += arenas[i].committed_bytes;
+  }
+  return sum;
+}
+
 using namespace tmtest;
 
 // Every test starts from, and leaves, a pristine allocator on the virtual clock.
@@ -296,7 +310,9 @@ TEST_F(Reset, FirstAllocationOfAClassCarvesASmallBatchThatGrowsWithUse) {
   ASSERT_NE(first, nullptr);
   const size_t after_first = cached();
   EXPECT_LE(after_first, 7u) << "the first refill of a class takes at most 8 blocks";
-  if (thread_cache != 0) EXPECT_GE(after_first, 1u) << "a refill takes more than the one block asked for";
+  if (thread_cache != 0) {
+    EXPECT_GE(after_first, 1u) << "a refill takes more than the one block asked for";
+  }
   constexpr size_t kCount = 300;
   void* blocks[kCount];
   for (void*& p : blocks) {
@@ -353,17 +369,6 @@ TEST_F(Reset, ASmallSegmentTakenAgainAfterItsPurgeCountsAsCommitted) {
   ASSERT_EQ(tm_option_set("arena_retain", 1), 0);
   long delay = 0;
   ASSERT_EQ(tm_option_get("purge_delay_ms", &delay), 0);
-  auto totals = [] {
-    tm_arena_stats_t arenas[128];
-    const size_t n = tm_arena_stats(arenas, 128);
-    tm_arena_stats_t sum{};
-    for (size_t i = 0; i < n && i < 128; ++i) {
-      sum.small_segments += arenas[i].small_segments;
-      sum.mapped_bytes += arenas[i].mapped_bytes;
-      sum.committed_bytes += arenas[i].committed_bytes;
-    }
-    return sum;
-  };
   // Two segments' worth of 8 KiB blocks, freed: one segment keeps the class's partial run,
   // the other stays empty (arena_retain=1).
   std::vector<void*> blocks;
@@ -372,17 +377,17 @@ TEST_F(Reset, ASmallSegmentTakenAgainAfterItsPurgeCountsAsCommitted) {
   for (void* p : blocks) tm_free(p);
   blocks.clear();
   tm_free(tm_malloc(20000));  // the medium segment whose allocations run the upkeep below
-  ASSERT_EQ(totals().small_segments, 2u);
+  ASSERT_EQ(arena_totals().small_segments, 2u);
   for (int sweep = 0; sweep < 3; ++sweep) {
     tm_test_clock_advance(static_cast<uint64_t>(delay) / 2);
     tm_free(tm_malloc(20000));
   }
-  const tm_arena_stats_t purged = totals();
+  const tm_arena_stats_t purged = arena_totals();
   ASSERT_LT(purged.committed_bytes + 2 * MiB, purged.mapped_bytes) << "the empty segment was purged";
   // Taking the runs of both segments again (and more): every segment counts whole.
   for (int i = 0; i < 2 * 480; ++i) blocks.push_back(tm_malloc(8192));
   for (void* p : blocks) ASSERT_NE(p, nullptr);
-  const tm_arena_stats_t in_use = totals();
+  const tm_arena_stats_t in_use = arena_totals();
   EXPECT_GE(in_use.small_segments, 2u);
   EXPECT_EQ(in_use.committed_bytes, in_use.mapped_bytes) << "no segment in use counts as purged";
   for (void* p : blocks) tm_free(p);
@@ -453,17 +458,6 @@ TEST_F(Reset, IdleFreeMediumInteriorsArePurgedAfterTwoSweepsOfVirtualTime) {
 TEST_F(Reset, ArenaCommittedBytesLeaveOutAPurgedMediumSegmentsRange) {
   long delay = 0;
   ASSERT_EQ(tm_option_get("purge_delay_ms", &delay), 0);
-  auto totals = [] {
-    tm_arena_stats_t arenas[128];
-    const size_t n = tm_arena_stats(arenas, 128);
-    tm_arena_stats_t sum{};
-    for (size_t i = 0; i < n && i < 128; ++i) {
-      sum.medium_segments += arenas[i].medium_segments;
-      sum.mapped_bytes += arenas[i].mapped_bytes;
-      sum.committed_bytes += arenas[i].committed_bytes;
-    }
-    return sum;
-  };
   void* block = tm_malloc(100 * KiB);
   void* hole = tm_malloc(300 * KiB);
   void* after = tm_malloc(100 * KiB);
@@ -471,7 +465,7 @@ TEST_F(Reset, ArenaCommittedBytesLeaveOutAPurgedMediumSegmentsRange) {
   std::memset(block, 1, 100 * KiB);
   std::memset(hole, 2, 300 * KiB);
   tm_free(tm_malloc(5000));  // the small segment the upkeep's allocations below use
-  const tm_arena_stats_t in_use = totals();
+  const tm_arena_stats_t in_use = arena_totals();
   ASSERT_EQ(in_use.medium_segments, 1u);
   EXPECT_EQ(in_use.committed_bytes, in_use.mapped_bytes) << "nothing purged yet";
   // A free block's interior pages purged by two sweeps leave the arena's committed bytes as
@@ -484,14 +478,14 @@ TEST_F(Reset, ArenaCommittedBytesLeaveOutAPurgedMediumSegmentsRange) {
   }
   const size_t purged_interior = committed_before - stats().committed_bytes;
   EXPECT_GE(purged_interior, 200 * KiB) << "the hole's interior went back to the OS";
-  EXPECT_EQ(totals().committed_bytes, in_use.committed_bytes - purged_interior);
+  EXPECT_EQ(arena_totals().committed_bytes, in_use.committed_bytes - purged_interior);
   tm_free(block);
   tm_free(after);                           // the segment is empty; arena_retain keeps it
   for (size_t size : {6600, 7100, 7600}) {  // classes 6656, 7168, 7680
     tm_test_clock_advance(static_cast<uint64_t>(delay) / 2);
     tm_free(tm_malloc(size));  // a class the thread has not used: its slow path runs the upkeep
   }
-  const tm_arena_stats_t purged = totals();
+  const tm_arena_stats_t purged = arena_totals();
   ASSERT_EQ(purged.medium_segments, 1u);
   // kMediumPurgeStart = 64 KiB header + 4 KiB, kMediumPurgeEnd = 4 MiB - 4 KiB.
   constexpr size_t kPurgedRange = (4 * MiB - 4 * KiB) - (64 * KiB + 4 * KiB);
