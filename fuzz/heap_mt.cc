@@ -71,6 +71,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   MtRunner& r = mt_runner();
   const tmh::MtProgram p = tmh::decode_mt(data, size);
   if (r.trace) fputs(tmh::format_mt_program(p).c_str(), stderr);
+  tmh::set_current_input(data, size);
   r.interp->run(p);
+  tmh::set_current_input(nullptr, 0);
   return 0;
 }

@@ -100,7 +100,10 @@ bool ThreadEngine::step(size_t index, const std::string& context, std::string* r
       if (m.by_addr.count(reinterpret_cast<uintptr_t>(p)) == 0) continue;
       std::string msg;
       const int code = m.be.check_heap_around(p, &msg);
-      if (code != 0) fail("heap check failed around %s (an address this op touched): %s", ptr(p).c_str(), msg.c_str());
+      if (code != 0) {
+        m.deviate(Clause::kHeapCheck, "heap check failed around %s (an address this op touched): %s", ptr(p).c_str(),
+                  msg.c_str());
+      }
     }
     // Every block's contents after this thread's ops 16, 32, 64, ... (or as the options ask);
     // with the input's paranoid flag, sampled after every op.
@@ -176,8 +179,10 @@ bool ThreadEngine::put(unsigned slot, const Block& b, const char* why, const std
   m.context = context;
   slot %= kSlots;
   try {
-    m.check_overlap(b.p, b.extent(), why);
+    bool tainted = false;
+    m.check_overlap(b.p, b.extent(), b.requested, why, &tainted);
     m.slots[slot] = b;
+    m.slots[slot].tainted |= tainted;
     m.link(slot, /*global=*/false);
     m.verify_block(slot, why, 0, UINT64_MAX, m.routine());
     return true;
@@ -201,7 +206,10 @@ bool ThreadEngine::release(unsigned slot, const char* why, const std::string& co
 
 std::vector<ThreadEngine::LiveBlock> ThreadEngine::live_blocks() const {
   std::vector<LiveBlock> v;
-  for (const auto& [a, s] : s_->impl.by_addr) v.push_back({a, s_->impl.slots[s].extent(), s});
+  for (const auto& [a, s] : s_->impl.by_addr) {
+    const Block& b = s_->impl.slots[s];
+    v.push_back({a, b.extent(), b.requested > 0 ? b.requested : 1, s});
+  }
   return v;
 }
 

@@ -31,6 +31,12 @@ struct Block {
   size_t birth_op = 0;
   OpKind how = OpKind::kMalloc;
   int8_t pool = -1;  // model pool slot that owns the block (v2 pool ops), -1: none
+  // A waived deviation (contract.h) left this block overlapping another one: writes to
+  // either change the other, so its contents are no longer checked (a consequence, not a
+  // second deviation). unindexed: another live block starts at the same address, so this
+  // one is not in the model's address map.
+  bool tainted = false;
+  bool unindexed = false;
 
   uint64_t extent() const { return usable > 0 ? usable : 1; }
   uint64_t virt() const { return requested + (align > 4096 ? align : 0); }
@@ -47,9 +53,11 @@ std::string describe_detached(const Block& b);
 class OverlapRegistry {
  public:
   virtual ~OverlapRegistry() = default;
-  // Registers [p, p + extent) for engine `owner`; false (and *other describes the block it
-  // overlaps) when it overlaps a registered block.
-  virtual bool claim(const void* p, uint64_t extent, unsigned owner, std::string* other) = 0;
+  // Registers [p, p + extent) (`requested` bytes of it requested) for engine `owner`; false
+  // when it overlaps a registered block: *other describes that block, *shares_requested
+  // tells whether their requested bytes overlap (else only a usable tail does).
+  virtual bool claim(const void* p, uint64_t extent, uint64_t requested, unsigned owner, std::string* other,
+                     bool* shares_requested) = 0;
   // Unregisters the block at p (before it is freed or reallocated).
   virtual void unclaim(const void* p) = 0;
 };
@@ -92,6 +100,7 @@ class ThreadEngine {
   struct LiveBlock {
     uintptr_t addr;
     uint64_t extent;
+    uint64_t requested;  // at least 1
     unsigned slot;
   };
   std::vector<LiveBlock> live_blocks() const;

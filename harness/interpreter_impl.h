@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "contract.h"
 #include "engine.h"
 #include "pattern.h"
 #include "tm_harness.h"
@@ -44,12 +45,14 @@ inline std::string hex(uint64_t v) {
 inline std::string ptr(const void* p) { return hex(reinterpret_cast<uintptr_t>(p)); }
 inline std::string num(uint64_t v) { return v >= kImpossibleMin ? hex(v) : std::to_string(v); }
 
-// A failed check: thrown by fail(), caught by the runner, which builds the report.
+// A failed check: thrown by Impl::deviate() (an enforced contract clause) or fail(), caught
+// by the runner, which builds the report.
 struct Failure {
   std::string what;
 };
 
-// Throws a Failure with the printf-formatted description.
+// Throws a Failure with the printf-formatted description (a harness-level failure that no
+// contract clause names; the allocator's deviations go through Impl::deviate).
 [[noreturn]] inline __attribute__((format(printf, 1, 2))) void fail(const char* fmt, ...) {
   char buf[2048];
   va_list ap;
@@ -165,7 +168,24 @@ struct Interpreter::Impl {
   // means the upkeep ran during the op.
   HeapStats last;
 
-  Impl(Backend& b, const Options& o, Counters& c) : be(b), opt(o), ctr(c) {}
+  // The contract this run enforces (contract.h): the backend's own profile unless
+  // TM_HARNESS_CONTRACT names another, minus TM_HARNESS_WAIVE.
+  Contract contract;
+  // The clause of the deviation being reported (kCount: none), for report().
+  Clause failed_clause = Clause::kCount;
+
+  Impl(Backend& b, const Options& o, Counters& c)
+      : be(b),
+        opt(o),
+        ctr(c),
+        contract(contract_from_env(b.strict() ? ContractProfile::kTinymalloc : ContractProfile::kGlibc)) {}
+
+  // A check of clause c found that the allocator deviated (printf description). When the run
+  // enforces c this throws the Failure that ends the input. Otherwise it returns (after
+  // recording the deviation when c is waived; a clause outside the profile is no deviation
+  // at all), and the caller puts the model back in step with what the allocator did, so the
+  // rest of the input is still checked.
+  void deviate(Clause c, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
 
   // -- records --
   void begin_record(size_t index);
@@ -179,8 +199,10 @@ struct Interpreter::Impl {
   // Verifies the patterned bytes of slot s in [lo, hi) (against the block's own pattern).
   // Coverage::kSampled: see pattern.h (what the checks during an input use, unless the
   // options ask for every byte: routine()).
+  // A difference is a deviation of `clause` (content; realloc-fail-keeps after a failed
+  // realloc); waived, the block gets its pattern back. Tainted blocks are not checked.
   void verify_block(unsigned s, const char* when, uint64_t lo = 0, uint64_t hi = UINT64_MAX,
-                    Coverage coverage = Coverage::kEvery);
+                    Coverage coverage = Coverage::kEvery, Clause clause = Clause::kContent);
 
   // Verifies every live block (see verify_block for the coverage).
   void verify_all(const char* when, Coverage coverage = Coverage::kEvery);
@@ -200,10 +222,14 @@ struct Interpreter::Impl {
   uint64_t tail_limit(uint64_t n, uint64_t usable) const { return n == 0 && !be.strict() ? 0 : usable; }
 
   // -- model bookkeeping --
-  void check_overlap(const uint8_t* p, uint64_t extent, const char* what);
+  // [p, p + extent) (a new block's usable range, `requested` of it requested) against every
+  // live block: an overlap of requested bytes is a no-overlap deviation, of usable tails
+  // only a usable-size one. Waived, both blocks are tainted (*tainted for the new one).
+  void check_overlap(const uint8_t* p, uint64_t extent, uint64_t requested, const char* what, bool* tainted);
   // Checks a block the backend returned for n bytes: aligned to `need`, usable size >= n, no
-  // overlap with a live block, owned (first and last usable byte). Returns the usable size.
-  uint64_t check_returned(const uint8_t* p, uint64_t n, uint64_t need, const char* what);
+  // overlap with a live block, owned (first and last usable byte). Returns the usable size
+  // (n when a waived deviation said less); *tainted: it overlaps a live block (waived).
+  uint64_t check_returned(const uint8_t* p, uint64_t n, uint64_t need, const char* what, bool* tainted);
 
   // Adds slot s's block to the model (and, when `global`, claims it in the shared registry).
   void link(unsigned s, bool global = true);
@@ -256,6 +282,11 @@ struct Interpreter::Impl {
   void null_result(Expect e, int err, const char* what, uint64_t n, Allowed allowed);
 
   static const char* strerrorname(int e);
+  // A request that must fail returned p: an impossible-fails deviation; waived, p is left
+  // alone (no block of that size exists, so the pointer is not one to free or write).
+  void impossible_block(void* p, const char* what);
+  // Slot s's usable size becomes u (>= its requested size): a waived usable-size deviation.
+  void set_usable(unsigned s, uint64_t u);
 
   // -- ops --
   // Records an op whose size is neither sane nor impossible and over the backend's attempt

@@ -28,19 +28,23 @@ void Interpreter::Impl::check_pool_stats(unsigned pi, const char* when) {
   uint64_t n, usable;
   pool_totals(pi, &n, &usable);
   if (st.live_blocks != n) {
-    fail("heap_stats of pool %u %s: live_blocks is %zu; the model has %" PRIu64 " blocks in this pool", pi, when,
-         st.live_blocks, n);
+    deviate(Clause::kPools,
+            "heap_stats of pool %u %s: live_blocks is %zu; the model has %" PRIu64 " blocks in this pool", pi, when,
+            st.live_blocks, n);
   }
   if (st.usable_bytes != usable) {
-    fail("heap_stats of pool %u %s: usable_bytes is %zu; the model's sum of usable_size() over its %" PRIu64
-         " blocks is %" PRIu64,
-         pi, when, st.usable_bytes, n, usable);
+    deviate(Clause::kPools,
+            "heap_stats of pool %u %s: usable_bytes is %zu; the model's sum of usable_size() over its %" PRIu64
+            " blocks is %" PRIu64,
+            pi, when, st.usable_bytes, n, usable);
   }
   if (st.large_blocks > st.live_blocks) {
-    fail("heap_stats of pool %u %s: large_blocks %zu > live_blocks %zu", pi, when, st.large_blocks, st.live_blocks);
+    deviate(Clause::kPools, "heap_stats of pool %u %s: large_blocks %zu > live_blocks %zu", pi, when, st.large_blocks,
+            st.live_blocks);
   }
   if (st.mapped_bytes < st.usable_bytes) {
-    fail("heap_stats of pool %u %s: mapped_bytes %zu < usable_bytes %zu", pi, when, st.mapped_bytes, st.usable_bytes);
+    deviate(Clause::kPools, "heap_stats of pool %u %s: mapped_bytes %zu < usable_bytes %zu", pi, when, st.mapped_bytes,
+            st.usable_bytes);
   }
 }
 
@@ -62,22 +66,25 @@ void* Interpreter::Impl::create_heap(const char* what) {
   const int err = errno;
   if (h == nullptr) {
     if (room) {
-      fail("%s: heap_create returned NULL (errno %d: %s) with only %u of %u pools live; it must succeed", what, err,
-           strerror(err), live, be.max_heaps());
+      deviate(Clause::kPools,
+              "%s: heap_create returned NULL (errno %d: %s) with only %u of %u pools live; it must succeed", what, err,
+              strerror(err), live, be.max_heaps());
     }
     if (err != ENOMEM) {
-      fail("%s: heap_create at the limit of %u pools returned NULL with errno %d (%s); expected ENOMEM", what,
-           be.max_heaps(), err, strerror(err));
+      deviate(Clause::kPools,
+              "%s: heap_create at the limit of %u pools returned NULL with errno %d (%s); expected ENOMEM", what,
+              be.max_heaps(), err, strerror(err));
     }
     ++ctr.pool_limit_hits;
     return nullptr;
   }
   if (!room) {
-    fail("%s: heap_create returned %s with %u pools live already; the limit is %u", what, ptr(h).c_str(), live,
-         be.max_heaps());
+    deviate(Clause::kPools, "%s: heap_create returned %s with %u pools live already; the limit is %u", what,
+            ptr(h).c_str(), live, be.max_heaps());
   }
   if (handle_in_use(h))
-    fail("%s: heap_create returned %s, the handle of a pool that is still live", what, ptr(h).c_str());
+    deviate(Clause::kPools, "%s: heap_create returned %s, the handle of a pool that is still live", what,
+            ptr(h).c_str());
   ++ctr.pool_creates;
   return h;
 }

@@ -61,20 +61,41 @@ std::string Interpreter::Impl::mismatch_detail(const Block& b, const uint8_t* p,
   return buf;
 }
 
-void Interpreter::Impl::verify_block(unsigned s, const char* when, uint64_t lo, uint64_t hi, Coverage coverage) {
-  const Block& b = slots[s];
-  if (!b.live) return;
+void Interpreter::Impl::deviate(Clause c, const char* fmt, ...) {
+  if (!contract.applies(c)) return;
+  char buf[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (contract.is_waived(c)) {
+    record_deviation(c, buf);
+    return;
+  }
+  failed_clause = c;
+  throw Failure{buf};
+}
+
+void Interpreter::Impl::verify_block(unsigned s, const char* when, uint64_t lo, uint64_t hi, Coverage coverage,
+                                     Clause clause) {
+  Block& b = slots[s];
+  if (!b.live || b.tainted) return;
   const Pattern pat(b.zeroed, b.seed);
+  bool deviated = false;
   for_windows(
       b.fill_len, lo, hi,
       [&](uint64_t a, uint64_t z) {
+        if (deviated) return;
         const uint64_t bad = pat.check(b.p, a, z);
         if (bad != kNotFound) {
-          fail("content of %s changed (%s): %s", describe_block(s).c_str(), when,
-               mismatch_detail(b, b.p, bad, pat, b.fill_len).c_str());
+          deviate(clause, "content of %s changed (%s): %s", describe_block(s).c_str(), when,
+                  mismatch_detail(b, b.p, bad, pat, b.fill_len).c_str());
+          deviated = true;
         }
       },
       coverage);
+  // Waived: the block gets its pattern back, so the next check looks for a new change.
+  if (deviated) fill_block(b, 0);
 }
 
 void Interpreter::Impl::verify_all(const char* when, Coverage coverage) {
@@ -97,21 +118,32 @@ void Interpreter::Impl::fill_block(Block& b, uint64_t from) {
   for_windows(b.fill_len, from, UINT64_MAX, [&](uint64_t a, uint64_t z) { pat.fill(b.p, a, z); });
 }
 
-void Interpreter::Impl::check_overlap(const uint8_t* p, uint64_t extent, const char* what) {
+void Interpreter::Impl::check_overlap(const uint8_t* p, uint64_t extent, uint64_t requested, const char* what,
+                                      bool* tainted) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  if (a + extent < a) fail("%s returned %s whose usable range wraps the address space", what, ptr(p).c_str());
-  auto it = by_addr.upper_bound(a);
-  if (it != by_addr.end() && it->first < a + extent) {
-    fail("%s returned %s (usable %s bytes) which overlaps live %s", what, ptr(p).c_str(), num(extent).c_str(),
-         describe_block(it->second).c_str());
+  if (a + extent < a) {
+    deviate(Clause::kUsableSize, "%s returned %s whose usable range wraps the address space", what, ptr(p).c_str());
+    return;
   }
-  if (it != by_addr.begin()) {
+  // Every live block whose usable range meets [a, a + extent): blocks start in address
+  // order, so those starting before a + extent, back to the first that ends before a.
+  const uint64_t own_req = requested > 0 ? requested : 1;
+  auto it = by_addr.lower_bound(a + extent);
+  while (it != by_addr.begin()) {
     --it;
-    const Block& o = slots[it->second];
-    if (it->first + o.extent() > a) {
-      fail("%s returned %s (usable %s bytes) which overlaps live %s", what, ptr(p).c_str(), num(extent).c_str(),
-           describe_block(it->second).c_str());
-    }
+    Block& o = slots[it->second];
+    if (it->first + o.extent() <= a) break;  // blocks before it end before a too
+    // The requested bytes overlap: two blocks share memory (no-overlap). Only the usable
+    // tails do: a usable size claims bytes that belong to another block (usable-size).
+    const uint64_t o_req = o.requested > 0 ? o.requested : 1;
+    const bool requested_overlap = it->first < a + own_req && a < it->first + o_req;
+    deviate(requested_overlap ? Clause::kNoOverlap : Clause::kUsableSize,
+            "%s returned %s (%s bytes requested, usable %s) which overlaps%s live %s", what, ptr(p).c_str(),
+            num(requested).c_str(), num(extent).c_str(), requested_overlap ? "" : " (in the usable tail only)",
+            describe_block(it->second).c_str());
+    // Waived: neither block's contents can be checked any more (each write changes the other).
+    o.tainted = true;
+    *tainted = true;
   }
 }
 
@@ -119,12 +151,18 @@ void Interpreter::Impl::link(unsigned s, bool global) {
   Block& b = slots[s];
   if (global && registry != nullptr) {
     std::string other;
-    if (!registry->claim(b.p, b.extent(), engine_id, &other)) {
-      fail("%s (usable %s bytes, now in %s) overlaps a live block of another thread: %s", ptr(b.p).c_str(),
-           num(b.extent()).c_str(), describe_block(s).c_str(), other.c_str());
+    bool shared = true;
+    if (!registry->claim(b.p, b.extent(), b.requested, engine_id, &other, &shared)) {
+      deviate(shared ? Clause::kNoOverlap : Clause::kUsableSize,
+              "%s (usable %s bytes, now in %s) overlaps%s a live block of another thread: %s", ptr(b.p).c_str(),
+              num(b.extent()).c_str(), describe_block(s).c_str(), shared ? "" : " (in the usable tail only)",
+              other.c_str());
+      b.tainted = true;
     }
   }
-  by_addr[reinterpret_cast<uintptr_t>(b.p)] = s;
+  // A waived deviation may have handed out an address that a live block starts at too: the
+  // first one keeps the address map's entry.
+  b.unindexed = !by_addr.emplace(reinterpret_cast<uintptr_t>(b.p), s).second;
   ++live_count;
   live_requested += b.requested;
   live_usable += b.usable;
@@ -134,28 +172,45 @@ void Interpreter::Impl::link(unsigned s, bool global) {
 void Interpreter::Impl::unlink(unsigned s, bool global) {
   Block& b = slots[s];
   if (global && registry != nullptr) registry->unclaim(b.p);
-  by_addr.erase(reinterpret_cast<uintptr_t>(b.p));
+  if (!b.unindexed) {
+    by_addr.erase(reinterpret_cast<uintptr_t>(b.p));
+    // A block sharing the address takes the entry over.
+    for (unsigned o = 0; o < kSlots; ++o) {
+      Block& other = slots[o];
+      if (o != s && other.live && other.unindexed && other.p == b.p) {
+        by_addr[reinterpret_cast<uintptr_t>(b.p)] = o;
+        other.unindexed = false;
+        break;
+      }
+    }
+  }
+  b.unindexed = false;
   --live_count;
   live_requested -= b.requested;
   live_usable -= b.usable;
   live_virtual -= b.virt();
 }
 
-uint64_t Interpreter::Impl::check_returned(const uint8_t* p, uint64_t n, uint64_t need, const char* what) {
+uint64_t Interpreter::Impl::check_returned(const uint8_t* p, uint64_t n, uint64_t need, const char* what,
+                                           bool* tainted) {
   if (reinterpret_cast<uintptr_t>(p) % need != 0) {
-    fail("%s returned %s, which is not aligned to %s", what, ptr(p).c_str(), num(need).c_str());
+    deviate(need > min_align(n) ? Clause::kAlignPow2 : Clause::kAlignMin, "%s returned %s, which is not aligned to %s",
+            what, ptr(p).c_str(), num(need).c_str());
   }
-  const uint64_t usable = be.usable_size(p);
+  uint64_t usable = be.usable_size(p);
   if (usable < n) {
-    fail("%s returned %s with usable size %s < %s bytes requested", what, ptr(p).c_str(), num(usable).c_str(),
-         num(n).c_str());
+    deviate(Clause::kUsableSize, "%s returned %s with usable size %s < %s bytes requested", what, ptr(p).c_str(),
+            num(usable).c_str(), num(n).c_str());
+    usable = n;  // waived: the model holds the block at its requested size
   }
-  check_overlap(p, usable > 0 ? usable : 1, what);
+  *tainted = false;
+  check_overlap(p, usable > 0 ? usable : 1, n, what, tainted);
   if (be.has_owns()) {
-    if (!be.owns(p)) fail("%s returned %s but owns() says the allocator does not own it", what, ptr(p).c_str());
+    if (!be.owns(p))
+      deviate(Clause::kOwns, "%s returned %s but owns() says the allocator does not own it", what, ptr(p).c_str());
     if (usable > 1 && !be.owns(p + usable - 1)) {
-      fail("%s returned %s but owns() is false for its last usable byte %s", what, ptr(p).c_str(),
-           ptr(p + usable - 1).c_str());
+      deviate(Clause::kOwns, "%s returned %s but owns() is false for its last usable byte %s", what, ptr(p).c_str(),
+              ptr(p + usable - 1).c_str());
     }
   }
   return usable;
@@ -164,9 +219,11 @@ uint64_t Interpreter::Impl::check_returned(const uint8_t* p, uint64_t n, uint64_
 void Interpreter::Impl::adopt(unsigned s, void* vp, uint64_t n, uint64_t align, OpKind how, bool zeroed,
                               const char* what, int pool) {
   uint8_t* p = static_cast<uint8_t*>(vp);
-  const uint64_t usable = check_returned(p, n, align > min_align(n) ? align : min_align(n), what);
+  bool tainted = false;
+  const uint64_t usable = check_returned(p, n, align > min_align(n) ? align : min_align(n), what, &tainted);
   Block& b = slots[s];
   b = Block{};
+  b.tainted = tainted;
   b.p = p;
   b.live = true;
   b.requested = n;
@@ -182,13 +239,16 @@ void Interpreter::Impl::adopt(unsigned s, void* vp, uint64_t n, uint64_t align, 
   if (zeroed) {
     const Pattern zero(true, 0);
     b.fill_len = n;
+    bool deviated = false;
     for_windows(n, 0, UINT64_MAX, [&](uint64_t a, uint64_t z) {
-      const uint64_t bad = zero.check(p, a, z);
+      const uint64_t bad = deviated ? kNotFound : zero.check(p, a, z);
       if (bad != kNotFound) {
-        fail("%s returned %s whose memory is not zeroed: %s", what, ptr(p).c_str(),
-             mismatch_detail(b, p, bad, zero, n).c_str());
+        deviate(Clause::kCallocZero, "%s returned %s whose memory is not zeroed: %s", what, ptr(p).c_str(),
+                mismatch_detail(b, p, bad, zero, n).c_str());
+        deviated = true;
       }
     });
+    if (deviated) memset(p, 0, n);  // waived: the block as calloc should have returned it
   }
   b.fill_len = prog->fill_usable() ? tail_limit(n, usable) : n;
   fill_block(b, zeroed ? n : 0);
@@ -222,17 +282,18 @@ void Interpreter::Impl::release(unsigned s, const char* why, bool heap_free) {
 void Interpreter::Impl::check_foreign_owns() {
   if (!be.has_owns()) return;
   int local = 0;
-  if (be.owns(nullptr)) fail("owns(NULL) is true");
-  if (be.owns(&local)) fail("owns(%s) is true for a stack address", ptr(&local).c_str());
-  if (be.owns(this)) fail("owns(%s) is true for a harness object in the system heap", ptr(this).c_str());
-  if (be.owns(reinterpret_cast<const void*>(&fail))) fail("owns() is true for a code address");
+  if (be.owns(nullptr)) deviate(Clause::kOwns, "owns(NULL) is true");
+  if (be.owns(&local)) deviate(Clause::kOwns, "owns(%s) is true for a stack address", ptr(&local).c_str());
+  if (be.owns(this))
+    deviate(Clause::kOwns, "owns(%s) is true for a harness object in the system heap", ptr(this).c_str());
+  if (be.owns(reinterpret_cast<const void*>(&hex))) deviate(Clause::kOwns, "owns() is true for a code address");
 }
 
 void Interpreter::Impl::check_heap(const char* when) {
   if (!be.has_heap_check()) return;
   std::string msg;
   const int code = be.check_heap(&msg);
-  if (code != 0) fail("heap check failed %s: %s", when, msg.c_str());
+  if (code != 0) deviate(Clause::kHeapCheck, "heap check failed %s: %s", when, msg.c_str());
 }
 
 void Interpreter::Impl::check_touched() {
@@ -240,7 +301,10 @@ void Interpreter::Impl::check_touched() {
   std::string msg;
   for (const void* p : touched) {
     const int code = be.check_heap_around(p, &msg);
-    if (code != 0) fail("heap check failed around %s (an address this op touched): %s", ptr(p).c_str(), msg.c_str());
+    if (code != 0) {
+      deviate(Clause::kHeapCheck, "heap check failed around %s (an address this op touched): %s", ptr(p).c_str(),
+              msg.c_str());
+    }
   }
 }
 
@@ -250,46 +314,53 @@ void Interpreter::Impl::check_stats(const char* when) {
   be.stats(&s);
   auto diff = [](size_t now, size_t b) { return static_cast<uint64_t>(now - b); };
   if (diff(s.live_blocks, base.live_blocks) != live_count) {
-    fail("stats %s: live_blocks is %zu (baseline %zu, so %" PRId64 " blocks of this run); the model has %" PRIu64
-         " live blocks",
-         when, s.live_blocks, base.live_blocks, static_cast<int64_t>(diff(s.live_blocks, base.live_blocks)),
-         live_count);
+    deviate(Clause::kStats,
+            "stats %s: live_blocks is %zu (baseline %zu, so %" PRId64 " blocks of this run); the model has %" PRIu64
+            " live blocks",
+            when, s.live_blocks, base.live_blocks, static_cast<int64_t>(diff(s.live_blocks, base.live_blocks)),
+            live_count);
   }
   if (s.requested_exact && diff(s.requested_bytes, base.requested_bytes) != live_requested) {
-    fail("stats %s: requested_bytes is %zu (baseline %zu, so %" PRId64 " bytes of this run); the model has %" PRIu64,
-         when, s.requested_bytes, base.requested_bytes,
-         static_cast<int64_t>(diff(s.requested_bytes, base.requested_bytes)), live_requested);
+    deviate(Clause::kStats,
+            "stats %s: requested_bytes is %zu (baseline %zu, so %" PRId64 " bytes of this run); the model has %" PRIu64,
+            when, s.requested_bytes, base.requested_bytes,
+            static_cast<int64_t>(diff(s.requested_bytes, base.requested_bytes)), live_requested);
   }
   if (diff(s.usable_bytes, base.usable_bytes) != live_usable) {
-    fail("stats %s: usable_bytes is %zu (baseline %zu, so %" PRId64
-         " bytes of this run); the model's sum of usable_size() is %" PRIu64,
-         when, s.usable_bytes, base.usable_bytes, static_cast<int64_t>(diff(s.usable_bytes, base.usable_bytes)),
-         live_usable);
+    deviate(Clause::kStats,
+            "stats %s: usable_bytes is %zu (baseline %zu, so %" PRId64
+            " bytes of this run); the model's sum of usable_size() is %" PRIu64,
+            when, s.usable_bytes, base.usable_bytes, static_cast<int64_t>(diff(s.usable_bytes, base.usable_bytes)),
+            live_usable);
   }
   // Self-consistency of the snapshot (tinymalloc.h field definitions).
   if (s.small_live_blocks + s.medium_live_blocks + s.large_live_blocks != s.live_blocks) {
-    fail("stats %s: small %zu + medium %zu + large %zu live blocks != live_blocks %zu", when, s.small_live_blocks,
-         s.medium_live_blocks, s.large_live_blocks, s.live_blocks);
+    deviate(Clause::kStats, "stats %s: small %zu + medium %zu + large %zu live blocks != live_blocks %zu", when,
+            s.small_live_blocks, s.medium_live_blocks, s.large_live_blocks, s.live_blocks);
   }
   if (s.class_live_sum != s.small_live_blocks) {
-    fail("stats %s: sum of class_live_blocks %zu != small_live_blocks %zu", when, s.class_live_sum,
-         s.small_live_blocks);
+    deviate(Clause::kStats, "stats %s: sum of class_live_blocks %zu != small_live_blocks %zu", when, s.class_live_sum,
+            s.small_live_blocks);
   }
   if (s.usable_bytes < s.requested_bytes) {
-    fail("stats %s: usable_bytes %zu < requested_bytes %zu", when, s.usable_bytes, s.requested_bytes);
+    deviate(Clause::kStats, "stats %s: usable_bytes %zu < requested_bytes %zu", when, s.usable_bytes,
+            s.requested_bytes);
   }
   if (s.peak_requested_bytes < s.requested_bytes) {
-    fail("stats %s: peak_requested_bytes %zu < requested_bytes %zu", when, s.peak_requested_bytes, s.requested_bytes);
+    deviate(Clause::kStats, "stats %s: peak_requested_bytes %zu < requested_bytes %zu", when, s.peak_requested_bytes,
+            s.requested_bytes);
   }
   if (s.peak_mapped_bytes < s.mapped_bytes) {
-    fail("stats %s: peak_mapped_bytes %zu < mapped_bytes %zu", when, s.peak_mapped_bytes, s.mapped_bytes);
+    deviate(Clause::kStats, "stats %s: peak_mapped_bytes %zu < mapped_bytes %zu", when, s.peak_mapped_bytes,
+            s.mapped_bytes);
   }
   if (s.committed_bytes > s.mapped_bytes) {
-    fail("stats %s: committed_bytes %zu > mapped_bytes %zu", when, s.committed_bytes, s.mapped_bytes);
+    deviate(Clause::kStats, "stats %s: committed_bytes %zu > mapped_bytes %zu", when, s.committed_bytes,
+            s.mapped_bytes);
   }
   if (s.medium_largest_free > s.medium_free_bytes || (s.medium_free_blocks == 0) != (s.medium_free_bytes == 0)) {
-    fail("stats %s: medium free space inconsistent: %zu blocks, %zu bytes, largest %zu", when, s.medium_free_blocks,
-         s.medium_free_bytes, s.medium_largest_free);
+    deviate(Clause::kStats, "stats %s: medium free space inconsistent: %zu blocks, %zu bytes, largest %zu", when,
+            s.medium_free_blocks, s.medium_free_bytes, s.medium_largest_free);
   }
 }
 

@@ -20,6 +20,8 @@
 #include <string_view>
 #include <vector>
 
+#include "contract.h"
+
 namespace tmh {
 
 // ---- Format constants ------------------------------------------------------------------
@@ -497,7 +499,13 @@ class Interpreter {
   Interpreter& operator=(const Interpreter&) = delete;
 
   Result run(const Program& program);
-  Result run_bytes(const uint8_t* data, size_t size) { return run(decode(data, size, options_.profile)); }
+  // Decodes and runs an input; a waived deviation (contract.h) keeps a copy of it.
+  Result run_bytes(const uint8_t* data, size_t size) {
+    set_current_input(data, size);
+    Result r = run(decode(data, size, options_.profile));
+    set_current_input(nullptr, 0);
+    return r;
+  }
   // Ops executed by the last run (for statistics in properties).
   struct Counters {
     size_t ops = 0, allocs = 0, frees = 0, reallocs = 0, realloc_in_place = 0, expected_failures = 0, oom_failures = 0,

@@ -85,12 +85,19 @@ size_t check_every() {
   return every;
 }
 
+// The backend the state machine checks: tm, or TM_HARNESS_BACKEND (e.g. system, to check the
+// process's malloc; tools/tm-check-allocator runs it under LD_PRELOAD=other.so).
+const char* backend_name() {
+  const char* e = std::getenv("TM_HARNESS_BACKEND");
+  return e != nullptr && *e ? e : "tm";
+}
+
 // Runs the program so far from a fresh heap (forked child) and fails the case with the
 // Interpreter's report, the readable trace and the encoded bytes when it is rejected.
 void validate(HeapSut& sut) {
   const size_t n = sut.program.ops.size();
   if (n == 0 || sut.validated == n) return;
-  const tmprop::RunOutcome r = tmprop::run_program_isolated("tm", sut.program, sut.validated, n);
+  const tmprop::RunOutcome r = tmprop::run_program_isolated(backend_name(), sut.program, sut.validated, n);
   sut.events.insert(r.events.begin(), r.events.end());
   sut.validated = n;
   sut.counters = r.counters;

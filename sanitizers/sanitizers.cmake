@@ -18,6 +18,10 @@
 #             targets add TM_FUZZ_ENGINE (e.g. -fsanitize=fuzzer) to their own link flags. The
 #             harness (harness/) is left out of the coverage instrumentation
 #             (fuzz-coverage-ignorelist.txt): the allocator's coverage is the feedback.
+#   fuzz-plain  libFuzzer instrumentation only, no ASan: fuzzing another allocator under
+#             LD_PRELOAD (ASan's runtime would own malloc, so the preloaded one never ran).
+#             The harness is instrumented (its outcomes are the feedback: the allocator
+#             under test is not instrumented). Used by tools/tm-check-allocator.
 #
 # Runtime options (ASAN_OPTIONS, UBSAN_OPTIONS, TSAN_OPTIONS, MSAN_OPTIONS, LLVM_PROFILE_FILE) are
 # set in the test presets of CMakePresets.json. No suppression file is used: the reference runs
@@ -29,7 +33,7 @@
 # They keep assertions on (the presets use CMAKE_BUILD_TYPE=Debug; the -O1 here comes after
 # the build type's flags on the command line, so it wins).
 
-set(TM_SANITIZER_VALUES none asan tsan msan coverage fuzz)
+set(TM_SANITIZER_VALUES none asan tsan msan coverage fuzz fuzz-plain)
 
 set(_tm_common -g -O1 -fno-omit-frame-pointer -fno-optimize-sibling-calls)
 set(_tm_asan_ubsan -fsanitize=address,undefined -fno-sanitize-recover=undefined)
@@ -56,6 +60,9 @@ elseif(TM_SANITIZER STREQUAL "fuzz")
   # fuzzer-no-link at link time pulls no libFuzzer main; the ASan/UBSan runtimes provide the
   # coverage callbacks for binaries that are not fuzz targets (tests, replay drivers).
   set(TM_SANITIZER_LINK_FLAGS -fsanitize=fuzzer-no-link,address,undefined)
+elseif(TM_SANITIZER STREQUAL "fuzz-plain")
+  set(TM_SANITIZER_COMPILE_FLAGS -g -O2 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link)
+  set(TM_SANITIZER_LINK_FLAGS -fsanitize=fuzzer-no-link)
 else()
   message(FATAL_ERROR "TM_SANITIZER='${TM_SANITIZER}' is not one of: ${TM_SANITIZER_VALUES}")
 endif()
@@ -63,7 +70,7 @@ endif()
 if(NOT TM_SANITIZER STREQUAL "none" AND NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
   # asan/tsan/coverage flags also exist in g++, but the presets and the notes were verified
   # with clang 14 only; msan, coverage (-fprofile-instr-generate) and fuzz need clang.
-  if(TM_SANITIZER MATCHES "^(msan|coverage|fuzz)$")
+  if(TM_SANITIZER MATCHES "^(msan|coverage|fuzz|fuzz-plain)$")
     message(FATAL_ERROR "TM_SANITIZER=${TM_SANITIZER} needs clang (use the CMake presets)")
   endif()
   message(WARNING "TM_SANITIZER=${TM_SANITIZER} with ${CMAKE_CXX_COMPILER_ID}: only clang 14 is tested")

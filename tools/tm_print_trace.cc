@@ -1,4 +1,6 @@
 // tm_print_trace [--target T] FILE...
+// tm_print_trace --clauses: the contract clauses (harness/contract.h), one per line:
+//   name <TAB> source <TAB> profiles that include it (comma-separated) <TAB> summary
 // Prints the decoded op trace of each input (harness/FORMAT.md) for the op-program targets
 // heap_ops (default), realloc, split_coalesce, aligned and heap_pools (format v2: pool ops).
 // The unit targets (size_class, bitmap, fit_index) use their own record formats: run their
@@ -30,6 +32,19 @@ int main(int argc, char** argv) {
         fprintf(stderr, "tm_print_trace: '%s' is not an op-program target\n", a.c_str() + 9);
         return 2;
       }
+    } else if (a == "--clauses") {
+      for (unsigned c = 0; c < tmh::kClauseCount; ++c) {
+        const tmh::Clause clause = static_cast<tmh::Clause>(c);
+        const tmh::ClauseInfo& ci = tmh::clause_info(clause);
+        std::string profiles;
+        for (unsigned p = 0; p < static_cast<unsigned>(tmh::ContractProfile::kCount); ++p) {
+          const auto cp = static_cast<tmh::ContractProfile>(p);
+          if (!tmh::profile_includes(cp, clause)) continue;
+          profiles += (profiles.empty() ? "" : ",") + std::string(tmh::contract_profile_name(cp));
+        }
+        printf("%s\t%s\t%s\t%s\n", ci.name, ci.source, profiles.c_str(), ci.summary);
+      }
+      return 0;
     } else if (a == "-h" || a == "--help") {
       printf("usage: tm_print_trace [--target heap_ops|realloc|split_coalesce|aligned|heap_pools] FILE...\n");
       return 0;
