@@ -232,6 +232,7 @@ void ThreadEngine::forget_all(bool free_them) {
     b.p = nullptr;
   }
   m.by_addr.clear();
+  m.unindexed_blocks = 0;
   m.live_count = m.live_requested = m.live_usable = m.live_virtual = 0;
 }
 

@@ -322,6 +322,7 @@ void Interpreter::Impl::reset() {
   failed_clause = Clause::kCount;
   for (auto& b : slots) b = Block{};
   by_addr.clear();
+  unindexed_blocks = 0;
   live_count = live_requested = live_usable = live_virtual = 0;
   next_seed = 1;
   prev_size = 0;
@@ -495,6 +496,7 @@ Result Interpreter::run(const Program& program) {
       m.extra_pools.clear();
       for (auto& b : m.slots) b.live = false;
       m.by_addr.clear();
+      m.unindexed_blocks = 0;
     }
   }
   m.prog = nullptr;

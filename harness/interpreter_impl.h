@@ -126,6 +126,7 @@ struct Interpreter::Impl {
   bool in_final = false;
   Block slots[kSlots];
   std::map<uintptr_t, unsigned> by_addr;
+  unsigned unindexed_blocks = 0;  // live blocks not in by_addr (Block::unindexed)
   uint64_t live_count = 0, live_requested = 0, live_usable = 0, live_virtual = 0;
   HeapStats base;
   uint32_t next_seed = 1;

@@ -132,7 +132,9 @@ void Interpreter::Impl::check_overlap(const uint8_t* p, uint64_t extent, uint64_
   while (it != by_addr.begin()) {
     --it;
     Block& o = slots[it->second];
-    if (it->first + o.extent() <= a) break;  // blocks before it end before a too
+    // Blocks before it end before a too (live blocks do not overlap; after a waived overlap
+    // an earlier, larger block may still reach a: its overlap was recorded when it came).
+    if (it->first + o.extent() <= a) break;
     // The requested bytes overlap: two blocks share memory (no-overlap). Only the usable
     // tails do: a usable size claims bytes that belong to another block (usable-size).
     const uint64_t o_req = o.requested > 0 ? o.requested : 1;
@@ -163,6 +165,7 @@ void Interpreter::Impl::link(unsigned s, bool global) {
   // A waived deviation may have handed out an address that a live block starts at too: the
   // first one keeps the address map's entry.
   b.unindexed = !by_addr.emplace(reinterpret_cast<uintptr_t>(b.p), s).second;
+  if (b.unindexed) ++unindexed_blocks;
   ++live_count;
   live_requested += b.requested;
   live_usable += b.usable;
@@ -172,14 +175,17 @@ void Interpreter::Impl::link(unsigned s, bool global) {
 void Interpreter::Impl::unlink(unsigned s, bool global) {
   Block& b = slots[s];
   if (global && registry != nullptr) registry->unclaim(b.p);
-  if (!b.unindexed) {
+  if (b.unindexed) {
+    --unindexed_blocks;
+  } else {
     by_addr.erase(reinterpret_cast<uintptr_t>(b.p));
-    // A block sharing the address takes the entry over.
-    for (unsigned o = 0; o < kSlots; ++o) {
+    // A block sharing the address (waived deviations only) takes the entry over.
+    for (unsigned o = 0; unindexed_blocks > 0 && o < kSlots; ++o) {
       Block& other = slots[o];
       if (o != s && other.live && other.unindexed && other.p == b.p) {
         by_addr[reinterpret_cast<uintptr_t>(b.p)] = o;
         other.unindexed = false;
+        --unindexed_blocks;
         break;
       }
     }
