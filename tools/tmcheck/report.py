@@ -23,7 +23,7 @@ def _case(lines, case):
     """The reproducing input of a clause or crash: where, sizes, message, repro, trace."""
     lines.append(f"- found by: {case['found_by']} (target `{case['target']}`)")
     if case.get("message"):
-        lines.append(f"- first report: {case['message']}")
+        lines.append(f"- report: {case['message']}")
     if case.get("file"):
         lines.append(f"- smallest input: `{case['file']}` ({case['bytes']} bytes, minimised from "
                      f"{case['original_bytes']} in {case['minimise_runs']} runs)")
