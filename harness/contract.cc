@@ -167,6 +167,12 @@ bool contract_profile_from_name(std::string_view name, ContractProfile* out) {
   return false;
 }
 
+std::string clause_report_line(Clause c, ContractProfile p) {
+  const ClauseInfo& ci = clause_info(c);
+  return std::string("clause: ") + ci.name + " (" + ci.source + "; contract " + contract_profile_name(p) +
+         "): " + ci.summary;
+}
+
 bool profile_includes(ContractProfile p, Clause c) {
   return static_cast<unsigned>(c) < static_cast<unsigned>(kProfileEnd[static_cast<unsigned>(p) % 4]);
 }

@@ -60,6 +60,8 @@ bool clause_from_name(std::string_view name, Clause* out);
 enum class ContractProfile : uint8_t { kC11 = 0, kPosix, kGlibc, kTinymalloc, kCount };
 const char* contract_profile_name(ContractProfile p);
 bool contract_profile_from_name(std::string_view name, ContractProfile* out);
+// The "clause: NAME (SOURCE; contract P): summary" line of a failure report (no newline).
+std::string clause_report_line(Clause c, ContractProfile p);
 // Whether the profile includes the clause (each profile includes the one before it).
 bool profile_includes(ContractProfile p, Clause c);
 

@@ -360,11 +360,7 @@ std::string Interpreter::Impl::report(const std::string& what) const {
     if (!resolved.empty()) r += "    resolved: " + resolved + "\n";
   }
   r += "what: " + what + "\n";
-  if (failed_clause != Clause::kCount) {
-    const ClauseInfo& ci = clause_info(failed_clause);
-    r += std::string("clause: ") + ci.name + " (" + ci.source + "; contract " +
-         contract_profile_name(contract.profile) + "): " + ci.summary + "\n";
-  }
+  if (failed_clause != Clause::kCount) r += clause_report_line(failed_clause, contract.profile) + "\n";
   if (be.has_heap_check()) {
     std::string msg;
     const int code = be.check_heap(&msg);

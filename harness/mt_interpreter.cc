@@ -257,9 +257,7 @@ struct MtRun {
       record_deviation(c, *what);
       return true;
     }
-    const ClauseInfo& ci = clause_info(c);
-    *what += std::string("\nclause: ") + ci.name + " (" + ci.source + "; contract " +
-             contract_profile_name(contract.profile) + "): " + ci.summary;
+    *what += "\n" + clause_report_line(c, contract.profile);
     return false;
   }
 
