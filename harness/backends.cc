@@ -107,6 +107,7 @@ class TmBackend final : public Backend {
     out->medium_free_blocks = s.medium_free_blocks;
     out->medium_free_bytes = s.medium_free_bytes;
     out->medium_largest_free = s.medium_largest_free;
+    out->medium_cached_blocks = s.medium_cached_blocks;
     out->map_calls = s.os_map_calls;
     out->unmap_calls = s.os_unmap_calls;
     out->purge_calls = s.os_purge_calls;

@@ -308,6 +308,8 @@ struct HeapStats {
   size_t medium_free_blocks = 0;
   size_t medium_free_bytes = 0;
   size_t medium_largest_free = 0;
+  // Medium blocks in thread caches (tinymalloc's medium_cache): neither live nor free.
+  size_t medium_cached_blocks = 0;
   // Calls into the OS (tinymalloc: tm_stats os_*_calls). A change of purge_calls across an
   // op means the upkeep returned memory somewhere in the heap: the interpreter then checks
   // the whole heap, not only what the op touched.

@@ -100,8 +100,9 @@ typedef struct tm_stats_s {
   size_t os_map_calls;
   size_t os_unmap_calls;
   size_t os_purge_calls;
-  /* Concurrency: arenas touched so far, threads with a live cache, small blocks sitting in
-   * those caches and in arenas' remote-free lists (free, not yet back in their runs). */
+  /* Concurrency: arenas touched so far, threads with a live cache, blocks sitting in those
+   * caches (small ones, and medium ones up to 64 KiB: counted neither live nor free) and
+   * small blocks in arenas' remote-free lists (free, not yet back in their runs). */
   size_t arenas_used;
   size_t thread_caches;
   size_t cached_blocks;
@@ -111,6 +112,11 @@ typedef struct tm_stats_s {
    * returned to the OS after the purge delay. */
   size_t pool_segments;
   size_t pool_purged_segments;
+  /* Of cached_blocks, the medium blocks (up to 64 KiB, option medium_cache) and their usable
+   * bytes: neither live nor free; coalesced when they leave the cache (tm_release_cached
+   * empties the calling thread's). */
+  size_t medium_cached_blocks;
+  size_t medium_cached_bytes;
 } tm_stats_t;
 
 /* Granularity of the peak_requested_bytes sampling, per thread. */
@@ -301,6 +307,9 @@ size_t tm_size_to_class(size_t size);
  *   leak_exitcode   0..255, default 0: exit status forced when leaks are found (0 = keep)
  *   stats           0 = off (default), 1 = text, 2 = json: statistics printed at exit
  *   verbose         0/1, default 0: print the effective options at start-up
+ *   track_requested 0/1, default 0: exact requested bytes of small blocks (read at start-up)
+ *   medium_cache    0/1, default 1: per-thread caches of medium blocks up to 64 KiB (with
+ *                   thread_cache); 0 = every medium free coalesces at once
  * arenas and arena_select are read whenever a thread picks its arena, so setting them after
  * the first allocation affects later choices. debug (and leaks, which implies it) is a
  * run-time switch: blocks allocated while it is on are checked until freed, blocks from

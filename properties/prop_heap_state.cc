@@ -509,6 +509,9 @@ RC_GTEST_PROP(HeapState, MatchesHarnessShadowHeap, ()) {
   RC_CLASSIFY(saw("medium alloc split a free block"), "split");
   RC_CLASSIFY(saw("medium free coalesced"), "coalesce");
   RC_CLASSIFY(saw("medium free coalesced with both neighbours"), "coalesce both sides");
+  RC_CLASSIFY(saw("medium free cached"), "medium free cached");
+  RC_CLASSIFY(saw("medium alloc reused a cached block"), "medium cached block reused");
+  RC_CLASSIFY(saw("medium cache release coalesced"), "cached blocks coalesced on release");
   RC_CLASSIFY(in_place, "in-place realloc");
   RC_CLASSIFY(saw("realloc in place (medium, grow)"), "medium in-place grow");
   RC_CLASSIFY(saw("realloc in place (medium, shrink or same)"), "medium in-place shrink");
@@ -517,27 +520,40 @@ RC_GTEST_PROP(HeapState, MatchesHarnessShadowHeap, ()) {
 }
 
 // One fixed check that the observation machinery itself works (so a silent "0%" above cannot
-// hide a broken classifier): a medium malloc splits the fresh segment, freeing it coalesces,
-// and shrinking a medium block is done in place.
-TEST(HeapState, ObserverSeesSplitCoalesceAndInPlace) {
+// hide a broken classifier): a medium malloc splits the fresh segment, shrinking and growing a
+// medium block is done in place, a free of up to 64 KiB goes to the thread's medium cache and
+// a malloc of its class takes it back, tm_release_cached coalesces the cached blocks, and a
+// free above the cached sizes coalesces at once.
+TEST(HeapState, ObserverSeesSplitCoalesceCacheAndInPlace) {
   tmh::Program p;
   p.ops.push_back(Op::malloc(0, SizeExpr::exact(20000)));
   p.ops.push_back(Op::malloc(1, SizeExpr::exact(20000)));
   p.ops.push_back(Op::realloc(0, SizeExpr::exact(12000)));
   // Grows into the tail the shrink freed, leaving part of it free (the grown block keeps an
-  // eighth of headroom, 15750 B of the 20000): the free then coalesces with that part.
+  // eighth of headroom).
   p.ops.push_back(Op::realloc(0, SizeExpr::exact(14000)));
-  p.ops.push_back(Op::free(0));
+  p.ops.push_back(Op::free(0));                             // cached (usable 15750: class 15360)
+  p.ops.push_back(Op::malloc(2, SizeExpr::exact(15000)));   // class 15360: the cached block
+  p.ops.push_back(Op::free(2));                             // cached again
+  p.ops.push_back(Op::free(1));                             // cached
+  p.ops.push_back(Op::release_cached());                    // both leave the cache and merge
+  p.ops.push_back(Op::malloc(3, SizeExpr::exact(100000)));  // above the cached sizes
+  p.ops.push_back(Op::free(3));                             // coalesces at once
   std::set<std::string> seen;
   for (size_t i = 0; i < p.ops.size(); ++i) {
     const tmprop::RunOutcome r = tmprop::run_program_isolated("tm", p, i, i + 1);
     ASSERT_TRUE(r.ok) << r.message;
     seen.insert(r.events.begin(), r.events.end());
   }
-  EXPECT_TRUE(seen.count("medium alloc split a free block")) << "events seen: " << seen.size();
-  EXPECT_TRUE(seen.count("realloc in place (medium, shrink or same)"));
-  EXPECT_TRUE(seen.count("realloc in place (medium, grow)"));
-  EXPECT_TRUE(seen.count("medium free coalesced"));
+  std::string all;
+  for (const std::string& e : seen) all += "\n  " + e;
+  EXPECT_TRUE(seen.count("medium alloc split a free block")) << all;
+  EXPECT_TRUE(seen.count("realloc in place (medium, shrink or same)")) << all;
+  EXPECT_TRUE(seen.count("realloc in place (medium, grow)")) << all;
+  EXPECT_TRUE(seen.count("medium free cached")) << all;
+  EXPECT_TRUE(seen.count("medium alloc reused a cached block")) << all;
+  EXPECT_TRUE(seen.count("medium cache release coalesced")) << all;
+  EXPECT_TRUE(seen.count("medium free coalesced")) << all;
 }
 
 }  // namespace

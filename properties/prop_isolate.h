@@ -88,7 +88,11 @@ class ObservingBackend final : public tmh::Backend {
     inner_->free(p);
     if (!watching() || p == nullptr) return;
     const Snap t = snap();
-    if (t.medium_live + 1 == s.medium_live) {
+    if (t.medium_live + 1 == s.medium_live && t.medium_cached != s.medium_cached) {
+      // Kept in the thread's medium cache (its header stays used: nothing coalesces now);
+      // fewer cached blocks than before means a full bin handed blocks back on the way.
+      add(t.medium_cached > s.medium_cached ? "medium free cached" : "medium free emptied part of a cache bin");
+    } else if (t.medium_live + 1 == s.medium_live) {
       // +1 for the freed block, -1 per absorbed neighbour, -1 when its segment was unmapped.
       const long destroyed = static_cast<long>(s.medium_segments) - static_cast<long>(t.medium_segments);
       const long merged = 1 - (static_cast<long>(t.medium_free) - static_cast<long>(s.medium_free)) - destroyed;
@@ -110,7 +114,20 @@ class ObservingBackend final : public tmh::Backend {
     return r;
   }
   size_t usable_size(const void* p) override { return inner_->usable_size(p); }
-  void release_cached() override { inner_->release_cached(); }
+  void release_cached() override {
+    const Snap s = snap();
+    inner_->release_cached();
+    if (!watching()) return;
+    const Snap t = snap();
+    const long released = static_cast<long>(s.medium_cached) - static_cast<long>(t.medium_cached);
+    if (released <= 0) return;
+    add("release_cached emptied the medium cache");
+    // Each released block adds a free block, less one per neighbour it merges with; an
+    // emptied segment given to the pool takes its one free block away.
+    const long destroyed = static_cast<long>(s.medium_segments) - static_cast<long>(t.medium_segments);
+    if (static_cast<long>(t.medium_free) - static_cast<long>(s.medium_free) + destroyed < released)
+      add("medium cache release coalesced");
+  }
   bool strict() const override { return inner_->strict(); }
   bool has_heap_check() const override { return inner_->has_heap_check(); }
   int check_heap(std::string* message) override { return inner_->check_heap(message); }
@@ -137,7 +154,7 @@ class ObservingBackend final : public tmh::Backend {
 
  private:
   struct Snap {
-    size_t medium_live = 0, medium_free = 0, medium_segments = 0;
+    size_t medium_live = 0, medium_free = 0, medium_segments = 0, medium_cached = 0;
   };
   bool watching() const {
     if (!is_tm_ || interp_ == nullptr) return false;
@@ -152,6 +169,7 @@ class ObservingBackend final : public tmh::Backend {
     s.medium_live = st.medium_live_blocks;
     s.medium_free = st.medium_free_blocks;
     s.medium_segments = st.medium_segments;
+    s.medium_cached = st.medium_cached_blocks;
     return s;
   }
   void add(std::string e) { events_.insert(std::move(e)); }
@@ -160,6 +178,10 @@ class ObservingBackend final : public tmh::Backend {
     if (!watching() || p == nullptr) return;
     const Snap t = snap();
     if (t.medium_live != s.medium_live + 1) return;
+    if (t.medium_cached + 1 == s.medium_cached) {
+      add("medium alloc reused a cached block");
+      return;
+    }
     // -1 for the block taken, +1 per remainder left free, +1 per fresh segment.
     const long fresh = static_cast<long>(t.medium_segments) - static_cast<long>(s.medium_segments);
     const long left = (static_cast<long>(t.medium_free) - static_cast<long>(s.medium_free)) + 1 - fresh;

@@ -14,6 +14,7 @@
 #include "fast_path.h"
 #include "large.h"
 #include "medium.h"
+#include "medium_cache.h"
 #include "os.h"
 #include "plant.h"
 #include "platform.h"
@@ -39,6 +40,7 @@ TM_ALWAYS_INLINE void* allocate_small(size_t class_index, size_t size, bool zero
 // Allocates `size` bytes at the default alignment, zeroed when `zero`.
 TM_ALWAYS_INLINE void* allocate(size_t size, bool zero) {
   if (TM_LIKELY(size <= kSmallMax)) return allocate_small(size_to_class(size), size, zero);
+  if (size <= kMediumCacheMax) return medium_cached_alloc(size, zero);
   if (size <= kMediumMax) return medium_alloc(size, kBlockHeaderSize, zero);
   return large_alloc(size, kBlockHeaderSize, zero);
 }
@@ -81,7 +83,7 @@ TM_ALWAYS_INLINE SegmentBase* owner_or_report(const void* p, const char* what) {
 TM_NOINLINE void release_tiered(SegmentBase* owner, void* p, const char* what) {
   const int saved_errno = errno;
   if (owner->kind == SegmentKind::kMedium) {
-    medium_free(static_cast<MediumSegment*>(owner), p, what);
+    medium_cached_free(static_cast<MediumSegment*>(owner), p, what);
   } else if (owner->kind == SegmentKind::kLarge) {
     large_free(static_cast<LargeHeader*>(owner), p, what);
   } else {

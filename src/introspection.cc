@@ -10,6 +10,7 @@
 #include "introspection.h"
 #include "large.h"
 #include "medium.h"
+#include "medium_cache.h"
 #include "os.h"
 #include "platform.h"
 #include "sanitizer.h"
@@ -54,9 +55,10 @@ TM_NO_COVERAGE void own_cache_per_arena(size_t* blocks, size_t* bytes) {
   }
 }
 
-// One arena slot's row (its locks held); `own_blocks` / `own_bytes`: the calling thread's
-// cached blocks of this arena.
-TM_NO_COVERAGE void arena_row(unsigned arena, size_t own_blocks, size_t own_bytes, tm_arena_stats_t* row) {
+// One arena slot's row (its locks held); `own_blocks` / `own_bytes` (`own_medium_*`): the
+// calling thread's cached small (medium) blocks of this arena.
+TM_NO_COVERAGE void arena_row(unsigned arena, size_t own_blocks, size_t own_bytes, size_t own_medium_blocks,
+                              size_t own_medium_bytes, tm_arena_stats_t* row) {
   SmallArenaSnapshot small;
   small_arena_snapshot(arena, &small);
   MediumTotals medium{};
@@ -78,8 +80,10 @@ TM_NO_COVERAGE void arena_row(unsigned arena, size_t own_blocks, size_t own_byte
   row->medium_segments = medium.segments;
   row->mapped_bytes = (small.segments + medium.segments) * kSegmentSize;
   row->committed_bytes = small.committed_bytes + medium_committed;
-  row->medium_live_blocks = medium.live_blocks;
-  row->medium_usable_bytes = medium.usable_bytes;
+  // The calling thread's cached medium blocks are neither live nor free (other threads'
+  // caches are not walked, as for small blocks).
+  row->medium_live_blocks = medium.live_blocks > own_medium_blocks ? medium.live_blocks - own_medium_blocks : 0;
+  row->medium_usable_bytes = medium.usable_bytes > own_medium_bytes ? medium.usable_bytes - own_medium_bytes : 0;
   row->medium_free_blocks = medium.free_blocks;
   row->medium_free_bytes = medium.free_bytes;
 }
@@ -119,7 +123,12 @@ TM_NO_COVERAGE size_t stats_snapshot(tm_stats_t* out, tm_class_stats_t* classes,
   CacheTotals caches{};
   size_t own_blocks[kMaxArenas] = {};
   size_t own_bytes[kMaxArenas] = {};
-  if (arena_rows != nullptr && max_arenas > 0) own_cache_per_arena(own_blocks, own_bytes);
+  size_t own_medium_blocks[kMaxArenas] = {};
+  size_t own_medium_bytes[kMaxArenas] = {};
+  if (arena_rows != nullptr && max_arenas > 0) {
+    own_cache_per_arena(own_blocks, own_bytes);
+    medium_cache_own_per_arena(own_medium_blocks, own_medium_bytes);
+  }
   const unsigned arenas = heap_lock_all();
   small_totals(&small);
   medium_totals(&medium, arenas);
@@ -131,7 +140,9 @@ TM_NO_COVERAGE size_t stats_snapshot(tm_stats_t* out, tm_class_stats_t* classes,
   small_live_per_class(small, caches, class_live);
   if (classes != nullptr) class_rows(arenas, class_live, caches, classes);
   for (unsigned a = 0; arena_rows != nullptr && a < arenas && a < max_arenas; ++a) {
-    arena_row(a, a < kMaxArenas ? own_blocks[a] : 0, a < kMaxArenas ? own_bytes[a] : 0, &arena_rows[a]);
+    const bool regular = a < kMaxArenas;
+    arena_row(a, regular ? own_blocks[a] : 0, regular ? own_bytes[a] : 0, regular ? own_medium_blocks[a] : 0,
+              regular ? own_medium_bytes[a] : 0, &arena_rows[a]);
   }
   heap_unlock_all(arenas);
   size_t small_live = 0;
@@ -146,10 +157,15 @@ TM_NO_COVERAGE size_t stats_snapshot(tm_stats_t* out, tm_class_stats_t* classes,
   // blocks count at their usable size.
   if (!small_tracks_requested()) out->requested_bytes += small_usable;
   out->small_live_blocks = small_live;
-  out->medium_live_blocks = medium.live_blocks;
+  // Cached medium blocks still read "used" in their headers (the arenas count them) but are
+  // neither live nor free.
+  const size_t medium_live = medium.live_blocks > caches.medium_cached ? medium.live_blocks - caches.medium_cached : 0;
+  const size_t medium_usable =
+      medium.usable_bytes > caches.medium_cached_bytes ? medium.usable_bytes - caches.medium_cached_bytes : 0;
+  out->medium_live_blocks = medium_live;
   out->large_live_blocks = large.live_blocks;
-  out->live_blocks = small_live + medium.live_blocks + large.live_blocks;
-  out->usable_bytes = small_usable + medium.usable_bytes + large.usable_bytes;
+  out->live_blocks = small_live + medium_live + large.live_blocks;
+  out->usable_bytes = small_usable + medium_usable + large.usable_bytes;
   out->medium_free_blocks = medium.free_blocks;
   out->medium_free_bytes = medium.free_bytes;
   out->medium_largest_free = medium.largest_free;
@@ -170,6 +186,9 @@ TM_NO_COVERAGE size_t stats_snapshot(tm_stats_t* out, tm_class_stats_t* classes,
     out->cached_blocks += caches.cached[c];
     out->remote_blocks += small.remote[c];
   }
+  out->cached_blocks += caches.medium_cached;
+  out->medium_cached_blocks = caches.medium_cached;
+  out->medium_cached_bytes = caches.medium_cached_bytes;
   const PoolTotals pool = pool_totals();
   out->pool_segments = pool.segments;
   out->pool_purged_segments = pool.purged;

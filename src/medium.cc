@@ -10,6 +10,7 @@
 #include "chunk_map.h"
 #include "error.h"
 #include "fit_index.h"
+#include "free_block.h"
 #include "options.h"
 #include "os.h"
 #include "plant.h"
@@ -58,18 +59,27 @@ MediumSegment* segment_of(const void* block) {
   return reinterpret_cast<MediumSegment*>(addr_of(block) & ~(kSegmentSize - 1));
 }
 
-// Block-start bitmap access.
+// Block-start bitmap access. Relaxed atomic loads and stores: only the arena's lock holder
+// writes a segment's bits (a load and a store lose nothing), but a thread freeing into its
+// medium cache reads its own block's bit without the lock (medium_cacheable_block).
+uint64_t start_word(const MediumSegment* segment, size_t word) {
+  return __atomic_load_n(&segment->start_bits[word], __ATOMIC_RELAXED);
+}
 bool start_bit(const MediumSegment* segment, size_t offset) {
   const size_t granule = offset / kBlockHeaderSize;
-  return (segment->start_bits[granule / 64] >> (granule % 64)) & 1u;
+  return (start_word(segment, granule / 64) >> (granule % 64)) & 1u;
 }
+// Sets a block-start bit (lock held).
 void set_start_bit(MediumSegment* segment, size_t offset) {
   const size_t granule = offset / kBlockHeaderSize;
-  segment->start_bits[granule / 64] |= uint64_t{1} << (granule % 64);
+  const uint64_t word = start_word(segment, granule / 64) | (uint64_t{1} << (granule % 64));
+  __atomic_store_n(&segment->start_bits[granule / 64], word, __ATOMIC_RELAXED);
 }
+// Clears a block-start bit (lock held).
 void clear_start_bit(MediumSegment* segment, size_t offset) {
   const size_t granule = offset / kBlockHeaderSize;
-  segment->start_bits[granule / 64] &= ~(uint64_t{1} << (granule % 64));
+  const uint64_t word = start_word(segment, granule / 64) & ~(uint64_t{1} << (granule % 64));
+  __atomic_store_n(&segment->start_bits[granule / 64], word, __ATOMIC_RELAXED);
 }
 
 // Total block size (header included) for `requested` payload bytes.
@@ -117,7 +127,7 @@ TM_NO_ASAN void split_tail(MediumSegment* segment, BlockHeader* block, size_t si
   const size_t total = block->size();
   if (total - size < kMediumMinBlock) return;
   const size_t tail_offset = TM_PLANT_IF(1) ? size - kBlockHeaderSize : size;
-  block->size_flags = (block->size_flags & ~uint64_t{kBlockSizeMask}) | size;
+  block->set_size_only(size);
   auto* tail = reinterpret_cast<BlockHeader*>(reinterpret_cast<char*>(block) + tail_offset);
   tail->prev_size = size;
   size_t tail_size = total - tail_offset;
@@ -156,7 +166,7 @@ TM_NO_ASAN MediumSegment* segment_create(unsigned arena_index) {
   segment->dirty_end = clean ? kMediumFirstBlock : kSegmentSize;
   BlockHeader* sentinel = block_at(segment, kMediumSentinel);
   sentinel->prev_size = kMediumMaxBlock;
-  sentinel->size_flags = 0;
+  sentinel->store_flags_word(0);
   BlockHeader* first = block_at(segment, kMediumFirstBlock);
   first->prev_size = 0;
   // Under ASan memory nobody used yet stays addressable: headers, links and the slack of
@@ -216,11 +226,11 @@ TM_NO_ASAN void segment_destroy(MediumSegment* segment) {
 TM_NO_COVERAGE size_t containing_block(const MediumSegment* segment, size_t offset) {
   size_t granule = offset / kBlockHeaderSize;
   size_t word = granule / 64;
-  uint64_t bits = segment->start_bits[word] & (~uint64_t{0} >> (63 - granule % 64));
+  uint64_t bits = start_word(segment, word) & (~uint64_t{0} >> (63 - granule % 64));
   for (;;) {
     if (bits != 0) return (word * 64 + 63 - static_cast<size_t>(__builtin_clzll(bits))) * kBlockHeaderSize;
     if (word == 0) return 0;
-    bits = segment->start_bits[--word];
+    bits = start_word(segment, --word);
   }
 }
 
@@ -273,6 +283,13 @@ TM_NO_ASAN BlockHeader* checked_block(MediumSegment* segment, const void* p, con
     heap.lock.unlock();
     TextBuffer detail;
     detail.str("medium block already free (").dec(size - kBlockHeaderSize).str(" bytes)");
+    report_misuse(std::strcmp(what, "invalid free") == 0 ? "double free" : what, p, detail);
+  }
+  if (free_block_has_key(p)) {
+    // Freed into a thread's medium cache (its flush clears the key before freeing it here).
+    heap.lock.unlock();
+    TextBuffer detail;
+    detail.str("medium block already freed into a thread cache (").dec(size - kBlockHeaderSize).str(" bytes)");
     report_misuse(std::strcmp(what, "invalid free") == 0 ? "double free" : what, p, detail);
   }
   return block;
@@ -350,7 +367,7 @@ TM_NO_ASAN TM_NO_COVERAGE int medium_check_heap(CheckResult* result, MediumHeap&
       return result->fail(TM_CHECK_BOUNDARY_TAG, block_at(segment, offset),
                           "medium blocks do not end at the segment sentinel");
     BlockHeader* sentinel = block_at(segment, kMediumSentinel);
-    if (sentinel->size_flags != 0 || sentinel->prev_size != prev_size) {
+    if (sentinel->flags_word() != 0 || sentinel->prev_size != prev_size) {
       return result->fail(TM_CHECK_BOUNDARY_TAG, sentinel, "medium segment end sentinel is corrupted");
     }
     size_t start_count = 0;
@@ -387,9 +404,14 @@ TM_NO_ASAN void* medium_alloc(size_t requested, size_t alignment, bool zero) {
 }
 
 TM_NO_ASAN void* medium_alloc_in(unsigned arena_index, size_t requested, size_t alignment, bool zero) {
+  return medium_alloc_carved(arena_index, requested, requested, alignment, zero);
+}
+
+TM_NO_ASAN void* medium_alloc_carved(unsigned arena_index, size_t requested, size_t carve, size_t alignment,
+                                     bool zero) {
   arena_note_used(arena_index);
   MediumHeap& heap = g_medium[arena_index];
-  const size_t size = block_size_for(requested);
+  const size_t size = block_size_for(carve);
   // Aligned: room to move the payload to an aligned address while the skipped head is
   // either empty or large enough to be a free block of its own.
   const size_t search = alignment > kBlockHeaderSize ? size + alignment + kMediumMinBlock : size;
@@ -498,6 +520,21 @@ TM_NO_ASAN void medium_free(MediumSegment* segment, void* p, const char* what) {
   }
   stats_sub_requested(requested);
   heap.lock.unlock();
+}
+
+TM_NO_ASAN BlockHeader* medium_cacheable_block(MediumSegment* segment, const void* p) {
+  const size_t offset = addr_of(p) - addr_of(segment);
+  if ((offset & (kBlockHeaderSize - 1)) != 0 || offset < kMediumFirstBlock + kBlockHeaderSize ||
+      offset >= kMediumSentinel || !start_bit(segment, offset - kBlockHeaderSize)) {
+    return nullptr;
+  }
+  BlockHeader* block = BlockHeader::from_payload(p);
+  const size_t size = block->size();
+  if (block->is_free() || size < kMediumMinBlock || size > kMediumSentinel - (offset - kBlockHeaderSize) ||
+      block->next_physical()->prev_size != size) {
+    return nullptr;
+  }
+  return block;
 }
 
 TM_NO_ASAN size_t medium_usable_size(MediumSegment* segment, const void* p, const char* what) {
@@ -794,7 +831,7 @@ TM_NO_ASAN TM_NO_COVERAGE int check_block_tags(CheckResult* result, MediumSegmen
   if (next->prev_size != size)
     return result->fail(TM_CHECK_BOUNDARY_TAG, next, "medium block's successor does not name its size in prev_size");
   if (offset + size == kMediumSentinel) {
-    if (next->size_flags != 0)
+    if (next->flags_word() != 0)
       return result->fail(TM_CHECK_BOUNDARY_TAG, next, "medium segment end sentinel is corrupted");
   } else if (!start_bit(segment, offset + size)) {
     return result->fail(TM_CHECK_BOUNDARY_TAG, next, "medium block start is missing from the block-start bitmap");

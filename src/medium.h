@@ -46,6 +46,10 @@ void* medium_alloc(size_t requested, size_t alignment, bool zero);
 // The same from arena (or memory pool) slot `arena`.
 void* medium_alloc_in(unsigned arena, size_t requested, size_t alignment, bool zero);
 
+// The same, carving a block for `carve` >= `requested` bytes (a medium cache class's size,
+// so that the block can serve any request of its class once it is cached).
+void* medium_alloc_carved(unsigned arena, size_t requested, size_t carve, size_t alignment, bool zero);
+
 // Memory pools: releases every segment of arena slot `arena` to the global pool at once
 // (the blocks in it die) and returns the requested bytes its live blocks held. No other
 // thread may use the slot meanwhile.
@@ -61,9 +65,17 @@ void medium_reset_for_test();
 bool medium_fits(size_t requested, size_t alignment);
 
 // Frees p in `segment` under the lock of the arena that owns it, whichever thread frees
-// (`what` names the operation for misuse reports). Medium frees are not cached: boundary
-// tags need the lock to coalesce, and the block is back in the index at once.
+// (`what` names the operation for misuse reports); the block is coalesced and back in the
+// index at once. Frees of the malloc family go through the thread's medium cache first
+// (medium_cache.h), which calls this when it does not keep the block.
 void medium_free(MediumSegment* segment, void* p, const char* what);
+
+// Medium cache (medium_cache.cc), without the lock: the header of p when p is the start of a
+// block of `segment` that is not free in the index, with consistent boundary tags; nullptr
+// otherwise (the caller then takes medium_free, which reports the misuse). A block a thread
+// holds keeps all of these stable, so the answer is exact for every valid pointer.
+struct BlockHeader;
+BlockHeader* medium_cacheable_block(MediumSegment* segment, const void* p);
 
 // Usable and requested size of the live block p.
 size_t medium_usable_size(MediumSegment* segment, const void* p, const char* what);

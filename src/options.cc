@@ -54,6 +54,8 @@ constexpr OptionInfo kOptions[kOptionCount] = {
     {"track_requested", 0, 0, 1, OptionKind::kBool, nullptr, 0,
      "exact requested bytes of small blocks in the statistics (slower: no inline fast path); "
      "read when the allocator starts"},
+    {"medium_cache", 1, 0, 1, OptionKind::kBool, nullptr, 0,
+     "per-thread caches of medium blocks up to 64 KiB (with thread_cache); 0 = medium frees coalesce at once"},
 };
 
 constexpr size_t index_of(OptionId id) { return static_cast<size_t>(id); }
@@ -79,6 +81,7 @@ static_assert(same_text(kOptions[index_of(OptionId::kLeakExitCode)].name, "leak_
 static_assert(same_text(kOptions[index_of(OptionId::kStats)].name, "stats"));
 static_assert(same_text(kOptions[index_of(OptionId::kVerbose)].name, "verbose"));
 static_assert(same_text(kOptions[index_of(OptionId::kTrackRequested)].name, "track_requested"));
+static_assert(same_text(kOptions[index_of(OptionId::kMediumCache)].name, "medium_cache"));
 
 constexpr bool table_is_consistent() {
   for (const OptionInfo& o : kOptions) {

@@ -20,6 +20,7 @@ enum class OptionId : unsigned {
   kStats,           // 0 = off, 1 = text table at exit, 2 = JSON at exit
   kVerbose,         // 1 = print the effective options at start-up
   kTrackRequested,  // 1 = exact requested bytes for small blocks (every op out of line)
+  kMediumCache,     // 1 = per-thread caches of medium blocks up to 64 KiB (medium_cache.h)
   kCount
 };
 

@@ -80,6 +80,8 @@ constexpr Field kFields[] = {
     {"remote_blocks", &tm_stats_t::remote_blocks},
     {"pool_segments", &tm_stats_t::pool_segments},
     {"pool_purged_segments", &tm_stats_t::pool_purged_segments},
+    {"medium_cached_blocks", &tm_stats_t::medium_cached_blocks},
+    {"medium_cached_bytes", &tm_stats_t::medium_cached_bytes},
 };
 
 // Appends `text` right-aligned in a field of `width` characters (preceded by a space).

@@ -119,11 +119,12 @@ void flush_bin(CacheBin& bin, size_t class_index, size_t bound) {
   return_blocks(class_index, head, count, ReturnRoute::kRuns);
 }
 
-// Empties every bin of `cache` (thread exit, fork child, tm_release_cached).
+// Empties every bin of `cache` (thread exit, fork child, tm_release_cached), medium ones too.
 void flush_all(ThreadCache& cache) {
   for (size_t c = 0; c < kSmallClassCount; ++c) {
     flush_bin(cache.bins[c], c, bin_limit(c));  // exact threads' limits read 0: use the class bound
   }
+  medium_cache_flush(cache);
 }
 
 // Unlinks a cache from the registry and folds its counter into the unregistered sum
@@ -155,6 +156,7 @@ void thread_exit(void* /*value*/) {
   ThreadCache& cache = t_cache;
   if (cache.state != CacheState::kActive) return;
   for (CacheBin& bin : cache.bins) bin.limit = 0;
+  for (CacheBin& bin : cache.medium_bins) bin.limit = 0;
   cache.ticks = 1;  // every later malloc of this thread takes the slow path
   if (!TM_PLANT_IF(14)) flush_all(cache);
   occupy_arena(cache, 0);
@@ -188,6 +190,7 @@ void cache_init(ThreadCache& cache) {
     cache.bins[c].limit = cache.exact ? 0 : initial;
     cache.exact_limits[c] = cache.exact ? initial : 0;
   }
+  for (size_t c = 0; c < kMediumCacheClasses; ++c) cache.medium_bins[c].limit = medium_cache_bin_limit(c);
   cache.ticks = cache.exact ? 1 : kTickInterval;
   const unsigned arena = current_arena();
   cache.state = CacheState::kActive;
@@ -256,10 +259,7 @@ void* cache_alloc_slow(size_t class_index, size_t requested) {
   // thread (ticks is 1 on entry) once per kTickInterval allocations counted in exact_ticks.
   if (cache.exact) {
     cache.ticks = 1;
-    if (++cache.exact_ticks >= kTickInterval) {
-      cache.exact_ticks = 0;
-      heap_maintain();
-    }
+    cache_tick(cache);
   } else if (cache.ticks == 0) {
     cache.ticks = kTickInterval;
     heap_maintain();
@@ -374,6 +374,18 @@ void sample_peak_requested() {
   cache.peak_mark = cache.requested.load(std::memory_order_relaxed) + kPeakSampleBytes;
 }
 
+void cache_tick(ThreadCache& cache) {
+  if (cache.exact) {
+    if (++cache.exact_ticks >= kTickInterval) {
+      cache.exact_ticks = 0;
+      heap_maintain();
+    }
+  } else if (--cache.ticks == 0) {
+    cache.ticks = kTickInterval;
+    heap_maintain();
+  }
+}
+
 void requested_add(int64_t delta) {
   ThreadCache& cache = t_cache;
   if (cache.state == CacheState::kUnset) cache_init(cache);
@@ -404,6 +416,8 @@ TM_NO_COVERAGE void cache_totals(CacheTotals* out) {
     for (size_t c = 0; c < kSmallClassCount; ++c) {
       out->cached[c] += cache->bins[c].count.load(std::memory_order_relaxed);
     }
+    for (const CacheBin& bin : cache->medium_bins) out->medium_cached += bin.count.load(std::memory_order_relaxed);
+    out->medium_cached_bytes += cache->medium_bytes.load(std::memory_order_relaxed);
     if (cache != &t_cache) ++out->other_threads;
   }
   out->requested = requested_sum_locked();
@@ -465,7 +479,7 @@ TM_NO_COVERAGE int cache_check_current(CheckResult* result) {
     const int code = check_bin(result, cache.bins[c], c, working_limit(cache, c));
     if (code != 0) return code;
   }
-  return 0;
+  return medium_cache_check_current(result);
 }
 
 bool cache_others_active() {
@@ -515,6 +529,12 @@ void clear_cache_fields(ThreadCache& cache) {
     bin.count.store(0, std::memory_order_relaxed);
     bin.limit = 0;
   }
+  for (CacheBin& bin : cache.medium_bins) {
+    bin.head = nullptr;
+    bin.count.store(0, std::memory_order_relaxed);
+    bin.limit = 0;
+  }
+  cache.medium_bytes.store(0, std::memory_order_relaxed);
   cache.requested.store(0, std::memory_order_relaxed);
   cache.peak_mark = 0;
   cache.state = CacheState::kUnset;

@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "free_block.h"
+#include "medium_cache.h"
 #include "platform.h"
 #include "sanitizer.h"
 #include "size_class.h"
@@ -92,6 +93,11 @@ struct ThreadCache {
   // Registry of live caches (the registry lock guards these links).
   ThreadCache* next;
   ThreadCache* prev;
+  // Medium blocks (medium_cache.h): one bin per class (limit 0 while the cache is not
+  // active), and the usable bytes they hold together (owner's relaxed store, read by
+  // tm_stats like the counts).
+  CacheBin medium_bins[kMediumCacheClasses];
+  std::atomic<size_t> medium_bytes;
 };
 
 // Byte offset of bins[bin] in ThreadCache (RunDesc::cache_bin_offset).
@@ -215,10 +221,18 @@ struct CacheTotals {
   bool inexact;
   size_t caches;
   size_t cached[kSmallClassCount];
+  // Medium blocks in the caches and their usable bytes.
+  size_t medium_cached;
+  size_t medium_cached_bytes;
   int64_t requested;  // exited threads included
   size_t other_threads;
 };
 void cache_totals(CacheTotals* out);
+
+// Upkeep of an allocation served from a cache: heap_maintain once per kTickInterval of
+// them (for an exact thread, whose ticks stay at 1, counted in exact_ticks). The cache is
+// active, so ticks is at least 1 (the small fast path resets it on the slow path at 0).
+void cache_tick(ThreadCache& cache);
 
 // Adds `delta` requested bytes for the calling thread in any state (tiers' slow paths).
 void requested_add(int64_t delta);

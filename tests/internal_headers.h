@@ -6,6 +6,7 @@
 #include "config.h"
 #include "fit_index.h"
 #include "medium_block.h"
+#include "medium_cache.h"
 #include "size_class.h"
 
 // The core's namespace (not `tm`: that name belongs to struct tm of <time.h>).

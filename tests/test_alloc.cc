@@ -115,8 +115,11 @@ TEST_F(Alloc, UsableSizeEverySmallAndMediumSize) {
       ASSERT_EQ(usable, tm_size_class_size(tm_size_to_class(n))) << n;
     }
     if (n > tm_small_max() && n <= tm_medium_max()) {
-      // Medium: 16-byte granules, a remainder below 256 B may stay in the block.
-      ASSERT_LT(usable, n + 256 + 16) << "medium block wastes too much, n=" << n;
+      // Medium: 16-byte granules, a remainder below 256 B may stay in the block; up to 64 KiB
+      // the block is carved at its medium cache class's size (8 classes per doubling).
+      const size_t carved = n <= tmi::kMediumCacheMax ? tmi::medium_cache_class_size(tmi::medium_cache_class(n)) : n;
+      ASSERT_GE(usable, carved) << "medium block below its class size, n=" << n;
+      ASSERT_LT(usable, carved + 256 + 16) << "medium block wastes too much, n=" << n;
     }
     std::memset(p, static_cast<int>(n & 0xFF), writable(p, n));
     live.emplace_back(p, n);
@@ -187,7 +190,8 @@ TEST_F(Alloc, BlocksDoNotOverlapAndKeepContents) {
 // ---- medium split / coalesce ---------------------------------------------------------
 
 TEST_F(Alloc, MediumCoalesceThreeFreedNeighbours) {
-  constexpr size_t kSize = 40000;  // multiple of 16: each block is exactly kSize + 16 bytes
+  const MediumCacheOff exact_geometry;  // frees coalesce at once, blocks at their exact size
+  constexpr size_t kSize = 40000;       // multiple of 16: each block is exactly kSize + 16 bytes
   std::vector<char*> run = adjacent_medium(kSize, 5);
   ASSERT_EQ(run.size(), 5u) << "could not get five adjacent medium blocks";
   char* guard_before = run[0];
@@ -248,6 +252,7 @@ TEST_F(Alloc, MediumCoalesceThreeFreedNeighbours) {
 }
 
 TEST_F(Alloc, MediumFreeMergesWithFreeSuccessorAndPredecessor) {
+  const MediumCacheOff exact_geometry;  // frees coalesce at once, blocks at their exact size
   constexpr size_t kSize = 20000;
   std::vector<char*> run = adjacent_medium(kSize, 4);
   ASSERT_EQ(run.size(), 4u);

@@ -167,6 +167,7 @@ TEST_F(Realloc, MediumShrinkStaysInPlace) {
 }
 
 TEST_F(Realloc, MediumShrinkMergesTailWithFreeSuccessor) {
+  const MediumCacheOff exact_geometry;  // frees coalesce at once, blocks at their exact size
   std::vector<char*> run = adjacent_medium(50000, 4);
   ASSERT_EQ(run.size(), 4u);
   tm_free(run[2]);  // the successor of run[1] is free
@@ -183,6 +184,7 @@ TEST_F(Realloc, MediumShrinkMergesTailWithFreeSuccessor) {
 }
 
 TEST_F(Realloc, MediumGrowsInPlaceIntoFreeSuccessor) {
+  const MediumCacheOff exact_geometry;  // frees coalesce at once, blocks at their exact size
   constexpr size_t kSize = 20000;
   std::vector<char*> run = adjacent_medium(kSize, 4);  // P X Y Z
   ASSERT_EQ(run.size(), 4u);

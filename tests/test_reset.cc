@@ -499,6 +499,7 @@ TEST_F(Reset, ArenaCommittedBytesLeaveOutAPurgedMediumSegmentsRange) {
 // tools/tm-mutate: the slack bound written size + 16 instead of size - 16 survived every
 // other test). The tag is restored before anything frees.
 TEST_F(Reset, CheckAroundFindsASmashedTagOfThePreviousBlock) {
+  const MediumCacheOff exact_geometry;  // frees coalesce at once, blocks at their exact size
   constexpr size_t kRequest = 20000;
   constexpr size_t kBlock = 20016;  // request + 16-byte header, 16-byte aligned
   auto* a = static_cast<char*>(tm_malloc(kRequest));

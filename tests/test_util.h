@@ -199,6 +199,19 @@ class HeapTest : public ::testing::Test {
   bool check_balance_ = true;
 };
 
+// For tests of the medium tier's exact geometry (splitting, coalescing, in-place realloc):
+// switches the per-thread medium cache off while in scope. Cached blocks are neither live nor
+// free and blocks are carved at their cache class's size, so with the cache on a free
+// coalesces only when the block leaves the cache; tm_release_cached() empties the calling
+// thread's bins first.
+class MediumCacheOff {
+ public:
+  MediumCacheOff() { tm_release_cached(); }
+
+ private:
+  ScopedOption option_{"medium_cache", 0};
+};
+
 // Bytes of a live block a test may write: its usable size, except under ASan, where the
 // allocator poisons the slack past the requested size.
 inline size_t writable(const void* p, size_t requested) { return TM_TEST_ASAN ? requested : tm_usable_size(p); }

@@ -28,6 +28,7 @@ TIERS = (
 RELEVANT_FUZZ = {
     "src/small.cc": ["heap_ops", "size_class"],
     "src/medium.cc": ["split_coalesce", "realloc"],
+    "src/medium_cache.cc": ["split_coalesce", "heap_ops"],
     "src/fit_index.cc": ["fit_index", "split_coalesce"],
     "src/large.cc": ["heap_ops", "aligned"],
     "src/segment_pool.cc": ["heap_ops", "split_coalesce"],
