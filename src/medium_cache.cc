@@ -89,7 +89,8 @@ TM_NO_ASAN void medium_cached_free(MediumSegment* segment, void* p, const char* 
   const size_t bin_index = medium_cache_bin_for_usable(usable);
   if (block == nullptr || bin_index == kMediumCacheClasses) return medium_free(segment, p, what);
   CacheBin& bin = cache.medium_bins[bin_index];
-  // A full bin gives back its older half; the thread's byte bound empties the bin.
+  // A full bin hands half of its blocks back (the latest ones: the list is LIFO); the
+  // thread's byte bound empties the bin.
   if (bin.count.load(std::memory_order_relaxed) >= bin.limit) release_down_to(cache, bin, bin.limit / 2);
   if (cache.medium_bytes.load(std::memory_order_relaxed) + usable > kMediumCacheThreadBytes) {
     release_down_to(cache, bin, 0);
