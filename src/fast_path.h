@@ -8,8 +8,10 @@
 // looked up without a fault), it must be a small segment of an arena, the pointer must start
 // a block of an assigned run, and that block must be neither free in its run's bitmap nor
 // carrying the free-block key (in some cache or remote-free list). A pointer that fails any
-// of these goes to the slow path, which reports it. The instruction budget of one
-// malloc(32)+free pair is checked by bench/check-fastpath (bench/fastpath-budget.txt).
+// of these goes to the slow path, which reports it. malloc checks what it pops: the block
+// must still carry its key and its encoded link must decode to a plausible block address
+// (free_block.h), so a write after free into a cached block is reported, never followed.
+// The instruction budget of one malloc(32)+free pair is checked by bench/check-fastpath (bench/fastpath-budget.txt).
 #pragma once
 
 #include <cstddef>

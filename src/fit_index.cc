@@ -1,6 +1,8 @@
 // Two-level segregated best-fit index (see fit_index.h).
 #include "fit_index.h"
 
+#include "linked_list.h"
+
 namespace tmalloc {
 
 namespace {
@@ -52,12 +54,9 @@ TM_NO_ASAN void FitIndex::insert(FreeBlock* block) {
 
 TM_NO_ASAN void FitIndex::remove(FreeBlock* block) {
   const Slot slot = slot_for_size(block->size());
-  if (block->prev_free != nullptr) {
-    block->prev_free->next_free = block->next_free;
-  } else {
-    heads_[slot.first][slot.second] = block->next_free;
-  }
-  if (block->next_free != nullptr) block->next_free->prev_free = block->prev_free;
+  // A block whose size or links were overwritten does not link back from where they say.
+  list_unlink<&FreeBlock::prev_free, &FreeBlock::next_free>(heads_[slot.first][slot.second], block,
+                                                            "best-fit free list");
   if (heads_[slot.first][slot.second] == nullptr) {
     second_bitmaps_[slot.first] &= ~(1u << slot.second);
     if (second_bitmaps_[slot.first] == 0) first_bitmap_ &= ~(uint64_t{1} << slot.first);

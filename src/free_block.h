@@ -1,9 +1,15 @@
 // Links of free small blocks held outside their run's bitmap (thread caches, remote-free
-// lists): word 0 is the next block, word 1 is a key that marks the block as freed. A
-// second free of such a block finds the key and is reported as a double free without
-// scanning any list. The key mixes a per-process random secret with the block's address,
-// so neither user data nor a copied block can forge it (a false match is a 2^-64 event).
-// Allocation clears word 1 before handing a block out.
+// lists) and of cached medium blocks: word 0 is the next block, word 1 is a key that marks
+// the block as freed. A second free of such a block finds the key and is reported as a
+// double free without scanning any list. The key mixes a per-process random secret with the
+// block's address, so neither user data nor a copied block can forge it (a false match is a
+// 2^-64 event). Allocation clears word 1 before handing a block out.
+//
+// The link is stored encoded (next XOR the block's key, like glibc's safe-linking and
+// mimalloc's encoded free lists) and checked when it is followed: a use-after-free write into
+// word 0 decodes to an address that is not 16-byte aligned or not in user space (all but a
+// 2^-21 share of values), and a write into word 1 removes the key; either is reported as
+// "corrupted free list" instead of handing out memory the write chose (free-list poisoning).
 #pragma once
 
 #include <atomic>
@@ -31,17 +37,33 @@ TM_ALWAYS_INLINE uintptr_t free_key_for(const void* block) {
   return g_free_key.load(std::memory_order_relaxed) ^ addr_of(block);
 }
 
+// Bits a decoded link may not have: the low 4 (every listed block is 16-byte aligned) and
+// those above the user address space.
+inline constexpr uintptr_t kImplausibleLinkBits = kNonUserAddressBits | 15;
+
+// Reports a listed free block whose link or key was overwritten, and aborts. It is declared as
+// returning the next block so that the hot paths reach it by a tail call (no stack frame for
+// a call that never returns); it never returns.
+TM_NOINLINE void* report_corrupted_free_link(const void* block);
+
+// What free_block_checked_link returns for a block that lost its key (not a plausible link).
+inline constexpr uintptr_t kLostKeyLink = 1;
+
+// True when a decoded link can be the address of a listed block (or nullptr).
+TM_ALWAYS_INLINE bool free_link_plausible(uintptr_t link) { return (link & kImplausibleLinkBits) == 0; }
+
 // Writes the link and the key of a free block (its memory is poisoned under ASan).
 TM_LINK_ACCESS void free_block_write(void* block, void* next) {
   auto* words = static_cast<uintptr_t*>(block);
-  words[0] = addr_of(next);
-  words[1] = free_key_for(block);
+  const uintptr_t key = free_key_for(block);
+  words[0] = addr_of(next) ^ key;
+  words[1] = key;
 }
 
 // free_block_write with the key already computed (free_key_for(block)).
 TM_LINK_ACCESS void free_block_write_key(void* block, void* next, uintptr_t key) {
   auto* words = static_cast<uintptr_t*>(block);
-  words[0] = addr_of(next);
+  words[0] = addr_of(next) ^ key;
   words[1] = key;
 }
 
@@ -49,11 +71,37 @@ TM_LINK_ACCESS void free_block_write_key(void* block, void* next, uintptr_t key)
 TM_LINK_ACCESS uintptr_t free_block_key(const void* block) { return static_cast<const uintptr_t*>(block)[1]; }
 
 // Changes only the link of a free block.
-TM_LINK_ACCESS void free_block_set_next(void* block, void* next) { static_cast<uintptr_t*>(block)[0] = addr_of(next); }
+TM_LINK_ACCESS void free_block_set_next(void* block, void* next) {
+  static_cast<uintptr_t*>(block)[0] = addr_of(next) ^ free_key_for(block);
+}
 
-// Next block of a free block's list.
-TM_LINK_ACCESS void* free_block_next(const void* block) {
-  return reinterpret_cast<void*>(static_cast<const uintptr_t*>(block)[0]);
+// What the link of a free block decodes to, unchecked (heap checks, which report a bad value
+// themselves).
+TM_LINK_ACCESS uintptr_t free_block_link(const void* block) {
+  return static_cast<const uintptr_t*>(block)[0] ^ free_key_for(block);
+}
+
+// True when a listed block still carries its key and its link decodes to a plausible address.
+TM_LINK_ACCESS bool free_block_intact(const void* block) {
+  const auto* words = static_cast<const uintptr_t*>(block);
+  const uintptr_t key = free_key_for(block);
+  return words[1] == key && free_link_plausible(words[0] ^ key);
+}
+
+// The decoded link of a listed block, or kLostKeyLink when the block no longer carries its
+// key; the caller checks the result with free_link_plausible (one branch for both faults).
+TM_LINK_ACCESS uintptr_t free_block_checked_link(const void* block) {
+  const auto* words = static_cast<const uintptr_t*>(block);
+  const uintptr_t key = free_key_for(block);
+  const uintptr_t link = words[0] ^ key;
+  return words[1] == key ? link : kLostKeyLink;
+}
+
+// Next block of a free block's list, after checking the block's key and its decoded link.
+TM_ALWAYS_INLINE void* free_block_next(const void* block) {
+  const uintptr_t link = free_block_checked_link(block);
+  if (TM_UNLIKELY(!free_link_plausible(link))) return report_corrupted_free_link(block);
+  return reinterpret_cast<void*>(link);
 }
 
 // True when the block carries the free-block key (it is in a cache or remote list, or was

@@ -10,6 +10,7 @@
 #include "chunk_map.h"
 #include "config.h"
 #include "error.h"
+#include "linked_list.h"
 #include "os.h"
 #include "platform.h"
 #include "sanitizer.h"
@@ -75,14 +76,7 @@ void list_push(LargeHeader* header) {
 }
 
 // Unlinks a header from the live list (lock held).
-void list_remove(LargeHeader* header) {
-  if (header->prev != nullptr) {
-    header->prev->next = header->next;
-  } else {
-    g_large_blocks = header->next;
-  }
-  if (header->next != nullptr) header->next->prev = header->prev;
-}
+void list_remove(LargeHeader* header) { list_unlink(g_large_blocks, header, "large-block list"); }
 
 // Reports misuse unless p is exactly the user pointer of a sound header.
 void validate(LargeHeader* header, const void* p, const char* what) {
@@ -216,6 +210,8 @@ void* remap_block(LargeHeader* header, void* p, size_t requested) {
   const size_t offset = static_cast<size_t>(static_cast<char*>(p) - header->mapping);
   const size_t new_size = align_up(offset + (requested == 0 ? 1 : requested), kPageSize);
   LockGuard guard(g_large_lock);
+  // The neighbours' links are rewritten to the moved header below: they must be the block's.
+  list_verify_linked<&LargeHeader::prev, &LargeHeader::next>(g_large_blocks, header, "large-block list");
   char* old_mapping = header->mapping;
   const size_t old_size = header->mapping_size;
   const size_t old_usable = usable_of(header);

@@ -11,6 +11,7 @@
 #include "error.h"
 #include "fit_index.h"
 #include "free_block.h"
+#include "linked_list.h"
 #include "options.h"
 #include "os.h"
 #include "plant.h"
@@ -208,12 +209,7 @@ void note_unpurged(MediumSegment* segment) {
 TM_NO_ASAN void segment_destroy(MediumSegment* segment) {
   MediumHeap& heap = heap_of(segment);
   unlink_free(segment, block_at(segment, kMediumFirstBlock));
-  if (segment->prev != nullptr) {
-    segment->prev->next = segment->next;
-  } else {
-    heap.segments = segment->next;
-  }
-  if (segment->next != nullptr) segment->next->prev = segment->prev;
+  list_unlink(heap.segments, segment, "medium segment list");
   chunk_map_set(segment, kSegmentSize, nullptr);
   --heap.segment_count;
   --heap.empty_segments;
@@ -430,6 +426,15 @@ TM_NO_ASAN void* medium_alloc_carved(unsigned arena_index, size_t requested, siz
     found = static_cast<FreeBlock*>(block_at(fresh, kMediumFirstBlock));
   }
   MediumSegment* segment = segment_of(found);
+  // The index hands out a free block whose tag ends inside the block area where its
+  // successor's prev_size says; a tag smashed while the block sat in the index (an overrun of
+  // the block before it) is reported before anything is split off it or handed out.
+  const size_t found_size = found->size();
+  if (TM_UNLIKELY(!found->is_free() || found_size < kMediumMinBlock ||
+                  found_size > kMediumSentinel - offset_of(segment, found) ||
+                  found->next_physical()->prev_size != found_size)) {
+    report_corrupt_tag(heap, found, "size of a free block", found_size);
+  }
   // Memory at or past dirty_end is still zero from the OS (measured before this call's
   // own header and link writes).
   const size_t dirty_before = segment->dirty_end;

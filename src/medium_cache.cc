@@ -137,6 +137,9 @@ TM_NO_ASAN TM_NO_COVERAGE int medium_cache_check_current(CheckResult* result) {
       if (!free_block_has_key(p))
         return result->fail(TM_CHECK_FREE_LINKS, p,
                             "cached medium block lost its free-block key (written after free?)");
+      if (!free_link_plausible(free_block_link(p)))
+        return result->fail(TM_CHECK_FREE_LINKS, p,
+                            "medium cache link does not decode to a block (written after free?)");
       const BlockHeader* block = BlockHeader::from_payload(p);
       const size_t usable = block->size() - kBlockHeaderSize;
       if (block->slack() != usable)

@@ -27,6 +27,15 @@ constexpr bool is_power_of_two(size_t x) { return x != 0 && (x & (x - 1)) == 0; 
 // Address of a pointer as an integer.
 inline uintptr_t addr_of(const void* p) { return reinterpret_cast<uintptr_t>(p); }
 
+// Bits no user-space address has (47-bit address space on x86-64, 48 elsewhere; larger
+// spaces are only handed out to mmap hints above them, which tinymalloc never gives). A link
+// with one of them set was not written by the allocator.
+#if defined(__x86_64__)
+inline constexpr uintptr_t kNonUserAddressBits = ~((uintptr_t{1} << 47) - 1);
+#else
+inline constexpr uintptr_t kNonUserAddressBits = ~((uintptr_t{1} << 48) - 1);
+#endif
+
 // Requests above this are refused with ENOMEM before any OS call (no mapping that large
 // can exist in a 47-bit user address space).
 inline constexpr size_t kMaxRequest = size_t{1} << 46;

@@ -11,6 +11,7 @@
 #include "chunk_map.h"
 #include "error.h"
 #include "free_block.h"
+#include "linked_list.h"
 #include "options.h"
 #include "os.h"
 #include "plant.h"
@@ -103,12 +104,7 @@ void set_run_unused(RunDesc* run) {
 // Moves a segment to the front (it has free runs) or the back (it has none) of its
 // arena's list (segments lock held).
 void segment_requeue(SmallArena& arena, SmallSegment* segment) {
-  if (segment->prev != nullptr) {
-    segment->prev->next = segment->next;
-  } else {
-    arena.segments = segment->next;
-  }
-  if (segment->next != nullptr) segment->next->prev = segment->prev;
+  list_unlink(arena.segments, segment, "small segment list");
   segment->next = segment->prev = nullptr;
   if ((segment->free_runs & kSmallUsableRunsMask) != 0 || arena.segments == nullptr) {
     segment->next = arena.segments;
@@ -189,12 +185,7 @@ void note_unpurged(SmallSegment* segment) {
 
 // Unregisters an empty segment and moves it to the global pool (segments lock held).
 void segment_destroy(SmallArena& arena, SmallSegment* segment) {
-  if (segment->prev != nullptr) {
-    segment->prev->next = segment->next;
-  } else {
-    arena.segments = segment->next;
-  }
-  if (segment->next != nullptr) segment->next->prev = segment->prev;
+  list_unlink(arena.segments, segment, "small segment list");
   chunk_map_set(segment, kSegmentSize, nullptr);
   --arena.segment_count;
   --arena.empty_segments;
@@ -280,14 +271,17 @@ void partial_push(SmallClass& cls, RunDesc* run) {
 
 // Unlinks a run from its class's partial list.
 void partial_remove(SmallClass& cls, RunDesc* run) {
-  if (run->prev != nullptr) {
-    run->prev->next = run->next;
-  } else {
-    cls.partial = run->next;
-  }
-  if (run->next != nullptr) run->next->prev = run->prev;
+  list_unlink(cls.partial, run, "partial-run list");
   run->next = run->prev = nullptr;
   run->on_partial = 0;
+}
+
+// Reports a run whose bitmap offers block `index` at or past its block count (never returns).
+[[noreturn]] TM_NOINLINE void report_corrupted_run(const RunDesc* run, size_t index) {
+  TextBuffer detail;
+  detail.str("its bitmap offers block ").dec(index).str(" of a run of ").dec(run->block_count);
+  detail.str(" blocks of ").dec(run->block_size).str(" bytes: metadata written over?");
+  report_misuse("corrupted run bitmap", run, detail);
 }
 
 // Takes the lowest free block of the class's first partial run, acquiring a run when
@@ -303,6 +297,9 @@ char* take_block(unsigned arena_index, size_t class_index, SmallClass& cls, bool
   size_t hint = run->hint_word;
   const size_t words = (run->block_count + 63) / 64;
   const size_t index = bitmap_find_first(run->bitmap, words, &hint);
+  // A run on the partial list has a free block below its count; anything else is a bitmap or
+  // count that was written over, and handing it out would give a block outside the run.
+  if (TM_UNLIKELY(index >= run->block_count)) report_corrupted_run(run, index);
   run->hint_word = static_cast<uint32_t>(hint);
   bitmap_clear(run->bitmap, TM_PLANT_IF(4) ? (index ^ 1) : index);
   --run->free_count;
@@ -971,6 +968,9 @@ TM_NO_COVERAGE int check_run_around(CheckResult* result, SmallSegment* segment, 
       return result->fail(TM_CHECK_FREE_LINKS, cls, "remote-free list is longer than the blocks handed out (cycle?)");
     const int block_code = small_check_cached_block(result, block, run->class_index);
     if (block_code != 0) return block_code;
+    if (!free_link_plausible(free_block_link(block)))
+      return result->fail(TM_CHECK_FREE_LINKS, block,
+                          "remote-free link does not decode to a block (written after free?)");
   }
   return 0;
 }
@@ -1071,6 +1071,9 @@ TM_NO_COVERAGE int small_check(CheckResult* result, unsigned arenas) {
           return result->fail(TM_CHECK_FREE_LINKS, block, "remote-free list holds a block of another arena");
         const int code = small_check_cached_block(result, block, c);
         if (code != 0) return code;
+        if (!free_link_plausible(free_block_link(block)))
+          return result->fail(TM_CHECK_FREE_LINKS, block,
+                              "remote-free link does not decode to a block (written after free?)");
       }
       if (cls.runs != runs_per_class[c])
         return result->fail(TM_CHECK_STATS, &cls, "class run counter differs from the segments");

@@ -15,6 +15,7 @@
 #include "debug.h"
 #include "fork.h"
 #include "init_once.h"
+#include "linked_list.h"
 #include "options.h"
 #include "os.h"
 #include "plant.h"
@@ -119,6 +120,27 @@ void flush_bin(CacheBin& bin, size_t class_index, size_t bound) {
   return_blocks(class_index, head, count, ReturnRoute::kRuns);
 }
 
+// Cuts a bin of a thread that did not survive a fork at its first block that is not intact
+// (no key, or a link that decodes to no block): the thread may have been between the stores
+// of a push or a pop when the fork copied its memory. Blocks from there on are left out (a
+// popped block is live; a half-pushed one is lost to the child, whose counters are already
+// marked inexact). At most `bound` + 1 blocks are walked.
+void cut_torn_bin(CacheBin& bin, size_t bound) {
+  void* block = bin.head;
+  if (block != nullptr && !free_block_intact(block)) block = bin.head = nullptr;
+  uint32_t kept = 0;
+  while (block != nullptr && kept <= bound) {
+    ++kept;
+    void* next = free_block_next(block);  // block was found intact: no report
+    if (next != nullptr && !free_block_intact(next)) {
+      free_block_set_next(block, nullptr);
+      break;
+    }
+    block = next;
+  }
+  bin.count.store(kept, std::memory_order_relaxed);
+}
+
 // Empties every bin of `cache` (thread exit, fork child, tm_release_cached), medium ones too.
 void flush_all(ThreadCache& cache) {
   for (size_t c = 0; c < kSmallClassCount; ++c) {
@@ -130,12 +152,7 @@ void flush_all(ThreadCache& cache) {
 // Unlinks a cache from the registry and folds its counter into the unregistered sum
 // (registry lock held).
 void unregister_locked(ThreadCache& cache) {
-  if (cache.prev != nullptr) {
-    cache.prev->next = cache.next;
-  } else {
-    g_registry = cache.next;
-  }
-  if (cache.next != nullptr) cache.next->prev = cache.prev;
+  list_unlink(g_registry, &cache, "thread-cache registry");
   cache.next = cache.prev = nullptr;
   --g_registry_count;
   g_unregistered_requested.fetch_add(cache.requested.load(std::memory_order_relaxed), std::memory_order_relaxed);
@@ -465,6 +482,9 @@ TM_NO_COVERAGE int check_bin(CheckResult* result, const CacheBin& bin, size_t cl
     if (++walked > count) return result->fail(TM_CHECK_FREE_LINKS, block, "thread cache bin is longer than its count");
     const int code = small_check_cached_block(result, block, class_index);
     if (code != 0) return code;
+    if (!free_link_plausible(free_block_link(block)))
+      return result->fail(TM_CHECK_FREE_LINKS, block,
+                          "thread cache link does not decode to a block (written after free?)");
   }
   if (walked != count) return result->fail(TM_CHECK_FREE_LINKS, &bin, "thread cache bin is shorter than its count");
   if (count > limit) return result->fail(TM_CHECK_FREE_LINKS, &bin, "thread cache bin holds more than its limit");
@@ -564,6 +584,9 @@ TM_NO_COVERAGE int cache_check_current_class(CheckResult* result, size_t class_i
     ++walked;
     const int code = small_check_cached_block(result, block, class_index);
     if (code != 0) return code;
+    if (!free_link_plausible(free_block_link(block)))
+      return result->fail(TM_CHECK_FREE_LINKS, block,
+                          "thread cache link does not decode to a block (written after free?)");
   }
   return 0;
 }
@@ -590,6 +613,8 @@ void cache_forget_other_threads_in_child() {
       other->state = CacheState::kBypass;
       occupy_arena(*other, 0);
     }
+    for (size_t c = 0; c < kSmallClassCount; ++c) cut_torn_bin(other->bins[c], bin_limit(c));
+    for (size_t c = 0; c < kMediumCacheClasses; ++c) cut_torn_bin(other->medium_bins[c], medium_cache_bin_limit(c));
     flush_all(*other);
   }
 }

@@ -169,7 +169,10 @@ TM_ALWAYS_INLINE void thread_requested_sub(ThreadCache& cache, int64_t bytes) {
 // them, which never get here (see ThreadCache::exact).
 TM_ALWAYS_INLINE void* cache_pop(CacheBin& bin, size_t requested) {
   void* block = bin.head;
-  bin.head = free_block_next(block);
+  // The link and the key are checked before the link becomes the head (a tail call reports).
+  const uintptr_t link = free_block_checked_link(block);
+  if (TM_UNLIKELY(!free_link_plausible(link))) return report_corrupted_free_link(block);
+  bin.head = reinterpret_cast<void*>(link);
   bin.count.store(bin.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   free_block_clear_key(block);
   unpoison(block, requested);

@@ -595,16 +595,17 @@ TEST_F(Reset, HeapCheckFindsACacheLinkIntoTheMiddleOfABlock) {
   auto* keep = static_cast<char*>(tm_malloc(64));  // the run stays in use
   ASSERT_TRUE(p && q && keep);
   tm_free(q);
-  tm_free(p);  // the cache's list: p, then q (word 0 of a cached block links the next)
+  tm_free(p);  // the cache's list: p, then q (word 0 of a cached block links the next,
+               // encoded with the key in word 1)
   unpoison(p, 64);
   auto* link = reinterpret_cast<uintptr_t*>(p);
-  ASSERT_EQ(link[0], reinterpret_cast<uintptr_t>(q));
-  link[0] = reinterpret_cast<uintptr_t>(q + 16);
+  ASSERT_EQ(link[0] ^ link[1], reinterpret_cast<uintptr_t>(q));
+  link[0] = reinterpret_cast<uintptr_t>(q + 16) ^ link[1];
   tm_check_report_t r;
   EXPECT_EQ(tm_check_heap_report(&r), TM_CHECK_FREE_LINKS);
   EXPECT_NE(std::string(r.message).find("not a block start"), std::string::npos) << r.message;
   EXPECT_EQ(r.address, reinterpret_cast<uintptr_t>(q + 16));
-  link[0] = reinterpret_cast<uintptr_t>(q);
+  link[0] = reinterpret_cast<uintptr_t>(q) ^ link[1];
   EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
   tm_free(keep);
 }

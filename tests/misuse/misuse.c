@@ -1,0 +1,588 @@
+/* The misuse suite: small C programs that misuse the heap the way buggy programs and heap
+ * exploits do (double frees through every tier, invalid and interior frees, writes after free
+ * into a free block's links, overflows into the next block's metadata, pool misuse). Each must
+ * end in a tinymalloc report and an abort: never a normal exit, never silent corruption and
+ * never the same memory handed out twice (a case that gets past the misuse goes on to show the
+ * harm and exits 0, which fails it).
+ *
+ *   misuse --list            the case names
+ *   misuse CASE              runs CASE in a child process and checks how it ended (exit 0: it
+ *                            was stopped by the expected report)
+ *   misuse --run CASE        runs CASE in this process (to see it under a debugger)
+ *
+ * malloc and free are tinymalloc's: the program links libtinymalloc.so. A case's options
+ * (thread_cache=0, medium_cache=0) reach its process through TINYMALLOC_OPTIONS.
+ * ctest registers one test per MISUSE_CASE line (label `misuse`, tests/misuse/CMakeLists.txt). */
+#define _GNU_SOURCE
+#include <malloc.h>
+#include <pthread.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tinymalloc.h"
+
+enum { KiB = 1024, MiB = 1024 * 1024 };
+
+static char g_static_target[256];
+
+/* Keeps the compiler from proving a pointer dead or a store unused. */
+static void* volatile g_sink;
+static void keep(void* p) { g_sink = p; }
+
+/* Exits 0: the misuse was not stopped (the case failed to be caught). */
+static void not_stopped(void) { _exit(0); }
+
+/* Hands out blocks of `size` until one equals `target` (the same memory twice, or memory a
+ * corrupted link chose): that is the harm a missed misuse causes. */
+static void hand_out_until(size_t size, const void* target, int tries) {
+  for (int i = 0; i < tries; ++i) {
+    void* p = malloc(size);
+    if (p == target) not_stopped();
+    keep(p);
+  }
+  not_stopped();
+}
+
+/* Two live blocks of `size` physically next to each other (a below b), or exits 3. */
+static void adjacent_pair(size_t size, char** a, char** b) {
+  char* blocks[64];
+  for (int i = 0; i < 64; ++i) {
+    blocks[i] = malloc(size);
+    for (int j = 0; j < i; ++j) {
+      const size_t gap = (size_t)(blocks[i] - blocks[j]);
+      if (blocks[i] > blocks[j] && gap >= size && gap <= size + 64 && malloc_usable_size(blocks[j]) + 16 >= gap) {
+        *a = blocks[j];
+        *b = blocks[i];
+        return;
+      }
+    }
+  }
+  _exit(3);
+}
+
+/* ---- double free ------------------------------------------------------------------------ */
+
+static void double_free_small_cached(void) {
+  void* p = malloc(64);
+  free(p);
+  free(p);
+  not_stopped();
+}
+
+static void double_free_small_in_run(void) {
+  void* p = malloc(64);
+  free(p);
+  free(p);
+  not_stopped();
+}
+
+static void double_free_small_not_latest(void) {
+  void* a = malloc(200);
+  void* b = malloc(200);
+  free(a);
+  free(b);
+  keep(malloc(1000));
+  free(a);
+  not_stopped();
+}
+
+static void* free_on_thread(void* p) {
+  free(p);
+  return NULL;
+}
+
+static void double_free_small_across_threads(void) {
+  void* p = malloc(96);
+  pthread_t thread;
+  pthread_create(&thread, NULL, free_on_thread, p);
+  pthread_join(thread, NULL);
+  free(p);
+  not_stopped();
+}
+
+static void double_free_medium_cached(void) {
+  void* p = malloc(20 * KiB);
+  free(p);
+  free(p);
+  not_stopped();
+}
+
+static void double_free_medium_in_index(void) {
+  void* p = malloc(20 * KiB);
+  free(p);
+  free(p);
+  not_stopped();
+}
+
+static void double_free_medium_after_coalescing(void) {
+  char *a, *b;
+  adjacent_pair(20 * KiB, &a, &b);
+  free(a);
+  free(b); /* coalesces with a */
+  free(b);
+  not_stopped();
+}
+
+static void double_free_large(void) {
+  void* p = malloc(2 * MiB);
+  free(p);
+  free(p);
+  not_stopped();
+}
+
+static void double_free_aligned_small(void) {
+  void* p = aligned_alloc(64, 64);
+  free(p);
+  free(p);
+  not_stopped();
+}
+
+static void double_free_aligned_medium(void) {
+  void* p = NULL;
+  if (posix_memalign(&p, 4096, 12 * KiB) != 0) _exit(3);
+  free(p);
+  free(p);
+  not_stopped();
+}
+
+static void double_free_aligned_large(void) {
+  void* p = aligned_alloc(1 * MiB, 3 * MiB);
+  free(p);
+  free(p);
+  not_stopped();
+}
+
+static void double_free_calloc(void) {
+  void* p = calloc(10, 10);
+  free(p);
+  free(p);
+  not_stopped();
+}
+
+static void free_after_realloc_moved(void) {
+  char* p = malloc(32);
+  char* q = realloc(p, 100 * KiB); /* another tier: the block moves */
+  if (q == p) _exit(3);
+  keep(q);
+  free(p);
+  not_stopped();
+}
+
+static void double_free_pool(void) {
+  tm_heap_t* heap = tm_heap_create();
+  void* p = tm_heap_malloc(heap, 128);
+  tm_heap_free(heap, p);
+  tm_heap_free(heap, p);
+  not_stopped();
+}
+
+/* ---- invalid and interior frees ------------------------------------------------------- */
+
+static void free_stack_pointer(void) {
+  char on_stack[64];
+  keep(on_stack);
+  free(on_stack);
+  not_stopped();
+}
+
+static void free_global_pointer(void) {
+  free(g_static_target);
+  not_stopped();
+}
+
+static void free_far_pointer(void) {
+  free((void*)(uintptr_t)0x100000000000ull);
+  not_stopped();
+}
+
+static void free_unaligned_small(void) {
+  char* p = malloc(64);
+  free(p + 1);
+  not_stopped();
+}
+
+static void free_interior_small(void) {
+  char* p = malloc(256);
+  free(p + 128);
+  not_stopped();
+}
+
+static void free_interior_medium(void) {
+  char* p = malloc(30 * KiB);
+  free(p + 4096);
+  not_stopped();
+}
+
+static void free_interior_large(void) {
+  char* p = malloc(3 * MiB);
+  free(p + MiB);
+  not_stopped();
+}
+
+static void free_segment_metadata(void) {
+  char* p = malloc(64);
+  char* segment = (char*)((uintptr_t)p & ~(uintptr_t)(4 * MiB - 1));
+  free(segment + 64);
+  not_stopped();
+}
+
+static void free_pool_block_through_other_pool(void) {
+  tm_heap_t* first = tm_heap_create();
+  tm_heap_t* second = tm_heap_create();
+  void* p = tm_heap_malloc(first, 64);
+  tm_heap_free(second, p);
+  not_stopped();
+}
+
+static void pool_block_after_destroy(void) {
+  tm_heap_t* heap = tm_heap_create();
+  void* p = tm_heap_malloc(heap, 64);
+  tm_heap_destroy(heap);
+  free(p);
+  not_stopped();
+}
+
+static void pool_block_after_reset(void) {
+  tm_heap_t* heap = tm_heap_create();
+  void* p = tm_heap_malloc(heap, 2000);
+  tm_heap_reset(heap);
+  tm_heap_free(heap, p);
+  not_stopped();
+}
+
+/* ---- realloc and usable size of dead or foreign pointers ------------------------------- */
+
+static void realloc_freed_small(void) {
+  void* p = malloc(48);
+  free(p);
+  keep(realloc(p, 96));
+  not_stopped();
+}
+
+static void realloc_freed_medium(void) {
+  void* p = malloc(40 * KiB);
+  free(p);
+  keep(realloc(p, 50 * KiB));
+  not_stopped();
+}
+
+static void realloc_freed_large(void) {
+  void* p = malloc(2 * MiB);
+  free(p);
+  keep(realloc(p, 4 * MiB));
+  not_stopped();
+}
+
+static void realloc_interior(void) {
+  char* p = malloc(512);
+  keep(realloc(p + 16, 1024));
+  not_stopped();
+}
+
+static void realloc_stack_pointer(void) {
+  char on_stack[32];
+  keep(on_stack);
+  keep(realloc(on_stack, 64));
+  not_stopped();
+}
+
+static void usable_size_of_freed_small(void) {
+  void* p = malloc(80);
+  free(p);
+  if (malloc_usable_size(p) > 0) not_stopped();
+  not_stopped();
+}
+
+static void usable_size_of_interior_medium(void) {
+  char* p = malloc(24 * KiB);
+  if (malloc_usable_size(p + 64) > 0) not_stopped();
+  not_stopped();
+}
+
+/* ---- writes after free into a free block's links --------------------------------------- */
+
+/* Free-list poisoning: the first word of a freed block aimed at static data. */
+static void uaf_link_small_cached(void) {
+  void* guard = malloc(64);
+  void* p = malloc(64);
+  free(p);
+  *(void**)p = g_static_target;
+  keep(guard);
+  hand_out_until(64, g_static_target, 8);
+}
+
+/* The same write aimed at a live block: without the checks, a later malloc hands it out twice. */
+static void uaf_link_small_to_live_block(void) {
+  void* live = malloc(32);
+  void* p = malloc(32);
+  free(p);
+  *(void**)p = live;
+  hand_out_until(32, live, 8);
+}
+
+/* The second word (the free-block key) overwritten: a write after free found at reuse. */
+static void uaf_key_small_cached(void) {
+  char* p = malloc(128);
+  free(p);
+  memset(p + 8, 0, 8);
+  keep(malloc(128));
+  not_stopped();
+}
+
+/* A freed struct zeroed by the program (both words), the block deeper in the bin. */
+static void uaf_zeroed_block_in_bin(void) {
+  void* blocks[6];
+  for (int i = 0; i < 6; ++i) blocks[i] = malloc(48);
+  for (int i = 0; i < 6; ++i) free(blocks[i]);
+  memset(blocks[2], 0, 48);
+  for (int i = 0; i < 6; ++i) keep(malloc(48));
+  not_stopped();
+}
+
+static void uaf_link_medium_cached(void) {
+  void* p = malloc(16 * KiB);
+  free(p);
+  *(void**)p = g_static_target;
+  hand_out_until(16 * KiB, g_static_target, 4);
+}
+
+/* A free medium block in the best-fit index: its list links overwritten after the free. */
+static void uaf_links_medium_in_index(void) {
+  char *a, *b, *c, *d;
+  adjacent_pair(20 * KiB, &a, &b);
+  adjacent_pair(20 * KiB, &c, &d);
+  free(b);
+  free(d); /* same list as b */
+  memset(b, 0x42, 16);
+  keep(malloc(20 * KiB));
+  keep(malloc(20 * KiB));
+  keep(malloc(20 * KiB));
+  keep(a);
+  keep(c);
+  not_stopped();
+}
+
+/* A block freed by another thread, on its arena's remote-free list: link overwritten. */
+static void uaf_link_remote_list(void) {
+  enum { kBlocks = 600 };
+  static void* blocks[kBlocks];
+  for (int i = 0; i < kBlocks; ++i) blocks[i] = malloc(64);
+  for (int i = 0; i < kBlocks; ++i) {
+    pthread_t thread;
+    pthread_create(&thread, NULL, free_on_thread, blocks[i]);
+    pthread_join(thread, NULL);
+  }
+  for (int i = 0; i < kBlocks; ++i) *(void**)blocks[i] = g_static_target;
+  for (int i = 0; i < 2 * kBlocks; ++i) {
+    void* p = malloc(64);
+    if (p == g_static_target) not_stopped();
+    keep(p);
+  }
+  not_stopped();
+}
+
+/* ---- overflows into the next block's metadata ------------------------------------------ */
+
+/* 16 bytes past a small block into the free block after it, which sits in the thread cache. */
+static void overflow_small_into_cached_neighbour(void) {
+  char* blocks[8];
+  for (int i = 0; i < 8; ++i) blocks[i] = malloc(64);
+  free(blocks[5]);
+  memset(blocks[4], 0x41, 64 + 16);
+  keep(malloc(64));
+  keep(malloc(64));
+  not_stopped();
+}
+
+/* Past a medium block into the live block after it; the neighbour's free checks its tag. */
+static void overflow_medium_into_live_neighbour(void) {
+  char *a, *b;
+  adjacent_pair(20 * KiB, &a, &b);
+  memset(a, 0x41, malloc_usable_size(a) + 16);
+  free(b);
+  not_stopped();
+}
+
+/* Past a medium block into the free block after it; the allocation that takes it checks. */
+static void overflow_medium_into_free_neighbour(void) {
+  char *a, *b;
+  adjacent_pair(20 * KiB, &a, &b);
+  free(b);
+  memset(a, 0x41, malloc_usable_size(a) + 16);
+  keep(malloc(20 * KiB));
+  not_stopped();
+}
+
+/* Past a medium block: its own free finds the successor's prev_size broken. */
+static void overflow_medium_then_free_it(void) {
+  char *a, *b;
+  adjacent_pair(20 * KiB, &a, &b);
+  memset(a, 0x41, malloc_usable_size(a) + 16);
+  free(a);
+  keep(b);
+  not_stopped();
+}
+
+/* An underflow of a large block into its own header, then free. */
+static void underflow_large_header(void) {
+  char* p = malloc(3 * MiB);
+  memset(p - 32, 0, 32);
+  free(p);
+  not_stopped();
+}
+
+/* A large block's list links overwritten (a stray write into its header), then realloc. */
+static void smashed_large_links_then_realloc(void) {
+  char* older = malloc(2 * MiB);
+  char* newer = malloc(2 * MiB);
+  memset(older - 64 + 16, 0x43, 16); /* the header's list links (after magic, kind and pool) */
+  keep(newer);
+  keep(realloc(older, 40 * MiB));
+  not_stopped();
+}
+
+/* ---- the table ------------------------------------------------------------------------- */
+
+/* name, options ("name=value,..."), the report's "what" (an extended regular expression). */
+#define MISUSE_CASES(X)                                                                          \
+  X(double_free_small_cached, "", "double free")                                                 \
+  X(double_free_small_in_run, "thread_cache=0", "double free")                                   \
+  X(double_free_small_not_latest, "", "double free")                                             \
+  X(double_free_small_across_threads, "", "double free")                                         \
+  X(double_free_medium_cached, "", "double free")                                                \
+  X(double_free_medium_in_index, "medium_cache=0", "double free")                                \
+  X(double_free_medium_after_coalescing, "medium_cache=0", "double free|invalid free")           \
+  X(double_free_large, "", "double free|invalid free")                                           \
+  X(double_free_aligned_small, "", "double free")                                                \
+  X(double_free_aligned_medium, "", "double free")                                               \
+  X(double_free_aligned_large, "", "double free|invalid free")                                   \
+  X(double_free_calloc, "", "double free")                                                       \
+  X(free_after_realloc_moved, "", "double free")                                                 \
+  X(double_free_pool, "", "double free")                                                         \
+  X(free_stack_pointer, "", "invalid free")                                                      \
+  X(free_global_pointer, "", "invalid free")                                                     \
+  X(free_far_pointer, "", "invalid free")                                                        \
+  X(free_unaligned_small, "", "invalid free")                                                    \
+  X(free_interior_small, "", "invalid free")                                                     \
+  X(free_interior_medium, "", "invalid free")                                                    \
+  X(free_interior_large, "", "invalid free")                                                     \
+  X(free_segment_metadata, "", "invalid free")                                                   \
+  X(free_pool_block_through_other_pool, "", "invalid free|invalid heap free")                    \
+  X(pool_block_after_destroy, "", "invalid free")                                                \
+  X(pool_block_after_reset, "", "invalid free|double free|invalid heap free")                    \
+  X(realloc_freed_small, "", "invalid realloc")                                                  \
+  X(realloc_freed_medium, "", "invalid realloc")                                                 \
+  X(realloc_freed_large, "", "invalid realloc")                                                  \
+  X(realloc_interior, "", "invalid realloc")                                                     \
+  X(realloc_stack_pointer, "", "invalid realloc")                                                \
+  X(usable_size_of_freed_small, "", "invalid usable_size")                                       \
+  X(usable_size_of_interior_medium, "", "invalid usable_size")                                   \
+  X(uaf_link_small_cached, "", "corrupted free list")                                            \
+  X(uaf_link_small_to_live_block, "", "corrupted free list")                                     \
+  X(uaf_key_small_cached, "", "corrupted free list")                                             \
+  X(uaf_zeroed_block_in_bin, "", "corrupted free list")                                          \
+  X(uaf_link_medium_cached, "", "corrupted free list")                                           \
+  X(uaf_links_medium_in_index, "medium_cache=0", "corrupted best-fit free list|heap corruption") \
+  X(uaf_link_remote_list, "", "corrupted free list")                                             \
+  X(overflow_small_into_cached_neighbour, "", "corrupted free list")                             \
+  X(overflow_medium_into_live_neighbour, "medium_cache=0", "heap corruption|invalid free")       \
+  X(overflow_medium_into_free_neighbour, "medium_cache=0", "heap corruption")                    \
+  X(overflow_medium_then_free_it, "medium_cache=0", "heap corruption|invalid free")              \
+  X(underflow_large_header, "", "invalid free|heap corruption")                                  \
+  X(smashed_large_links_then_realloc, "", "corrupted large-block list|heap corruption")
+
+struct misuse_case {
+  const char* name;
+  const char* options;
+  const char* what;
+  void (*run)(void);
+};
+
+#define MISUSE_ENTRY(name, options, what) {#name, options, what, name},
+static const struct misuse_case kCases[] = {MISUSE_CASES(MISUSE_ENTRY)};
+enum { kCaseCount = sizeof kCases / sizeof kCases[0] };
+
+/* Sets "name=value,..." through tm_option_set; exits 2 on an unknown option. */
+static void apply_options(const char* options) {
+  char buffer[256];
+  snprintf(buffer, sizeof buffer, "%s", options);
+  for (char* item = strtok(buffer, ","); item != NULL; item = strtok(NULL, ",")) {
+    char* equals = strchr(item, '=');
+    if (equals == NULL) _exit(2);
+    *equals = '\0';
+    if (tm_option_set(item, strtol(equals + 1, NULL, 10)) != 0) {
+      fprintf(stderr, "misuse: cannot set option %s\n", item);
+      _exit(2);
+    }
+  }
+}
+
+static const struct misuse_case* find_case(const char* name) {
+  for (int i = 0; i < kCaseCount; ++i) {
+    if (strcmp(kCases[i].name, name) == 0) return &kCases[i];
+  }
+  return NULL;
+}
+
+/* Runs `c` in a child process (the program `self` with --run), collects its stderr and checks: killed by SIGABRT, and a
+ * report line "tinymalloc: <what> at 0x<address> (" on stderr. */
+static int check_case(const char* self, const struct misuse_case* c) {
+  int pipe_fds[2];
+  if (pipe(pipe_fds) != 0) return 2;
+  const pid_t child = fork();
+  if (child == 0) {
+    /* A fresh process, its options from the environment before its first allocation. */
+    dup2(pipe_fds[1], STDERR_FILENO);
+    close(pipe_fds[0]);
+    setenv("TINYMALLOC_OPTIONS", c->options, 1);
+    execl(self, self, "--run", c->name, (char*)NULL);
+    _exit(2);
+  }
+  close(pipe_fds[1]);
+  static char output[16384];
+  size_t length = 0;
+  ssize_t got;
+  while (length + 1 < sizeof output && (got = read(pipe_fds[0], output + length, sizeof output - 1 - length)) > 0) {
+    length += (size_t)got;
+  }
+  output[length] = '\0';
+  close(pipe_fds[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  char pattern[512];
+  snprintf(pattern, sizeof pattern, "tinymalloc: (%s) at 0x[0-9a-f]+ \\(", c->what);
+  regex_t regex;
+  if (regcomp(&regex, pattern, REG_EXTENDED | REG_NOSUB) != 0) return 2;
+  const int reported = regexec(&regex, output, 0, NULL, 0) == 0;
+  regfree(&regex);
+  const int aborted = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+  printf("%s (options \"%s\"): %s\n", c->name, c->options,
+         aborted && reported                             ? "stopped with the expected report"
+         : WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "NOT STOPPED: the program went on"
+                                                         : "stopped, but not by the expected report");
+  printf("--- stderr ---\n%s--- status: %s %d ---\n", output, WIFSIGNALED(status) ? "signal" : "exit",
+         WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+  return aborted && reported ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  if (argc == 2 && strcmp(argv[1], "--list") == 0) {
+    for (int i = 0; i < kCaseCount; ++i) printf("%s\n", kCases[i].name);
+    return 0;
+  }
+  if (argc == 3 && strcmp(argv[1], "--run") == 0 && find_case(argv[2]) != NULL) {
+    /* Options come from TINYMALLOC_OPTIONS (set by check_case); by hand, they are set here. */
+    if (getenv("TINYMALLOC_OPTIONS") == NULL) apply_options(find_case(argv[2])->options);
+    find_case(argv[2])->run();
+    return 0;
+  }
+  if (argc == 2 && find_case(argv[1]) != NULL) return check_case("/proc/self/exe", find_case(argv[1]));
+  fprintf(stderr, "usage: misuse --list | CASE | --run CASE\n");
+  return 2;
+}

@@ -1,0 +1,257 @@
+// Metadata integrity: a write the allocator did not make into a free block's links or into a
+// list's metadata ends in a report ("tinymalloc: corrupted <list> at 0x<addr> (...)") and an
+// abort before anything is written through the bad link or handed out from it. Each test
+// corrupts one structure on purpose, in a child process.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "internal_headers.h"
+#include "large.h"
+#include "small.h"
+#include "test_util.h"
+#include "tinymalloc.h"
+
+namespace {
+
+using namespace tmtest;
+
+const auto kAbort = ::testing::KilledBySignal(SIGABRT);
+const char kCorruptedFreeList[] = "tinymalloc: corrupted free list at 0x[0-9a-f]+ \\(";
+
+// Static data a free-list poisoning attack would aim a link at.
+char g_static_target[256];
+
+class IntegrityDeathTest : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
+// Word `index` of a freed block (its memory is poisoned under ASan).
+uintptr_t* freed_words(void* block) {
+  unpoison(block, 16);
+  return static_cast<uintptr_t*>(block);
+}
+
+// The issue's classic free-list poisoning: one write after free into the first word of a
+// freed 64-byte block, aimed at static data. The next malloc(64) pops that block, decodes its
+// link and stops; no later malloc returns the static address.
+TEST_F(IntegrityDeathTest, ALinkWrittenAfterFreeIsReportedNotHandedOut) {
+  EXPECT_EXIT(
+      {
+        void* keep = tm_malloc(64);  // the run stays in use
+        void* p = tm_malloc(64);
+        tm_free(p);
+        freed_words(p)[0] = reinterpret_cast<uintptr_t>(g_static_target);
+        for (int i = 0; i < 4; ++i) {
+          if (tm_malloc(64) == g_static_target) std::_Exit(2);  // poisoned: the attack worked
+        }
+        (void)keep;
+        std::_Exit(0);  // not reached: the corrupted link must abort
+      },
+      kAbort, std::string(kCorruptedFreeList) + "a freed block's link decodes to 0x[0-9a-f]+, not a block address");
+}
+
+// A write into the second word (the free-block key) of a cached block: reported when the
+// block is popped, instead of handing out a block that was written after its free.
+TEST_F(IntegrityDeathTest, AKeyWrittenAfterFreeIsReportedWhenTheBlockIsPopped) {
+  EXPECT_EXIT(
+      {
+        void* p = tm_malloc(48);
+        tm_free(p);
+        freed_words(p)[1] = 0;
+        (void)tm_malloc(48);
+        std::_Exit(0);
+      },
+      kAbort, std::string(kCorruptedFreeList) + "a freed block lost its free-block key");
+}
+
+// The same for a medium block in the thread's medium cache.
+TEST_F(IntegrityDeathTest, AMediumCacheLinkWrittenAfterFreeIsReported) {
+  EXPECT_EXIT(
+      {
+        void* p = tm_malloc(16000);
+        tm_free(p);
+        freed_words(p)[0] = reinterpret_cast<uintptr_t>(g_static_target);
+        for (int i = 0; i < 4; ++i) {
+          if (tm_malloc(16000) == g_static_target) std::_Exit(2);
+        }
+        std::_Exit(0);
+      },
+      kAbort, kCorruptedFreeList);
+}
+
+// A block in the middle of a bin: the link is checked when the walk (here the flush of
+// tm_release_cached) follows it, not only at the head.
+TEST_F(IntegrityDeathTest, ACorruptedLinkDeeperInABinIsReportedWhenTheBinIsFlushed) {
+  EXPECT_EXIT(
+      {
+        void* keep = tm_malloc(96);
+        void* blocks[4];
+        for (void*& b : blocks) b = tm_malloc(96);
+        for (void* b : blocks) tm_free(b);
+        freed_words(blocks[1])[0] ^= 0x1234;  // blocks[1] is third from the head
+        tm_release_cached();
+        (void)keep;
+        std::_Exit(0);
+      },
+      kAbort, kCorruptedFreeList);
+}
+
+// A medium free block whose best-fit list links were overwritten after its free: the next
+// allocation that unlinks its neighbour on the list checks the back link first.
+TEST_F(IntegrityDeathTest, ABestFitListLinkWrittenAfterFreeIsReportedBeforeTheUnlink) {
+  EXPECT_EXIT(
+      {
+        MediumCacheOff off;
+        std::vector<char*> run = adjacent_medium(20000, 5);
+        if (run.size() != 5) std::_Exit(3);
+        tm_free(run[1]);
+        tm_free(run[3]);  // the same list as run[1], in front of it
+        unpoison(run[1], 16);
+        std::memset(run[1], 0x42, 16);  // next_free and prev_free
+        (void)tm_malloc(20000);         // takes run[3]: its successor no longer links back
+        std::_Exit(0);
+      },
+      kAbort,
+      "tinymalloc: corrupted best-fit free list at 0x[0-9a-f]+ \\(its successor 0x[0-9a-f]+ links back to 0x4242");
+}
+
+// The large-block list: a header whose back link was overwritten (an underflow of the block
+// above it, or a stray write) is reported when the block is freed.
+TEST_F(IntegrityDeathTest, ALargeBlockListLinkOverwrittenIsReportedOnFree) {
+  EXPECT_EXIT(
+      {
+        void* older = tm_malloc(2 * MiB);
+        void* newer = tm_malloc(2 * MiB);  // the list: newer, then older
+        auto* header = reinterpret_cast<tmi::LargeHeader*>(static_cast<char*>(older) - tmi::kLargeHeaderSize);
+        unpoison(header, sizeof *header);
+        if (header->prev == nullptr) std::_Exit(3);
+        header->prev = header;  // links to itself, not to `newer`
+        tm_free(older);
+        (void)newer;
+        std::_Exit(0);
+      },
+      kAbort, "tinymalloc: corrupted large-block list at 0x[0-9a-f]+ \\(its predecessor");
+}
+
+// The same list when a large block is resized in place by mremap: the neighbours' links are
+// checked before they are rewritten to the moved header.
+TEST_F(IntegrityDeathTest, ALargeBlockListLinkOverwrittenIsReportedOnRemap) {
+  EXPECT_EXIT(
+      {
+        void* older = tm_malloc(2 * MiB);
+        void* newer = tm_malloc(2 * MiB);
+        auto* header = reinterpret_cast<tmi::LargeHeader*>(static_cast<char*>(older) - tmi::kLargeHeaderSize);
+        unpoison(header, sizeof *header);
+        header->prev = nullptr;  // claims to head the list, which `newer` heads
+        void* grown = tm_realloc(older, 64 * MiB);
+        (void)grown;
+        (void)newer;
+        std::_Exit(0);
+      },
+      kAbort, "tinymalloc: corrupted large-block list at 0x[0-9a-f]+ \\(it has no predecessor, but the list head is");
+}
+
+// A partial-run list whose forward link was overwritten: the run's unlink (when its last
+// block comes back) sees that the next run does not link back.
+TEST_F(IntegrityDeathTest, APartialRunListLinkOverwrittenIsReportedOnUnlink) {
+  EXPECT_EXIT(
+      {
+        ScopedOption no_cache("thread_cache", 0);
+        auto* p = static_cast<char*>(tm_malloc(64));
+        auto* segment = reinterpret_cast<tmi::SmallSegment*>(reinterpret_cast<uintptr_t>(p) & ~(tmi::kSegmentSize - 1));
+        tmi::RunDesc* run =
+            &segment->runs[(reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(segment)) >> tmi::kRunShift];
+        if (run->block_size != 64 || run->on_partial == 0) std::_Exit(3);
+        static tmi::RunDesc stray{};  // its prev is not `run`
+        run->next = &stray;
+        tm_free(p);  // the run is empty and (it claims) not alone on its list: it is unlinked
+        std::_Exit(0);
+      },
+      kAbort, "tinymalloc: corrupted partial-run list at 0x[0-9a-f]+ \\(");
+}
+
+// A run whose bitmap was written over so that its only free bit lies past its block count:
+// the search's result is checked against the count, not handed out as a block outside the run.
+TEST_F(IntegrityDeathTest, ARunBitmapOfferingABlockPastTheRunIsReported) {
+  EXPECT_EXIT(
+      {
+        ScopedOption no_cache("thread_cache", 0);
+        auto* p = static_cast<char*>(tm_malloc(48));
+        auto* segment = reinterpret_cast<tmi::SmallSegment*>(reinterpret_cast<uintptr_t>(p) & ~(tmi::kSegmentSize - 1));
+        tmi::RunDesc* run =
+            &segment->runs[(reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(segment)) >> tmi::kRunShift];
+        const size_t words = (run->block_count + 63) / 64;
+        const size_t past = words * 64 - 1;  // 48-byte blocks: the last word is partly past the count
+        if (run->block_size != 48 || past < run->block_count) std::_Exit(3);
+        for (size_t w = 0; w < words; ++w) run->bitmap[w] = 0;
+        run->bitmap[past / 64] = uint64_t{1} << (past % 64);
+        run->hint_word = 0;
+        (void)tm_malloc(48);
+        std::_Exit(0);
+      },
+      kAbort,
+      "tinymalloc: corrupted run bitmap at 0x[0-9a-f]+ \\(its bitmap offers block [0-9]+ of a run of [0-9]+ blocks");
+}
+
+// An overrun of a live medium block into the boundary tag of the free block after it: the
+// next allocation that the best-fit index serves from that block checks its tag first.
+TEST_F(IntegrityDeathTest, AnOverrunIntoAFreeMediumBlocksTagIsReportedBeforeItIsHandedOut) {
+  EXPECT_EXIT(
+      {
+        MediumCacheOff off;
+        std::vector<char*> run = adjacent_medium(20000, 3);
+        if (run.size() != 3) std::_Exit(3);
+        tm_free(run[1]);  // free, filed in the index; run[0] and run[2] stay live
+        char* past = run[0] + tm_usable_size(run[0]);
+        unpoison(past, 16);
+        std::memset(past, 0x41, 16);  // prev_size and size (free bit still set)
+        (void)tm_malloc(20000);
+        std::_Exit(0);
+      },
+      kAbort,
+      "tinymalloc: heap corruption at 0x[0-9a-f]+ \\(boundary tag of a medium block is corrupted: size of a free "
+      "block");
+}
+
+// Heap checks report a link that decodes to no block as a check failure (no abort): the
+// harness's checks see a use-after-free write into a cached block's first word.
+TEST(Integrity, HeapCheckReportsACachedLinkThatDecodesToNoBlock) {
+  void* keep = tm_malloc(64);
+  void* p = tm_malloc(64);
+  ASSERT_TRUE(keep && p);
+  tm_free(p);
+  uintptr_t* words = freed_words(p);
+  const uintptr_t saved = words[0];
+  words[0] ^= 0x8;  // decodes to an address that is not 16-byte aligned
+  tm_check_report_t report;
+  EXPECT_EQ(tm_check_heap_report(&report), TM_CHECK_FREE_LINKS);
+  EXPECT_NE(std::string(report.message).find("does not decode to a block"), std::string::npos) << report.message;
+  EXPECT_EQ(report.address, reinterpret_cast<uintptr_t>(p));
+  words[0] = saved;
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+  tm_free(keep);
+}
+
+// Valid use never trips the link checks: blocks of every small class and of the medium
+// cache go through bins, flushes and reuse with their links decoded at every step.
+TEST(Integrity, ValidChurnThroughEveryBinPassesTheLinkChecks) {
+  std::vector<void*> blocks;
+  for (int round = 0; round < 3; ++round) {
+    for (size_t size = 16; size <= 65536; size += size < 1024 ? 16 : size / 8) blocks.push_back(tm_malloc(size));
+    for (size_t i = 0; i < blocks.size(); i += 2) tm_free(blocks[i]);
+    EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+    for (size_t i = 1; i < blocks.size(); i += 2) tm_free(blocks[i]);
+    blocks.clear();
+    if (round == 1) tm_release_cached();
+  }
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+}
+
+}  // namespace
