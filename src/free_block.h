@@ -81,13 +81,6 @@ TM_LINK_ACCESS uintptr_t free_block_link(const void* block) {
   return static_cast<const uintptr_t*>(block)[0] ^ free_key_for(block);
 }
 
-// True when a listed block still carries its key and its link decodes to a plausible address.
-TM_LINK_ACCESS bool free_block_intact(const void* block) {
-  const auto* words = static_cast<const uintptr_t*>(block);
-  const uintptr_t key = free_key_for(block);
-  return words[1] == key && free_link_plausible(words[0] ^ key);
-}
-
 // The decoded link of a listed block, or kLostKeyLink when the block no longer carries its
 // key; the caller checks the result with free_link_plausible (one branch for both faults).
 TM_LINK_ACCESS uintptr_t free_block_checked_link(const void* block) {
@@ -95,6 +88,11 @@ TM_LINK_ACCESS uintptr_t free_block_checked_link(const void* block) {
   const uintptr_t key = free_key_for(block);
   const uintptr_t link = words[0] ^ key;
   return words[1] == key ? link : kLostKeyLink;
+}
+
+// True when a listed block still carries its key and its link decodes to a plausible address.
+TM_ALWAYS_INLINE bool free_block_intact(const void* block) {
+  return free_link_plausible(free_block_checked_link(block));
 }
 
 // Next block of a free block's list, after checking the block's key and its decoded link.

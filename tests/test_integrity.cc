@@ -38,6 +38,12 @@ uintptr_t* freed_words(void* block) {
   return static_cast<uintptr_t*>(block);
 }
 
+// The run descriptor of the small block p (white-box access to its segment's header).
+tmi::RunDesc* run_of(const void* p) {
+  auto* segment = reinterpret_cast<tmi::SmallSegment*>(reinterpret_cast<uintptr_t>(p) & ~(tmi::kSegmentSize - 1));
+  return &segment->runs[(reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(segment)) >> tmi::kRunShift];
+}
+
 // The classic free-list poisoning: one write after free into the first word of a
 // freed 64-byte block, aimed at static data. The next malloc(64) pops that block, decodes its
 // link and stops; no later malloc returns the static address.
@@ -165,9 +171,7 @@ TEST_F(IntegrityDeathTest, APartialRunListLinkOverwrittenIsReportedOnUnlink) {
       {
         ScopedOption no_cache("thread_cache", 0);
         auto* p = static_cast<char*>(tm_malloc(64));
-        auto* segment = reinterpret_cast<tmi::SmallSegment*>(reinterpret_cast<uintptr_t>(p) & ~(tmi::kSegmentSize - 1));
-        tmi::RunDesc* run =
-            &segment->runs[(reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(segment)) >> tmi::kRunShift];
+        tmi::RunDesc* run = run_of(p);
         if (run->block_size != 64 || run->on_partial == 0) std::_Exit(3);
         static tmi::RunDesc stray{};  // its prev is not `run`
         run->next = &stray;
@@ -184,9 +188,7 @@ TEST_F(IntegrityDeathTest, ARunBitmapOfferingABlockPastTheRunIsReported) {
       {
         ScopedOption no_cache("thread_cache", 0);
         auto* p = static_cast<char*>(tm_malloc(48));
-        auto* segment = reinterpret_cast<tmi::SmallSegment*>(reinterpret_cast<uintptr_t>(p) & ~(tmi::kSegmentSize - 1));
-        tmi::RunDesc* run =
-            &segment->runs[(reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(segment)) >> tmi::kRunShift];
+        tmi::RunDesc* run = run_of(p);
         const size_t words = (run->block_count + 63) / 64;
         const size_t past = words * 64 - 1;  // 48-byte blocks: the last word is partly past the count
         if (run->block_size != 48 || past < run->block_count) std::_Exit(3);
