@@ -476,6 +476,10 @@ TM_NO_ASAN void* medium_alloc_carved(unsigned arena_index, size_t requested, siz
   char* payload = static_cast<char*>(block->payload());
   const size_t payload_offset = offset_of(segment, payload);
   const size_t dirty_bytes = dirty_before > payload_offset ? dirty_before - payload_offset : 0;
+  // The payload may start where a freed small block kept its key in an earlier life of this
+  // memory (segments of every tier share the segment pool, unzeroed): a live block carrying
+  // the key would be taken for a cached one and its free reported as a double free.
+  free_block_clear_key(payload);
   mark_dirty(segment, payload_offset + usable);
   ++heap.live_blocks;
   heap.usable_bytes += usable;

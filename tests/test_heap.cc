@@ -125,6 +125,45 @@ TEST_F(Heap, FreeOfAPoolBlockThroughTmFreeGoesBackToThePool) {
   tm_heap_destroy(heap);
 }
 
+// Regression (found by HeapState.MatchesHarnessShadowHeap under TSan, 2026-12-06; the input
+// is corpus/regressions/heap_pools/aligned-medium-block-on-a-reset-pools-free-key): a small
+// block freed into its run keeps its free-block key, a reset hands the pool's segment to the
+// shared segment pool unzeroed, and an aligned medium block of the main heap, placed inside
+// a free block where one of those small blocks had been, carried the key: its usable_size and
+// its free were reported as misuse ("already freed into a thread cache"). (A block carved from
+// the front of a free block does not: the free block's own links were written there.)
+TEST_F(Heap, AlignedMediumBlocksInTheMemoryOfAResetPoolAreLive) {
+  tm_heap_t* heap = tm_heap_create();
+  ASSERT_NE(heap, nullptr);
+  std::vector<void*> blocks;
+  for (int i = 0; i < 20000; ++i) blocks.push_back(tm_heap_malloc(heap, 16));
+  const auto first_block = reinterpret_cast<uintptr_t>(blocks.front());
+  const auto last_block = reinterpret_cast<uintptr_t>(blocks.back());
+  // One block in 64 stays live, so no run empties (an empty run's pages may go back to the
+  // OS, zeroing the keys) and the reset drops runs of keyed free blocks. The kept blocks are
+  // not at 1 KiB multiples: every 64 KiB boundary of the runs holds a freed block.
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (i % 64 != 1) tm_free(blocks[i]);
+  }
+  tm_heap_reset(heap);
+  // 64 KiB-aligned medium blocks of the main heap until some land where the pool's blocks were.
+  std::vector<void*> aligned;
+  size_t landed = 0;
+  for (int i = 0; i < 1000 && landed < 3; ++i) {
+    void* p = tm_aligned_alloc(64 * 1024, 100);
+    ASSERT_NE(p, nullptr);
+    aligned.push_back(p);
+    const auto at = reinterpret_cast<uintptr_t>(p);
+    if (at >= first_block && at <= last_block) ++landed;
+  }
+  ASSERT_EQ(landed, 3u) << "the main heap's aligned blocks did not reuse the reset pool's segment";
+  for (void* p : aligned) {
+    EXPECT_GE(tm_usable_size(p), 100u);
+    tm_free(p);
+  }
+  tm_heap_destroy(heap);
+}
+
 TEST_F(Heap, PoolsAreLimitedTo64) {
   std::vector<tm_heap_t*> heaps;
   for (;;) {
