@@ -57,6 +57,9 @@ void tm_test_clock_advance(uint64_t ms);
 /* The clock the allocator reads now, in milliseconds (virtual or monotonic). */
 uint64_t tm_test_clock_now(void);
 
+/* 1 when ptr points into a live sampled block (option sample_rate: on guard pages), else 0. */
+int tm_test_is_sampled(const void *ptr);
+
 #ifdef __cplusplus
 }
 #endif

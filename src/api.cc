@@ -12,6 +12,7 @@
 #include "debug.h"
 #include "error.h"
 #include "fast_path.h"
+#include "guarded.h"
 #include "large.h"
 #include "medium.h"
 #include "medium_cache.h"
@@ -31,15 +32,33 @@ namespace {
 
 // Allocates a block of a small class through the thread cache, zeroed when `zero`.
 TM_ALWAYS_INLINE void* allocate_small(size_t class_index, size_t size, bool zero) {
-  void* p = cache_alloc(class_index, size);
+  void* p = cache_alloc(class_index, size, __builtin_return_address(0));
   // Cached blocks may hold old data: calloc always clears what it hands out.
   if (zero && p != nullptr && !TM_PLANT_IF(7)) std::memset(p, 0, size);
   return p;
 }
 
+// With sample_rate: a guarded block for a medium-sized request when the calling thread's
+// sampled allocation is due (guarded pages read as zero: calloc needs nothing more), else
+// nullptr.
+TM_NOINLINE void* sample_medium(size_t size, size_t alignment, const void* site) {
+  if (!sample_due()) return nullptr;
+  if (alignment < kMinBlock) alignment = kMinBlock;
+  return guarded_alloc(size, align_up(size, alignment), alignment, kSmallClassCount, site);
+}
+
+// True when a medium-sized request may be sampled (sample_rate on and the size fits a slot).
+TM_ALWAYS_INLINE bool may_sample(size_t size) {
+  return TM_UNLIKELY(g_sample_rate.load(std::memory_order_relaxed) != 0) && size <= kGuardedMaxSize;
+}
+
 // Allocates `size` bytes at the default alignment, zeroed when `zero`.
 TM_ALWAYS_INLINE void* allocate(size_t size, bool zero) {
   if (TM_LIKELY(size <= kSmallMax)) return allocate_small(size_to_class(size), size, zero);
+  if (may_sample(size)) {
+    void* sampled = sample_medium(size, kMinBlock, __builtin_return_address(0));
+    if (sampled != nullptr) return sampled;
+  }
   if (size <= kMediumCacheMax) return medium_cached_alloc(size, zero);
   if (size <= kMediumMax) return medium_alloc(size, kBlockHeaderSize, zero);
   return large_alloc(size, kBlockHeaderSize, zero);
@@ -58,6 +77,10 @@ void* allocate_aligned(size_t alignment, size_t size) {
       // Planted bug 8 shifts a block that cannot be freed; keep it only for the medium path.
       return allocate_small(class_index, size, false);
     }
+  }
+  if (may_sample(size) && alignment <= kPageSize) {
+    void* sampled = sample_medium(size, alignment, __builtin_return_address(0));
+    if (sampled != nullptr) return sampled;
   }
   if (medium_fits(size, alignment)) return medium_alloc(size, alignment, false);
   return large_alloc(size, alignment, false);
@@ -80,12 +103,14 @@ TM_ALWAYS_INLINE SegmentBase* owner_or_report(const void* p, const char* what) {
 
 // Frees a medium or large block; preserves errno (munmap may set it), as glibc's contract
 // for free requires. The small path never touches errno.
-TM_NOINLINE void release_tiered(SegmentBase* owner, void* p, const char* what) {
+TM_NOINLINE void release_tiered(SegmentBase* owner, void* p, const char* what, const void* site) {
   const int saved_errno = errno;
   if (owner->kind == SegmentKind::kMedium) {
     medium_cached_free(static_cast<MediumSegment*>(owner), p, what);
   } else if (owner->kind == SegmentKind::kLarge) {
     large_free(static_cast<LargeHeader*>(owner), p, what);
+  } else if (owner->kind == SegmentKind::kGuarded) {
+    guarded_free(owner, p, site, what);
   } else {
     report_misuse("heap corruption", p, "address map names a segment of unknown kind");
   }
@@ -93,14 +118,15 @@ TM_NOINLINE void release_tiered(SegmentBase* owner, void* p, const char* what) {
   errno = saved_errno;
 }
 
-// Frees p; `what` names the operation for misuse reports.
-TM_ALWAYS_INLINE void release(void* p, const char* what) {
+// Frees p; `what` names the operation for misuse reports, `site` the caller (recorded for a
+// sampled block).
+TM_ALWAYS_INLINE void release(void* p, const char* what, const void* site = nullptr) {
   SegmentBase* owner = owner_or_report(p, what);
   if (TM_LIKELY(owner->kind == SegmentKind::kSmall)) {
     cache_free(static_cast<SmallSegment*>(owner), p, what);
     return;
   }
-  release_tiered(owner, p, what);
+  release_tiered(owner, p, what, site);
 }
 
 // Requested size of the live block p (what realloc must preserve).
@@ -112,6 +138,8 @@ size_t requested_size(SegmentBase* owner, const void* p) {
       return medium_requested_size(static_cast<MediumSegment*>(owner), p, "invalid realloc");
     case SegmentKind::kLarge:
       return large_requested_size(static_cast<LargeHeader*>(owner), p, "invalid realloc");
+    case SegmentKind::kGuarded:
+      return guarded_requested_size(owner, p, "invalid realloc");
   }
   report_misuse("heap corruption", p, "address map names a segment of unknown kind");
 }
@@ -126,6 +154,8 @@ size_t usable_size(SegmentBase* owner, const void* p, const char* what) {
       return medium_usable_size(static_cast<MediumSegment*>(owner), p, what);
     case SegmentKind::kLarge:
       return large_usable_size(static_cast<LargeHeader*>(owner), p, what);
+    case SegmentKind::kGuarded:
+      return guarded_usable_size(owner, p, what);
   }
   report_misuse("heap corruption", p, "address map names a segment of unknown kind");
 }
@@ -149,6 +179,8 @@ void* reallocate(void* p, size_t size) {
     case SegmentKind::kLarge:
       if (size > kMediumMax) return large_resize(static_cast<LargeHeader*>(owner), p, size);
       break;
+    case SegmentKind::kGuarded:
+      break;  // a sampled block always moves
   }
   // Every usable byte survives the move, not only the requested ones: a program may write
   // all malloc_usable_size() bytes (glibc allows it) and then grow the block.
@@ -191,7 +223,7 @@ void free_slow(void* p, const void* site) {
   if (TM_UNLIKELY(debug_mode())) return debug_free(p, kUnknownSize, site);
   // free preserves errno (glibc's contract for replacements): the small path never sets
   // it, the other paths save and restore it.
-  release(p, "invalid free");
+  release(p, "invalid free", site);
 }
 
 }  // namespace tmalloc
@@ -275,6 +307,8 @@ TM_EXPORT int tm_owns(const void* ptr) {
       return medium_owns(static_cast<const MediumSegment*>(owner), ptr) ? 1 : 0;
     case SegmentKind::kLarge:
       return large_owns(static_cast<const LargeHeader*>(owner), ptr) ? 1 : 0;
+    case SegmentKind::kGuarded:
+      return guarded_owns(owner, ptr) ? 1 : 0;
   }
   return 0;
 }

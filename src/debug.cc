@@ -322,8 +322,10 @@ size_t first_rear_change(const Record& r, size_t* changed) {
 
 // ---- Reports (abort; dladdr only here) ----
 
+}  // namespace
+
 // Appends the NUL-terminated s, cut to `limit` characters ("..." marks a cut).
-void append_cut(TextBuffer& b, const char* s, size_t limit) {
+static void append_cut(TextBuffer& b, const char* s, size_t limit) {
   char text[kMaxSymbol + 4];
   size_t n = 0;
   while (s[n] != '\0' && n < limit && n < kMaxSymbol) {
@@ -357,6 +359,8 @@ void append_site(TextBuffer& b, const void* site) {
     b.str(" (").str(object).str("+").hex(addr_of(site) - addr_of(info.dli_fbase)).str(")");
   }
 }
+
+namespace {
 
 // "block of <n> bytes allocated at <site>[, freed at <site>]".
 void describe(TextBuffer& b, const Record& r) {

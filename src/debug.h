@@ -28,6 +28,12 @@
 
 namespace tmalloc {
 
+class TextBuffer;
+
+// Appends a code address as "0x<addr> <symbol>+0x<off> (<object>)" (dladdr), or as much of
+// it as is known (debug reports, sampled-block reports).
+void append_site(TextBuffer& b, const void* site);
+
 // Whether api.cc routes every call here: while debug or leaks is set, and afterwards while
 // blocks with debug records are still live (runtime init and tm_option_set update it).
 extern TM_INTERNAL std::atomic<bool> g_debug_mode;

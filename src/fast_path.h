@@ -45,7 +45,7 @@ TM_ALWAYS_INLINE void* malloc_fast(size_t size) {
     ThreadCache& cache = this_thread_cache();
     CacheBin& bin = *reinterpret_cast<CacheBin*>(reinterpret_cast<char*>(&cache) + bin_offset);
     if (TM_LIKELY(bin.head != nullptr) && TM_LIKELY(--cache.ticks != 0)) return cache_pop(bin, size);
-    return cache_alloc_slow(bin_offset / sizeof(CacheBin), size);
+    return cache_alloc_slow(bin_offset / sizeof(CacheBin), size, __builtin_return_address(0));
   }
   return malloc_slow(size, __builtin_return_address(0));
 }

@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include "arena.h"
+#include "guarded.h"
 #include "large.h"
 #include "medium.h"
 #include "sanitizer.h"
@@ -27,6 +28,7 @@ constinit thread_local unsigned t_fork_depth __attribute__((tls_model(TM_TLS_MOD
 // Before fork(): no allocator lock may be held by another thread inside the child.
 void fork_prepare() {
   if (t_fork_depth++ != 0) return;
+  guarded_lock();  // outermost: held around OS calls only, never inside another lock
   g_fork_arenas = heap_lock_all();
   pool_lock();
   registry_lock();
@@ -38,6 +40,7 @@ void fork_parent() {
   registry_unlock();
   pool_unlock();
   heap_unlock_all(g_fork_arenas);
+  guarded_unlock();
 }
 
 // After fork() in the child: this thread took every lock, so it can release them; then the
@@ -47,6 +50,7 @@ void fork_child() {
   registry_unlock();
   pool_unlock();
   heap_unlock_all(g_fork_arenas);
+  guarded_unlock();
   cache_forget_other_threads_in_child();
 }
 

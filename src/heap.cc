@@ -62,6 +62,8 @@ unsigned owner_slot(const void* p, uint32_t* tag, const char* what) {
     case SegmentKind::kLarge:
       *tag = static_cast<const LargeHeader*>(owner)->pool;
       return kArenaSlots;
+    case SegmentKind::kGuarded:
+      report_misuse(what, p, "a sampled block of the main heap (sample_rate), not a pool's block");
   }
   report_misuse("heap corruption", p, "address map names a segment of unknown kind");
 }
@@ -171,6 +173,8 @@ TM_EXPORT void* tm_heap_realloc(tm_heap_t* heap, void* ptr, size_t size) {
     case SegmentKind::kLarge:
       if (size > kMediumMax) return large_resize(static_cast<LargeHeader*>(owner), ptr, size);
       break;
+    case SegmentKind::kGuarded:
+      break;  // never a pool's block (check_belongs reported it)
   }
   const size_t old_usable = tm_usable_size(ptr);
   void* fresh = heap_allocate(checked, size, false);

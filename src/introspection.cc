@@ -7,6 +7,7 @@
 #include "chunk_map.h"
 #include "config.h"
 #include "fork.h"
+#include "guarded.h"
 #include "introspection.h"
 #include "large.h"
 #include "medium.h"
@@ -145,6 +146,9 @@ TM_NO_COVERAGE size_t stats_snapshot(tm_stats_t* out, tm_class_stats_t* classes,
               regular ? own_medium_bytes[a] : 0, &arena_rows[a]);
   }
   heap_unlock_all(arenas);
+  // Sampled blocks count in the tier of their size.
+  GuardedTotals guarded;
+  guarded_totals(class_live, &guarded);
   size_t small_live = 0;
   size_t small_usable = 0;
   for (size_t c = 0; c < kSmallClassCount; ++c) {
@@ -159,9 +163,11 @@ TM_NO_COVERAGE size_t stats_snapshot(tm_stats_t* out, tm_class_stats_t* classes,
   out->small_live_blocks = small_live;
   // Cached medium blocks still read "used" in their headers (the arenas count them) but are
   // neither live nor free.
-  const size_t medium_live = medium.live_blocks > caches.medium_cached ? medium.live_blocks - caches.medium_cached : 0;
+  const size_t medium_live =
+      (medium.live_blocks > caches.medium_cached ? medium.live_blocks - caches.medium_cached : 0) + guarded.medium_live;
   const size_t medium_usable =
-      medium.usable_bytes > caches.medium_cached_bytes ? medium.usable_bytes - caches.medium_cached_bytes : 0;
+      (medium.usable_bytes > caches.medium_cached_bytes ? medium.usable_bytes - caches.medium_cached_bytes : 0) +
+      (guarded.usable_bytes - guarded.small_usable_bytes);
   out->medium_live_blocks = medium_live;
   out->large_live_blocks = large.live_blocks;
   out->live_blocks = small_live + medium_live + large.live_blocks;
@@ -265,6 +271,8 @@ TM_EXPORT int tm_check_heap_around(const void* ptr, tm_check_report_t* report) {
       medium_check_around(&result, static_cast<MediumSegment*>(owner), ptr);
     } else if (owner->kind == SegmentKind::kLarge) {
       large_check_around(&result, static_cast<LargeHeader*>(owner), ptr);
+    } else if (owner->kind == SegmentKind::kGuarded) {
+      // A sampled block's slot: its pages guard it; there are no tags to check.
     } else {
       result.fail(TM_CHECK_SEGMENT, owner, "address map entry names a segment of unknown kind");
     }
@@ -289,7 +297,7 @@ TM_EXPORT int tm_check_heap_report(tm_check_report_t* report) {
     // allocating (and not in a fork child that lost threads mid-operation); otherwise the
     // structural checks above still ran.
     if (caches.other_threads == 0 && !caches.inexact) {
-      const size_t walked = small_requested_walk(arenas) + medium_requested + large_requested;
+      const size_t walked = small_requested_walk(arenas) + medium_requested + large_requested + guarded_requested();
       if (static_cast<int64_t>(walked) != caches.requested) {
         result.fail(TM_CHECK_STATS, nullptr, "requested-bytes counter differs from the sum over live blocks");
       }

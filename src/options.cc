@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "debug.h"
+#include "guarded.h"
 #include "init_once.h"
 #include "platform.h"
 #include "text_buffer.h"
@@ -56,6 +57,9 @@ constexpr OptionInfo kOptions[kOptionCount] = {
      "read when the allocator starts"},
     {"medium_cache", 1, 0, 1, OptionKind::kBool, nullptr, 0,
      "per-thread caches of medium blocks up to 64 KiB (with thread_cache); 0 = medium frees coalesce at once"},
+    {"sample_rate", 0, 0, 1000000000, OptionKind::kInteger, nullptr, 0,
+     "about one allocation in N (up to 56 KiB) placed on guard pages: overflows, underflows and uses after "
+     "free fault and are reported; 0 = off"},
 };
 
 constexpr size_t index_of(OptionId id) { return static_cast<size_t>(id); }
@@ -82,6 +86,7 @@ static_assert(same_text(kOptions[index_of(OptionId::kStats)].name, "stats"));
 static_assert(same_text(kOptions[index_of(OptionId::kVerbose)].name, "verbose"));
 static_assert(same_text(kOptions[index_of(OptionId::kTrackRequested)].name, "track_requested"));
 static_assert(same_text(kOptions[index_of(OptionId::kMediumCache)].name, "medium_cache"));
+static_assert(same_text(kOptions[index_of(OptionId::kSampleRate)].name, "sample_rate"));
 
 constexpr bool table_is_consistent() {
   for (const OptionInfo& o : kOptions) {
@@ -431,6 +436,8 @@ TM_EXPORT int tm_option_set(const char* name, long value) {
       index == static_cast<size_t>(tmalloc::OptionId::kLeaks)) {
     tmalloc::debug_update_mode();
   }
+  // So is sampling (each thread's countdown picks the new rate up at its next sample).
+  if (index == static_cast<size_t>(tmalloc::OptionId::kSampleRate)) tmalloc::guarded_init();
   return 0;
 }
 

@@ -21,6 +21,7 @@ enum class OptionId : unsigned {
   kVerbose,         // 1 = print the effective options at start-up
   kTrackRequested,  // 1 = exact requested bytes for small blocks (every op out of line)
   kMediumCache,     // 1 = per-thread caches of medium blocks up to 64 KiB (medium_cache.h)
+  kSampleRate,      // about one allocation in N on guard pages (guarded.h); 0 = off
   kCount
 };
 

@@ -5,7 +5,9 @@
 #include <errno.h>
 
 #include "arena.h"
+#include "chunk_map.h"
 #include "debug.h"
+#include "guarded.h"
 #include "heap.h"
 #include "large.h"
 #include "medium.h"
@@ -28,7 +30,7 @@ extern "C" TM_EXPORT int tm_test_reset(void) {
   cache_flush_current();
   small_drain_remote();
   if (!no_debug_records || cache_others_active() || !heaps_none_live() || !small_idle() || !medium_idle() ||
-      !large_idle()) {
+      !large_idle() || !guarded_idle()) {
     errno = EBUSY;
     return -1;
   }
@@ -37,6 +39,7 @@ extern "C" TM_EXPORT int tm_test_reset(void) {
   small_reset_for_test();
   medium_reset_for_test();
   large_reset_for_test();
+  guarded_reset_for_test();
   bool balanced = pool_reset_for_test();
   heaps_reset_for_test();
   balanced = cache_reset_for_test() && balanced;
@@ -45,9 +48,15 @@ extern "C" TM_EXPORT int tm_test_reset(void) {
   debug_reset_for_test();
   options_restore_initial();
   debug_update_mode();  // the restored debug and leaks options decide the routing again
+  guarded_init();       // and the restored sample_rate
   // Last: every unmap above has been counted.
   balanced = os_reset_for_test() && balanced;
   return balanced ? 0 : TM_CHECK_STATS;
+}
+
+extern "C" TM_EXPORT int tm_test_is_sampled(const void* ptr) {
+  const SegmentBase* owner = chunk_owner(ptr);
+  return owner != nullptr && owner->kind == SegmentKind::kGuarded && guarded_owns(owner, ptr) ? 1 : 0;
 }
 
 extern "C" TM_EXPORT void tm_test_thread_exit(void) {

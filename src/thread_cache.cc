@@ -14,6 +14,7 @@
 #include "chunk_map.h"
 #include "debug.h"
 #include "fork.h"
+#include "guarded.h"
 #include "init_once.h"
 #include "linked_list.h"
 #include "options.h"
@@ -182,11 +183,61 @@ void thread_exit(void* /*value*/) {
   cache.state = CacheState::kBypass;
 }
 
+// Sets ticks to the full upkeep interval, or to the allocations left until the next sampled
+// one when that is sooner (sample_rate), so that the fast path comes to the slow path then.
+void restart_ticks(ThreadCache& cache) {
+  uint32_t period = kTickInterval;
+  if (g_sample_rate.load(std::memory_order_relaxed) != 0 && cache.sample_countdown < static_cast<int64_t>(period)) {
+    period = cache.sample_countdown < 1 ? 1 : static_cast<uint32_t>(cache.sample_countdown);
+  }
+  cache.ticks = period;
+  cache.tick_period = period;
+}
+
+// A countdown drawn under another sample_rate (tm_option_set changed it) is drawn again.
+void redraw_if_rate_changed(ThreadCache& cache) {
+  const uint32_t generation = g_sample_generation.load(std::memory_order_relaxed);
+  if (cache.sample_generation == generation) return;
+  cache.sample_generation = generation;
+  if (cache.sample_state == 0) cache.sample_state = guarded_seed();
+  cache.sample_countdown = guarded_next_interval(&cache.sample_state);
+}
+
+// ticks reached 0: the allocations of the period count toward the next sampled one, the heap
+// gets its upkeep, and a new period starts.
+void ticks_expired(ThreadCache& cache) {
+  if (g_sample_rate.load(std::memory_order_relaxed) != 0) {
+    redraw_if_rate_changed(cache);
+    cache.sample_countdown -= cache.tick_period;
+  }
+  heap_maintain();
+  restart_ticks(cache);
+}
+
+// The sampled allocation that is due now: a guarded block of the class's usable size, aligned
+// like the class's blocks (what an aligned request that chose this class needs). nullptr when
+// no slot is free (the caller allocates normally). The countdown starts over either way.
+TM_NOINLINE void* sample_small(ThreadCache& cache, size_t class_index, size_t requested, const void* site) {
+  cache.sample_countdown = guarded_next_interval(&cache.sample_state);
+  if (cache.state == CacheState::kActive && !cache.exact) restart_ticks(cache);
+  const size_t usable = class_size(class_index);
+  const size_t alignment = usable & (~usable + 1);  // lowest set bit: the class's block alignment
+  // A class aligned past a page may serve an aligned request a slot cannot place: not sampled.
+  if (alignment > kPageSize) return nullptr;
+  return guarded_alloc(requested, usable, alignment, class_index, site);
+}
+
 // Sets up the calling thread's cache (first malloc or free of the thread).
 void cache_init(ThreadCache& cache) {
   // Calls made while setting up (pthread_setspecific may allocate) take the locked paths.
   cache.state = CacheState::kBypass;
   runtime_ensure();
+  if (g_sample_rate.load(std::memory_order_relaxed) != 0) {
+    cache.sample_state = guarded_seed();
+    cache.sample_generation = g_sample_generation.load(std::memory_order_relaxed);
+    // Minus the allocation that is setting the cache up (the slow path counts none for it).
+    cache.sample_countdown = guarded_next_interval(&cache.sample_state) - 1;
+  }
   if (option(OptionId::kThreadCache) == 0) return;
   {
     LockGuard guard(g_registry_lock);
@@ -209,6 +260,8 @@ void cache_init(ThreadCache& cache) {
   }
   for (size_t c = 0; c < kMediumCacheClasses; ++c) cache.medium_bins[c].limit = medium_cache_bin_limit(c);
   cache.ticks = cache.exact ? 1 : kTickInterval;
+  cache.tick_period = cache.ticks;
+  if (!cache.exact) restart_ticks(cache);
   const unsigned arena = current_arena();
   cache.state = CacheState::kActive;
   occupy_arena(cache, arena + 1);
@@ -238,6 +291,7 @@ void runtime_ensure() {
     g_track_requested.store(option(OptionId::kTrackRequested) != 0 || option(OptionId::kStats) != 0,
                             std::memory_order_relaxed);
     debug_update_mode();
+    guarded_init();
     arena_init();
     // The kernel's 16 random bytes for this process, mixed with an address (ASLR).
     uintptr_t key = addr_of(&key) * 0x9e3779b97f4a7c15u;
@@ -266,10 +320,14 @@ void record_requested(ThreadCache& cache, void* block, size_t requested) {
   thread_requested_add(cache, static_cast<int64_t>(requested));
 }
 
-void* cache_alloc_slow(size_t class_index, size_t requested) {
+void* cache_alloc_slow(size_t class_index, size_t requested, const void* site) {
   ThreadCache& cache = t_cache;
   if (cache.state == CacheState::kUnset) cache_init(cache);
   if (cache.state != CacheState::kActive) {
+    if (TM_UNLIKELY(g_sample_rate.load(std::memory_order_relaxed) != 0) && --cache.sample_countdown <= 0) {
+      void* sampled = sample_small(cache, class_index, requested, site);
+      if (sampled != nullptr) return sampled;
+    }
     return small_alloc(current_arena(), class_index, requested, false);
   }
   // Upkeep: every kTickInterval cached allocations (ticks reached 0), and for an exact
@@ -277,9 +335,20 @@ void* cache_alloc_slow(size_t class_index, size_t requested) {
   if (cache.exact) {
     cache.ticks = 1;
     cache_tick(cache);
+    if (g_sample_rate.load(std::memory_order_relaxed) != 0) {
+      redraw_if_rate_changed(cache);
+      --cache.sample_countdown;
+    }
   } else if (cache.ticks == 0) {
-    cache.ticks = kTickInterval;
-    heap_maintain();
+    ticks_expired(cache);
+  } else if (g_sample_rate.load(std::memory_order_relaxed) != 0 && --cache.ticks == 0) {
+    // An empty bin brought this allocation here before the fast path counted it.
+    ticks_expired(cache);
+  }
+  // A sampled allocation is due (the countdown is only ever lowered with sampling on).
+  if (TM_UNLIKELY(cache.sample_countdown <= 0) && g_sample_rate.load(std::memory_order_relaxed) != 0) {
+    void* sampled = sample_small(cache, class_index, requested, site);
+    if (sampled != nullptr) return sampled;
   }
   CacheBin& bin = cache.bins[class_index];
   if (bin.head == nullptr) {
@@ -398,9 +467,18 @@ void cache_tick(ThreadCache& cache) {
       heap_maintain();
     }
   } else if (--cache.ticks == 0) {
-    cache.ticks = kTickInterval;
-    heap_maintain();
+    ticks_expired(cache);
   }
+}
+
+bool sample_due() {
+  ThreadCache& cache = t_cache;
+  if (cache.state == CacheState::kUnset) cache_init(cache);
+  redraw_if_rate_changed(cache);
+  if (--cache.sample_countdown > 0) return false;
+  cache.sample_countdown = guarded_next_interval(&cache.sample_state);
+  if (cache.state == CacheState::kActive && !cache.exact) restart_ticks(cache);
+  return true;
 }
 
 void requested_add(int64_t delta) {
@@ -559,6 +637,10 @@ void clear_cache_fields(ThreadCache& cache) {
   cache.peak_mark = 0;
   cache.state = CacheState::kUnset;
   cache.ticks = 0;
+  cache.tick_period = 0;
+  cache.sample_countdown = 0;
+  cache.sample_state = 0;
+  cache.sample_generation = 0;
   cache.exact = false;
   cache.exact_ticks = 0;
   for (uint32_t& limit : cache.exact_limits) limit = 0;

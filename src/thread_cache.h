@@ -72,6 +72,14 @@ struct ThreadCache {
   // Cached allocations left until the next heap_maintain call (segment_pool.h). A thread
   // that tracks requested bytes keeps it at 1, so every malloc takes the slow path.
   uint32_t ticks;
+  // What ticks was last set to: the allocations one expiry of ticks stands for.
+  uint32_t tick_period;
+  // With sample_rate (guarded.h): allocations left until the next sampled one (ticks is
+  // never set past it, so the fast path reaches the slow path in time), and the thread's
+  // generator of sampling intervals.
+  int64_t sample_countdown;
+  uint64_t sample_state;
+  uint32_t sample_generation;  // g_sample_generation the countdown was drawn under
   // True when the thread records requested bytes per block (the track_requested option):
   // every operation goes through the out-of-line paths (bin limits are 0 and ticks stays
   // at 1), which do the same bin operations plus the bookkeeping. The fast paths are thus
@@ -145,7 +153,7 @@ TM_ALWAYS_INLINE unsigned current_arena() {
 }
 
 // Slow paths (thread_cache.cc).
-TM_NOINLINE void* cache_alloc_slow(size_t class_index, size_t requested);
+TM_NOINLINE void* cache_alloc_slow(size_t class_index, size_t requested, const void* site);
 TM_NOINLINE void cache_free_slow(SmallSegment* segment, void* p, const char* what);
 TM_NOINLINE void sample_peak_requested();
 
@@ -181,11 +189,11 @@ TM_ALWAYS_INLINE void* cache_pop(CacheBin& bin, size_t requested) {
 
 // malloc of a small class: pops from the thread's bin, or takes the slow path (empty bin,
 // upkeep due, no cache yet, or a thread that tracks requested bytes: its ticks stay at 1).
-TM_ALWAYS_INLINE void* cache_alloc(size_t class_index, size_t requested) {
+TM_ALWAYS_INLINE void* cache_alloc(size_t class_index, size_t requested, const void* site) {
   ThreadCache& cache = this_thread_cache();
   CacheBin& bin = cache.bins[class_index];
   if (TM_LIKELY(bin.head != nullptr) && TM_LIKELY(--cache.ticks != 0)) return cache_pop(bin, requested);
-  return cache_alloc_slow(class_index, requested);
+  return cache_alloc_slow(class_index, requested, site);
 }
 
 // free of the small block p in `segment`: validates it without locks, then pushes it onto
@@ -236,6 +244,10 @@ void cache_totals(CacheTotals* out);
 // them (for an exact thread, whose ticks stay at 1, counted in exact_ticks). The cache is
 // active, so ticks is at least 1 (the small fast path resets it on the slow path at 0).
 void cache_tick(ThreadCache& cache);
+
+// With sample_rate: counts one allocation outside the small classes toward the calling
+// thread's next sampled one; true when it is due (the caller tries guarded_alloc).
+TM_NOINLINE bool sample_due();
 
 // Adds `delta` requested bytes for the calling thread in any state (tiers' slow paths).
 void requested_add(int64_t delta);

@@ -11,7 +11,9 @@
  *   misuse --run CASE        runs CASE in this process (to see it under a debugger)
  *
  * malloc and free are tinymalloc's: the program links libtinymalloc.so. A case's options
- * (thread_cache=0, medium_cache=0) reach its process through TINYMALLOC_OPTIONS.
+ * (thread_cache=0, medium_cache=0, sample_rate=1) reach its process through TINYMALLOC_OPTIONS.
+ * The sampled_* cases (overflows, underflows, uses after free of blocks on guard pages) end
+ * by SIGSEGV after the fault handler's report; the others by SIGABRT after the report.
  * ctest registers one test per MISUSE_CASE line (label `misuse`, tests/misuse/CMakeLists.txt). */
 #define _GNU_SOURCE
 #include <malloc.h>
@@ -447,6 +449,92 @@ static void smashed_large_links_then_realloc(void) {
   not_stopped();
 }
 
+/* ---- sampled blocks (sample_rate=1: every allocation up to 56 KiB on guard pages) ---------- */
+
+/* A sampled block of `size` bytes placed as asked: right (its usable end on a page end) or left
+ * (its start on a page start); slots alternate, so two tries suffice. Exits 3 otherwise. */
+static char* sampled(size_t size, int right) {
+  for (int i = 0; i < 2; ++i) {
+    char* p = malloc(size);
+    const uintptr_t at = (uintptr_t)p;
+    const int is_right = (at + malloc_usable_size(p)) % 4096 == 0 && at % 4096 != 0;
+    const int is_left = at % 4096 == 0;
+    if ((right && is_right) || (!right && is_left)) return p;
+    keep(p);
+  }
+  _exit(3);
+}
+
+/* One byte past the usable end of a small block. */
+static void sampled_overflow_small_by_1(void) {
+  char* p = sampled(32, 1);
+  p[32] = 1;
+  not_stopped();
+}
+
+/* 32 bytes too many through memcpy into a small block. */
+static void sampled_overflow_small_memcpy_32(void) {
+  char source[96];
+  memset(source, 0x41, sizeof source);
+  char* p = sampled(64, 1);
+  memcpy(p, source, 96);
+  not_stopped();
+}
+
+/* A medium block overrun by 1 MiB (a runaway loop). */
+static void sampled_overflow_medium_by_1mib(void) {
+  char* p = sampled(20000, 1);
+  for (size_t i = 0; i < 20000 + MiB; ++i) p[i] = (char)i;
+  not_stopped();
+}
+
+/* One byte before a small block. */
+static void sampled_underflow_small_by_1(void) {
+  char* p = sampled(100, 0);
+  p[-1] = 1;
+  not_stopped();
+}
+
+/* 32 bytes before a medium block. */
+static void sampled_underflow_medium_by_32(void) {
+  char* p = sampled(30000, 0);
+  p[-32] = 1;
+  not_stopped();
+}
+
+/* A write after free that no later free or malloc would notice. */
+static void sampled_write_after_free_small(void) {
+  char* p = malloc(48);
+  free(p);
+  p[8] = 1;
+  not_stopped();
+}
+
+/* A read after free of a medium block. */
+static void sampled_read_after_free_medium(void) {
+  volatile char* p = malloc(12000);
+  free((void*)p);
+  keep((void*)(uintptr_t)p[500]);
+  not_stopped();
+}
+
+/* The old pointer of a block realloc moved, written. */
+static void sampled_write_after_realloc_moved(void) {
+  char* p = malloc(100);
+  char* q = realloc(p, 5000);
+  keep(q);
+  p[0] = 1;
+  not_stopped();
+}
+
+/* A double free of a sampled block. */
+static void sampled_double_free(void) {
+  char* p = malloc(200);
+  free(p);
+  free(p);
+  not_stopped();
+}
+
 /* ---- the table ------------------------------------------------------------------------- */
 
 /* name, options ("name=value,..."), the report's "what" (an extended regular expression). */
@@ -495,7 +583,16 @@ static void smashed_large_links_then_realloc(void) {
   X(overflow_medium_into_free_neighbour, "medium_cache=0", "heap corruption")                    \
   X(overflow_medium_then_free_it, "medium_cache=0", "heap corruption|invalid free")              \
   X(underflow_large_header, "", "invalid free|heap corruption")                                  \
-  X(smashed_large_links_then_realloc, "", "corrupted large-block list|heap corruption")
+  X(smashed_large_links_then_realloc, "", "corrupted large-block list|heap corruption")          \
+  X(sampled_overflow_small_by_1, "sample_rate=1", "buffer overflow")                             \
+  X(sampled_overflow_small_memcpy_32, "sample_rate=1", "buffer overflow")                        \
+  X(sampled_overflow_medium_by_1mib, "sample_rate=1", "buffer overflow")                         \
+  X(sampled_underflow_small_by_1, "sample_rate=1", "buffer underflow")                           \
+  X(sampled_underflow_medium_by_32, "sample_rate=1", "buffer underflow")                         \
+  X(sampled_write_after_free_small, "sample_rate=1", "use after free")                           \
+  X(sampled_read_after_free_medium, "sample_rate=1", "use after free")                           \
+  X(sampled_write_after_realloc_moved, "sample_rate=1", "use after free")                        \
+  X(sampled_double_free, "sample_rate=1", "double free")
 
 struct misuse_case {
   const char* name;
@@ -530,8 +627,15 @@ static const struct misuse_case* find_case(const char* name) {
   return NULL;
 }
 
-/* Runs `c` in a child process (the program `self` with --run), collects its stderr and checks: killed by SIGABRT, and a
- * report line "tinymalloc: <what> at 0x<address> (" on stderr. */
+/* The signal that must end case c: a fault of a sampled block's guard pages ends by SIGSEGV
+ * (the report is written by the fault handler, which then lets the fault take its course);
+ * every other report ends in abort. */
+static int expected_signal(const struct misuse_case* c) {
+  return strncmp(c->what, "buffer ", 7) == 0 || strcmp(c->what, "use after free") == 0 ? SIGSEGV : SIGABRT;
+}
+
+/* Runs `c` in a child process (the program `self` with --run), collects its stderr and checks: killed by the expected
+ * signal, and a report line "tinymalloc: <what> at 0x<address> (" on stderr. */
 static int check_case(const char* self, const struct misuse_case* c) {
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) return 2;
@@ -561,7 +665,7 @@ static int check_case(const char* self, const struct misuse_case* c) {
   if (regcomp(&regex, pattern, REG_EXTENDED | REG_NOSUB) != 0) return 2;
   const int reported = regexec(&regex, output, 0, NULL, 0) == 0;
   regfree(&regex);
-  const int aborted = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+  const int aborted = WIFSIGNALED(status) && WTERMSIG(status) == expected_signal(c);
   printf("%s (options \"%s\"): %s\n", c->name, c->options,
          aborted && reported                             ? "stopped with the expected report"
          : WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "NOT STOPPED: the program went on"
