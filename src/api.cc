@@ -39,12 +39,14 @@ TM_ALWAYS_INLINE void* allocate_small(size_t class_index, size_t size, bool zero
 }
 
 // With sample_rate: a guarded block for a medium-sized request when the calling thread's
-// sampled allocation is due (guarded pages read as zero: calloc needs nothing more), else
-// nullptr.
-TM_NOINLINE void* sample_medium(size_t size, size_t alignment, const void* site) {
+// sampled allocation is due (zeroed when `zero`: a slot's pages may hold an earlier block's
+// data), else nullptr.
+TM_NOINLINE void* sample_medium(size_t size, size_t alignment, bool zero, const void* site) {
   if (!sample_due()) return nullptr;
   if (alignment < kMinBlock) alignment = kMinBlock;
-  return guarded_alloc(size, align_up(size, alignment), alignment, kSmallClassCount, site);
+  void* p = guarded_alloc(size, align_up(size, alignment), alignment, kSmallClassCount, site);
+  if (p != nullptr && zero) std::memset(p, 0, size);
+  return p;
 }
 
 // True when a medium-sized request may be sampled (sample_rate on and the size fits a slot).
@@ -56,7 +58,7 @@ TM_ALWAYS_INLINE bool may_sample(size_t size) {
 TM_ALWAYS_INLINE void* allocate(size_t size, bool zero) {
   if (TM_LIKELY(size <= kSmallMax)) return allocate_small(size_to_class(size), size, zero);
   if (may_sample(size)) {
-    void* sampled = sample_medium(size, kMinBlock, __builtin_return_address(0));
+    void* sampled = sample_medium(size, kMinBlock, zero, __builtin_return_address(0));
     if (sampled != nullptr) return sampled;
   }
   if (size <= kMediumCacheMax) return medium_cached_alloc(size, zero);
@@ -79,7 +81,7 @@ void* allocate_aligned(size_t alignment, size_t size) {
     }
   }
   if (may_sample(size) && alignment <= kPageSize) {
-    void* sampled = sample_medium(size, alignment, __builtin_return_address(0));
+    void* sampled = sample_medium(size, alignment, false, __builtin_return_address(0));
     if (sampled != nullptr) return sampled;
   }
   if (medium_fits(size, alignment)) return medium_alloc(size, alignment, false);

@@ -46,6 +46,7 @@ struct Slot {
   SlotState state;
   bool right;               // placed with its end on a page end (else its start on a page start)
   uint32_t pages;           // data pages made accessible for it
+  uint16_t resident;        // data pages that may hold memory (bit k: data page k)
   size_t class_index;       // small class it counts in, or kSmallClassCount (medium sizes)
   uintptr_t user;           // the block's address
   size_t size;              // requested bytes
@@ -64,9 +65,9 @@ struct GuardedRegion {
   // handler. release: a thread that sees it sees the map entry and the handler installed.
   std::atomic<char*> start;
   Slot slots[kGuardedSlots];
-  uint64_t frees;       // frees so far (freed_sequence source)
-  uint64_t placements;  // allocations so far (alternates right and left placement)
-  size_t committed;     // bytes of data pages made accessible (os accounting)
+  uint64_t frees;         // frees so far (freed_sequence source)
+  uint64_t placements;    // allocations so far (alternates right and left placement)
+  size_t resident_pages;  // set bits over every slot's `resident` (os accounting: committed)
   bool handler_installed;
   struct sigaction previous;  // the SIGSEGV action before ours
 };
@@ -79,6 +80,11 @@ std::atomic<uint64_t> g_seed_counter{0};
 // The kernel's id of the calling thread (async-signal-safe).
 long thread_id() { return static_cast<long>(::syscall(SYS_gettid)); }
 
+// Resident data pages kept for reuse: a freed slot keeps its pages (inaccessible) so that its
+// next block costs one mprotect, not a page fault and a madvise too; past this many, the
+// freed slots' pages go back to the OS.
+constexpr size_t kResidentCap = 256;
+
 // First address of slot i and of its data pages.
 char* slot_start(size_t i) { return g_region.start.load(std::memory_order_relaxed) + i * kGuardedSlotSize; }
 char* slot_data(size_t i) { return slot_start(i) + kPageSize; }
@@ -86,6 +92,28 @@ char* slot_data(size_t i) { return slot_start(i) + kPageSize; }
 // Pages the block of slot s occupies.
 char* first_page(size_t i, const Slot& s) {
   return slot_data(i) + (s.right ? (kGuardedDataPages - s.pages) * kPageSize : 0);
+}
+
+// Index of the first data page of slot s's block.
+size_t first_page_index(const Slot& s) { return s.right ? kGuardedDataPages - s.pages : 0; }
+
+// Bits of the data pages of slot s's block.
+uint16_t page_mask(const Slot& s) { return static_cast<uint16_t>(((1u << s.pages) - 1) << first_page_index(s)); }
+
+// Returns the resident pages of every freed slot to the OS (the lock is held).
+void purge_freed_slots() {
+  for (size_t i = 0; i < kGuardedSlots; ++i) {
+    Slot& s = g_region.slots[i];
+    if (s.state != SlotState::kFreed || s.resident == 0) continue;
+    const unsigned low = static_cast<unsigned>(__builtin_ctz(s.resident));
+    const unsigned high = 31u - static_cast<unsigned>(__builtin_clz(s.resident));
+    const size_t hull = high - low + 1;
+    const size_t resident = static_cast<size_t>(__builtin_popcount(s.resident));
+    os_purge(slot_data(i) + low * kPageSize, hull * kPageSize);
+    os_note_recommitted((hull - resident) * kPageSize);  // os_purge counted the whole hull
+    g_region.resident_pages -= resident;
+    s.resident = 0;
+  }
 }
 
 void on_fault(int signal, siginfo_t* info, void* context);
@@ -228,8 +256,10 @@ void* place(size_t size, size_t usable, size_t class_index, const void* site) {
   char* pages = first_page(i, s);
   const size_t bytes = s.pages * kPageSize;
   if (::mprotect(pages, bytes, PROT_READ | PROT_WRITE) != 0) return nullptr;
-  os_note_recommitted(bytes);
-  g_region.committed += bytes;
+  const uint16_t fresh = static_cast<uint16_t>(page_mask(s) & ~s.resident);
+  os_note_recommitted(static_cast<size_t>(__builtin_popcount(fresh)) * kPageSize);
+  g_region.resident_pages += static_cast<size_t>(__builtin_popcount(fresh));
+  s.resident = static_cast<uint16_t>(s.resident | fresh);
   // Right placement: the usable bytes end on the page end (usable is a multiple of the
   // alignment, so the start is aligned too); left: the block starts on the page.
   s.user = addr_of(pages) + (s.right ? bytes - usable : 0);
@@ -292,11 +322,10 @@ void guarded_free(const SegmentBase*, void* p, const void* site, const char* wha
   Slot& s = g_region.slots[i];
   char* pages = first_page(i, s);
   const size_t bytes = s.pages * kPageSize;
-  // Inaccessible first, then the pages go back to the OS (a later reuse reads zeros).
+  // Inaccessible; the pages stay resident for the slot's next block unless too many are.
   ::mprotect(pages, bytes, PROT_NONE);
-  os_purge(pages, bytes);
-  g_region.committed -= bytes;
   s.state = SlotState::kFreed;
+  if (g_region.resident_pages > kResidentCap) purge_freed_slots();
   s.freed_sequence = ++g_region.frees;
   s.free_site = site;
   s.free_thread = thread_id();
@@ -365,7 +394,7 @@ void guarded_reset_for_test() {
     chunk_map_set(start, kSegmentSize, nullptr);
     g_region.start.store(nullptr, std::memory_order_relaxed);
     // os_unmap counts the whole range as committed until now.
-    os_note_recommitted(kSegmentSize - g_region.committed);
+    os_note_recommitted(kSegmentSize - g_region.resident_pages * kPageSize);
     os_unmap(start, kSegmentSize);
   }
   if (g_region.handler_installed) {
@@ -375,7 +404,7 @@ void guarded_reset_for_test() {
   for (Slot& s : g_region.slots) s = Slot{};
   g_region.frees = 0;
   g_region.placements = 0;
-  g_region.committed = 0;
+  g_region.resident_pages = 0;
   g_seed_counter.store(0, std::memory_order_relaxed);
 }
 

@@ -10,7 +10,8 @@
 // or at their left end (its start on the page start); the other pages stay inaccessible.
 // Blocks of up to kGuardedMaxSize bytes and alignments up to a page are sampled. A freed
 // slot is reused last (least recently freed first), so a use after free faults for as long
-// as possible. tm_stats counts a sampled block in the tier its size belongs to.
+// as possible; its pages stay resident (inaccessible) for the slot's next block, up to 1 MiB
+// over all slots. tm_stats counts a sampled block in the tier its size belongs to.
 #pragma once
 
 #include <atomic>
