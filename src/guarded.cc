@@ -31,6 +31,15 @@
 #define TM_GUARDED_UNDER_SANITIZER 1
 #endif
 
+// The fault handler calls the previous handler through a pointer. UBSan's function-type check
+// of that call would need the UBSan runtime in every program that loads the library (the
+// dlopen'ed global-dynamic build has none), so the handler goes without it.
+#if defined(__clang__)
+#define TM_NO_FUNCTION_CHECK __attribute__((no_sanitize("function")))
+#else
+#define TM_NO_FUNCTION_CHECK
+#endif
+
 namespace tmalloc {
 
 std::atomic<long> g_sample_rate{0};
@@ -226,7 +235,7 @@ void report_fault(uintptr_t address, size_t i) {
 // SIGSEGV: a fault in the region is reported, then the previous action is put back and the
 // faulting instruction runs again (so the process ends as it would have without us, or the
 // program's own handler sees the fault). Any other fault goes to the previous action.
-void on_fault(int signal, siginfo_t* info, void* context) {
+TM_NO_FUNCTION_CHECK void on_fault(int signal, siginfo_t* info, void* context) {
   const size_t i = slot_index(info->si_addr);
   if (i < kGuardedSlots) {
     report_fault(addr_of(info->si_addr), i);
