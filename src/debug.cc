@@ -362,8 +362,15 @@ void append_site(TextBuffer& b, const void* site) {
 
 namespace {
 
-// "block of <n> bytes allocated at <site>[, freed at <site>]".
+// "block of <n> bytes allocated at <site>[, freed at <site>]" (and the same for the JSON form
+// of the report that follows).
 void describe(TextBuffer& b, const Record& r) {
+  ReportBlock block;
+  block.tier = "debug";
+  block.size = r.size;
+  block.alloc_site = r.site;
+  block.free_site = r.state == State::kFreed ? r.free_site : nullptr;
+  report_context(block);
   b.str("block of ").dec(r.size).str(" bytes allocated at ");
   append_site(b, r.site);
   if (r.state == State::kFreed) {
@@ -817,12 +824,33 @@ size_t debug_leak_report(int fd, bool quiet_when_none) {
     header.dec(sites).str(" allocation sites\n");
   }
   write_all(fd, header);
+  const bool json = report_json();
+  if (json) {
+    TextBuffer summary;
+    summary.str("{\"tinymalloc\":\"leaks\",\"blocks\":").dec(blocks).str(",\"bytes\":").dec(bytes);
+    summary.str(",\"sites\":");
+    if (totals == nullptr && blocks > 0) {
+      summary.str("null");
+    } else {
+      summary.dec(sites);
+    }
+    write_all(fd, summary.str("}\n"));
+  }
   for (size_t i = 0; i < sites && i < kMaxLeakSites; ++i) {
     TextBuffer line;
     line.str("tinymalloc:   ").dec(totals[i].bytes).str(" bytes in ").dec(totals[i].count);
     line.str(" blocks allocated at ");
     append_site(line, totals[i].site);
     write_all(fd, line.str("\n"));
+    if (json) {
+      TextBuffer site;
+      append_site(site, totals[i].site);
+      TextBuffer entry;
+      entry.str("{\"tinymalloc\":\"leak\",\"bytes\":").dec(totals[i].bytes).str(",\"blocks\":").dec(totals[i].count);
+      entry.str(",\"alloc_site\":");
+      append_json_string(entry, site.c_str());
+      write_all(fd, entry.str("}\n"));
+    }
   }
   if (sites > kMaxLeakSites) {
     write_all(fd, TextBuffer().str("tinymalloc:   ... and ").dec(sites - kMaxLeakSites).str(" more sites\n"));

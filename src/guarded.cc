@@ -192,6 +192,12 @@ Slot& live_slot(const void* p, const char* what) {
   if (i < kGuardedSlots) {
     Slot& s = g_region.slots[i];
     if (s.state == SlotState::kLive && s.user == addr_of(p)) return s;
+    ReportBlock block;
+    block.tier = "sampled";
+    block.size = s.size;
+    block.alloc_site = s.alloc_site;
+    block.free_site = s.state == SlotState::kFreed ? s.free_site : nullptr;
+    report_context(block);
     TextBuffer detail;
     if (s.state == SlotState::kFreed && s.user == addr_of(p)) {
       detail.str("already freed: ");
@@ -228,7 +234,16 @@ void report_fault(uintptr_t address, size_t i) {
     detail.dec(s.user - address).str(" bytes to the left of ");
     describe_block(detail, s);
   }
-  line.str("tinymalloc: ").str(what).str(" at ").hex(address).str(" (").str(detail.c_str()).str(")\n");
+  line.str("tinymalloc: ").str(what).str(" at ").hex(address).str(" (").str(detail.c_str()).str(")");
+  ReportBlock block;
+  block.tier = "sampled";
+  if (s.state != SlotState::kUnused) {
+    block.size = s.size;
+    block.alloc_site = s.alloc_site;
+    if (s.state == SlotState::kFreed) block.free_site = s.free_site;
+  }
+  report_json_line(what, reinterpret_cast<const void*>(address), line.c_str(), block);
+  line.str("\n");
   write_stderr(line.c_str(), line.size());
 }
 

@@ -275,8 +275,11 @@ TM_NO_ASAN BlockHeader* checked_block(MediumSegment* segment, const void* p, con
                         block_at(segment, header_offset - prev_size)->size() != prev_size)) {
     report_corrupt_tag(heap, p, "prev_size", prev_size);
   }
+  ReportBlock reported;  // for the JSON form of the reports below
+  reported.size = size - kBlockHeaderSize;
   if (block->is_free()) {
     heap.lock.unlock();
+    report_context(reported);
     TextBuffer detail;
     detail.str("medium block already free (").dec(size - kBlockHeaderSize).str(" bytes)");
     report_misuse(std::strcmp(what, "invalid free") == 0 ? "double free" : what, p, detail);
@@ -284,6 +287,7 @@ TM_NO_ASAN BlockHeader* checked_block(MediumSegment* segment, const void* p, con
   if (free_block_has_key(p)) {
     // Freed into a thread's medium cache (its flush clears the key before freeing it here).
     heap.lock.unlock();
+    report_context(reported);
     TextBuffer detail;
     detail.str("medium block already freed into a thread cache (").dec(size - kBlockHeaderSize).str(" bytes)");
     report_misuse(std::strcmp(what, "invalid free") == 0 ? "double free" : what, p, detail);

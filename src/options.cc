@@ -32,6 +32,7 @@ namespace {
 
 constexpr OptionValueName kArenaSelectNames[] = {{"cpu", kArenaSelectCpu}, {"thread", kArenaSelectThread}};
 constexpr OptionValueName kStatsNames[] = {{"off", 0}, {"text", 1}, {"json", 2}};
+constexpr OptionValueName kReportNames[] = {{"text", 0}, {"json", 1}};
 
 constexpr OptionInfo kOptions[kOptionCount] = {
     {"arenas", 0, 0, kMaxArenas, OptionKind::kInteger, nullptr, 0, "number of arenas; 0 = one per CPU (at most 64)"},
@@ -60,6 +61,8 @@ constexpr OptionInfo kOptions[kOptionCount] = {
     {"sample_rate", 0, 0, 1000000000, OptionKind::kInteger, nullptr, 0,
      "about one allocation in N (up to 56 KiB) placed on guard pages: overflows, underflows and uses after "
      "free fault and are reported; 0 = off"},
+    {"report", 0, 0, 1, OptionKind::kNamed, kReportNames, std::size(kReportNames),
+     "misuse and leak reports: text lines on stderr, or json: each also as one JSON line"},
 };
 
 constexpr size_t index_of(OptionId id) { return static_cast<size_t>(id); }
@@ -87,6 +90,7 @@ static_assert(same_text(kOptions[index_of(OptionId::kVerbose)].name, "verbose"))
 static_assert(same_text(kOptions[index_of(OptionId::kTrackRequested)].name, "track_requested"));
 static_assert(same_text(kOptions[index_of(OptionId::kMediumCache)].name, "medium_cache"));
 static_assert(same_text(kOptions[index_of(OptionId::kSampleRate)].name, "sample_rate"));
+static_assert(same_text(kOptions[index_of(OptionId::kReport)].name, "report"));
 
 constexpr bool table_is_consistent() {
   for (const OptionInfo& o : kOptions) {

@@ -22,6 +22,7 @@ enum class OptionId : unsigned {
   kTrackRequested,  // 1 = exact requested bytes for small blocks (every op out of line)
   kMediumCache,     // 1 = per-thread caches of medium blocks up to 64 KiB (medium_cache.h)
   kSampleRate,      // about one allocation in N on guard pages (guarded.h); 0 = off
+  kReport,          // 0 = reports as text lines, 1 = each also as one JSON line (error.h)
   kCount
 };
 

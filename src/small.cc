@@ -377,6 +377,9 @@ void report_bad_small_pointer(SmallSegment* segment, const void* p, const char* 
 }
 
 void report_small_double_free(BlockRef ref, const void* p, const char* what) {
+  ReportBlock block;
+  block.size = ref.run->block_size;
+  report_context(block);
   TextBuffer detail;
   detail.str("small block of ").dec(ref.run->block_size).str(" bytes, class ").dec(ref.run->class_index);
   detail.str(bitmap_test(ref.run->bitmap, ref.index) ? ", free in its run" : ", in a free list");

@@ -59,9 +59,10 @@ constexpr Expected kExpected[] = {
     {"track_requested", 0, 0, 1},
     {"medium_cache", 1, 0, 1},
     {"sample_rate", 0, 0, 1000000000},
+    {"report", 0, 0, 1},
 };
 static_assert(std::size(kExpected) == kOptionCount);
-static_assert(kOptionCount == 14);
+static_assert(kOptionCount == 15);
 
 Values defaults() {
   Values v{};
@@ -191,15 +192,16 @@ TEST(OptionsParse, EmptyInputKeepsTheDefaults) {
 TEST(OptionsParse, EveryOptionIsParsed) {
   const Parsed p = parse(
       "arenas=8,arena_select=thread,thread_cache=0,purge_delay_ms=250,pool_segments=0,arena_retain=7,"
-      "debug=1,leaks=yes,leak_exitcode=42,stats=json,verbose=on,track_requested=1,medium_cache=no,sample_rate=5000");
+      "debug=1,leaks=yes,leak_exitcode=42,stats=json,verbose=on,track_requested=1,medium_cache=no,sample_rate=5000,"
+      "report=json");
   EXPECT_EQ(p.warnings, 0u);
   EXPECT_EQ(p.output, "");
-  const Values want = {8, 1, 0, 250, 0, 7, 1, 1, 42, 2, 1, 1, 0, 5000};
+  const Values want = {8, 1, 0, 250, 0, 7, 1, 1, 42, 2, 1, 1, 0, 5000, 1};
   EXPECT_EQ(p.values, want);
 }
 
 TEST(OptionsParse, EachOptionAloneChangesOnlyItself) {
-  const long values[kOptionCount] = {3, 1, 0, 5, 100, 9, 1, 1, 7, 1, 1, 1, 0, 1000};
+  const long values[kOptionCount] = {3, 1, 0, 5, 100, 9, 1, 1, 7, 1, 1, 1, 0, 1000, 1};
   for (size_t i = 0; i < kOptionCount; ++i) {
     ASSERT_NE(values[i], kExpected[i].default_value);
     const std::string text = std::string(kExpected[i].name) + "=" + std::to_string(values[i]);
@@ -510,15 +512,15 @@ class OptionsApi : public ::testing::Test {
   Values saved_{};
 };
 
-TEST_F(OptionsApi, NameEnumeratesAllFourteenOptions) {
+TEST_F(OptionsApi, NameEnumeratesAllFifteenOptions) {
   std::vector<std::string> names;
   for (unsigned i = 0; tm_option_name(i) != nullptr; ++i) {
     ASSERT_LT(i, 100u);
     names.emplace_back(tm_option_name(i));
   }
-  ASSERT_EQ(names.size(), 14u);
+  ASSERT_EQ(names.size(), 15u);
   for (size_t i = 0; i < names.size(); ++i) EXPECT_EQ(names[i], kExpected[i].name);
-  EXPECT_EQ(tm_option_name(14), nullptr);
+  EXPECT_EQ(tm_option_name(15), nullptr);
   EXPECT_EQ(tm_option_name(UINT_MAX), nullptr);
   // Every enumerated name can be read.
   for (const std::string& n : names) {
@@ -693,7 +695,7 @@ TEST_F(OptionsEnvironment, VerboseLineAndWarningAtTheFirstCall) {
       "tinymalloc: warning: unknown option 'bogus' in TINYMALLOC_OPTIONS (ignored)\n"
       "tinymalloc: options: arenas=3 arena_select=thread thread_cache=1 purge_delay_ms=1000 pool_segments=64 "
       "arena_retain=1 debug=0 leaks=0 leak_exitcode=0 stats=json verbose=1 track_requested=0 medium_cache=1 "
-      "sample_rate=0\n";
+      "sample_rate=0 report=text\n";
   EXPECT_EXIT(_exit(child_first_call(" arenas=3,bogus=1,arena_select=thread,stats=json,verbose=yes", out, want, 1)),
               ::testing::ExitedWithCode(0), "options child: all checks passed");
 }
@@ -707,7 +709,7 @@ TEST_F(OptionsEnvironment, ConcurrentFirstCallsReadOnce) {
       "tinymalloc: warning: bad value '70' for option 'arenas' (expected 0..64; keeping 0)\n"
       "tinymalloc: options: arenas=7 arena_select=cpu thread_cache=1 purge_delay_ms=0 pool_segments=64 "
       "arena_retain=1 debug=0 leaks=0 leak_exitcode=0 stats=off verbose=1 track_requested=0 medium_cache=1 "
-      "sample_rate=0\n";
+      "sample_rate=0 report=text\n";
   EXPECT_EXIT(_exit(child_first_call("arenas=70,arenas=7,verbose=1,purge_delay_ms=0", out, want, 8)),
               ::testing::ExitedWithCode(0), "options child: all checks passed");
 }
