@@ -24,6 +24,7 @@
 #include "init_once.h"
 #include "platform.h"
 #include "text_buffer.h"
+#include "thread_cache.h"
 #include "tinymalloc.h"
 
 namespace tmalloc {
@@ -441,7 +442,10 @@ TM_EXPORT int tm_option_set(const char* name, long value) {
     tmalloc::debug_update_mode();
   }
   // So is sampling (each thread's countdown picks the new rate up at its next sample).
-  if (index == static_cast<size_t>(tmalloc::OptionId::kSampleRate)) tmalloc::guarded_init();
+  if (index == static_cast<size_t>(tmalloc::OptionId::kSampleRate)) {
+    tmalloc::guarded_init();
+    tmalloc::sample_rate_changed();
+  }
   return 0;
 }
 

@@ -471,6 +471,14 @@ void cache_tick(ThreadCache& cache) {
   }
 }
 
+void sample_rate_changed() {
+  ThreadCache& cache = t_cache;
+  if (cache.state != CacheState::kActive || cache.exact || cache.ticks == 0) return;
+  // The allocations already counted in this period still count: the period ends now.
+  cache.tick_period -= cache.ticks - 1;
+  cache.ticks = 1;
+}
+
 bool sample_due() {
   ThreadCache& cache = t_cache;
   if (cache.state == CacheState::kUnset) cache_init(cache);

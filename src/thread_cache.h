@@ -249,6 +249,11 @@ void cache_tick(ThreadCache& cache);
 // thread's next sampled one; true when it is due (the caller tries guarded_alloc).
 TM_NOINLINE bool sample_due();
 
+// The sample rate changed (tm_option_set): the calling thread's next small allocation takes
+// the slow path, which draws its countdown under the new rate. Other threads do so at their
+// next upkeep tick (within 64 allocations).
+void sample_rate_changed();
+
 // Adds `delta` requested bytes for the calling thread in any state (tiers' slow paths).
 void requested_add(int64_t delta);
 // Requested bytes over all threads (exited ones included); takes the registry lock.

@@ -422,6 +422,24 @@ TEST_F(Reset, PooledMemoryIsPurgedOnlyAfterThePurgeDelayOfVirtualTime) {
   EXPECT_GT(purged.os_purge_calls, pooled.os_purge_calls);
 }
 
+// Allocations served from a thread cache run the upkeep too: once per tick interval (64 of
+// them), the slow path's expiry of `ticks` calls heap_maintain, which purges what is due. (A
+// program that only ever hits its cache must not keep pooled memory committed forever.)
+TEST_F(Reset, CachedAllocationsAloneRunTheUpkeepOncePerTickInterval) {
+  long delay = 0;
+  ASSERT_EQ(tm_option_get("purge_delay_ms", &delay), 0);
+  // Warm the cache: the block below comes back to the same bin every time.
+  for (int i = 0; i < 8; ++i) tm_free(tm_malloc(64));
+  void* big = tm_malloc(2 * MiB);  // its mapping goes to the pool when freed
+  ASSERT_NE(big, nullptr);
+  std::memset(big, 1, 2 * MiB);
+  tm_free(big);
+  ASSERT_EQ(stats().pool_purged_segments, 0u);
+  tm_test_clock_advance(static_cast<uint64_t>(delay));
+  for (int i = 0; i < 200; ++i) tm_free(tm_malloc(64));  // cache hits only
+  EXPECT_EQ(stats().pool_purged_segments, 1u) << "200 cached allocations ran no upkeep";
+}
+
 TEST_F(Reset, IdleFreeMediumInteriorsArePurgedAfterTwoSweepsOfVirtualTime) {
   long delay = 0;
   ASSERT_EQ(tm_option_get("purge_delay_ms", &delay), 0);
