@@ -365,12 +365,10 @@ namespace {
 // "block of <n> bytes allocated at <site>[, freed at <site>]" (and the same for the JSON form
 // of the report that follows).
 void describe(TextBuffer& b, const Record& r) {
-  ReportBlock block;
-  block.tier = "debug";
-  block.size = r.size;
-  block.alloc_site = r.site;
-  block.free_site = r.state == State::kFreed ? r.free_site : nullptr;
-  report_context(block);
+  report_context({.size = r.size,
+                  .tier = "debug",
+                  .alloc_site = r.site,
+                  .free_site = r.state == State::kFreed ? r.free_site : nullptr});
   b.str("block of ").dec(r.size).str(" bytes allocated at ");
   append_site(b, r.site);
   if (r.state == State::kFreed) {

@@ -185,6 +185,15 @@ void describe_block(TextBuffer& b, const Slot& s) {
   }
 }
 
+// What the JSON form of a report knows of slot s's block (nothing for a slot never used).
+ReportBlock report_block_of(const Slot& s) {
+  if (s.state == SlotState::kUnused) return {.tier = "sampled"};
+  return {.size = s.size,
+          .tier = "sampled",
+          .alloc_site = s.alloc_site,
+          .free_site = s.state == SlotState::kFreed ? s.free_site : nullptr};
+}
+
 // The live block p of its slot, or a report naming `what` (a freed block is a double free
 // when `what` is a free).
 Slot& live_slot(const void* p, const char* what) {
@@ -192,12 +201,7 @@ Slot& live_slot(const void* p, const char* what) {
   if (i < kGuardedSlots) {
     Slot& s = g_region.slots[i];
     if (s.state == SlotState::kLive && s.user == addr_of(p)) return s;
-    ReportBlock block;
-    block.tier = "sampled";
-    block.size = s.size;
-    block.alloc_site = s.alloc_site;
-    block.free_site = s.state == SlotState::kFreed ? s.free_site : nullptr;
-    report_context(block);
+    report_context(report_block_of(s));
     TextBuffer detail;
     if (s.state == SlotState::kFreed && s.user == addr_of(p)) {
       detail.str("already freed: ");
@@ -235,14 +239,7 @@ void report_fault(uintptr_t address, size_t i) {
     describe_block(detail, s);
   }
   line.str("tinymalloc: ").str(what).str(" at ").hex(address).str(" (").str(detail.c_str()).str(")");
-  ReportBlock block;
-  block.tier = "sampled";
-  if (s.state != SlotState::kUnused) {
-    block.size = s.size;
-    block.alloc_site = s.alloc_site;
-    if (s.state == SlotState::kFreed) block.free_site = s.free_site;
-  }
-  report_json_line(what, reinterpret_cast<const void*>(address), line.c_str(), block);
+  report_json_line(what, reinterpret_cast<const void*>(address), line.c_str(), report_block_of(s));
   line.str("\n");
   write_stderr(line.c_str(), line.size());
 }
