@@ -219,7 +219,9 @@ enum tm_check_code {
   TM_CHECK_FIT_INDEX = 6,    /* the best-fit index does not hold exactly the free blocks */
   TM_CHECK_FREE_LINKS = 7,   /* a free block's list links are corrupted */
   TM_CHECK_LARGE = 8,        /* a large block's header is corrupted */
-  TM_CHECK_STATS = 9         /* counters disagree with what the walk found */
+  TM_CHECK_STATS = 9,        /* counters disagree with what the walk found */
+  TM_CHECK_DEBUG_BLOCK = 10  /* debug mode: a live block's canary or a quarantined block's fill
+                                was overwritten (heap overflow, underflow, write after free) */
 };
 
 typedef struct tm_check_report_s {
@@ -228,7 +230,8 @@ typedef struct tm_check_report_s {
   char message[256]; /* human-readable description of the first violation */
 } tm_check_report_t;
 
-/* Walks every segment and verifies every invariant. Returns TM_CHECK_OK (0) or the code of
+/* Walks every segment and verifies every invariant; in debug mode also the canaries of every
+ * live block and the fill of every quarantined one. Returns TM_CHECK_OK (0) or the code of
  * the first violation. Never aborts. */
 int tm_check_heap(void);
 /* Like tm_check_heap, and describes the first violation in *report (may be NULL). */
@@ -246,6 +249,22 @@ int tm_check_heap_report(tm_check_report_t *report);
  * or the first violation's code, described in *report (may be NULL) as by
  * tm_check_heap_report. Never aborts. */
 int tm_check_heap_around(const void *ptr, tm_check_report_t *report);
+
+/* Heap map: a picture of where the memory is. Writes to fd one row per small segment (a cell
+ * per 64 KiB run: header, free, purged, or in use with its size class and fill), per medium
+ * segment (every block, in use or free, purged parts of free blocks), per large block (its
+ * mapping, usable and requested bytes), per free mapping of the shared segment pool (resident
+ * or purged) and for the sampled-block region (its 64 slots), after a summary: mapped,
+ * committed and requested bytes, small-run fill, medium free space and its fragmentation
+ * (the share of free bytes outside the largest free block), large and pooled bytes. Memory
+ * pools' segments are rows too ("pool N"). TM_HEAP_MAP_TEXT: one line per row, a character
+ * per 64 KiB ('#' header, ' ' free, '_' purged, '1'..'9' tenths in use, '@' full; sampled
+ * slots 'L' live, 'f' freed, '.' unused). TM_HEAP_MAP_SVG: an SVG image (1 px per 4 KiB, a
+ * tooltip on every run and block). Takes every heap lock while it writes (other threads'
+ * allocations wait) and never allocates. Returns 0, or -1 with errno (EINVAL: bad fd or
+ * format; a write error's errno). */
+enum tm_heap_map_format { TM_HEAP_MAP_TEXT = 0, TM_HEAP_MAP_SVG = 1 };
+int tm_heap_map(int fd, int format);
 
 /* ---- Memory pools (heaps) ------------------------------------------------------------ */
 

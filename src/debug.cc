@@ -27,7 +27,9 @@
 #include <cstring>
 
 #include "api_internal.h"
+#include "check.h"
 #include "error.h"
+#include "guarded.h"
 #include "options.h"
 #include "platform.h"
 #include "spinlock.h"
@@ -76,6 +78,10 @@ struct Record {
   uint64_t seq;           // allocation sequence number (process-wide)
   uint32_t front;         // user pointer - core block start = front canary bytes (0: none)
   State state;
+  // A zero-size block placed on an inaccessible page of the sampled-block region (guarded.h):
+  // no canaries (any access faults), and its slot, not the quarantine, keeps it unusable
+  // after the free.
+  bool guarded;
 };
 
 // A part of the table: the records whose key hashes here, under one lock.
@@ -385,6 +391,7 @@ void describe(TextBuffer& b, const Record& r) {
 
 // Reports a damaged canary of the block r, if any (live blocks: free, realloc).
 void check_canaries(const Record& r) {
+  if (r.guarded) return;
   size_t changed = 0;
   const size_t first = first_rear_change(r, &changed);
   if (TM_UNLIKELY(first < kCanaryBytes)) {
@@ -487,7 +494,7 @@ void* allocate_recorded(size_t alignment, size_t size, bool zero, const void* si
   write_canaries(user, size, front);
   const Record r{
       addr_of(user), size, site, nullptr, g_seq.fetch_add(1, std::memory_order_relaxed), static_cast<uint32_t>(front),
-      State::kLive};
+      State::kLive,  false};
   Shard& s = shard_of(r.key);
   bool inserted;
   {
@@ -535,6 +542,31 @@ size_t take_oldest(Quarantine& q, size_t incoming, uintptr_t (&keys)[kEvictBatch
   return n;
 }
 
+// A zero-size block of its own inaccessible page (see Record::guarded), with a record; nullptr
+// when no slot is free (the caller makes a block with canaries instead).
+void* allocate_zero_size_guarded(const void* site) {
+  void* user = guarded_alloc(0, 0, kDefaultFront, kSmallClassCount, site);
+  if (user == nullptr) return nullptr;
+  Record r{};
+  r.key = addr_of(user);
+  r.site = site;
+  r.seq = g_seq.fetch_add(1, std::memory_order_relaxed);
+  r.state = State::kLive;
+  r.guarded = true;
+  Shard& s = shard_of(r.key);
+  bool inserted;
+  {
+    LockGuard guard(s.lock);
+    inserted = insert(s, r);
+    if (inserted && !g_debug_mode.load(std::memory_order_relaxed)) debug_set_routing(true);  // see allocate_recorded
+  }
+  if (!inserted) {
+    core_release(user, "invalid free");
+    return nullptr;
+  }
+  return user;
+}
+
 // Releases the freed block r at once (record removed first).
 void release_now(Shard& s, const Record& r) {
   bool shard_empty;
@@ -544,14 +576,18 @@ void release_now(Shard& s, const Record& r) {
     if (found != nullptr) erase(s, found);
     shard_empty = s.count == 0;
   }
-  core_release(core_of(r), "invalid free");
+  if (r.guarded) {
+    guarded_free(chunk_owner(user_of(r)), user_of(r), r.free_site, "invalid free");  // keeps the free site
+  } else {
+    core_release(core_of(r), "invalid free");
+  }
   if (shard_empty && !checking()) maybe_route_off();
 }
 
 // The freed block r (its record in shard s already marked freed) is filled and enters the
 // quarantine; the oldest blocks leave it while it is over its block or byte budget.
 void quarantine(Shard& s, const Record& r) {
-  if (!checking() || r.size > kMaxQuarantinedBlock) {
+  if (!checking() || r.size > kMaxQuarantinedBlock || r.guarded) {
     release_now(s, r);
     return;
   }
@@ -603,6 +639,10 @@ void debug_update_mode() {
 
 void* debug_malloc(size_t size, bool zero, const void* site) {
   if (!checking()) return core_allocate(size, zero);
+  if (size == 0 && guarded_available()) {
+    void* p = allocate_zero_size_guarded(site);
+    if (p != nullptr) return p;
+  }
   return allocate_recorded(0, size, zero, site);
 }
 
@@ -743,6 +783,47 @@ void write_all(int fd, const TextBuffer& line) {
   }
 }
 
+// Whether the canaries of the live block r still hold.
+bool canaries_intact(const Record& r) {
+  if (r.guarded) return true;
+  size_t changed = 0;
+  return first_rear_change(r, &changed) == kCanaryBytes && first_front_change(r) == r.front;
+}
+
+// Copies into *out the first live block whose canaries were overwritten; false if none.
+bool find_damaged_live(Record* out) {
+  bool found = false;
+  lock_all();
+  for (const Shard& s : g_shards) {
+    for (size_t i = 0; !found && i < s.capacity; ++i) {
+      const Record& r = s.slots[i];
+      if (r.key == 0 || r.state != State::kLive || canaries_intact(r)) continue;
+      *out = r;
+      found = true;
+    }
+  }
+  unlock_all();
+  return found;
+}
+
+// Copies into *out the first quarantined block whose fill or canaries changed; false if none.
+// The quarantine's lock keeps every block in the ring from going back to the core meanwhile.
+bool find_damaged_freed(Record* out) {
+  Quarantine& q = g_quarantine;
+  LockGuard guard(q.lock);
+  for (size_t i = 0; i < q.count; ++i) {
+    Record r{};
+    if (!lookup(q.ring[(q.head + i) % kQuarantineBlocks].key, &r)) continue;
+    size_t changed = 0;
+    if (first_not(user_of(r), r.size, kFreeFill) < r.size || first_rear_change(r, &changed) < kCanaryBytes ||
+        first_front_change(r) < r.front) {
+      *out = r;
+      return true;
+    }
+  }
+  return false;
+}
+
 // Checks every quarantined block (exit in debug mode: a late write after free).
 void verify_quarantine() {
   Quarantine& q = g_quarantine;
@@ -757,7 +838,12 @@ void verify_quarantine() {
 // At exit (or when the library is unloaded), like the stats report: a destructor function,
 // so nothing is registered (atexit may allocate) and nothing runs at start-up.
 __attribute__((destructor)) void debug_at_exit() {
-  if (checking()) verify_quarantine();
+  if (checking()) {
+    // Every live block's canaries: an overflow of a block the program never frees.
+    Record damaged{};
+    if (find_damaged_live(&damaged)) check_canaries(damaged);
+    verify_quarantine();
+  }
   if (option(OptionId::kLeaks) == 0) return;
   const size_t leaked = debug_leak_report(STDERR_FILENO, true);
   const long code = option(OptionId::kLeakExitCode);
@@ -768,6 +854,29 @@ __attribute__((destructor)) void debug_at_exit() {
 }
 
 }  // namespace
+
+int debug_check_blocks(CheckResult* result) {
+  if (!debug_mode()) return 0;
+  Record r{};
+  const bool live = find_damaged_live(&r);
+  if (!live && !find_damaged_freed(&r)) return 0;
+  // Described after the locks are released (dladdr).
+  TextBuffer what;
+  if (live) {
+    size_t changed = 0;
+    const size_t rear = first_rear_change(r, &changed);
+    if (rear < kCanaryBytes) {
+      what.str("heap overflow: ").dec(changed).str(" bytes written past the end of a debug ");
+    } else {
+      what.str("heap underflow: bytes written before the start of a debug ");
+    }
+  } else {
+    what.str("write after free into a quarantined debug ");
+  }
+  what.str("block of ").dec(r.size).str(" bytes allocated at ");
+  append_site(what, r.site);
+  return result->fail(TM_CHECK_DEBUG_BLOCK, user_of(r), what.c_str());
+}
 
 size_t debug_leak_report(int fd, bool quiet_when_none) {
   size_t blocks = 0;

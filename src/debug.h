@@ -29,6 +29,7 @@
 namespace tmalloc {
 
 class TextBuffer;
+struct CheckResult;
 
 // Appends a code address as "0x<addr> <symbol>+0x<off> (<object>)" (dladdr), or as much of
 // it as is known (debug reports, sampled-block reports).
@@ -75,6 +76,11 @@ void debug_flush_quarantine();
 // debug_update_mode).
 bool debug_idle();
 void debug_reset_for_test();
+
+// tm_check_heap in debug mode: records in *result (TM_CHECK_DEBUG_BLOCK) the first live block
+// whose canaries were overwritten, else the first quarantined block whose fill or canaries
+// changed. Returns the code (0: none). Takes only this file's locks: call it before the core's.
+int debug_check_blocks(CheckResult* result);
 
 // Writes the leak report (the live recorded blocks grouped by allocation site) to fd and
 // returns the number of those blocks; with `quiet_when_none`, writes nothing when there

@@ -12,6 +12,7 @@
 #include "chunk_map.h"
 #include "debug.h"
 #include "error.h"
+#include "heap_map.h"
 #include "options.h"
 #include "os.h"
 #include "platform.h"
@@ -175,7 +176,7 @@ size_t slot_index(const void* p) {
 
 // " (<n> bytes) allocated by thread <t> at <site>[, freed by thread <t> at <site>]".
 void describe_block(TextBuffer& b, const Slot& s) {
-  b.str("sampled block ").ptr(reinterpret_cast<const void*>(s.user));
+  b.str(s.usable == 0 ? "zero-size block " : "sampled block ").ptr(reinterpret_cast<const void*>(s.user));
   b.str(" of ").dec(s.size).str(" bytes (").dec(s.usable).str(" usable), allocated by thread ");
   b.dec(static_cast<uint64_t>(s.alloc_thread)).str(" at ");
   append_site(b, s.alloc_site);
@@ -325,8 +326,16 @@ long guarded_next_interval(uint64_t* state) {
   return 1 + static_cast<long>(x % static_cast<uint64_t>(2 * rate - 1));
 }
 
+bool guarded_available() {
+#if defined(TM_GUARDED_UNDER_SANITIZER)
+  return false;
+#else
+  return true;
+#endif
+}
+
 void* guarded_alloc(size_t size, size_t usable, size_t alignment, size_t class_index, const void* site) {
-  if (usable > kGuardedMaxSize || alignment > kPageSize || usable == 0) return nullptr;
+  if (!guarded_available() || usable > kGuardedMaxSize || alignment > kPageSize || usable < size) return nullptr;
   void* block = place(size, usable, class_index, site);
   // Outside the lock (it may set up the thread's cache, which takes the registry lock).
   if (block != nullptr && (class_index == kSmallClassCount || small_tracks_requested())) stats_add_requested(size);
@@ -371,6 +380,16 @@ bool guarded_owns(const SegmentBase*, const void* p) {
   const size_t i = slot_index(p);
   if (i == kGuardedSlots || g_region.slots[i].state != SlotState::kLive) return false;
   return addr_of(p) - g_region.slots[i].user < g_region.slots[i].usable;
+}
+
+void guarded_map(HeapMap& map) {
+  char* start = g_region.start.load(std::memory_order_relaxed);
+  if (start == nullptr) return;  // no block was ever sampled
+  map.guarded_region(addr_of(start));
+  for (const Slot& s : g_region.slots) {
+    map.guarded_slot(s.state == SlotState::kLive, s.state == SlotState::kFreed, s.usable);
+  }
+  map.end_row();
 }
 
 void guarded_totals(size_t* class_counts, GuardedTotals* out) {

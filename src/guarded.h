@@ -45,11 +45,16 @@ long guarded_next_interval(uint64_t* state);
 // Seed for a thread's sampling generator (deterministic sequence, restarted by tm_test_reset).
 uint64_t guarded_seed();
 
+// Whether blocks can be placed in the region at all: not under a sanitizer (which has its own
+// SIGSEGV handling and guards). Debug mode asks before it places a zero-size block there.
+bool guarded_available();
+
 // A sampled block of `size` bytes with `usable` usable bytes (>= size, a multiple of
 // `alignment`), aligned to `alignment` (a power of two up to a page); it counts in the small
 // class `class_index` (usable is its size), or among medium blocks with kSmallClassCount.
 // `site` is the caller's return address. nullptr when every slot is live or the region
-// cannot be mapped: the caller allocates normally.
+// cannot be mapped: the caller allocates normally. A zero-size block (usable 0, debug mode)
+// opens no page: its address is the start of an inaccessible page, so any access faults.
 void* guarded_alloc(size_t size, size_t usable, size_t alignment, size_t class_index, const void* site);
 
 // Frees the sampled block p (its owner is the region); reports a double or invalid free.

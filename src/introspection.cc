@@ -6,6 +6,7 @@
 #include "check.h"
 #include "chunk_map.h"
 #include "config.h"
+#include "debug.h"
 #include "fork.h"
 #include "guarded.h"
 #include "introspection.h"
@@ -285,11 +286,17 @@ TM_EXPORT int tm_check_heap_report(tm_check_report_t* report) {
   CheckResult result;
   size_t medium_requested = 0;
   size_t large_requested = 0;
+  // Debug blocks first: their locks come before the core's (debug.cc never holds one while it
+  // calls the core).
+  debug_check_blocks(&result);
+  // Read before the heap locks: the sampled-block lock is taken first or alone (fork.cc). The
+  // sum is compared only when no other thread has a cache, so nothing changes it meanwhile.
+  const size_t sampled_requested = guarded_requested();
   const unsigned arenas = heap_lock_all();
   // The registry lock too, for the whole walk: no thread sets up or gives up a cache while the
   // blocks are counted, so "no other thread has a cache" below holds for the whole walk.
   registry_lock();
-  if (small_check(&result, arenas) == 0 && medium_check(&result, arenas, &medium_requested) == 0 &&
+  if (result.code == 0 && small_check(&result, arenas) == 0 && medium_check(&result, arenas, &medium_requested) == 0 &&
       large_check(&result, &large_requested) == 0 && cache_check_current(&result) == 0) {
     CacheTotals caches{};
     cache_totals(&caches);
@@ -297,7 +304,7 @@ TM_EXPORT int tm_check_heap_report(tm_check_report_t* report) {
     // allocating (and not in a fork child that lost threads mid-operation); otherwise the
     // structural checks above still ran.
     if (caches.other_threads == 0 && !caches.inexact) {
-      const size_t walked = small_requested_walk(arenas) + medium_requested + large_requested + guarded_requested();
+      const size_t walked = small_requested_walk(arenas) + medium_requested + large_requested + sampled_requested;
       if (static_cast<int64_t>(walked) != caches.requested) {
         result.fail(TM_CHECK_STATS, nullptr, "requested-bytes counter differs from the sum over live blocks");
       }

@@ -123,6 +123,8 @@ TEST_F(DebugDeathTest, OverflowOfSeveralBytesCaughtByRealloc) {
           "allocate_for_overflow") "; 5 bytes written past its end, first at offset 5000\\)");
 }
 
+#if TM_TEST_ASAN || TM_TEST_TSAN
+// Under a sanitizer a zero-size block has only its canary: a write is found when it is freed.
 TEST_F(DebugDeathTest, OverflowOfZeroByteBlock) {
   EXPECT_EXIT(
       {
@@ -135,6 +137,67 @@ TEST_F(DebugDeathTest, OverflowOfZeroByteBlock) {
       "tinymalloc: heap overflow at " HEX " \\(block of 0 bytes allocated at " SITE(
           "allocate_for_overflow") "; 1 bytes written past its end, first at offset 3\\)");
 }
+#else
+// A zero-size block is an inaccessible page: a write, a read or an underflow faults at once.
+const auto kSegv = ::testing::KilledBySignal(SIGSEGV);
+
+TEST_F(DebugDeathTest, WriteToZeroByteBlockFaults) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        auto* p = static_cast<volatile char*>(dbgsite::allocate_for_overflow(0));
+        p[3] = 'A';
+      },
+      kSegv,
+      "tinymalloc: buffer overflow at " HEX " \\(3 bytes to the right of zero-size block " HEX
+      " of 0 bytes \\(0 usable\\), allocated by thread [0-9]+ at " SITE("allocate_for_overflow") "\\)");
+}
+
+TEST_F(DebugDeathTest, ReadOfZeroByteBlockFaults) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        auto* p = static_cast<volatile char*>(dbgsite::calloc_leaked(0, 8));
+        dbgsite::g_sink[12] = static_cast<uintptr_t>(p[0]);
+      },
+      kSegv,
+      "tinymalloc: buffer overflow at " HEX " \\(0 bytes to the right of zero-size block " HEX ".*calloc_leaked");
+}
+
+TEST_F(DebugDeathTest, UnderflowOfZeroByteBlockFaults) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        auto* p = static_cast<volatile char*>(dbgsite::allocate_for_underflow(0));
+        p[-1] = 'A';
+      },
+      kSegv,
+      "tinymalloc: buffer underflow at " HEX " \\(1 bytes to the left of zero-size block .*allocate_for_underflow");
+}
+
+TEST_F(DebugDeathTest, AccessToAFreedZeroByteBlockFaults) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        auto* p = static_cast<volatile char*>(dbgsite::allocate_for_use_after_free(0));
+        dbgsite::free_here(const_cast<char*>(p));
+        p[0] = 'A';
+      },
+      kSegv, "tinymalloc: use after free at " HEX " \\(0 bytes to the right of zero-size block .*free_here");
+}
+
+TEST_F(DebugDeathTest, DoubleFreeOfZeroByteBlock) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        void* p = dbgsite::allocate_for_double_free(0);
+        dbgsite::free_here(p);
+        tm_free(p);
+      },
+      kAbort, "tinymalloc: double free at " HEX " \\(already freed: zero-size block .*allocate_for_double_free");
+}
+
+#endif
 
 TEST_F(DebugDeathTest, UnderflowByOneByte) {
   EXPECT_EXIT(
@@ -202,6 +265,32 @@ TEST_F(DebugDeathTest, WriteAfterFreeFoundAtExit) {
       },
       kAbort,
       "tinymalloc: write after free at " HEX " \\(block of 200 bytes allocated at .*; byte at offset 0 changed\\)");
+}
+
+TEST_F(DebugDeathTest, OverflowOfABlockNeverFreedFoundAtExit) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        auto* p = static_cast<char*>(dbgsite::allocate_for_overflow(40));
+        std::memset(p, 'x', 43);  // three bytes into the rear canary, and the block stays live
+        std::exit(0);
+      },
+      kAbort,
+      "tinymalloc: heap overflow at " HEX " \\(block of 40 bytes allocated at " SITE(
+          "allocate_for_overflow") "; 3 bytes written past its end, first at offset 40\\)");
+}
+
+TEST_F(DebugDeathTest, UnderflowOfABlockNeverFreedFoundAtExit) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        auto* p = static_cast<char*>(dbgsite::allocate_for_underflow(40));
+        p[-2] = 0;
+        std::exit(0);
+      },
+      kAbort,
+      "tinymalloc: heap underflow at " HEX
+      " \\(block of 40 bytes allocated at " SITE("allocate_for_underflow") "; 2 bytes written before its start\\)");
 }
 
 TEST_F(DebugDeathTest, DoubleFree) {
@@ -447,6 +536,62 @@ TEST_F(DebugTest, MixedSizesAndReallocChainsRunClean) {
   tmalloc::debug_flush_quarantine();  // every freed block is verified here
   TM_EXPECT_HEAP_OK();
   EXPECT_EQ(leak_report().first, 0u);
+}
+
+// tm_check_heap sees a damaged canary of a live block and a write into a quarantined one (and
+// reports nothing once the bytes are put back), without aborting.
+TEST_F(DebugTest, HeapCheckFindsDamagedCanariesAndQuarantinedWrites) {
+  auto* p = static_cast<unsigned char*>(tm_malloc(100));
+  std::memset(p, 1, 100);
+  ASSERT_EQ(tm_check_heap(), TM_CHECK_OK);
+  tm_check_report_t report;
+  const unsigned char saved_rear = p[101];
+  p[101] = 0;  // second byte of the rear canary
+  ASSERT_EQ(tm_check_heap_report(&report), TM_CHECK_DEBUG_BLOCK);
+  EXPECT_EQ(report.address, reinterpret_cast<uintptr_t>(p));
+  EXPECT_NE(std::string(report.message).find("heap overflow: 1 bytes written past the end of a debug block of 100"),
+            std::string::npos)
+      << report.message;
+  p[101] = saved_rear;
+  ASSERT_EQ(tm_check_heap(), TM_CHECK_OK);
+  const unsigned char saved_front = p[-16];
+  p[-16] = 0;
+  ASSERT_EQ(tm_check_heap_report(&report), TM_CHECK_DEBUG_BLOCK);
+  EXPECT_NE(std::string(report.message).find("heap underflow"), std::string::npos) << report.message;
+  p[-16] = saved_front;
+  ASSERT_EQ(tm_check_heap(), TM_CHECK_OK);
+
+  tm_free(p);  // quarantined, filled with 0xDF
+  ASSERT_EQ(tm_check_heap(), TM_CHECK_OK);
+  p[50] = 0;
+  ASSERT_EQ(tm_check_heap_report(&report), TM_CHECK_DEBUG_BLOCK);
+  EXPECT_EQ(report.address, reinterpret_cast<uintptr_t>(p));
+  EXPECT_NE(std::string(report.message).find("write after free into a quarantined debug block of 100"),
+            std::string::npos)
+      << report.message;
+  p[50] = 0xDF;
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+}
+
+// Zero-size blocks with correct use: freeable, reallocable, counted by the leak report, and
+// past the region's 64 slots (or under a sanitizer) still served with canaries.
+TEST_F(DebugTest, ZeroSizeBlocksRunCleanAndAreReported) {
+  std::vector<void*> blocks;
+  for (int i = 0; i < 100; ++i) {
+    void* p = i % 2 == 0 ? tm_malloc(0) : tm_calloc(0, 4);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(tm_usable_size(p), 0u);
+    blocks.push_back(p);
+  }
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+  EXPECT_GE(tm_leak_report(-1), 100u);
+  void* grown = tm_realloc(blocks[0], 10);
+  ASSERT_NE(grown, nullptr);
+  std::memset(grown, 7, 10);
+  blocks[0] = grown;
+  for (void* p : blocks) tm_free(p);
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+  EXPECT_EQ(tm_leak_report(-1), 0u);
 }
 
 TEST_F(DebugTest, ReallocMovesAndKeepsTheData) {

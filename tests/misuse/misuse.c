@@ -535,6 +535,58 @@ static void sampled_double_free(void) {
   not_stopped();
 }
 
+/* ---- debug mode: what is checked at exit, zero-size blocks ------------------------------- */
+
+/* The program's normal end: exit runs the library's exit-time checks (not_stopped skips them). */
+static void end_normally(void) { exit(0); }
+
+/* One byte past the end of a block the program never frees: found by the exit-time check. */
+static void debug_overflow_never_freed(void) {
+  char* p = malloc(24);
+  keep(p);
+  p[24] = 'x';
+  end_normally();
+}
+
+/* 32 bytes through memcpy past the end of a medium block never freed. */
+static void debug_overflow_memcpy_never_freed(void) {
+  static char source[4128];
+  char* p = malloc(4096);
+  keep(p);
+  memcpy(p, source, sizeof source);
+  end_normally();
+}
+
+/* One byte before the start of a block never freed. */
+static void debug_underflow_never_freed(void) {
+  char* p = malloc(100);
+  keep(p);
+  p[-1] = 'x';
+  end_normally();
+}
+
+/* A write into a freed block that nothing frees or reuses afterwards. */
+static void debug_write_after_free_not_reused(void) {
+  char* p = malloc(64);
+  free(p);
+  p[10] = 'x';
+  end_normally();
+}
+
+/* A write into a zero-size block. */
+static void debug_write_zero_size(void) {
+  volatile char* p = malloc(0);
+  p[0] = 'x';
+  end_normally();
+}
+
+/* A read of a zero-size block (calloc). */
+static void debug_read_zero_size(void) {
+  volatile char* p = calloc(0, 16);
+  g_sink = (void*)(uintptr_t)p[0];
+  end_normally();
+}
+
 /* ---- the table ------------------------------------------------------------------------- */
 
 /* name, options ("name=value,..."), the report's "what" (an extended regular expression). */
@@ -592,7 +644,13 @@ static void sampled_double_free(void) {
   X(sampled_write_after_free_small, "sample_rate=1", "use after free")                           \
   X(sampled_read_after_free_medium, "sample_rate=1", "use after free")                           \
   X(sampled_write_after_realloc_moved, "sample_rate=1", "use after free")                        \
-  X(sampled_double_free, "sample_rate=1", "double free")
+  X(sampled_double_free, "sample_rate=1", "double free")                                         \
+  X(debug_overflow_never_freed, "debug=1", "heap overflow")                                      \
+  X(debug_overflow_memcpy_never_freed, "debug=1", "heap overflow")                               \
+  X(debug_underflow_never_freed, "debug=1", "heap underflow")                                    \
+  X(debug_write_after_free_not_reused, "debug=1", "write after free")                            \
+  X(debug_write_zero_size, "debug=1", "buffer overflow")                                         \
+  X(debug_read_zero_size, "debug=1", "buffer overflow")
 
 struct misuse_case {
   const char* name;
