@@ -59,6 +59,7 @@ class TmBackend final : public Backend {
     if (code != 0 && message != nullptr) *message = describe(code, r);
     return code;
   }
+  bool heap_map(int fd, bool svg) override { return tm_heap_map(fd, svg ? TM_HEAP_MAP_SVG : TM_HEAP_MAP_TEXT) == 0; }
   int check_heap_around(const void* p, std::string* message) override {
     tm_check_report_t r;
     memset(&r, 0, sizeof r);

@@ -2,6 +2,9 @@
 // result. The first difference is reported with the trace position and the program aborts
 // (or the report is returned, for property tests). This file holds the run itself: op
 // dispatch, OOM windows, the final frees and leak check, and the failure report.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
@@ -343,6 +346,21 @@ void Interpreter::Impl::reset() {
   last = base;
 }
 
+// TM_HARNESS_HEAPMAP=path: the backend's heap map at the moment of the failure, written to
+// path (SVG when it ends in ".svg", text otherwise); returns the report's line about it.
+static std::string attach_heap_map(Backend& be) {
+  const char* path = getenv("TM_HARNESS_HEAPMAP");
+  if (path == nullptr || *path == '\0') return "";
+  const std::string file = path;
+  const bool svg = file.size() >= 4 && file.compare(file.size() - 4, 4, ".svg") == 0;
+  const int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return "heap map: cannot open " + file + ": " + strerror(errno) + "\n";
+  const bool written = be.heap_map(fd, svg);
+  close(fd);
+  if (!written) return "heap map: backend " + std::string(be.name()) + " has none\n";
+  return "heap map: " + file + "\n";
+}
+
 std::string Interpreter::Impl::report(const std::string& what) const {
   std::string r;
   char buf[512];
@@ -371,6 +389,7 @@ std::string Interpreter::Impl::report(const std::string& what) const {
     const int code = be.check_heap(&msg);
     r += code == 0 ? std::string("heap check now: ok\n") : "heap check now: " + msg + "\n";
   }
+  r += attach_heap_map(be);
   r += "recent ops (oldest first):\n";
   const size_t first = ring_n > kRing ? ring_n - kRing : 0;
   for (size_t i = first; i < ring_n; ++i) {

@@ -358,6 +358,13 @@ class Backend {
     (void)message;
     return 0;
   }
+  // Writes a picture of the heap to fd (tm: tm_heap_map), SVG or text; false when the
+  // backend has none. A failure report attaches one when TM_HARNESS_HEAPMAP=path is set.
+  virtual bool heap_map(int fd, bool svg) {
+    (void)fd;
+    (void)svg;
+    return false;
+  }
   // The same for the part of the heap around p only (tm: tm_check_heap_around), in time
   // independent of the heap's size: what the interpreter runs after an op on the addresses
   // the op touched. A backend with a heap check but no scoped one gets the whole check.

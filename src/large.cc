@@ -10,6 +10,7 @@
 #include "chunk_map.h"
 #include "config.h"
 #include "error.h"
+#include "heap_map.h"
 #include "linked_list.h"
 #include "os.h"
 #include "platform.h"
@@ -322,6 +323,14 @@ TM_NO_COVERAGE int large_check_around(CheckResult* result, LargeHeader* header, 
   if (!linked_in || (header->next != nullptr && header->next->prev != header))
     return result->fail(TM_CHECK_LARGE, header, "large block list links do not round-trip");
   return 0;
+}
+
+TM_NO_COVERAGE void large_map(HeapMap& map) {
+  size_t count = 0;
+  for (const LargeHeader* header = g_large_blocks; header != nullptr && count++ < g_large_count;
+       header = header->next) {
+    map.large_block(addr_of(header->mapping), header->mapping_size, usable_of(header), header->requested, header->pool);
+  }
 }
 
 TM_NO_COVERAGE int large_check(CheckResult* result, size_t* requested_total) {

@@ -11,6 +11,7 @@
 #include "error.h"
 #include "fit_index.h"
 #include "free_block.h"
+#include "heap_map.h"
 #include "linked_list.h"
 #include "options.h"
 #include "os.h"
@@ -673,6 +674,27 @@ void medium_arena_totals(unsigned arena, MediumTotals* out) {
   out->free_bytes = heap.index.bytes();
   out->largest_free = heap.index.largest();
   out->segments = heap.segment_count;
+}
+
+TM_NO_ASAN TM_NO_COVERAGE void medium_map(HeapMap& map, unsigned arenas) {
+  for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
+    for (MediumSegment* segment = g_medium[a].segments; segment != nullptr; segment = segment->next) {
+      map.medium_segment(a, addr_of(segment), segment->purged != 0);
+      // The same walk as the heap check, bounded by the sentinel (a damaged tag ends the row).
+      for (size_t offset = kMediumFirstBlock; offset < kMediumSentinel;) {
+        const BlockHeader* block = block_at(segment, offset);
+        const size_t size = block->size();
+        if (size < kMediumMinBlock || offset + size > kMediumSentinel) break;
+        const bool free_block = block->is_free();
+        size_t purged = free_block ? block->purged_bytes() : 0;
+        if (free_block && segment->purged != 0) purged = size;
+        map.medium_block(offset, size, !free_block, purged);
+        offset += size;
+      }
+      map.end_row();
+    }
+  }
 }
 
 TM_NO_COVERAGE TM_NO_ASAN void medium_arena_snapshot(unsigned arena, MediumTotals* out, size_t* committed_bytes) {

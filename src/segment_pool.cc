@@ -6,6 +6,7 @@
 #include <atomic>
 
 #include "config.h"
+#include "heap_map.h"
 #include "options.h"
 #include "os.h"
 #include "plant.h"
@@ -308,6 +309,11 @@ PooledSegment pool_take(size_t size, size_t alignment, PoolGrow grow) {
   // A purged mapping is written again by its new owner: count it as committed.
   if (taken.purged) os_note_recommitted(size);
   return taken;
+}
+
+void pool_map(HeapMap& map) {
+  for (size_t i = 0; i < g_count; ++i)
+    map.pooled(addr_of(g_entries[i].address), g_entries[i].size, g_entries[i].purged);
 }
 
 void pool_give(void* mapping, size_t size, PoolShadow shadow) {

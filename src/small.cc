@@ -11,6 +11,7 @@
 #include "chunk_map.h"
 #include "error.h"
 #include "free_block.h"
+#include "heap_map.h"
 #include "linked_list.h"
 #include "options.h"
 #include "os.h"
@@ -1083,6 +1084,29 @@ TM_NO_COVERAGE int small_check(CheckResult* result, unsigned arenas) {
     }
   }
   return 0;
+}
+
+TM_NO_COVERAGE void small_map(HeapMap& map, unsigned arenas) {
+  for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
+    for (const SmallSegment* segment = g_arenas[a].segments; segment != nullptr; segment = segment->next) {
+      map.small_segment(a, addr_of(segment), segment->purged != 0);
+      for (size_t i = 0; i < kRunsPerSegment; ++i) {
+        if (i < kSmallReservedRuns) {
+          map.run(MapRun::kMetadata, 0, 0, 0, 0);
+        } else if ((segment->free_runs >> i) & 1u) {
+          // Untouched runs are never read (their descriptors' pages may not be faulted in).
+          const bool purged = segment->purged != 0 || ((segment->purged_runs >> i) & 1u) != 0;
+          map.run(purged ? MapRun::kPurged : MapRun::kFree, 0, 0, 0, 0);
+        } else {
+          const RunDesc* run = &segment->runs[i];
+          map.run(MapRun::kInUse, run->class_index, run->block_size, run->block_count - run->free_count,
+                  run->block_count);
+        }
+      }
+      map.end_row();
+    }
+  }
 }
 
 TM_NO_COVERAGE size_t small_requested_walk(unsigned arenas) {

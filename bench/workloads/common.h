@@ -9,6 +9,8 @@
 // scheduling or addresses, and bench/compare can require it to be identical across allocators.
 #pragma once
 
+#include <dlfcn.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +91,30 @@ class Args {
   bool help_ = false;
   std::string known_;
 };
+
+// ---- Heap map --------------------------------------------------------------------------------------
+
+// Writes tinymalloc's heap map (tm_heap_map) to `path`: SVG when it ends in ".svg", text
+// otherwise. Found with dlsym, so the program still runs under any allocator: under another one
+// it says so and writes nothing. Returns whether a map was written.
+inline bool write_heap_map(const char* workload, const char* path) {
+  using HeapMapFn = int (*)(int, int);
+  auto heap_map = reinterpret_cast<HeapMapFn>(dlsym(RTLD_DEFAULT, "tm_heap_map"));
+  if (heap_map == nullptr) {
+    fprintf(stderr, "%s: --heapmap: the allocator is not tinymalloc (no tm_heap_map); no map written\n", workload);
+    return false;
+  }
+  const int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    fprintf(stderr, "%s: --heapmap: cannot open %s\n", workload, path);
+    return false;
+  }
+  const std::string_view name(path);
+  const bool svg = name.size() >= 4 && name.substr(name.size() - 4) == ".svg";
+  const bool ok = heap_map(fd, svg ? 1 : 0) == 0;
+  close(fd);
+  return ok;
+}
 
 // ---- Random numbers ----------------------------------------------------------------------------
 
