@@ -1,6 +1,7 @@
 // Shared by the tiers' heap walks: where and what the first violation was.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "text_buffer.h"
@@ -21,6 +22,13 @@ struct CheckResult {
     }
     return code;
   }
+};
+
+// Address space a heap walk accounts for (tm_check_heap reconciles it with the OS counters):
+// bytes mapped, and of those the bytes committed (not purged).
+struct OsBytes {
+  size_t mapped = 0;
+  size_t committed = 0;
 };
 
 }  // namespace tmalloc

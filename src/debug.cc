@@ -53,6 +53,7 @@ constexpr size_t kDefaultFront = 16;         // front canary at the default alig
 constexpr size_t kMaxFrontAlignment = 4096;  // above this alignment: no front canary
 constexpr unsigned char kAllocFill = 0xAB;   // new blocks (not calloc)
 constexpr unsigned char kFreeFill = 0xDF;    // freed blocks in the quarantine
+constexpr unsigned char kGuardFill = 0xBE;   // debug=guard: the rest of a block's pages
 constexpr uintptr_t kFrontSalt = 0x5bd1e9955bd1e995u;
 
 constexpr size_t kShardCount = 16;  // power of two
@@ -78,9 +79,10 @@ struct Record {
   uint64_t seq;           // allocation sequence number (process-wide)
   uint32_t front;         // user pointer - core block start = front canary bytes (0: none)
   State state;
-  // A zero-size block placed on an inaccessible page of the sampled-block region (guarded.h):
-  // no canaries (any access faults), and its slot, not the quarantine, keeps it unusable
-  // after the free.
+  // A block in a slot of the sampled-block region (guarded.h): a zero-size block (no page
+  // opened: any access faults), or any block of up to kGuardedMaxSize bytes in debug=guard
+  // (the rest of its pages filled with kGuardFill, checked like a canary). No canaries; its
+  // slot, not the quarantine, keeps it inaccessible after the free.
   bool guarded;
 };
 
@@ -115,6 +117,9 @@ constinit SpinLock g_mode_lock;
 // leaks). Written under g_mode_lock; read relaxed: it only selects a path, every piece of
 // state it guards is under a shard lock.
 constinit std::atomic<bool> g_checking{false};
+// debug=guard: every block that fits a slot goes on guard pages. Written under g_mode_lock;
+// read relaxed (it only selects a path).
+constinit std::atomic<bool> g_guard_all_blocks{false};
 constinit bool g_fork_handlers_installed = false;  // under g_mode_lock
 // Canary key: a pure function of the process (AT_RANDOM, ASLR), so threads that compute it
 // concurrently store the same value; relaxed is enough, and 0 means "not computed yet".
@@ -389,9 +394,55 @@ void describe(TextBuffer& b, const Record& r) {
   report_misuse(what, user_of(r), detail);
 }
 
+// The fill around a debug=guard block in its pages: *rear_first is the offset past the block's
+// end of the first changed byte after it (or kNone) and *rear_changed how many changed there;
+// *front_changed how many changed before its start. False when nothing changed.
+constexpr size_t kNone = ~size_t{0};
+bool guard_fill_damage(const Record& r, size_t* rear_first, size_t* rear_changed, size_t* front_changed) {
+  *rear_first = kNone;
+  *rear_changed = 0;
+  *front_changed = 0;
+  char* first = nullptr;
+  char* last = nullptr;
+  if (r.size == 0 || !guarded_block_pages(user_of(r), &first, &last)) return false;
+  const auto* front = reinterpret_cast<const unsigned char*>(first);
+  const size_t front_bytes = static_cast<size_t>(user_of(r) - front);
+  for (size_t i = first_not(front, front_bytes, kGuardFill); i < front_bytes; ++i) {
+    if (front[i] != kGuardFill) ++*front_changed;
+  }
+  const unsigned char* rear = user_of(r) + r.size;
+  const size_t rear_bytes = static_cast<size_t>(reinterpret_cast<unsigned char*>(last) - rear);
+  for (size_t i = first_not(rear, rear_bytes, kGuardFill); i < rear_bytes; ++i) {
+    if (rear[i] == kGuardFill) continue;
+    if (*rear_first == kNone) *rear_first = i;
+    ++*rear_changed;
+  }
+  return *rear_changed != 0 || *front_changed != 0;
+}
+
+// Reports a change to the fill around the debug=guard block r (an overflow or underflow that
+// stayed inside its pages: the slack up to the alignment, or the page the block starts in).
+void check_guard_fill(const Record& r) {
+  size_t rear_first;
+  size_t rear_changed;
+  size_t front_changed;
+  if (!guard_fill_damage(r, &rear_first, &rear_changed, &front_changed)) return;
+  TextBuffer detail;
+  describe(detail, r);
+  if (rear_changed != 0) {
+    detail.str("; ").dec(rear_changed).str(" bytes written past its end, first at offset ").dec(r.size + rear_first);
+    report_misuse("heap overflow", user_of(r), detail);
+  }
+  detail.str("; ").dec(front_changed).str(" bytes written before its start");
+  report_misuse("heap underflow", user_of(r), detail);
+}
+
 // Reports a damaged canary of the block r, if any (live blocks: free, realloc).
 void check_canaries(const Record& r) {
-  if (r.guarded) return;
+  if (r.guarded) {
+    check_guard_fill(r);
+    return;
+  }
   size_t changed = 0;
   const size_t first = first_rear_change(r, &changed);
   if (TM_UNLIKELY(first < kCanaryBytes)) {
@@ -542,13 +593,27 @@ size_t take_oldest(Quarantine& q, size_t incoming, uintptr_t (&keys)[kEvictBatch
   return n;
 }
 
-// A zero-size block of its own inaccessible page (see Record::guarded), with a record; nullptr
-// when no slot is free (the caller makes a block with canaries instead).
-void* allocate_zero_size_guarded(const void* site) {
-  void* user = guarded_alloc(0, 0, kDefaultFront, kSmallClassCount, site);
+// A block in a slot of the sampled-block region (see Record::guarded), with a record: a
+// zero-size block (no page opened), or in debug=guard a block of `size` bytes (zeroed or
+// filled) with the rest of its pages filled with kGuardFill. nullptr when no slot is free or
+// the block does not fit one (the caller makes a block with canaries instead).
+void* allocate_guarded(size_t alignment, size_t size, bool zero, const void* site) {
+  const size_t align = alignment < kDefaultFront ? kDefaultFront : alignment;
+  if (size > kGuardedMaxSize || align > kPageBytes) return nullptr;
+  const size_t usable = (size + align - 1) & ~(align - 1);
+  void* user = guarded_alloc(size, usable, align, kSmallClassCount, site);
   if (user == nullptr) return nullptr;
+  char* first = nullptr;
+  char* last = nullptr;
+  if (size > 0 && guarded_block_pages(user, &first, &last)) {
+    auto* block = static_cast<unsigned char*>(user);
+    std::memset(first, kGuardFill, static_cast<size_t>(block - reinterpret_cast<unsigned char*>(first)));
+    std::memset(block, zero ? 0 : kAllocFill, size);  // a reused slot's pages hold old data
+    std::memset(block + size, kGuardFill, static_cast<size_t>(reinterpret_cast<unsigned char*>(last) - block - size));
+  }
   Record r{};
   r.key = addr_of(user);
+  r.size = size;
   r.site = site;
   r.seq = g_seq.fetch_add(1, std::memory_order_relaxed);
   r.state = State::kLive;
@@ -620,6 +685,9 @@ void debug_update_mode() {
     LockGuard mode(g_mode_lock);
     on = checking_wanted();  // under the lock: concurrent updates end with the last options
     g_checking.store(on, std::memory_order_relaxed);
+    const bool guard_all = option(OptionId::kDebug) == kDebugGuard;
+    g_guard_all_blocks.store(guard_all, std::memory_order_relaxed);
+    guarded_set_guard_all(guard_all);
     if (on) {
       debug_set_routing(true);
       install = !g_fork_handlers_installed;
@@ -639,8 +707,8 @@ void debug_update_mode() {
 
 void* debug_malloc(size_t size, bool zero, const void* site) {
   if (!checking()) return core_allocate(size, zero);
-  if (size == 0 && guarded_available()) {
-    void* p = allocate_zero_size_guarded(site);
+  if ((size == 0 || g_guard_all_blocks.load(std::memory_order_relaxed)) && guarded_available()) {
+    void* p = allocate_guarded(0, size, zero, site);
     if (p != nullptr) return p;
   }
   return allocate_recorded(0, size, zero, site);
@@ -648,6 +716,10 @@ void* debug_malloc(size_t size, bool zero, const void* site) {
 
 void* debug_aligned_alloc(size_t alignment, size_t size, const void* site) {
   if (!checking()) return core_allocate_aligned(alignment, size);
+  if (g_guard_all_blocks.load(std::memory_order_relaxed) && guarded_available()) {
+    void* p = allocate_guarded(alignment, size, false, site);
+    if (p != nullptr) return p;
+  }
   return allocate_recorded(alignment, size, false, site);
 }
 
@@ -785,7 +857,10 @@ void write_all(int fd, const TextBuffer& line) {
 
 // Whether the canaries of the live block r still hold.
 bool canaries_intact(const Record& r) {
-  if (r.guarded) return true;
+  size_t rear_first;
+  size_t rear_changed;
+  size_t front_changed;
+  if (r.guarded) return !guard_fill_damage(r, &rear_first, &rear_changed, &front_changed);
   size_t changed = 0;
   return first_rear_change(r, &changed) == kCanaryBytes && first_front_change(r) == r.front;
 }

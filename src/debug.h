@@ -35,6 +35,9 @@ struct CheckResult;
 // it as is known (debug reports, sampled-block reports).
 void append_site(TextBuffer& b, const void* site);
 
+// The debug option's value that also puts every block on guard pages (debug=guard).
+inline constexpr long kDebugGuard = 2;
+
 // Whether api.cc routes every call here: while debug or leaks is set, and afterwards while
 // blocks with debug records are still live (runtime init and tm_option_set update it).
 extern TM_INTERNAL std::atomic<bool> g_debug_mode;

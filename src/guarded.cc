@@ -9,6 +9,7 @@
 
 #include <cstring>
 
+#include "check.h"
 #include "chunk_map.h"
 #include "debug.h"
 #include "error.h"
@@ -74,7 +75,14 @@ struct GuardedRegion {
   // Start of the region (nullptr until the first sampled allocation); atomic for the fault
   // handler. release: a thread that sees it sees the map entry and the handler installed.
   std::atomic<char*> start;
-  Slot slots[kGuardedSlots];
+  size_t slot_count;  // kGuardedSlots, or kGuardedMaxSlots in debug=guard (set before `start`)
+  Slot slots[kGuardedMaxSlots];
+  // Slot choice in O(1): slots [next_unused, slot_count) were never used; freed_order holds
+  // the freed slots, least recently freed first (a ring of freed_count from freed_head).
+  size_t next_unused;
+  uint16_t freed_order[kGuardedMaxSlots];
+  size_t freed_head;
+  size_t freed_count;
   uint64_t frees;         // frees so far (freed_sequence source)
   uint64_t placements;    // allocations so far (alternates right and left placement)
   size_t resident_pages;  // set bits over every slot's `resident` (os accounting: committed)
@@ -82,7 +90,14 @@ struct GuardedRegion {
   struct sigaction previous;  // the SIGSEGV action before ours
 };
 
-constinit GuardedRegion g_region{{kSegmentMagic, SegmentKind::kGuarded}, {}, {nullptr}, {}, 0, 0, 0, false, {}};
+constinit GuardedRegion g_region{
+    {kSegmentMagic, SegmentKind::kGuarded}, {}, {nullptr}, 0, {}, 0, {}, 0, 0, 0, 0, 0, false, {}};
+
+// Whether the next mapping of the region takes kGuardedMaxSlots slots (debug=guard).
+std::atomic<bool> g_guard_all{false};
+
+// Bytes of the region (mapped or about to be).
+size_t region_bytes() { return g_region.slot_count * kGuardedSlotSize; }
 
 // Sequence that seeds each thread's sampling generator (restarted by tm_test_reset).
 std::atomic<uint64_t> g_seed_counter{0};
@@ -110,9 +125,18 @@ size_t first_page_index(const Slot& s) { return s.right ? kGuardedDataPages - s.
 // Bits of the data pages of slot s's block.
 uint16_t page_mask(const Slot& s) { return static_cast<uint16_t>(((1u << s.pages) - 1) << first_page_index(s)); }
 
+// The slots of the mapped region (none before it is mapped), for range-for loops.
+struct SlotRange {
+  const Slot* first;
+  const Slot* last;
+  const Slot* begin() const { return first; }
+  const Slot* end() const { return last; }
+};
+SlotRange used_slots() { return {g_region.slots, g_region.slots + g_region.slot_count}; }
+
 // Returns the resident pages of every freed slot to the OS (the lock is held).
 void purge_freed_slots() {
-  for (size_t i = 0; i < kGuardedSlots; ++i) {
+  for (size_t i = 0; i < g_region.slot_count; ++i) {
     Slot& s = g_region.slots[i];
     if (s.state != SlotState::kFreed || s.resident == 0) continue;
     const unsigned low = static_cast<unsigned>(__builtin_ctz(s.resident));
@@ -132,13 +156,15 @@ void on_fault(int signal, siginfo_t* info, void* context);
 // fault handler; the lock is held. False when the OS refuses.
 bool map_region() {
   if (!chunk_map_ensure()) return false;
-  void* start = os_map_aligned(kSegmentSize, kSegmentSize);
+  g_region.slot_count = g_guard_all.load(std::memory_order_relaxed) ? kGuardedMaxSlots : kGuardedSlots;
+  const size_t bytes = region_bytes();
+  void* start = os_map_aligned(bytes, kSegmentSize);
   if (start == nullptr) return false;
-  if (::mprotect(start, kSegmentSize, PROT_NONE) != 0) {
-    os_unmap(start, kSegmentSize);
+  if (::mprotect(start, bytes, PROT_NONE) != 0) {
+    os_unmap(start, bytes);
     return false;
   }
-  os_purge(start, kSegmentSize);  // not committed until a slot's pages are opened
+  os_purge(start, bytes);  // not committed until a slot's pages are opened
   if (!g_region.handler_installed) {
     struct sigaction action;
     std::memset(&action, 0, sizeof action);
@@ -147,31 +173,33 @@ bool map_region() {
     action.sa_flags = SA_SIGINFO | SA_ONSTACK;
     if (::sigaction(SIGSEGV, &action, &g_region.previous) == 0) g_region.handler_installed = true;
   }
-  chunk_map_set(start, kSegmentSize, &g_region.base);
+  chunk_map_set(start, bytes, &g_region.base);
   g_region.start.store(static_cast<char*>(start), std::memory_order_release);
   return true;
 }
 
-// The slot a new block takes: one never used, else the least recently freed; kGuardedSlots
-// when every slot is live.
+// The slot a new block takes: one never used, else the least recently freed; kNoSlot when
+// every slot is live. take_slot(i) then removes it from the choice (once the block is placed).
 size_t pick_slot() {
-  size_t best = kGuardedSlots;
-  for (size_t i = 0; i < kGuardedSlots; ++i) {
-    const Slot& s = g_region.slots[i];
-    if (s.state == SlotState::kUnused) return i;
-    if (s.state == SlotState::kFreed &&
-        (best == kGuardedSlots || s.freed_sequence < g_region.slots[best].freed_sequence)) {
-      best = i;
-    }
-  }
-  return best;
+  if (g_region.next_unused < g_region.slot_count) return g_region.next_unused;
+  if (g_region.freed_count > 0) return g_region.freed_order[g_region.freed_head];
+  return kNoSlot;
 }
 
-// Slot index of an address inside the region (kGuardedSlots when outside).
+void take_slot(size_t i) {
+  if (i == g_region.next_unused) {
+    ++g_region.next_unused;
+    return;
+  }
+  g_region.freed_head = (g_region.freed_head + 1) % kGuardedMaxSlots;  // i was the ring's head
+  --g_region.freed_count;
+}
+
+// Slot index of an address inside the region (kNoSlot when outside).
 size_t slot_index(const void* p) {
-  char* start = g_region.start.load(std::memory_order_acquire);
+  char* start = g_region.start.load(std::memory_order_acquire);  // then slot_count is set
   const uintptr_t offset = addr_of(p) - addr_of(start);
-  return start == nullptr || offset >= kSegmentSize ? kGuardedSlots : offset / kGuardedSlotSize;
+  return start == nullptr || offset >= region_bytes() ? kNoSlot : offset / kGuardedSlotSize;
 }
 
 // " (<n> bytes) allocated by thread <t> at <site>[, freed by thread <t> at <site>]".
@@ -199,7 +227,7 @@ ReportBlock report_block_of(const Slot& s) {
 // when `what` is a free).
 Slot& live_slot(const void* p, const char* what) {
   const size_t i = slot_index(p);
-  if (i < kGuardedSlots) {
+  if (i < kNoSlot) {
     Slot& s = g_region.slots[i];
     if (s.state == SlotState::kLive && s.user == addr_of(p)) return s;
     report_context(report_block_of(s));
@@ -250,7 +278,7 @@ void report_fault(uintptr_t address, size_t i) {
 // program's own handler sees the fault). Any other fault goes to the previous action.
 TM_NO_FUNCTION_CHECK void on_fault(int signal, siginfo_t* info, void* context) {
   const size_t i = slot_index(info->si_addr);
-  if (i < kGuardedSlots) {
+  if (i < kNoSlot) {
     report_fault(addr_of(info->si_addr), i);
     ::sigaction(SIGSEGV, &g_region.previous, nullptr);
     return;
@@ -271,13 +299,14 @@ void* place(size_t size, size_t usable, size_t class_index, const void* site) {
   LockGuard guard(g_region.lock);
   if (g_region.start.load(std::memory_order_relaxed) == nullptr && !map_region()) return nullptr;
   const size_t i = pick_slot();
-  if (i == kGuardedSlots) return nullptr;
+  if (i == kNoSlot) return nullptr;
   Slot& s = g_region.slots[i];
   s.pages = static_cast<uint32_t>((usable + kPageSize - 1) / kPageSize);
   s.right = (g_region.placements++ & 1) == 0;
   char* pages = first_page(i, s);
   const size_t bytes = s.pages * kPageSize;
   if (::mprotect(pages, bytes, PROT_READ | PROT_WRITE) != 0) return nullptr;
+  take_slot(i);
   const uint16_t fresh = static_cast<uint16_t>(page_mask(s) & ~s.resident);
   os_note_recommitted(static_cast<size_t>(__builtin_popcount(fresh)) * kPageSize);
   g_region.resident_pages += static_cast<size_t>(__builtin_popcount(fresh));
@@ -326,6 +355,18 @@ long guarded_next_interval(uint64_t* state) {
   return 1 + static_cast<long>(x % static_cast<uint64_t>(2 * rate - 1));
 }
 
+void guarded_set_guard_all(bool on) { g_guard_all.store(on, std::memory_order_relaxed); }
+
+bool guarded_block_pages(const void* p, char** first, char** last) {
+  LockGuard guard(g_region.lock);
+  const size_t i = slot_index(p);
+  if (i == kNoSlot || g_region.slots[i].state != SlotState::kLive || g_region.slots[i].user != addr_of(p)) return false;
+  const Slot& s = g_region.slots[i];
+  *first = first_page(i, s);
+  *last = *first + s.pages * kPageSize;
+  return true;
+}
+
 bool guarded_available() {
 #if defined(TM_GUARDED_UNDER_SANITIZER)
   return false;
@@ -345,7 +386,7 @@ void* guarded_alloc(size_t size, size_t usable, size_t alignment, size_t class_i
 void guarded_free(const SegmentBase*, void* p, const void* site, const char* what) {
   g_region.lock.lock();
   const size_t i = slot_index(p);
-  if (i == kGuardedSlots || g_region.slots[i].state != SlotState::kLive || g_region.slots[i].user != addr_of(p)) {
+  if (i == kNoSlot || g_region.slots[i].state != SlotState::kLive || g_region.slots[i].user != addr_of(p)) {
     g_region.lock.unlock();
     (void)live_slot(p, what);  // reports
   }
@@ -357,6 +398,9 @@ void guarded_free(const SegmentBase*, void* p, const void* site, const char* wha
   s.state = SlotState::kFreed;
   if (g_region.resident_pages > kResidentCap) purge_freed_slots();
   s.freed_sequence = ++g_region.frees;
+  // Reused last: the ring's tail (it has room: it holds only freed slots).
+  g_region.freed_order[(g_region.freed_head + g_region.freed_count) % kGuardedMaxSlots] = static_cast<uint16_t>(i);
+  ++g_region.freed_count;
   s.free_site = site;
   s.free_thread = thread_id();
   const bool counted = s.class_index == kSmallClassCount || small_tracks_requested();
@@ -378,23 +422,34 @@ size_t guarded_requested_size(const SegmentBase*, const void* p, const char* wha
 bool guarded_owns(const SegmentBase*, const void* p) {
   LockGuard guard(g_region.lock);
   const size_t i = slot_index(p);
-  if (i == kGuardedSlots || g_region.slots[i].state != SlotState::kLive) return false;
+  if (i == kNoSlot || g_region.slots[i].state != SlotState::kLive) return false;
   return addr_of(p) - g_region.slots[i].user < g_region.slots[i].usable;
+}
+
+void guarded_os_bytes(OsBytes* out) {
+  LockGuard guard(g_region.lock);
+  if (g_region.start.load(std::memory_order_relaxed) == nullptr) return;
+  out->mapped += region_bytes();
+  out->committed += g_region.resident_pages * kPageSize;
 }
 
 void guarded_map(HeapMap& map) {
   char* start = g_region.start.load(std::memory_order_relaxed);
   if (start == nullptr) return;  // no block was ever sampled
-  map.guarded_region(addr_of(start));
-  for (const Slot& s : g_region.slots) {
-    map.guarded_slot(s.state == SlotState::kLive, s.state == SlotState::kFreed, s.usable);
+  // One row per 64 slots (4 MiB).
+  for (size_t first = 0; first < g_region.slot_count; first += kGuardedSlots) {
+    map.guarded_region(addr_of(start + first * kGuardedSlotSize));
+    for (size_t i = first; i < first + kGuardedSlots && i < g_region.slot_count; ++i) {
+      const Slot& s = g_region.slots[i];
+      map.guarded_slot(s.state == SlotState::kLive, s.state == SlotState::kFreed, s.usable);
+    }
+    map.end_row();
   }
-  map.end_row();
 }
 
 void guarded_totals(size_t* class_counts, GuardedTotals* out) {
   LockGuard guard(g_region.lock);
-  for (const Slot& s : g_region.slots) {
+  for (const Slot& s : used_slots()) {
     if (s.state != SlotState::kLive) continue;
     out->usable_bytes += s.usable;
     if (s.class_index == kSmallClassCount) {
@@ -410,7 +465,7 @@ void guarded_totals(size_t* class_counts, GuardedTotals* out) {
 size_t guarded_requested() {
   LockGuard guard(g_region.lock);
   size_t total = 0;
-  for (const Slot& s : g_region.slots) {
+  for (const Slot& s : used_slots()) {
     if (s.state == SlotState::kLive && (s.class_index == kSmallClassCount || small_tracks_requested())) total += s.size;
   }
   return total;
@@ -421,7 +476,7 @@ void guarded_unlock() { g_region.lock.unlock(); }
 
 bool guarded_idle() {
   LockGuard guard(g_region.lock);
-  for (const Slot& s : g_region.slots) {
+  for (const Slot& s : used_slots()) {
     if (s.state == SlotState::kLive) return false;
   }
   return true;
@@ -431,11 +486,11 @@ void guarded_reset_for_test() {
   LockGuard guard(g_region.lock);
   char* start = g_region.start.load(std::memory_order_relaxed);
   if (start != nullptr) {
-    chunk_map_set(start, kSegmentSize, nullptr);
+    chunk_map_set(start, region_bytes(), nullptr);
     g_region.start.store(nullptr, std::memory_order_relaxed);
     // os_unmap counts the whole range as committed until now.
-    os_note_recommitted(kSegmentSize - g_region.resident_pages * kPageSize);
-    os_unmap(start, kSegmentSize);
+    os_note_recommitted(region_bytes() - g_region.resident_pages * kPageSize);
+    os_unmap(start, region_bytes());
   }
   if (g_region.handler_installed) {
     ::sigaction(SIGSEGV, &g_region.previous, nullptr);
@@ -444,6 +499,10 @@ void guarded_reset_for_test() {
   for (Slot& s : g_region.slots) s = Slot{};
   g_region.frees = 0;
   g_region.placements = 0;
+  g_region.slot_count = 0;
+  g_region.next_unused = 0;
+  g_region.freed_head = 0;
+  g_region.freed_count = 0;
   g_region.resident_pages = 0;
   g_seed_counter.store(0, std::memory_order_relaxed);
 }

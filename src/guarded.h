@@ -23,11 +23,18 @@
 
 namespace tmalloc {
 
-inline constexpr size_t kGuardedSlots = 64;
+struct OsBytes;
+
+inline constexpr size_t kGuardedSlots = 64;  // the region's slots (sample_rate)
+// The region's slots when debug=guard was on when it was mapped (256 MiB of address space,
+// committed only where blocks are).
+inline constexpr size_t kGuardedMaxSlots = 4096;
+inline constexpr size_t kNoSlot = kGuardedMaxSlots;
 inline constexpr size_t kGuardedSlotSize = size_t{64} << 10;
 inline constexpr size_t kGuardedDataPages = kGuardedSlotSize / kPageSize - 2;
 inline constexpr size_t kGuardedMaxSize = kGuardedDataPages * kPageSize;
-static_assert(kGuardedSlots * kGuardedSlotSize == kSegmentSize, "the region is one chunk-map entry");
+static_assert(kGuardedSlots * kGuardedSlotSize == kSegmentSize, "the default region is one chunk-map entry");
+static_assert(kGuardedMaxSlots <= 65536, "slot indices are 16 bits in the free order");
 
 // The sample_rate option latched at start-up (0 = off); read by the allocation slow paths.
 // Every latch bumps the generation: a thread that sees a new one draws its countdown again.
@@ -44,6 +51,15 @@ long guarded_next_interval(uint64_t* state);
 
 // Seed for a thread's sampling generator (deterministic sequence, restarted by tm_test_reset).
 uint64_t guarded_seed();
+
+// debug=guard (debug.cc): the region, when mapped from now on, has kGuardedMaxSlots slots, so
+// that every block of up to kGuardedMaxSize bytes can have its own guard pages. A region
+// already mapped keeps its size (until tm_test_reset unmaps it).
+void guarded_set_guard_all(bool on);
+
+// Bounds of the pages opened for the live block p of the region (debug=guard fills and checks
+// the bytes around the block in them). False when p is not a live block's start.
+bool guarded_block_pages(const void* p, char** first, char** last);
 
 // Whether blocks can be placed in the region at all: not under a sanitizer (which has its own
 // SIGSEGV handling and guards). Debug mode asks before it places a zero-size block there.
@@ -81,6 +97,9 @@ void guarded_totals(size_t* class_counts, GuardedTotals* out);
 // Requested bytes of the live sampled blocks that the requested-bytes counters hold (medium
 // sizes always, small ones with track_requested), for tm_check_heap.
 size_t guarded_requested();
+// Adds the sampled-block region to *out: mapped once the first block was sampled, committed
+// in its resident pages. Takes the region's lock (call it before the heap locks).
+void guarded_os_bytes(OsBytes* out);
 
 // Fork handlers' lock: taken first. A holder makes OS calls only, never waits for another
 // allocator lock, so it may also be taken inside them (tm_check_heap, tm_stats).

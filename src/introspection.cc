@@ -292,7 +292,11 @@ TM_EXPORT int tm_check_heap_report(tm_check_report_t* report) {
   // Read before the heap locks: the sampled-block lock is taken first or alone (fork.cc). The
   // sum is compared only when no other thread has a cache, so nothing changes it meanwhile.
   const size_t sampled_requested = guarded_requested();
+  OsBytes walked_os;
+  guarded_os_bytes(&walked_os);
   const unsigned arenas = heap_lock_all();
+  // The pool lock: its mappings are counted with the segments (the global order, fork.cc).
+  pool_lock();
   // The registry lock too, for the whole walk: no thread sets up or gives up a cache while the
   // blocks are counted, so "no other thread has a cache" below holds for the whole walk.
   registry_lock();
@@ -308,9 +312,28 @@ TM_EXPORT int tm_check_heap_report(tm_check_report_t* report) {
       if (static_cast<int64_t>(walked) != caches.requested) {
         result.fail(TM_CHECK_STATS, nullptr, "requested-bytes counter differs from the sum over live blocks");
       }
+      // Address-space accounting: what the OS counters say is mapped and committed must be
+      // exactly the segments, large blocks' mappings, pooled mappings and sampled-block region
+      // the walk found (no other thread is inside the allocator to hold a mapping in transit).
+      small_os_bytes(arenas, &walked_os);
+      medium_os_bytes(arenas, &walked_os);
+      large_os_bytes(&walked_os);
+      pool_os_bytes(&walked_os);
+      const size_t mapped = os_mapped_bytes();
+      const size_t committed = os_committed_bytes();
+      if (mapped != walked_os.mapped) {
+        TextBuffer what;
+        what.str("mapped-bytes counter (").dec(mapped).str(") differs from the mappings walked (");
+        result.fail(TM_CHECK_STATS, nullptr, what.dec(walked_os.mapped).str(")").c_str());
+      } else if (committed != walked_os.committed) {
+        TextBuffer what;
+        what.str("committed-bytes counter (").dec(committed).str(") differs from the mappings walked (");
+        result.fail(TM_CHECK_STATS, nullptr, what.dec(walked_os.committed).str(")").c_str());
+      }
     }
   }
   registry_unlock();
+  pool_unlock();
   heap_unlock_all(arenas);
   write_report(result, report);
   return result.code;

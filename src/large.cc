@@ -325,6 +325,15 @@ TM_NO_COVERAGE int large_check_around(CheckResult* result, LargeHeader* header, 
   return 0;
 }
 
+TM_NO_COVERAGE void large_os_bytes(OsBytes* out) {
+  size_t count = 0;
+  for (const LargeHeader* header = g_large_blocks; header != nullptr && count++ < g_large_count;
+       header = header->next) {
+    out->mapped += header->mapping_size;
+    out->committed += header->mapping_size;  // a live block's pages count as committed (os_zero too)
+  }
+}
+
 TM_NO_COVERAGE void large_map(HeapMap& map) {
   size_t count = 0;
   for (const LargeHeader* header = g_large_blocks; header != nullptr && count++ < g_large_count;

@@ -68,10 +68,13 @@ void large_lock();
 void large_unlock();
 
 struct CheckResult;
+struct OsBytes;
 // Scoped heap check (tm_check_heap_around) of the large block whose address-map entry is
 // `header`, p inside its mapping (takes the large lock): header, map entries, list links.
 int large_check_around(CheckResult* result, LargeHeader* header, const void* p);
 // Heap walk for tm_check_heap (large lock held): 0 or a tm_check_code.
 int large_check(CheckResult* result, size_t* requested_total);
+// Adds the mappings of the live large blocks to *out (large lock held).
+void large_os_bytes(OsBytes* out);
 
 }  // namespace tmalloc

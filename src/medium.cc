@@ -676,6 +676,19 @@ void medium_arena_totals(unsigned arena, MediumTotals* out) {
   out->segments = heap.segment_count;
 }
 
+TM_NO_COVERAGE void medium_os_bytes(unsigned arenas, OsBytes* out) {
+  for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
+    for (const MediumSegment* segment = g_medium[a].segments; segment != nullptr; segment = segment->next) {
+      out->mapped += kSegmentSize;
+      // The idle sweep purges [kMediumPurgeStart, kMediumPurgeEnd) of an empty segment, and the
+      // interior pages of free blocks that stay free.
+      out->committed +=
+          kSegmentSize - (segment->purged != 0 ? kMediumPurgeEnd - kMediumPurgeStart : 0) - segment->purged_block_bytes;
+    }
+  }
+}
+
 TM_NO_ASAN TM_NO_COVERAGE void medium_map(HeapMap& map, unsigned arenas) {
   for (unsigned a = 0; a < arenas; ++a) {
     if (!arena_touched(a)) continue;

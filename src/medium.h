@@ -116,11 +116,14 @@ void medium_release_cached();
 void medium_sweep_idle();
 
 struct CheckResult;
+struct OsBytes;
 // Scoped heap check (tm_check_heap_around) of the medium block p lies in and its two
 // physical neighbours, under the owning arena's medium lock: boundary tags, block starts,
 // coalescing and the free ones' place in the best-fit index. 0 or a tm_check_code.
 int medium_check_around(CheckResult* result, MediumSegment* segment, const void* p);
 // Heap walk for tm_check_heap (medium locks held): 0 or a tm_check_code.
 int medium_check(CheckResult* result, unsigned arenas, size_t* requested_total);
+// Adds the address space of every medium segment (pools' included) to *out (heap locks held).
+void medium_os_bytes(unsigned arenas, OsBytes* out);
 
 }  // namespace tmalloc

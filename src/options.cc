@@ -34,6 +34,9 @@ namespace {
 constexpr OptionValueName kArenaSelectNames[] = {{"cpu", kArenaSelectCpu}, {"thread", kArenaSelectThread}};
 constexpr OptionValueName kStatsNames[] = {{"off", 0}, {"text", 1}, {"json", 2}};
 constexpr OptionValueName kReportNames[] = {{"text", 0}, {"json", 1}};
+// debug: a boolean (its first names are the ones printed) or guard.
+constexpr OptionValueName kDebugNames[] = {{"off", 0}, {"on", 1}, {"guard", kDebugGuard}, {"false", 0}, {"true", 1},
+                                           {"no", 0},  {"yes", 1}};
 
 constexpr OptionInfo kOptions[kOptionCount] = {
     {"arenas", 0, 0, kMaxArenas, OptionKind::kInteger, nullptr, 0, "number of arenas; 0 = one per CPU (at most 64)"},
@@ -47,7 +50,8 @@ constexpr OptionInfo kOptions[kOptionCount] = {
      "free mappings (empty segments, large blocks' mappings) the global pool keeps before unmapping"},
     {"arena_retain", 1, 0, 64, OptionKind::kInteger, nullptr, 0,
      "empty segments an arena keeps before moving them to the global pool"},
-    {"debug", 0, 0, 1, OptionKind::kBool, nullptr, 0, "debug mode: canaries, fill patterns, allocation sites"},
+    {"debug", 0, 0, kDebugGuard, OptionKind::kNamed, kDebugNames, std::size(kDebugNames),
+     "debug mode: canaries, fill patterns, allocation sites; guard: every block up to 56 KiB on guard pages"},
     {"leaks", 0, 0, 1, OptionKind::kBool, nullptr, 0, "report the blocks still allocated at exit"},
     {"leak_exitcode", 0, 0, 255, OptionKind::kInteger, nullptr, 0,
      "exit status forced when leaks are found; 0 = leave the status alone"},

@@ -5,6 +5,7 @@
 
 #include <atomic>
 
+#include "check.h"
 #include "config.h"
 #include "heap_map.h"
 #include "options.h"
@@ -309,6 +310,13 @@ PooledSegment pool_take(size_t size, size_t alignment, PoolGrow grow) {
   // A purged mapping is written again by its new owner: count it as committed.
   if (taken.purged) os_note_recommitted(size);
   return taken;
+}
+
+void pool_os_bytes(OsBytes* out) {
+  for (size_t i = 0; i < g_count; ++i) {
+    out->mapped += g_entries[i].size;
+    if (!g_entries[i].purged) out->committed += g_entries[i].size;
+  }
 }
 
 void pool_map(HeapMap& map) {

@@ -13,6 +13,8 @@
 
 namespace tmalloc {
 
+struct OsBytes;
+
 // A mapping taken from the pool.
 struct PooledSegment {
   void* address;       // nullptr when nothing fits
@@ -75,6 +77,8 @@ PoolTotals pool_totals();
 
 // Lock order: the pool lock comes after every arena and tier lock. Fork handlers take and
 // release it (see fork.cc).
+// Adds the pooled mappings to *out (pool lock held): purged ones count as mapped only.
+void pool_os_bytes(OsBytes* out);
 void pool_lock();
 void pool_unlock();
 void pool_reset_lock_in_child();

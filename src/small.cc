@@ -1086,6 +1086,18 @@ TM_NO_COVERAGE int small_check(CheckResult* result, unsigned arenas) {
   return 0;
 }
 
+TM_NO_COVERAGE void small_os_bytes(unsigned arenas, OsBytes* out) {
+  for (unsigned a = 0; a < arenas; ++a) {
+    if (!arena_touched(a)) continue;
+    for (const SmallSegment* segment = g_arenas[a].segments; segment != nullptr; segment = segment->next) {
+      out->mapped += kSegmentSize;
+      // As the idle sweep left it: an empty segment's run area, or single free runs, purged.
+      out->committed += segment->purged != 0 ? kSmallReservedRuns * kRunSize : kSegmentSize;
+      out->committed -= static_cast<size_t>(__builtin_popcountll(segment->purged_runs)) * kRunSize;
+    }
+  }
+}
+
 TM_NO_COVERAGE void small_map(HeapMap& map, unsigned arenas) {
   for (unsigned a = 0; a < arenas; ++a) {
     if (!arena_touched(a)) continue;

@@ -247,6 +247,7 @@ void small_sweep_idle();
 // Heap walk for tm_check_heap (locks must be held): returns 0 or a tm_check_code and
 // describes the violation in `message`/`address`.
 struct CheckResult;
+struct OsBytes;
 int small_check(CheckResult* result, unsigned arenas);
 
 // Scoped heap check (tm_check_heap_around) of the run of `segment` that p lies in, under
@@ -256,7 +257,9 @@ int small_check(CheckResult* result, unsigned arenas);
 int small_check_around(CheckResult* result, SmallSegment* segment, const void* p, size_t* class_of_run);
 
 // Sum of requested bytes of live small blocks (locks held); used by the stats check.
-size_t small_requested_walk(unsigned arenas);
+size_t small_requested_walk(
+    unsigned arenas);  // Adds the address space of every small segment (pools' included) to *out (heap locks held).
+void small_os_bytes(unsigned arenas, OsBytes* out);
 
 // Validates one block held in a cache or remote list of class `class_index` (the key and
 // the run state); 0 or a tm_check_code.

@@ -24,6 +24,7 @@
 #include "debug.h"
 #include "test_util.h"
 #include "tinymalloc.h"
+#include "tinymalloc_test.h"
 
 // ---- Allocation and free sites ---------------------------------------------------------
 
@@ -184,6 +185,79 @@ TEST_F(DebugDeathTest, AccessToAFreedZeroByteBlockFaults) {
         p[0] = 'A';
       },
       kSegv, "tinymalloc: use after free at " HEX " \\(0 bytes to the right of zero-size block .*free_here");
+}
+
+// debug=guard: every block of up to 56 KiB on guard pages of its own.
+void guard_on() {
+  ASSERT_EQ(tm_test_reset(), 0);  // the region is sized when it is mapped
+  ASSERT_EQ(tm_option_set("debug", 2), 0);
+}
+
+// A debug=guard block placed as asked: right (its usable end on a page end) or left (its start
+// on a page start); placements alternate, so two tries suffice.
+char* guard_block(size_t size, bool right) {
+  for (int i = 0; i < 2; ++i) {
+    auto* p = static_cast<char*>(dbgsite::allocate_for_overflow(size));
+    const auto at = reinterpret_cast<uintptr_t>(p);
+    const bool is_left = at % 4096 == 0;
+    if (is_left != right) return p;
+  }
+  return nullptr;
+}
+
+TEST_F(DebugDeathTest, GuardModeOverflowPastThePageFaults) {
+  EXPECT_EXIT(
+      {
+        guard_on();
+        volatile char* p = guard_block(100, true);
+        p[112] = 'x';  // the usable end (100 rounded up to 16) is the page end
+      },
+      kSegv, "tinymalloc: buffer overflow at " HEX " \\(0 bytes to the right of sampled block " HEX " of 100 bytes");
+}
+
+TEST_F(DebugDeathTest, GuardModeOverflowIntoTheSlackIsFoundAtFree) {
+  EXPECT_EXIT(
+      {
+        guard_on();
+        char* p = guard_block(100, false);  // left: the rest of its page is filled
+        p[100] = 'x';
+        tm_free(p);
+      },
+      kAbort,
+      "tinymalloc: heap overflow at " HEX " \\(block of 100 bytes allocated at " SITE(
+          "allocate_for_overflow") "; 1 bytes written past its end, first at offset 100\\)");
+}
+
+TEST_F(DebugDeathTest, GuardModeUnderflowFaults) {
+  EXPECT_EXIT(
+      {
+        guard_on();
+        volatile char* p = guard_block(3000, false);  // its start on a page start
+        p[-1] = 'x';
+      },
+      kSegv, "tinymalloc: buffer underflow at " HEX " \\(1 bytes to the left of sampled block");
+}
+
+TEST_F(DebugDeathTest, GuardModeUseAfterFreeFaults) {
+  EXPECT_EXIT(
+      {
+        guard_on();
+        volatile char* p = guard_block(5000, true);
+        dbgsite::free_here(const_cast<char*>(p));
+        dbgsite::g_sink[13] = static_cast<uintptr_t>(p[10]);
+      },
+      kSegv, "tinymalloc: use after free at " HEX " \\(byte 10 of freed sampled block .*free_here");
+}
+
+TEST_F(DebugDeathTest, GuardModeOverflowOfABlockNeverFreedFoundAtExit) {
+  EXPECT_EXIT(
+      {
+        guard_on();
+        char* p = guard_block(40, false);
+        p[45] = 'x';
+        std::exit(0);
+      },
+      kAbort, "tinymalloc: heap overflow at " HEX " \\(block of 40 bytes allocated at .*first at offset 45\\)");
 }
 
 TEST_F(DebugDeathTest, DoubleFreeOfZeroByteBlock) {
@@ -593,6 +667,52 @@ TEST_F(DebugTest, ZeroSizeBlocksRunCleanAndAreReported) {
   EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
   EXPECT_EQ(tm_leak_report(-1), 0u);
 }
+
+#if !TM_TEST_ASAN && !TM_TEST_TSAN
+// debug=guard with correct use: blocks of every size up to 56 KiB and every alignment up to a
+// page go on guard pages (4096 slots; past them, canary blocks), every byte usable, contents
+// kept by realloc, calloc zeroed, heap check clean, every slot free again after the frees.
+TEST(DebugGuard, CorrectUseRunsCleanOnGuardPages) {
+  ASSERT_EQ(tm_test_reset(), 0);
+  ASSERT_EQ(tm_option_set("debug", 2), 0);
+  std::vector<std::pair<char*, size_t>> blocks;
+  size_t guarded = 0;
+  for (size_t i = 0; i < 4500; ++i) {
+    const size_t size = 1 + (i * 7919) % 57000;
+    char* p = static_cast<char*>(i % 3 == 0 ? tm_calloc(1, size) : tm_malloc(size));
+    ASSERT_NE(p, nullptr);
+    if (i % 3 == 0) {
+      for (size_t k = 0; k < size; k += 97) ASSERT_EQ(p[k], 0) << "calloc block not zeroed";
+    }
+    ASSERT_EQ(reinterpret_cast<uintptr_t>(p) % 16, 0u);
+    std::memset(p, static_cast<int>(i & 0x7f), size);
+    guarded += tm_test_is_sampled(p) != 0 ? 1 : 0;
+    blocks.emplace_back(p, size);
+  }
+  EXPECT_EQ(guarded, 4096u) << "every slot in use, the rest served with canaries";
+  for (size_t alignment = 32; alignment <= 4096; alignment *= 2) {
+    void* a = tm_aligned_alloc(alignment, 200);
+    ASSERT_NE(a, nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(a) % alignment, 0u);
+    std::memset(a, 1, 200);
+    tm_free(a);
+  }
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+  for (size_t i = 0; i < blocks.size(); i += 2) {
+    char* q = static_cast<char*>(tm_realloc(blocks[i].first, blocks[i].second + 100));
+    ASSERT_NE(q, nullptr);
+    for (size_t k = 0; k < blocks[i].second; k += 61) ASSERT_EQ(q[k], static_cast<char>(i & 0x7f));
+    std::memset(q + blocks[i].second, 3, 100);
+    blocks[i] = {q, blocks[i].second + 100};
+  }
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+  for (auto& [p, size] : blocks) tm_free(p);
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+  EXPECT_EQ(tm_leak_report(-1), 0u);
+  ASSERT_EQ(tm_option_set("debug", 0), 0);
+  EXPECT_EQ(tm_test_reset(), 0);
+}
+#endif
 
 TEST_F(DebugTest, ReallocMovesAndKeepsTheData) {
   auto* p = static_cast<char*>(tm_malloc(10));

@@ -13,6 +13,7 @@
 
 #include "internal_headers.h"
 #include "large.h"
+#include "os.h"
 #include "small.h"
 #include "test_util.h"
 #include "tinymalloc.h"
@@ -243,6 +244,37 @@ TEST(Integrity, HeapCheckReportsACachedLinkThatDecodesToNoBlock) {
 
 // Valid use never trips the link checks: blocks of every small class and of the medium
 // cache go through bins, flushes and reuse with their links decoded at every step.
+// tm_check_heap reconciles the OS accounting with the mappings it walks: a mapping nothing
+// holds (a leaked segment) and committed bytes no mapping accounts for are both reported.
+TEST(Integrity, HeapCheckReconcilesMappedAndCommittedBytesWithTheWalk) {
+  std::vector<void*> blocks;
+  for (int i = 0; i < 200; ++i) blocks.push_back(tm_malloc(static_cast<size_t>(64 + i * 997)));
+  blocks.push_back(tm_malloc(size_t{6} << 20));
+  ASSERT_EQ(tm_check_heap(), TM_CHECK_OK);
+  tm_check_report_t report;
+
+  // A segment mapped behind the walk's back.
+  void* leaked = tmi::os_map_aligned(tmi::kSegmentSize, tmi::kSegmentSize);
+  ASSERT_NE(leaked, nullptr);
+  ASSERT_EQ(tm_check_heap_report(&report), TM_CHECK_STATS);
+  EXPECT_NE(std::strstr(report.message, "mapped-bytes counter ("), nullptr) << report.message;
+  tmi::os_unmap(leaked, tmi::kSegmentSize);
+  ASSERT_EQ(tm_check_heap(), TM_CHECK_OK);
+
+  // Committed bytes drifting from the segments' purge state.
+  tmi::os_note_recommitted(tmi::kPageSize * 3);
+  ASSERT_EQ(tm_check_heap_report(&report), TM_CHECK_STATS);
+  EXPECT_NE(std::strstr(report.message, "committed-bytes counter ("), nullptr) << report.message;
+  // Taken back: a mapping purged (not committed) and unmapped counts its size off once more.
+  void* scratch = tmi::os_map_aligned(tmi::kSegmentSize, tmi::kSegmentSize);
+  ASSERT_NE(scratch, nullptr);
+  tmi::os_purge(scratch, tmi::kPageSize * 3);
+  tmi::os_unmap(scratch, tmi::kSegmentSize);
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+  for (void* p : blocks) tm_free(p);
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+}
+
 TEST(Integrity, ValidChurnThroughEveryBinPassesTheLinkChecks) {
   std::vector<void*> blocks;
   for (int round = 0; round < 3; ++round) {

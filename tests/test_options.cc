@@ -51,7 +51,7 @@ constexpr Expected kExpected[] = {
     {"purge_delay_ms", 1000, 0, 3600000},
     {"pool_segments", 64, 0, 4096},
     {"arena_retain", 1, 0, 64},
-    {"debug", 0, 0, 1},
+    {"debug", 0, 0, 2},
     {"leaks", 0, 0, 1},
     {"leak_exitcode", 0, 0, 255},
     {"stats", 0, 0, 2},
@@ -217,6 +217,7 @@ TEST(OptionsParse, EveryBooleanSpelling) {
       {"on", 1}, {"off", 0}, {"TRUE", 1}, {"Off", 0},   {"YeS", 1}, {"nO", 0},
   };
   for (OptionId id : {OptionId::kThreadCache, OptionId::kDebug, OptionId::kLeaks, OptionId::kVerbose}) {
+    const bool is_debug = id == OptionId::kDebug;  // a boolean that also takes guard (2)
     for (const auto& [word, value] : spellings) {
       const std::string text = std::string(kExpected[idx(id)].name) + "=" + word;
       // Start from the opposite value so that every spelling must change something.
@@ -225,6 +226,7 @@ TEST(OptionsParse, EveryBooleanSpelling) {
       EXPECT_EQ(p.values, with(id, value)) << text;
     }
     for (const char* bad : {"2", "-1", "y", "n", "truee", "of", "enable", "01x", ""}) {
+      if (is_debug && std::string(bad) == "2") continue;  // debug=2 is guard
       const std::string text = std::string(kExpected[idx(id)].name) + "=" + bad;
       const Parsed p = parse(text);
       EXPECT_EQ(p.warnings, 1u) << text;
@@ -251,6 +253,9 @@ TEST(OptionsParse, SymbolicNamesAndTheirNumbers) {
       {"stats=0", OptionId::kStats, 0},
       {"stats=1", OptionId::kStats, 1},
       {"stats=2", OptionId::kStats, 2},
+      {"debug=guard", OptionId::kDebug, 2},
+      {"debug=GUARD", OptionId::kDebug, 2},
+      {"debug=2", OptionId::kDebug, 2},
   };
   for (const auto& c : cases) {
     // Start from another valid value, so that every case changes something.
@@ -694,7 +699,7 @@ TEST_F(OptionsEnvironment, VerboseLineAndWarningAtTheFirstCall) {
   const std::string out =
       "tinymalloc: warning: unknown option 'bogus' in TINYMALLOC_OPTIONS (ignored)\n"
       "tinymalloc: options: arenas=3 arena_select=thread thread_cache=1 purge_delay_ms=1000 pool_segments=64 "
-      "arena_retain=1 debug=0 leaks=0 leak_exitcode=0 stats=json verbose=1 track_requested=0 medium_cache=1 "
+      "arena_retain=1 debug=off leaks=0 leak_exitcode=0 stats=json verbose=1 track_requested=0 medium_cache=1 "
       "sample_rate=0 report=text\n";
   EXPECT_EXIT(_exit(child_first_call(" arenas=3,bogus=1,arena_select=thread,stats=json,verbose=yes", out, want, 1)),
               ::testing::ExitedWithCode(0), "options child: all checks passed");
@@ -708,7 +713,7 @@ TEST_F(OptionsEnvironment, ConcurrentFirstCallsReadOnce) {
   const std::string out =
       "tinymalloc: warning: bad value '70' for option 'arenas' (expected 0..64; keeping 0)\n"
       "tinymalloc: options: arenas=7 arena_select=cpu thread_cache=1 purge_delay_ms=0 pool_segments=64 "
-      "arena_retain=1 debug=0 leaks=0 leak_exitcode=0 stats=off verbose=1 track_requested=0 medium_cache=1 "
+      "arena_retain=1 debug=off leaks=0 leak_exitcode=0 stats=off verbose=1 track_requested=0 medium_cache=1 "
       "sample_rate=0 report=text\n";
   EXPECT_EXIT(_exit(child_first_call("arenas=70,arenas=7,verbose=1,purge_delay_ms=0", out, want, 8)),
               ::testing::ExitedWithCode(0), "options child: all checks passed");

@@ -587,6 +587,21 @@ static void debug_read_zero_size(void) {
   end_normally();
 }
 
+/* debug=guard: a read one byte past a 4 KiB block (its end on a page end in both placements). */
+static void debug_guard_read_past_end(void) {
+  volatile char* p = malloc(4096);
+  g_sink = (void*)(uintptr_t)p[4096];
+  end_normally();
+}
+
+/* debug=guard: a read of a freed block that nothing reuses. */
+static void debug_guard_read_after_free(void) {
+  volatile char* p = malloc(200);
+  free((void*)p);
+  g_sink = (void*)(uintptr_t)p[20];
+  end_normally();
+}
+
 /* ---- the table ------------------------------------------------------------------------- */
 
 /* name, options ("name=value,..."), the report's "what" (an extended regular expression). */
@@ -650,7 +665,9 @@ static void debug_read_zero_size(void) {
   X(debug_underflow_never_freed, "debug=1", "heap underflow")                                    \
   X(debug_write_after_free_not_reused, "debug=1", "write after free")                            \
   X(debug_write_zero_size, "debug=1", "buffer overflow")                                         \
-  X(debug_read_zero_size, "debug=1", "buffer overflow")
+  X(debug_read_zero_size, "debug=1", "buffer overflow")                                          \
+  X(debug_guard_read_past_end, "debug=2", "buffer overflow")                                     \
+  X(debug_guard_read_after_free, "debug=2", "use after free")
 
 struct misuse_case {
   const char* name;
