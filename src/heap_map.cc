@@ -97,8 +97,43 @@ void HeapMap::put_size(uint64_t bytes) {
   put(kUnits[unit]);
 }
 
-// Writes a pixel position or width with two decimals.
-static uint64_t hundredths(double v) { return v <= 0 ? 0 : static_cast<uint64_t>(std::llround(v * 100.0)); }
+// Writes a pixel position or width (>= 0) with two decimals.
+void HeapMap::put_fixed(double v) {
+  const uint64_t h = v <= 0 ? 0 : static_cast<uint64_t>(std::llround(v * 100.0));
+  put_dec(h / 100);
+  put_char('.');
+  put_char(static_cast<char>('0' + h / 10 % 10));
+  put_char(static_cast<char>('0' + h % 10));
+}
+
+namespace {
+
+// "hsl(<hue>,<saturation>%,<lightness>%)" into out, for a fill attribute.
+void hsl(char (&out)[32], unsigned hue, unsigned saturation, unsigned lightness) {
+  char* f = out;
+  auto append = [&f](const char* text) {
+    while (*text != '\0') *f++ = *text++;
+  };
+  auto append_dec = [&f](unsigned v) {
+    char digits[12];
+    int n = 0;
+    do {
+      digits[n++] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    } while (v != 0);
+    while (n > 0) *f++ = digits[--n];
+  };
+  append("hsl(");
+  append_dec(hue);
+  append(",");
+  append_dec(saturation);
+  append("%,");
+  append_dec(lightness);
+  append("%)");
+  *f = '\0';
+}
+
+}  // namespace
 
 void HeapMap::flush() {
   size_t done = 0;
@@ -293,17 +328,11 @@ void HeapMap::row_label(const char* kind, unsigned arena, bool has_arena) {
   if (!svg) put(" |");
 }
 
-void HeapMap::rect(double x, double width, const char* fill, const char* stroke) {
+void HeapMap::rect(double x, double width, const char* fill, const char* stroke, const char* stroke_width) {
   put("<rect x=\"");
-  const uint64_t px = hundredths(kLabelWidth + x);
-  put_dec(px / 100);
-  put_char('.');
-  put_dec(px % 100);
+  put_fixed(static_cast<double>(kLabelWidth) + x);
   put("\" y=\"0\" width=\"");
-  const uint64_t w = hundredths(width < 0.25 ? 0.25 : width);
-  put_dec(w / 100);
-  put_char('.');
-  put_dec(w % 100);
+  put_fixed(width < 0.25 ? 0.25 : width);
   put("\" height=\"");
   put_dec(kRowHeight);
   put("\" fill=\"");
@@ -312,7 +341,9 @@ void HeapMap::rect(double x, double width, const char* fill, const char* stroke)
   if (stroke != nullptr) {
     put(" stroke=\"");
     put(stroke);
-    put("\" stroke-width=\"0.5\"");
+    put("\" stroke-width=\"");
+    put(stroke_width);
+    put("\"");
   }
 }
 
@@ -348,7 +379,7 @@ void HeapMap::run(MapRun state, size_t class_index, size_t block_size, size_t us
   }
   const double x = static_cast<double>(index * kRunSize) / kBytesPerPixel;
   const double w = static_cast<double>(kRunSize) / kBytesPerPixel;
-  char fill[40];
+  char fill[32];
   const char* stroke = "#bbbbbb";
   if (state == MapRun::kMetadata) {
     rect(x, w, "#555555", stroke);
@@ -361,27 +392,9 @@ void HeapMap::run(MapRun state, size_t class_index, size_t block_size, size_t us
     return;
   }
   // Hue by class (spread so neighbouring classes differ), lightness by fill: 92% empty .. 35% full.
-  const unsigned hue = static_cast<unsigned>((class_index * 47) % 360);
-  const unsigned lightness = static_cast<unsigned>(92 - (capacity == 0 ? 0 : used * 57 / capacity));
-  char* f = fill;
-  auto append = [&f](const char* s) {
-    while (*s != '\0') *f++ = *s++;
-  };
-  auto append_dec = [&f](unsigned v) {
-    char d[12];
-    int n = 0;
-    do {
-      d[n++] = static_cast<char>('0' + v % 10);
-      v /= 10;
-    } while (v != 0);
-    while (n > 0) *f++ = d[--n];
-  };
-  append("hsl(");
-  append_dec(hue);
-  append(",70%,");
-  append_dec(lightness);
-  append("%)");
-  *f = '\0';
+  const auto hue = static_cast<unsigned>((class_index * 47) % 360);
+  const auto lightness = static_cast<unsigned>(92 - (capacity == 0 ? 0 : used * 57 / capacity));
+  hsl(fill, hue, 70, lightness);
   rect(x, w, fill, stroke);
   put("><title>run ");
   put_dec(index);
@@ -449,21 +462,10 @@ void HeapMap::medium_block(size_t offset, size_t size, bool used, size_t purged_
     unsigned log2 = 0;
     while (log2 < 63 && (size_t{2} << log2) <= size) ++log2;
     const int hue = 240 - (static_cast<int>(log2) - 12) * 24;
-    put("<rect x=\"");
-    const uint64_t px = hundredths(kLabelWidth + x);
-    put_dec(px / 100);
-    put_char('.');
-    put_dec(px % 100);
-    put("\" y=\"0\" width=\"");
-    const uint64_t pw = hundredths(w < 0.25 ? 0.25 : w);
-    put_dec(pw / 100);
-    put_char('.');
-    put_dec(pw % 100);
-    put("\" height=\"");
-    put_dec(kRowHeight);
-    put("\" fill=\"hsl(");
-    put_dec(static_cast<uint64_t>(hue < 0 ? 0 : (hue > 240 ? 240 : hue)));
-    put(",65%,55%)\" stroke=\"#ffffff\" stroke-width=\"0.3\"><title>block in use at +");
+    char fill[32];
+    hsl(fill, static_cast<unsigned>(hue < 0 ? 0 : (hue > 240 ? 240 : hue)), 65, 55);
+    rect(x, w, fill, "#ffffff", "0.3");
+    put("><title>block in use at +");
   } else {
     rect(x, w, "#ffffff", "#999999");
     put("><title>free block at +");

@@ -59,10 +59,11 @@ class HeapMap {
   void put_hex(uint64_t v);
   void put_size(uint64_t bytes);  // "512 KiB", "3.2 MiB"
   void put_char(char c);
+  void put_fixed(double v);  // two decimals
   void flush();
   // SVG pieces.
-  void rect(double x, double width, const char* fill, const char* stroke);
-  void rect_title_begin(double x, double width, const char* fill);
+  // An SVG rect of the current row, left open for a <title> or "/>"; x and width in pixels.
+  void rect(double x, double width, const char* fill, const char* stroke, const char* stroke_width = "0.5");
   void row_label(const char* kind, unsigned arena, bool has_arena);
   void begin_row(MapRow row);
 
