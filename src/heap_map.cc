@@ -17,6 +17,7 @@
 #include "platform.h"
 #include "segment_pool.h"
 #include "size_class.h"
+#include "text_buffer.h"
 #include "tinymalloc.h"
 
 namespace tmalloc {
@@ -55,26 +56,10 @@ void HeapMap::put_char(char c) {
   buffer_[length_++] = c;
 }
 
-void HeapMap::put_dec(uint64_t v) {
-  char digits[24];
-  size_t n = 0;
-  do {
-    digits[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  while (n > 0) put_char(digits[--n]);
-}
+// Numbers are formatted by TextBuffer, like every other report of the allocator.
+void HeapMap::put_dec(uint64_t v) { put(TextBuffer().dec(v).c_str()); }
 
-void HeapMap::put_hex(uint64_t v) {
-  put("0x");
-  char digits[20];
-  size_t n = 0;
-  do {
-    digits[n++] = "0123456789abcdef"[v & 15];
-    v >>= 4;
-  } while (v != 0);
-  while (n > 0) put_char(digits[--n]);
-}
+void HeapMap::put_hex(uint64_t v) { put(TextBuffer().hex(v).c_str()); }
 
 void HeapMap::put_size(uint64_t bytes) {
   static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB"};
