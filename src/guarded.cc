@@ -377,6 +377,9 @@ bool guarded_available() {
 
 void* guarded_alloc(size_t size, size_t usable, size_t alignment, size_t class_index, const void* site) {
   if (!guarded_available() || usable > kGuardedMaxSize || alignment > kPageSize || usable < size) return nullptr;
+  // The slot's pages are counted committed under the lock, its requested bytes after it: the
+  // heap check, which reads the region before its other locks, must not compare meanwhile.
+  const OsTransit transit;
   void* block = place(size, usable, class_index, site);
   // Outside the lock (it may set up the thread's cache, which takes the registry lock).
   if (block != nullptr && (class_index == kSmallClassCount || small_tracks_requested())) stats_add_requested(size);
@@ -384,6 +387,7 @@ void* guarded_alloc(size_t size, size_t usable, size_t alignment, size_t class_i
 }
 
 void guarded_free(const SegmentBase*, void* p, const void* site, const char* what) {
+  const OsTransit transit;  // as in guarded_alloc: pages purged under the lock, requested bytes after
   g_region.lock.lock();
   const size_t i = slot_index(p);
   if (i == kNoSlot || g_region.slots[i].state != SlotState::kLive || g_region.slots[i].user != addr_of(p)) {

@@ -106,6 +106,8 @@ void* large_alloc(size_t requested, size_t alignment, bool zero, uint32_t pool) 
   // mapping (and its chunk is registered).
   const size_t mapping_size = align_up(offset + (requested == 0 ? 1 : requested), kPageSize);
   const size_t mapping_alignment = alignment > kSegmentSize ? alignment : kSegmentSize;
+  // From the pool or the OS to the block list, a mapping the heap check would not find.
+  const OsTransit transit;
   // Freed large mappings are reused, grown when none is large enough: fresh pages cost a
   // fault and a kernel zeroing each, which is most of the time a large-block churn takes.
   const PooledSegment pooled = pool_take(mapping_size, mapping_alignment, PoolGrow::kYes);
@@ -143,6 +145,8 @@ void* large_alloc(size_t requested, size_t alignment, bool zero, uint32_t pool) 
 
 void large_free(LargeHeader* header, void* p, const char* what) {
   validate(header, p, what);
+  // Off the block list to the pool: the mapping is in transit until the pool holds it.
+  const OsTransit transit;
   {
     LockGuard guard(g_large_lock);
     list_remove(header);

@@ -20,7 +20,9 @@ namespace tmalloc {
 
 namespace {
 
-// All counters are statistics: relaxed ordering, no other memory depends on them.
+// All counters are statistics: relaxed ordering, no other memory depends on them, but for
+// the changes of g_mapped and g_committed, which are release: the heap check's acquire read
+// of a change makes the transit that made it visible to its second stamp read.
 std::atomic<size_t> g_mapped{0};
 std::atomic<size_t> g_committed{0};
 std::atomic<size_t> g_peak_mapped{0};
@@ -34,6 +36,10 @@ std::atomic<long> g_fail_after{-1};
 // clock only feeds purge and sweep decisions, which synchronise by their own locks.
 std::atomic<bool> g_virtual_clock{false};
 std::atomic<uint64_t> g_virtual_ms{0};
+// Transits (os_transit_stamp): one added to the high half at every begin and end, the low
+// half the number under way.
+constexpr uint64_t kTransitEvent = uint64_t{1} << 32;
+std::atomic<uint64_t> g_transit{0};
 
 // Consumes one map request from the failure-injection budget; false = fail this one.
 bool injection_allows_request() {
@@ -47,8 +53,8 @@ bool injection_allows_request() {
 
 // Records `size` newly mapped (and committed) bytes and raises the peak.
 void note_mapped(size_t size) {
-  const size_t now = g_mapped.fetch_add(size, std::memory_order_relaxed) + size;
-  g_committed.fetch_add(size, std::memory_order_relaxed);
+  const size_t now = g_mapped.fetch_add(size, std::memory_order_release) + size;
+  g_committed.fetch_add(size, std::memory_order_release);
   size_t peak = g_peak_mapped.load(std::memory_order_relaxed);
   while (now > peak && !g_peak_mapped.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
   }
@@ -56,8 +62,8 @@ void note_mapped(size_t size) {
 
 // Records `size` bytes unmapped; committed is clamped so purged ranges are not counted twice.
 void note_unmapped(size_t size, size_t committed) {
-  g_mapped.fetch_sub(size, std::memory_order_relaxed);
-  g_committed.fetch_sub(committed, std::memory_order_relaxed);
+  g_mapped.fetch_sub(size, std::memory_order_release);
+  g_committed.fetch_sub(committed, std::memory_order_release);
 }
 
 // Raw anonymous mapping, anywhere or (`extra_flags` MAP_FIXED_NOREPLACE) at `at`; nullptr on
@@ -137,10 +143,19 @@ void os_unmap(void* addr, size_t size) {
 void os_purge(void* addr, size_t size) {
   ::madvise(addr, size, MADV_DONTNEED);
   g_purge_calls.fetch_add(1, std::memory_order_relaxed);
-  g_committed.fetch_sub(size, std::memory_order_relaxed);
+  g_committed.fetch_sub(size, std::memory_order_release);
 }
 
-void os_note_recommitted(size_t size) { g_committed.fetch_add(size, std::memory_order_relaxed); }
+void os_note_recommitted(size_t size) { g_committed.fetch_add(size, std::memory_order_release); }
+
+// Relaxed: what the mover does after the begin reaches the heap check through a lock it
+// releases or a release change of a byte counter, either of which carries the begin along.
+void os_transit_begin() { g_transit.fetch_add(kTransitEvent + 1, std::memory_order_relaxed); }
+
+// Release: a check whose stamp read sees the end sees every change of the move.
+void os_transit_end() { g_transit.fetch_add(kTransitEvent - 1, std::memory_order_release); }
+
+uint64_t os_transit_stamp() { return g_transit.load(std::memory_order_acquire); }
 
 void os_zero(void* addr, size_t size) {
   char* const begin = static_cast<char*>(addr);
@@ -247,8 +262,8 @@ uint64_t os_monotonic_ms() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
 }
 
-size_t os_mapped_bytes() { return g_mapped.load(std::memory_order_relaxed); }
-size_t os_committed_bytes() { return g_committed.load(std::memory_order_relaxed); }
+size_t os_mapped_bytes() { return g_mapped.load(std::memory_order_acquire); }
+size_t os_committed_bytes() { return g_committed.load(std::memory_order_acquire); }
 size_t os_peak_mapped_bytes() { return g_peak_mapped.load(std::memory_order_relaxed); }
 void os_reset_peak() { g_peak_mapped.store(g_mapped.load(std::memory_order_relaxed), std::memory_order_relaxed); }
 size_t os_map_calls() { return g_map_calls.load(std::memory_order_relaxed); }
@@ -265,6 +280,7 @@ bool os_reset_for_test() {
   }
   g_fail_after.store(-1, std::memory_order_relaxed);
   g_virtual_ms.store(0, std::memory_order_relaxed);
+  g_transit.store(0, std::memory_order_relaxed);  // nothing is under way: no block is live
   return balanced;
 }
 

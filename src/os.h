@@ -36,7 +36,9 @@ bool os_move_pages(void* from, size_t size, void* to);
 // clock of the test hooks (tinymalloc_test.h) while it is on.
 uint64_t os_monotonic_ms();
 
-// Address-space accounting (bytes), updated by the calls above.
+// Address-space accounting (bytes), updated by the calls above. The two byte counters are
+// changed with release ordering and read here with acquire: a heap check that reads a change
+// also sees the transit that made it (os_transit_stamp).
 size_t os_mapped_bytes();
 size_t os_committed_bytes();
 size_t os_peak_mapped_bytes();
@@ -66,6 +68,32 @@ size_t os_resident_bytes(const void* addr, size_t size, size_t enough);
 
 // Counts a range as committed again after purge (it was written to).
 void os_note_recommitted(size_t size);
+
+// Mappings in transit. A mapping counted by the byte counters above but not (yet, or any
+// more) in a structure the heap check walks under its locks is in transit: a large block
+// between the pool and the block list, a pooled mapping on its way to munmap, a sampled-block
+// slot between the region's walk and the counters' read. Whoever moves one brackets the move
+// with an OsTransit, begun before the first change the check could see and ended after the
+// last. tm_check_heap compares the counters with its walk only when no transit was under way
+// when it started and none began or ended while it ran (os_transit_quiet).
+void os_transit_begin();
+void os_transit_end();
+// The transit word: transits begun and ended so far (high 32 bits) and under way (low 32).
+// Read before the walk and again after the counters.
+uint64_t os_transit_stamp();
+// Whether nothing was in transit at `before` and nothing began or ended until `after`.
+inline bool os_transit_quiet(uint64_t before, uint64_t after) {
+  return before == after && static_cast<uint32_t>(before) == 0;
+}
+
+// Brackets a scope as a transit.
+class OsTransit {
+ public:
+  OsTransit() { os_transit_begin(); }
+  ~OsTransit() { os_transit_end(); }
+  OsTransit(const OsTransit&) = delete;
+  OsTransit& operator=(const OsTransit&) = delete;
+};
 
 // tm_test_reset (every heap mapping is gone by then): zeroes the accounting and call
 // counters, switches failure injection off and sets the virtual clock back to 0. Returns

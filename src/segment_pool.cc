@@ -272,6 +272,9 @@ PooledSegment gather(size_t size, size_t alignment) {
 PooledSegment pool_take(size_t size, size_t alignment, PoolGrow grow) {
   PooledSegment taken{nullptr, false, 0};
   if (g_count_hint.load(std::memory_order_relaxed) == 0) return taken;  // a stale peek only misses reuse
+  // Evicted entries, cut-off tails and gathered sources leave the pool before they are
+  // unmapped or moved, outside the lock.
+  const OsTransit transit;
   lock_for_migration();
   // Every entry starts on a segment boundary; a stricter alignment would make reuse depend
   // on where the kernel happened to place a mapping, so the outcome of a program (reused or
@@ -327,6 +330,7 @@ void pool_map(HeapMap& map) {
 void pool_give(void* mapping, size_t size, PoolShadow shadow) {
   // Under ASan a pooled mapping is unaddressable: a use after free is reported.
   poison_pooled(mapping, size);
+  const OsTransit transit;  // an evicted entry is unmapped after the lock
   const uint64_t now = os_monotonic_ms();
   lock_for_migration();
   // Full: the oldest entry leaves (it is the coldest).
@@ -346,6 +350,7 @@ void pool_maintain() {
 }
 
 void pool_release_all() {
+  const OsTransit transit;  // each entry is unmapped after it left the pool
   for (;;) {
     lock_for_migration();
     if (g_count == 0) {
