@@ -332,8 +332,7 @@ void HeapMap::rect(double x, double width, const char* fill, const char* stroke,
   }
 }
 
-void HeapMap::small_segment(unsigned arena, uintptr_t address, bool purged) {
-  (void)purged;
+void HeapMap::small_segment(unsigned arena, uintptr_t address) {
   ++small_segments_;
   row_address_ = address;
   begin_row(MapRow::kSmall);
@@ -394,8 +393,7 @@ void HeapMap::run(MapRun state, size_t class_index, size_t block_size, size_t us
   put(" in use</title></rect>");
 }
 
-void HeapMap::medium_segment(unsigned arena, uintptr_t address, bool purged) {
-  (void)purged;
+void HeapMap::medium_segment(unsigned arena, uintptr_t address) {
   ++medium_segments_;
   row_address_ = address;
   begin_row(MapRow::kMedium);

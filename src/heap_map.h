@@ -37,11 +37,12 @@ class HeapMap {
   bool ok() const { return ok_; }
 
   // A small segment of arena (or pool slot) `arena`: then one run() per run in order, then
-  // end_row().
-  void small_segment(unsigned arena, uintptr_t address, bool purged);
+  // end_row(). A purged segment's runs come as MapRun::kPurged.
+  void small_segment(unsigned arena, uintptr_t address);
   void run(MapRun state, size_t class_index, size_t block_size, size_t used, size_t capacity);
-  // A medium segment; then one medium_block() per block in address order, then end_row().
-  void medium_segment(unsigned arena, uintptr_t address, bool purged);
+  // A medium segment; then one medium_block() per block in address order (with its purged
+  // bytes), then end_row().
+  void medium_segment(unsigned arena, uintptr_t address);
   void medium_block(size_t offset, size_t size, bool used, size_t purged_bytes);
   // One large block's mapping (its own row).
   void large_block(uintptr_t mapping, size_t mapping_size, size_t usable, size_t requested, unsigned pool);

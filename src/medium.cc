@@ -693,7 +693,7 @@ TM_NO_ASAN TM_NO_COVERAGE void medium_map(HeapMap& map, unsigned arenas) {
   for (unsigned a = 0; a < arenas; ++a) {
     if (!arena_touched(a)) continue;
     for (MediumSegment* segment = g_medium[a].segments; segment != nullptr; segment = segment->next) {
-      map.medium_segment(a, addr_of(segment), segment->purged != 0);
+      map.medium_segment(a, addr_of(segment));
       // The same walk as the heap check, bounded by the sentinel (a damaged tag ends the row).
       for (size_t offset = kMediumFirstBlock; offset < kMediumSentinel;) {
         const BlockHeader* block = block_at(segment, offset);

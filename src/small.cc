@@ -1102,7 +1102,7 @@ TM_NO_COVERAGE void small_map(HeapMap& map, unsigned arenas) {
   for (unsigned a = 0; a < arenas; ++a) {
     if (!arena_touched(a)) continue;
     for (const SmallSegment* segment = g_arenas[a].segments; segment != nullptr; segment = segment->next) {
-      map.small_segment(a, addr_of(segment), segment->purged != 0);
+      map.small_segment(a, addr_of(segment));
       for (size_t i = 0; i < kRunsPerSegment; ++i) {
         if (i < kSmallReservedRuns) {
           map.run(MapRun::kMetadata, 0, 0, 0, 0);

@@ -193,6 +193,21 @@ TEST_F(Arenas, AThreadThatStartsByFreeingDoesNotAllocateThatBlockFirst) {
   tm_free(neighbour);
 }
 
+// A block a new thread frees first waits in its arena's remote-free list; tm_release_cached
+// drains every arena's lists (kills mutant 13c2ffec71: small_drain_remote skipping the arenas
+// in use, so nothing was drained).
+TEST_F(Arenas, ReleaseCachedDrainsTheRemoteFreeLists) {
+  void* handed = tm_malloc(64);
+  ASSERT_NE(handed, nullptr);
+  // This thread's cache empty: flushing a bin of the block's class would drain the list too.
+  tm_release_cached();
+  on_thread([&] { tm_free(handed); });  // the thread's first call: through the remote-free list
+  ASSERT_EQ(stats().remote_blocks, base_.remote_blocks + 1) << "the freed block waits in the remote-free list";
+  tm_release_cached();
+  EXPECT_EQ(stats().remote_blocks, 0u) << "tm_release_cached drained the remote-free lists";
+  EXPECT_EQ(stats().live_blocks, base_.live_blocks);
+}
+
 TEST_F(Arenas, AConsumerReturningBlocksDoesNotDriveTheProducerToAnotherArena) {
   ScopedOption arenas("arenas", 4);
   // Producer/consumer: every free is by the consumer, whose cache keeps overflowing into the

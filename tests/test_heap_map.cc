@@ -117,6 +117,10 @@ TEST_F(HeapMap, TextRowsAndFiguresMatchTheHeap) {
   }
   EXPECT_EQ(small_in_use, s.small_live_blocks + s.remote_blocks);
   EXPECT_NE(map.find('@'), std::string::npos) << "3000 48-byte blocks fill whole runs";
+  // No sweep ran: the free runs of the fresh segments are drawn free, not purged.
+  bool free_run_seen = false;
+  for (const std::string& row : small_rows) free_run_seen |= strip_of(row).find(' ') != std::string::npos;
+  EXPECT_TRUE(free_run_seen) << "no small run drawn free (' ')";
 
   uint64_t medium_in_use = 0;
   for (const std::string& row : medium_rows) {

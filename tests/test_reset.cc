@@ -690,6 +690,27 @@ TEST_F(Reset, HeapChecksFindCorruptedSmallSegmentsRunListsAndSlack) {
   tm_free(p);
 }
 
+// The whole-heap check covers every class, the first included (kills mutant c40e5fd1cb: the
+// class loop of small_check starting at class 1).
+TEST_F(Reset, HeapCheckCoversTheSmallestClassPartialList) {
+  const size_t size = tm_size_class_size(0);
+  auto* p = static_cast<char*>(tm_malloc(size));
+  ASSERT_NE(p, nullptr);
+  auto* segment = reinterpret_cast<tmi::SmallSegment*>(reinterpret_cast<uintptr_t>(p) & ~(tmi::kSegmentSize - 1));
+  const size_t offset = static_cast<size_t>(p - reinterpret_cast<char*>(segment));
+  tmi::RunDesc* run = &segment->runs[offset >> tmi::kRunShift];
+  ASSERT_EQ(run->class_index, 0u);
+  ASSERT_NE(run->on_partial, 0) << "the run has free blocks: it is on its class's partial list";
+  tmi::RunDesc* const next = run->next;
+  run->next = run;
+  tm_check_report_t r;
+  EXPECT_EQ(tm_check_heap_report(&r), TM_CHECK_RUN_LIST);
+  EXPECT_NE(std::string(r.message).find("class partial list"), std::string::npos) << r.message;
+  run->next = next;
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+  tm_free(p);
+}
+
 TEST_F(Reset, CheckAroundFindsACorruptedLargeHeader) {
   auto* p = static_cast<char*>(tm_malloc(3 * MiB));
   ASSERT_NE(p, nullptr);
