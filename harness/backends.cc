@@ -39,7 +39,14 @@ class TmBackend final : public Backend {
   // outcome does not depend on how fast it ran.
   // TM_HARNESS_KEEP_HISTORY=1: no reset between inputs, so each input runs on the heap the
   // ones before it left (the pre-reset behaviour; tm_determinism's own self-check).
-  TmBackend() : keep_history_(env_flag("TM_HARNESS_KEEP_HISTORY")) { tm_test_clock_virtual(1); }
+  // Mappings are recycled (tm_test_recycle_mappings): each input starts from a pristine
+  // allocator that maps and unmaps the same megabytes again, and fresh pages (with their ASan
+  // shadow) made page faults most of an input's cost. TM_HARNESS_FRESH_MAPPINGS=1: every
+  // mapping comes from the kernel, as in a program.
+  TmBackend() : keep_history_(env_flag("TM_HARNESS_KEEP_HISTORY")) {
+    tm_test_clock_virtual(1);
+    tm_test_recycle_mappings(env_flag("TM_HARNESS_FRESH_MAPPINGS") ? 0 : 1);
+  }
   const char* name() const override { return "tm"; }
   void* malloc(size_t n) override { return tm_malloc(n); }
   void* calloc(size_t c, size_t n) override { return tm_calloc(c, n); }

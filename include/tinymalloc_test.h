@@ -9,6 +9,7 @@
 #ifndef TINYMALLOC_TEST_H
 #define TINYMALLOC_TEST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -56,6 +57,17 @@ void tm_test_clock_virtual(int on);
 void tm_test_clock_advance(uint64_t ms);
 /* The clock the allocator reads now, in milliseconds (virtual or monotonic). */
 uint64_t tm_test_clock_now(void);
+
+/* Recycled mappings, for harnesses that reset the allocator between inputs: while on (off by
+ * default), a range the allocator unmaps (tm_test_reset included) or purges stays mapped, its
+ * resident pages zeroed, and later mappings are served from the unmapped ones (up to 1 GiB of
+ * address space, the oldest unmapped first). The allocator sees what the kernel would give it and keeps the same
+ * accounting; pages once touched are simply not faulted in again. Residency (mincore) would
+ * then depend on earlier inputs, so while it is on the allocator treats every page as
+ * resident. Switching it off unmaps what the table holds. */
+void tm_test_recycle_mappings(int on);
+/* Address space the recycled-mapping table holds now, in bytes. */
+size_t tm_test_recycled_bytes(void);
 
 /* 1 when ptr points into a live sampled block (option sample_rate: on guard pages), else 0. */
 int tm_test_is_sampled(const void *ptr);

@@ -143,7 +143,7 @@ void purge_freed_slots() {
     const unsigned high = 31u - static_cast<unsigned>(__builtin_clz(s.resident));
     const size_t hull = high - low + 1;
     const size_t resident = static_cast<size_t>(__builtin_popcount(s.resident));
-    os_purge(slot_data(i) + low * kPageSize, hull * kPageSize);
+    os_purge_inaccessible(slot_data(i) + low * kPageSize, hull * kPageSize);
     os_note_recommitted((hull - resident) * kPageSize);  // os_purge counted the whole hull
     g_region.resident_pages -= resident;
     s.resident = 0;
@@ -164,7 +164,7 @@ bool map_region() {
     os_unmap(start, bytes);
     return false;
   }
-  os_purge(start, bytes);  // not committed until a slot's pages are opened
+  os_purge_inaccessible(start, bytes);  // not committed until a slot's pages are opened
   if (!g_region.handler_installed) {
     struct sigaction action;
     std::memset(&action, 0, sizeof action);

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "platform.h"
 #include "sanitizer.h"
+#include "spinlock.h"
 #include "tinymalloc.h"
 #include "tinymalloc_test.h"
 
@@ -40,6 +41,168 @@ std::atomic<uint64_t> g_virtual_ms{0};
 // half the number under way.
 constexpr uint64_t kTransitEvent = uint64_t{1} << 32;
 std::atomic<uint64_t> g_transit{0};
+
+// ---- Recycled mappings (test hook tm_test_recycle_mappings) -------------------------------------
+// While on, ranges the allocator unmaps or purges stay mapped: their resident pages are
+// zeroed and unmapped ranges wait in a table from which os_map_aligned serves later requests.
+// The allocator sees exactly what the kernel would give it (zeroed memory at an aligned
+// address, the same accounting); what changes is that pages once touched are not faulted in
+// again. A fuzzer's inputs each start from a pristine allocator (tm_test_reset) that maps and
+// unmaps the same few megabytes over and over: fresh pages made page faults, and ASan's shadow
+// of them, most of an input's cost.
+struct RecycledRange {
+  uintptr_t begin;
+  size_t size;
+};
+constexpr size_t kMaxRecycled = 256;
+// Address space the table may hold (and so the most it keeps resident); past it the oldest
+// ranges are unmapped for real.
+constexpr size_t kMaxRecycledBytes = size_t{1} << 30;
+// Neighbours join up to this size: one range never takes the whole table (evicting it would
+// empty it).
+constexpr size_t kMaxRecycledRange = kMaxRecycledBytes / 4;
+SpinLock g_recycle_lock;
+RecycledRange g_recycled[kMaxRecycled];  // [0, g_recycled_count), oldest first
+size_t g_recycled_count = 0;
+size_t g_recycled_bytes = 0;
+// Relaxed: switched only while no other thread is inside the allocator (tinymalloc_test.h).
+std::atomic<bool> g_recycle{false};
+
+bool recycling() { return TM_UNLIKELY(g_recycle.load(std::memory_order_relaxed)); }
+
+// Zeroes n bytes at p whatever ASan's shadow says of them (a purged range is free memory the
+// allocator keeps poisoned, and stays so, as after madvise). ASan checks memset's range, so
+// under ASan the stores are made by code it does not see.
+TM_NO_COVERAGE TM_NO_ASAN void zero_uninstrumented(void* p, size_t n) {
+#if defined(TM_ASAN) && defined(__x86_64__)
+  asm volatile("rep stosb" : "+D"(p), "+c"(n) : "a"(0) : "memory");
+#elif defined(TM_ASAN)
+  for (volatile unsigned char* byte = static_cast<unsigned char*>(p); n != 0; --n) *byte++ = 0;
+#else
+  std::memset(p, 0, n);
+#endif
+}
+
+// Whether the page at p reads as zero (read without ASan's checks: the page may be poisoned).
+TM_NO_COVERAGE TM_NO_ASAN bool page_is_zero(const void* p) {
+  const uint64_t* word = static_cast<const uint64_t*>(p);
+  uint64_t any = 0;
+  for (size_t i = 0; i < kPageSize / sizeof(uint64_t); ++i) any |= word[i];
+  return any == 0;
+}
+
+// Zeroes the pages of [addr, addr + size) (page-aligned) the kernel holds, leaving the others
+// alone (they read as zero): what MADV_DONTNEED guarantees about the contents, without its
+// faults at the next touch. A resident page that reads as zero already (one only ever read
+// maps the kernel's zero page) is not written: the write would fault. The ASan shadow is
+// left as it is.
+TM_NO_COVERAGE void zero_resident_pages(void* addr, size_t size) {
+  constexpr size_t kChunkPages = 1024;  // pages per mincore call (the vector is on the stack)
+  unsigned char resident[kChunkPages];
+  const int saved_errno = errno;
+  const uintptr_t end = addr_of(addr) + size;
+  for (uintptr_t chunk = addr_of(addr); chunk < end; chunk += kChunkPages * kPageSize) {
+    const size_t pages = (end - chunk < kChunkPages * kPageSize ? end - chunk : kChunkPages * kPageSize) / kPageSize;
+    const bool known = ::mincore(reinterpret_cast<void*>(chunk), pages * kPageSize, resident) == 0;
+    for (size_t page = 0; page < pages; ++page) {
+      void* const at = reinterpret_cast<void*>(chunk + page * kPageSize);
+      if ((known && (resident[page] & 1) == 0) || page_is_zero(at)) continue;
+      zero_uninstrumented(at, kPageSize);
+    }
+  }
+  errno = saved_errno;
+}
+
+// Takes an aligned `size`-byte range from the table (the newest range that holds one: its
+// pages are the likeliest to be resident); the rest of that range goes back. nullptr: none.
+TM_NO_COVERAGE void* take_recycled(size_t size, size_t alignment) {
+  LockGuard guard(g_recycle_lock);
+  for (size_t i = g_recycled_count; i-- > 0;) {
+    const RecycledRange range = g_recycled[i];
+    const uintptr_t at = align_up(range.begin, alignment);
+    if (at < range.begin || at + size > range.begin + range.size || at + size < at) continue;
+    const size_t head = at - range.begin;
+    const size_t tail = range.begin + range.size - (at + size);
+    // The pieces left over take the range's slot and, for a second one, a new slot; without
+    // a free slot the tail is unmapped.
+    g_recycled_bytes -= size;
+    if (head != 0) {
+      g_recycled[i].size = head;
+    } else {
+      for (size_t j = i + 1; j < g_recycled_count; ++j) g_recycled[j - 1] = g_recycled[j];  // keep the age order
+      --g_recycled_count;
+    }
+    if (tail != 0) {
+      if (g_recycled_count < kMaxRecycled) {
+        g_recycled[g_recycled_count++] = {at + size, tail};
+      } else {
+        ::munmap(reinterpret_cast<void*>(at + size), tail);
+        g_recycled_bytes -= tail;
+      }
+    }
+    return reinterpret_cast<void*>(at);
+  }
+  return nullptr;
+}
+
+// Keeps [addr, addr + size) (zeroed) for a later mapping, joined with its neighbours in the
+// table (up to kMaxRecycledRange); when the table is full, the ranges given longest ago are
+// unmapped to make room.
+TM_NO_COVERAGE void give_recycled(void* addr, size_t size) {
+  // A range may come back inaccessible (the sampled blocks' region); zeroing reads and writes
+  // it, and the next mapping must be read-write.
+  if (::mprotect(addr, size, PROT_READ | PROT_WRITE) != 0) {
+    unpoison_range(addr, size);
+    ::munmap(addr, size);
+    return;
+  }
+  zero_resident_pages(addr, size);
+  unpoison_resident(addr, size);  // a new mapping is addressable
+  uintptr_t begin = addr_of(addr);
+  uintptr_t end = begin + size;
+  LockGuard guard(g_recycle_lock);
+  for (size_t i = 0; i < g_recycled_count;) {
+    const RecycledRange range = g_recycled[i];
+    const bool adjacent = range.begin + range.size == begin || end == range.begin;
+    if (adjacent && (end - begin) + range.size <= kMaxRecycledRange) {
+      begin = range.begin < begin ? range.begin : begin;
+      end = range.begin + range.size > end ? range.begin + range.size : end;
+      g_recycled_bytes -= range.size;
+      for (size_t j = i + 1; j < g_recycled_count; ++j) g_recycled[j - 1] = g_recycled[j];  // keep the age order
+      --g_recycled_count;
+      continue;
+    }
+    ++i;
+  }
+  if (end - begin > kMaxRecycledBytes) {
+    unpoison_range(reinterpret_cast<void*>(begin), end - begin);
+    ::munmap(reinterpret_cast<void*>(begin), end - begin);
+    return;
+  }
+  // Full: the ranges returned longest ago are unmapped.
+  size_t evicted = 0;
+  while (evicted < g_recycled_count &&
+         (g_recycled_count - evicted == kMaxRecycled || g_recycled_bytes + (end - begin) > kMaxRecycledBytes)) {
+    unpoison_range(reinterpret_cast<void*>(g_recycled[evicted].begin), g_recycled[evicted].size);
+    ::munmap(reinterpret_cast<void*>(g_recycled[evicted].begin), g_recycled[evicted].size);
+    g_recycled_bytes -= g_recycled[evicted].size;
+    ++evicted;
+  }
+  for (size_t j = evicted; j < g_recycled_count; ++j) g_recycled[j - evicted] = g_recycled[j];
+  g_recycled_count -= evicted;
+  g_recycled[g_recycled_count++] = {begin, end - begin};
+  g_recycled_bytes += end - begin;
+}
+
+// Returns a range to the kernel, or to the table while recycling.
+void release_range(void* addr, size_t size) {
+  if (recycling()) {
+    give_recycled(addr, size);
+    return;
+  }
+  unpoison_range(addr, size);  // ASan's shadow outlives munmap: a later mapping here starts clean
+  ::munmap(addr, size);
+}
 
 // Consumes one map request from the failure-injection budget; false = fail this one.
 bool injection_allows_request() {
@@ -107,6 +270,12 @@ void* os_map_aligned(size_t size, size_t alignment) {
     return nullptr;
   }
   g_map_calls.fetch_add(1, std::memory_order_relaxed);
+  if (recycling()) {
+    if (void* recycled = take_recycled(size, alignment)) {
+      note_mapped(size);
+      return recycled;
+    }
+  }
   const int saved_errno = errno;
   char* aligned = static_cast<char*>(map_below_hint(size, alignment));
   if (aligned == nullptr) {
@@ -131,8 +300,7 @@ void* os_map_aligned(size_t size, size_t alignment) {
 }
 
 void os_unmap(void* addr, size_t size) {
-  unpoison_range(addr, size);  // ASan's shadow outlives munmap: a later mapping here starts clean
-  ::munmap(addr, size);
+  release_range(addr, size);
   // A segment-aligned range of a segment or more: the next aligned mapping is tried here.
   if (size >= kSegmentSize && addr_of(addr) % kSegmentSize == 0)
     g_map_hint.store(addr_of(addr) + size, std::memory_order_relaxed);
@@ -141,6 +309,16 @@ void os_unmap(void* addr, size_t size) {
 }
 
 void os_purge(void* addr, size_t size) {
+  if (recycling()) {
+    zero_resident_pages(addr, size);
+  } else {
+    ::madvise(addr, size, MADV_DONTNEED);
+  }
+  g_purge_calls.fetch_add(1, std::memory_order_relaxed);
+  g_committed.fetch_sub(size, std::memory_order_release);
+}
+
+void os_purge_inaccessible(void* addr, size_t size) {
   ::madvise(addr, size, MADV_DONTNEED);
   g_purge_calls.fetch_add(1, std::memory_order_relaxed);
   g_committed.fetch_sub(size, std::memory_order_release);
@@ -168,7 +346,10 @@ void os_zero(void* addr, size_t size) {
   std::memset(begin, 0, static_cast<size_t>(first - begin));
   std::memset(last, 0, static_cast<size_t>(begin + size - last));
   const int saved_errno = errno;
-  if (::madvise(first, static_cast<size_t>(last - first), MADV_DONTNEED) != 0) {
+  if (recycling()) {
+    zero_resident_pages(first, static_cast<size_t>(last - first));
+    g_purge_calls.fetch_add(1, std::memory_order_relaxed);
+  } else if (::madvise(first, static_cast<size_t>(last - first), MADV_DONTNEED) != 0) {
     std::memset(first, 0, static_cast<size_t>(last - first));  // the range must read as zero regardless
   } else {
     g_purge_calls.fetch_add(1, std::memory_order_relaxed);  // a madvise like os_purge's (stats)
@@ -178,6 +359,11 @@ void os_zero(void* addr, size_t size) {
 
 // Not fuzzing guidance: which pages are resident is the kernel's business (TM_NO_COVERAGE).
 TM_NO_COVERAGE size_t os_resident_bytes(const void* addr, size_t size, size_t enough) {
+  // Recycled pages stay resident whatever the inputs before did with them: the answer must
+  // not depend on history, so none counts, as for the fresh mapping a recycled range stands
+  // for (the harness touches a few windows of a large block: fresh, its pages are mostly not
+  // resident either).
+  if (recycling()) return 0;
   constexpr size_t kChunkPages = 1024;  // pages per mincore call (the vector is on the stack)
   unsigned char resident[kChunkPages];
   const uintptr_t first = align_down(addr_of(addr), kPageSize);
@@ -200,8 +386,7 @@ TM_NO_COVERAGE size_t os_resident_bytes(const void* addr, size_t size, size_t en
 void* os_remap(void* addr, size_t old_size, size_t new_size, size_t alignment) {
   if (new_size <= old_size) {
     if (new_size < old_size) {
-      unpoison_range(static_cast<char*>(addr) + new_size, old_size - new_size);
-      ::munmap(static_cast<char*>(addr) + new_size, old_size - new_size);
+      release_range(static_cast<char*>(addr) + new_size, old_size - new_size);
       note_unmapped(old_size - new_size, old_size - new_size);
     }
     return addr;
@@ -300,3 +485,21 @@ extern "C" TM_EXPORT void tm_test_clock_advance(uint64_t ms) {
 }
 
 extern "C" TM_EXPORT uint64_t tm_test_clock_now(void) { return tmalloc::os_monotonic_ms(); }
+
+extern "C" TM_EXPORT void tm_test_recycle_mappings(int on) {
+  using namespace tmalloc;
+  g_recycle.store(on != 0, std::memory_order_relaxed);
+  if (on != 0) return;
+  LockGuard guard(g_recycle_lock);
+  for (size_t i = 0; i < g_recycled_count; ++i) {
+    unpoison_range(reinterpret_cast<void*>(g_recycled[i].begin), g_recycled[i].size);
+    ::munmap(reinterpret_cast<void*>(g_recycled[i].begin), g_recycled[i].size);
+  }
+  g_recycled_count = 0;
+  g_recycled_bytes = 0;
+}
+
+extern "C" TM_EXPORT size_t tm_test_recycled_bytes(void) {
+  tmalloc::LockGuard guard(tmalloc::g_recycle_lock);
+  return tmalloc::g_recycled_bytes;
+}

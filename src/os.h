@@ -18,6 +18,10 @@ void os_unmap(void* addr, size_t size);
 // Returns the physical pages of a range to the OS; the range stays mapped and reads back
 // as zero.
 void os_purge(void* addr, size_t size);
+// os_purge for a range mapped PROT_NONE (the sampled blocks' region): always returned to the
+// kernel, also while mappings are recycled (tm_test_recycle_mappings), which zeroes purged
+// pages in user space.
+void os_purge_inaccessible(void* addr, size_t size);
 
 // Resizes a mapping of old_size bytes at addr to new_size bytes (both page multiples).
 // Shrinks in place; grows in place when the following addresses are free, otherwise moves

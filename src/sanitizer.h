@@ -55,6 +55,26 @@ inline void unpoison(const void* p, size_t n) {
 #endif
 }
 
+#if defined(TM_ASAN)
+inline constexpr size_t kShadowPage = 4096;
+
+// Where ASan keeps the shadow of an address (shadow = (address >> scale) + offset), and how
+// much memory one shadow page describes.
+struct ShadowGeometry {
+  uintptr_t scale;
+  uintptr_t offset;
+  uintptr_t memory_per_page;
+};
+
+// The process's shadow geometry.
+inline ShadowGeometry shadow_geometry() {
+  size_t scale = 0;
+  size_t offset = 0;
+  __asan_get_shadow_mapping(&scale, &offset);
+  return {scale, offset, uintptr_t{kShadowPage} << scale};
+}
+#endif
+
 // Marks [p, p + n) addressable as unpoison does, for large ranges: the shadow pages the
 // range covers entirely are returned to the OS (they read back as zero, "addressable")
 // instead of being cleared, which costs one madvise rather than a memset of n/8 bytes, and
@@ -63,13 +83,12 @@ inline void unpoison(const void* p, size_t n) {
 inline void unpoison_range(const void* p, size_t n) {
 #if defined(TM_ASAN)
   if (n == 0) return;
-  constexpr size_t kShadowPage = 4096;
-  size_t scale = 0;
-  size_t offset = 0;
-  __asan_get_shadow_mapping(&scale, &offset);
+  const ShadowGeometry shadow = shadow_geometry();
+  const uintptr_t scale = shadow.scale;
+  const uintptr_t offset = shadow.offset;
+  const uintptr_t memory_per_page = shadow.memory_per_page;
   const uintptr_t begin = reinterpret_cast<uintptr_t>(p);
   const uintptr_t end = begin + n;
-  const uintptr_t memory_per_page = uintptr_t{kShadowPage} << scale;
   const uintptr_t first = (begin + memory_per_page - 1) & ~(memory_per_page - 1);
   const uintptr_t last = end & ~(memory_per_page - 1);
   if (first >= last) {
@@ -79,6 +98,41 @@ inline void unpoison_range(const void* p, size_t n) {
   if (begin < first) __asan_unpoison_memory_region(p, first - begin);
   if (last < end) __asan_unpoison_memory_region(reinterpret_cast<const void*>(last), end - last);
   ::madvise(reinterpret_cast<void*>((first >> scale) + offset), (last - first) >> scale, MADV_DONTNEED);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+
+// Marks [p, p + n) addressable without faulting in shadow that was never written: only the
+// parts of the range whose shadow pages are resident are unpoisoned (a shadow page the kernel
+// does not hold reads as zero, which is addressable already). For ranges that stay mapped and
+// are handed out again (the recycled mappings of os.cc's test mode), where unpoison_range's
+// release of the shadow would cost a fault per shadow page at the next poison.
+TM_NO_COVERAGE inline void unpoison_resident(const void* p, size_t n) {
+#if defined(TM_ASAN)
+  if (n == 0) return;
+  constexpr size_t kChunk = 256;  // shadow pages per mincore call (the vector is on the stack)
+  const ShadowGeometry shadow = shadow_geometry();
+  const uintptr_t memory_per_page = shadow.memory_per_page;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t end = begin + n;
+  unsigned char resident[kChunk];
+  for (uintptr_t chunk = begin & ~(memory_per_page - 1); chunk < end; chunk += kChunk * memory_per_page) {
+    const uintptr_t chunk_end = end - chunk < kChunk * memory_per_page ? end : chunk + kChunk * memory_per_page;
+    const size_t pages = (chunk_end - chunk + memory_per_page - 1) / memory_per_page;
+    const bool known =
+        ::mincore(reinterpret_cast<void*>((chunk >> shadow.scale) + shadow.offset), pages * kShadowPage, resident) == 0;
+    for (size_t page = 0; page < pages; ++page) {
+      if (known && (resident[page] & 1) == 0) continue;
+      const uintptr_t from = chunk + page * memory_per_page < begin ? begin : chunk + page * memory_per_page;
+      const uintptr_t to = chunk + (page + 1) * memory_per_page > end ? end : chunk + (page + 1) * memory_per_page;
+      // A shadow page that reads as addressable is left unwritten (one only read so far maps
+      // the kernel's zero page: a write would fault).
+      if (__asan_region_is_poisoned(reinterpret_cast<void*>(from), to - from) != nullptr)
+        __asan_unpoison_memory_region(reinterpret_cast<const void*>(from), to - from);
+    }
+  }
 #else
   (void)p;
   (void)n;

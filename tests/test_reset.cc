@@ -1,7 +1,10 @@
 // Test hooks (tinymalloc_test.h): tm_test_reset brings the allocator back to the state of a
 // process that has not allocated yet, the virtual clock drives purging and sweeping, and
-// tm_check_heap_around checks the heap around one address.
+// tm_check_heap_around checks the heap around one address; recycled mappings
+// (tm_test_recycle_mappings) give the allocator what fresh ones would.
 #include <gtest/gtest.h>
+
+#include <sys/mman.h>
 
 #include <cerrno>
 #include <condition_variable>
@@ -722,6 +725,110 @@ TEST_F(Reset, CheckAroundFindsACorruptedLargeHeader) {
   *magic = saved;
   EXPECT_EQ(tm_check_heap_around(p + MiB, nullptr), TM_CHECK_OK);
   tm_free(p);
+}
+
+// ---- Recycled mappings (tm_test_recycle_mappings) ----------------------------------------------
+
+// Switches recycling on for one test and off (unmapping the table) after it.
+class Recycle : public Reset {
+ protected:
+  void SetUp() override {
+    Reset::SetUp();
+    tm_test_recycle_mappings(1);
+  }
+  void TearDown() override {
+    Reset::TearDown();
+    tm_test_recycle_mappings(0);
+    EXPECT_EQ(tm_test_recycled_bytes(), 0u);
+  }
+};
+
+// Whether every page of [p, p + n) is mapped (mincore fails with ENOMEM on an unmapped one).
+bool mapped(const void* p, size_t n) {
+  const uintptr_t first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{4095};
+  std::vector<unsigned char> pages(n / 4096 + 2);
+  return mincore(reinterpret_cast<void*>(first), reinterpret_cast<uintptr_t>(p) + n - first, pages.data()) == 0;
+}
+
+TEST_F(Recycle, AnUnmappedRangeServesALaterMappingZeroed) {
+  auto* p = static_cast<unsigned char*>(tm_malloc(3 * MiB));
+  ASSERT_NE(p, nullptr);
+  memset(p, 0xa5, 3 * MiB);
+  tm_free(p);
+  tm_release_cached();  // the pooled mapping is unmapped: into the table
+  EXPECT_EQ(stats().mapped_bytes, 0u) << "recycled ranges are not the allocator's";
+  EXPECT_GE(tm_test_recycled_bytes(), 3 * MiB);
+  EXPECT_TRUE(mapped(p, 3 * MiB));
+  auto* q = static_cast<unsigned char*>(tm_calloc(1, 3 * MiB));
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q, p) << "the newest range that holds the mapping serves it";
+  for (size_t i = 0; i < 3 * MiB; ++i) ASSERT_EQ(q[i], 0) << "byte " << i << " of a recycled mapping";
+  memset(q, 0x5a, 3 * MiB);
+  tm_free(q);
+  ASSERT_EQ(tm_test_reset(), 0);  // the reset's unmaps go to the table too
+  auto* r = static_cast<unsigned char*>(tm_malloc(3 * MiB));
+  ASSERT_NE(r, nullptr);
+  for (size_t i = 0; i < 3 * MiB; i += 4093) ASSERT_EQ(r[i], 0) << "byte " << i << " after the reset";
+  tm_free(r);
+}
+
+TEST_F(Recycle, APurgedRangeReadsZeroAndStaysMapped) {
+  void* mapping = tmalloc::os_map_aligned(8 * MiB, 4 * MiB);
+  ASSERT_NE(mapping, nullptr);
+  auto* bytes = static_cast<unsigned char*>(mapping);
+  memset(bytes, 0x77, 8 * MiB);
+  const size_t committed = tmalloc::os_committed_bytes();
+  tmalloc::os_purge(bytes + MiB, 2 * MiB);
+  EXPECT_EQ(tmalloc::os_committed_bytes(), committed - 2 * MiB);
+  for (size_t i = MiB; i < 3 * MiB; ++i) ASSERT_EQ(bytes[i], 0) << "byte " << i << " of the purged range";
+  EXPECT_EQ(bytes[MiB - 1], 0x77);
+  EXPECT_EQ(bytes[3 * MiB], 0x77);
+  tmalloc::os_note_recommitted(2 * MiB);
+  tmalloc::os_unmap(mapping, 8 * MiB);
+  EXPECT_EQ(tmalloc::os_mapped_bytes(), 0u);
+  EXPECT_EQ(tm_test_recycled_bytes(), 8 * MiB);
+  tm_test_recycle_mappings(0);
+  EXPECT_EQ(tm_test_recycled_bytes(), 0u);
+  EXPECT_FALSE(mapped(mapping, 8 * MiB)) << "switching recycling off unmaps the table";
+  tm_test_recycle_mappings(1);
+}
+
+TEST_F(Recycle, TheTableHoldsAtMostOneGibibyteAndCarvesAlignedPieces) {
+  std::vector<void*> mappings;
+  for (int i = 0; i < 6; ++i) {
+    mappings.push_back(tmalloc::os_map_aligned(256 * MiB, 4 * MiB));
+    ASSERT_NE(mappings.back(), nullptr);
+  }
+  for (void* m : mappings) tmalloc::os_unmap(m, 256 * MiB);
+  EXPECT_LE(tm_test_recycled_bytes(), size_t{1} << 30);
+  EXPECT_GE(tm_test_recycled_bytes(), 768 * MiB);
+  // A smaller aligned request is carved out of a recycled range; the rest stays in the table.
+  const size_t held = tm_test_recycled_bytes();
+  void* piece = tmalloc::os_map_aligned(12 * MiB, 8 * MiB);
+  ASSERT_NE(piece, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(piece) % (8 * MiB), 0u);
+  EXPECT_EQ(tm_test_recycled_bytes(), held - 12 * MiB);
+  tmalloc::os_unmap(piece, 12 * MiB);
+  EXPECT_EQ(tm_test_recycled_bytes(), held) << "the piece joins its neighbours again";
+  EXPECT_EQ(tmalloc::os_map_aligned(256 * MiB, 4 * MiB), mappings.back()) << "the newest whole range";
+  tmalloc::os_unmap(mappings.back(), 256 * MiB);
+}
+
+TEST_F(Recycle, TheSameProgramGivesTheSameOutcomeWithFreshOrRecycledMappings) {
+  tm_test_recycle_mappings(0);
+  ASSERT_EQ(tm_test_reset(), 0);
+  const std::string fresh = run_program(11);
+  ASSERT_EQ(tm_test_reset(), 0);
+  tm_test_recycle_mappings(1);
+  EXPECT_EQ(run_program(11), fresh) << "an empty table";
+  ASSERT_EQ(tm_test_reset(), 0);
+  Rng rng(5);
+  std::vector<void*> noise = allocate_mix(rng, 200);  // other sizes, purges, aligned mappings
+  tm_test_clock_advance(5000);
+  for (void* q : noise) tm_free(q);
+  ASSERT_EQ(tm_test_reset(), 0);
+  EXPECT_GT(tm_test_recycled_bytes(), 0u);
+  EXPECT_EQ(run_program(11), fresh) << "a table filled by another history";
 }
 
 }  // namespace
