@@ -70,6 +70,13 @@ std::atomic<bool> g_recycle{false};
 
 bool recycling() { return TM_UNLIKELY(g_recycle.load(std::memory_order_relaxed)); }
 
+// Returns [addr, addr + size) to the kernel. ASan's shadow outlives munmap: it is released
+// first, so a later mapping at these addresses starts addressable.
+void unmap_now(void* addr, size_t size) {
+  unpoison_range(addr, size);
+  ::munmap(addr, size);
+}
+
 // Zeroes n bytes at p whatever ASan's shadow says of them (a purged range is free memory the
 // allocator keeps poisoned, and stays so, as after madvise). ASan checks memset's range, so
 // under ASan the stores are made by code it does not see.
@@ -136,7 +143,7 @@ TM_NO_COVERAGE void* take_recycled(size_t size, size_t alignment) {
       if (g_recycled_count < kMaxRecycled) {
         g_recycled[g_recycled_count++] = {at + size, tail};
       } else {
-        ::munmap(reinterpret_cast<void*>(at + size), tail);
+        unmap_now(reinterpret_cast<void*>(at + size), tail);
         g_recycled_bytes -= tail;
       }
     }
@@ -152,8 +159,7 @@ TM_NO_COVERAGE void give_recycled(void* addr, size_t size) {
   // A range may come back inaccessible (the sampled blocks' region); zeroing reads and writes
   // it, and the next mapping must be read-write.
   if (::mprotect(addr, size, PROT_READ | PROT_WRITE) != 0) {
-    unpoison_range(addr, size);
-    ::munmap(addr, size);
+    unmap_now(addr, size);
     return;
   }
   zero_resident_pages(addr, size);
@@ -175,16 +181,14 @@ TM_NO_COVERAGE void give_recycled(void* addr, size_t size) {
     ++i;
   }
   if (end - begin > kMaxRecycledBytes) {
-    unpoison_range(reinterpret_cast<void*>(begin), end - begin);
-    ::munmap(reinterpret_cast<void*>(begin), end - begin);
+    unmap_now(reinterpret_cast<void*>(begin), end - begin);
     return;
   }
   // Full: the ranges returned longest ago are unmapped.
   size_t evicted = 0;
   while (evicted < g_recycled_count &&
          (g_recycled_count - evicted == kMaxRecycled || g_recycled_bytes + (end - begin) > kMaxRecycledBytes)) {
-    unpoison_range(reinterpret_cast<void*>(g_recycled[evicted].begin), g_recycled[evicted].size);
-    ::munmap(reinterpret_cast<void*>(g_recycled[evicted].begin), g_recycled[evicted].size);
+    unmap_now(reinterpret_cast<void*>(g_recycled[evicted].begin), g_recycled[evicted].size);
     g_recycled_bytes -= g_recycled[evicted].size;
     ++evicted;
   }
@@ -200,8 +204,7 @@ void release_range(void* addr, size_t size) {
     give_recycled(addr, size);
     return;
   }
-  unpoison_range(addr, size);  // ASan's shadow outlives munmap: a later mapping here starts clean
-  ::munmap(addr, size);
+  unmap_now(addr, size);
 }
 
 // Consumes one map request from the failure-injection budget; false = fail this one.
@@ -492,8 +495,7 @@ extern "C" TM_EXPORT void tm_test_recycle_mappings(int on) {
   if (on != 0) return;
   LockGuard guard(g_recycle_lock);
   for (size_t i = 0; i < g_recycled_count; ++i) {
-    unpoison_range(reinterpret_cast<void*>(g_recycled[i].begin), g_recycled[i].size);
-    ::munmap(reinterpret_cast<void*>(g_recycled[i].begin), g_recycled[i].size);
+    unmap_now(reinterpret_cast<void*>(g_recycled[i].begin), g_recycled[i].size);
   }
   g_recycled_count = 0;
   g_recycled_bytes = 0;
