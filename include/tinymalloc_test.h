@@ -60,7 +60,7 @@ uint64_t tm_test_clock_now(void);
 
 /* Recycled mappings, for harnesses that reset the allocator between inputs: while on (off by
  * default), a range the allocator unmaps (tm_test_reset included) or purges stays mapped, its
- * resident pages zeroed, and later mappings are served from the unmapped ones (up to 1 GiB of
+ * resident pages zeroed, and later mappings are served from the unmapped ones (up to 4 GiB of
  * address space, the oldest unmapped first). The allocator sees what the kernel would give it and keeps the same
  * accounting; pages once touched are simply not faulted in again. Residency (mincore) would
  * then depend on earlier inputs, so while it is on the allocator treats every page as

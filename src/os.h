@@ -23,6 +23,17 @@ void os_purge(void* addr, size_t size);
 // pages in user space.
 void os_purge_inaccessible(void* addr, size_t size);
 
+// Address space the recycled-mapping table (tm_test_recycle_mappings) may hold, and so the
+// most it keeps resident; past it the oldest ranges are unmapped for real. Only pages once
+// touched are resident, so this bounds RSS far less than it bounds address space: the fuzz
+// targets' inputs map up to about 2 GiB each (53 blocks of 32 MiB, say), and with 1 GiB the
+// heaviest of them mapped (and faulted in) fresh ranges all the time: 1,000 page faults per
+// run against 240 with 4 GiB; 16 GiB gave no more speed and 3-5 times the RSS.
+inline constexpr size_t kMaxRecycledBytes = size_t{1} << 32;
+// Neighbours in the table join up to this size: one range never takes the whole table
+// (evicting it would empty it).
+inline constexpr size_t kMaxRecycledRange = kMaxRecycledBytes / 4;
+
 // Resizes a mapping of old_size bytes at addr to new_size bytes (both page multiples).
 // Shrinks in place; grows in place when the following addresses are free, otherwise moves
 // the mapping to a new start aligned to `alignment`. Returns the (possibly new) start, or

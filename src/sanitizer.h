@@ -104,39 +104,4 @@ inline void unpoison_range(const void* p, size_t n) {
 #endif
 }
 
-// Marks [p, p + n) addressable without faulting in shadow that was never written: only the
-// parts of the range whose shadow pages are resident are unpoisoned (a shadow page the kernel
-// does not hold reads as zero, which is addressable already). For ranges that stay mapped and
-// are handed out again (the recycled mappings of os.cc's test mode), where unpoison_range's
-// release of the shadow would cost a fault per shadow page at the next poison.
-TM_NO_COVERAGE inline void unpoison_resident(const void* p, size_t n) {
-#if defined(TM_ASAN)
-  if (n == 0) return;
-  constexpr size_t kChunk = 256;  // shadow pages per mincore call (the vector is on the stack)
-  const ShadowGeometry shadow = shadow_geometry();
-  const uintptr_t memory_per_page = shadow.memory_per_page;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(p);
-  const uintptr_t end = begin + n;
-  unsigned char resident[kChunk];
-  for (uintptr_t chunk = begin & ~(memory_per_page - 1); chunk < end; chunk += kChunk * memory_per_page) {
-    const uintptr_t chunk_end = end - chunk < kChunk * memory_per_page ? end : chunk + kChunk * memory_per_page;
-    const size_t pages = (chunk_end - chunk + memory_per_page - 1) / memory_per_page;
-    const bool known =
-        ::mincore(reinterpret_cast<void*>((chunk >> shadow.scale) + shadow.offset), pages * kShadowPage, resident) == 0;
-    for (size_t page = 0; page < pages; ++page) {
-      if (known && (resident[page] & 1) == 0) continue;
-      const uintptr_t from = chunk + page * memory_per_page < begin ? begin : chunk + page * memory_per_page;
-      const uintptr_t to = chunk + (page + 1) * memory_per_page > end ? end : chunk + (page + 1) * memory_per_page;
-      // A shadow page that reads as addressable is left unwritten (one only read so far maps
-      // the kernel's zero page: a write would fault).
-      if (__asan_region_is_poisoned(reinterpret_cast<void*>(from), to - from) != nullptr)
-        __asan_unpoison_memory_region(reinterpret_cast<const void*>(from), to - from);
-    }
-  }
-#else
-  (void)p;
-  (void)n;
-#endif
-}
-
 }  // namespace tmalloc
