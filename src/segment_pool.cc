@@ -213,55 +213,65 @@ size_t take_gather_sources(size_t size, PoolEntry* sources) {
   return taken;
 }
 
+// Whether the pool holds an entry gather could move (pool lock held).
+bool has_gather_source() {
+  for (size_t i = 0; i < g_count; ++i)
+    if (!g_entries[i].purged && !g_entries[i].unmovable) return true;
+  return false;
+}
+
 // Builds a `size`-byte mapping aligned to `alignment` from the pool's unpurged entries:
 // a fresh mapping with their resident pages moved to its front. Nothing when the pool
-// has no unpurged entry or the OS refuses the mapping.
+// has no unpurged entry or the OS refuses the mapping; a refused mapping leaves the pool as
+// it was (the sources are taken only once the mapping exists: taking them first split an
+// entry into pieces and released and re-faulted their ASan shadow at every refused map,
+// which under an injected map failure was most of the fuzzers' time on such inputs).
 PooledSegment gather(size_t size, size_t alignment) {
   PooledSegment taken{nullptr, false, 0};
+  lock_for_migration();
+  const bool any_source = has_gather_source();
+  unlock_for_migration();
+  if (!any_source) return taken;
+  const int saved_errno = errno;
+  char* mapping = static_cast<char*>(os_map_aligned(size, alignment));
+  if (mapping == nullptr) {
+    errno = saved_errno;  // the caller maps fresh memory itself and reports its own failure
+    return taken;
+  }
   PoolEntry sources[kMaxGather];
   lock_for_migration();
   const size_t count = take_gather_sources(size, sources);
   g_count_hint.store(g_count, std::memory_order_relaxed);
   unlock_for_migration();
-  if (count == 0) return taken;
-  const int saved_errno = errno;
-  char* mapping = static_cast<char*>(os_map_aligned(size, alignment));
   size_t moved = 0;
   for (size_t i = 0; i < count; ++i) {
     PoolEntry& source = sources[i];
     // Moving pages saves the faults of the resident ones and costs a kernel call that splits
     // and joins mappings: a source mostly not resident (a block its owner barely touched)
     // is cheaper left where it is, and the new mapping faults those few pages in fresh.
-    if (mapping != nullptr && os_resident_bytes(source.address, source.size, source.size / kSparseSourceRatio) <
-                                  source.size / kSparseSourceRatio) {
-      source.unmovable = true;
-      lock_for_migration();
-      const PoolEntry evicted = insert_entry(source);
-      g_count_hint.store(g_count, std::memory_order_relaxed);
-      unlock_for_migration();
-      if (evicted.address != nullptr) unmap_entry(evicted);
-      continue;
+    const bool sparse = os_resident_bytes(source.address, source.size, source.size / kSparseSourceRatio) <
+                        source.size / kSparseSourceRatio;
+    if (!sparse) {
+      // Pooled memory is poisoned under ASan, and shadow does not move with the pages: the
+      // source range stops being mapped, so its shadow is released (poisoned again below if
+      // the move fails).
+      unpoison_range(source.address, source.size);
+      if (os_move_pages(source.address, source.size, mapping + moved)) {
+        moved += source.size;
+        continue;
+      }
+      poison_pooled(source.address, source.size);
     }
-    // Pooled memory is poisoned under ASan, and shadow does not move with the pages: the
-    // source range stops being mapped, so its shadow is released (poisoned again below if
-    // the move fails).
-    unpoison_range(source.address, source.size);
-    if (mapping != nullptr && os_move_pages(source.address, source.size, mapping + moved)) {
-      moved += source.size;
-      continue;
-    }
-    source.unmovable = mapping != nullptr;
-    poison_pooled(source.address, source.size);
+    // Sparse, or refused by the kernel: never a gather source again.
+    source.unmovable = true;
     lock_for_migration();
     const PoolEntry evicted = insert_entry(source);
     g_count_hint.store(g_count, std::memory_order_relaxed);
     unlock_for_migration();
     if (evicted.address != nullptr) unmap_entry(evicted);
   }
-  if (mapping == nullptr) {
-    errno = saved_errno;  // the caller maps fresh memory itself and reports its own failure
-    return taken;
-  }
+  // Another thread took the sources between the peek and the take: the mapping is fresh
+  // memory for the caller all the same.
   taken.address = mapping;
   taken.dirty_bytes = moved;  // the moved pages hold old data, the rest is fresh
   return taken;

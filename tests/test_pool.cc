@@ -3,6 +3,7 @@
 // new block when none is large enough (src/segment_pool.cc).
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cstring>
 #include <vector>
 
@@ -105,6 +106,39 @@ TEST_F(Pool, CallocOfAGatheredBlockIsZero) {
   for (size_t i = 0; i < 30 * MiB; ++i) nonzero += zeroed[i] != 0;
   EXPECT_EQ(nonzero, 0u) << "old data survived calloc";
   tm_free(zeroed);
+}
+
+// A gather whose new mapping the OS refuses leaves the pool as it was: no entry split into
+// pieces, no entry marked unmovable. (It took its sources first and put them back split, and
+// under ASan released and re-faulted their shadow, at every refused request.)
+TEST_F(Pool, ARefusedGatherLeavesThePoolAsItWas) {
+  void* large = tm_malloc(24 * MiB);
+  void* smaller = tm_malloc(9 * MiB);
+  ASSERT_NE(large, nullptr);
+  ASSERT_NE(smaller, nullptr);
+  fill_pattern(large, 24 * MiB, 6);
+  fill_pattern(smaller, 9 * MiB, 7);
+  tm_free(large);
+  tm_free(smaller);
+  ASSERT_EQ(stats().pool_segments, 2u);
+  const size_t pooled_bytes = stats().mapped_bytes;
+  tm_test_fail_os_after(0);
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    errno = 0;
+    EXPECT_EQ(tm_malloc(30 * MiB), nullptr) << "every OS request fails";
+    EXPECT_EQ(errno, ENOMEM);
+  }
+  tm_test_fail_os_after(-1);
+  EXPECT_EQ(stats().pool_segments, 2u) << "a refused gather split the 9 MiB mapping for the 24 MiB one's missing 6";
+  EXPECT_EQ(stats().mapped_bytes, pooled_bytes);
+  // Both entries are still gather sources: the next request moves their pages, contents and
+  // all, into one new mapping.
+  auto* gathered = static_cast<unsigned char*>(tm_malloc(30 * MiB));
+  ASSERT_NE(gathered, nullptr);
+  EXPECT_EQ(stats().pool_segments, 1u) << "the 24 MiB mapping and 6 MiB of the 9 MiB one were gathered";
+  EXPECT_EQ(check_pattern(gathered, 24 * MiB, 6), 24 * MiB) << "the largest source's pages lead the new block";
+  TM_EXPECT_HEAP_OK();
+  tm_free(gathered);
 }
 
 // calloc of a reused large block clears the stale bytes with memset up to 64 MiB (the pages
