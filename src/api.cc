@@ -25,6 +25,7 @@
 #include "stats.h"
 #include "thread_cache.h"
 #include "tinymalloc.h"
+#include "trace.h"
 
 namespace tmalloc {
 
@@ -194,6 +195,37 @@ void* reallocate(void* p, size_t size) {
   return fresh;
 }
 
+// The routed calls (debug mode, trace mode): each is served by debug.cc and, while tracing,
+// recorded (trace.h). An allocation is recorded after it returns and a free before it
+// releases, so a trace never shows an address handed out again before the free of its
+// previous block.
+void* traced_malloc(size_t size, bool zero, const void* site) {
+  void* p = debug_malloc(size, zero, site);
+  trace_record(zero ? TraceOp::kCalloc : TraceOp::kMalloc, size, 0, nullptr, p);
+  return p;
+}
+
+// aligned_alloc, posix_memalign, memalign and aligned new on the routed path.
+void* traced_aligned_alloc(size_t alignment, size_t size, const void* site) {
+  void* p = debug_aligned_alloc(alignment, size, site);
+  trace_record(TraceOp::kAligned, size, alignment, nullptr, p);
+  return p;
+}
+
+// free, sized free and delete on the routed path.
+void traced_free(void* p, size_t expected_size, const void* site) {
+  trace_record(TraceOp::kFree, 0, 0, p, nullptr);
+  debug_free(p, expected_size, site);
+}
+
+// realloc of a block on the routed path (the old block may be reused by another thread
+// before this is recorded: tools/tm-trace2corpus lets a new block replace a live one).
+void* traced_realloc(void* p, size_t size, const void* site) {
+  void* q = debug_realloc(p, size, site);
+  trace_record(TraceOp::kRealloc, size, 0, p, q);
+  return q;
+}
+
 }  // namespace
 
 void* core_allocate(size_t size, bool zero) { return allocate(size, zero); }
@@ -208,7 +240,7 @@ void* allocate_for_new(size_t size, size_t alignment, const void* site) {
     errno = ENOMEM;
     return nullptr;
   }
-  return alignment == 0 ? debug_malloc(size, false, site) : debug_aligned_alloc(alignment, size, site);
+  return alignment == 0 ? traced_malloc(size, false, site) : traced_aligned_alloc(alignment, size, site);
 }
 
 void* malloc_slow(size_t size, const void* site) {
@@ -216,13 +248,13 @@ void* malloc_slow(size_t size, const void* site) {
     errno = ENOMEM;
     return nullptr;
   }
-  if (TM_UNLIKELY(debug_mode())) return debug_malloc(size, false, site);
+  if (TM_UNLIKELY(debug_mode())) return traced_malloc(size, false, site);
   return allocate(size, false);
 }
 
 void free_slow(void* p, const void* site) {
   if (p == nullptr) return;
-  if (TM_UNLIKELY(debug_mode())) return debug_free(p, kUnknownSize, site);
+  if (TM_UNLIKELY(debug_mode())) return traced_free(p, kUnknownSize, site);
   // free preserves errno (glibc's contract for replacements): the small path never sets
   // it, the other paths save and restore it.
   release(p, "invalid free", site);
@@ -240,7 +272,7 @@ TM_EXPORT void tm_free(void* ptr) { free_fast(ptr); }
 
 TM_EXPORT void tm_free_sized(void* ptr, size_t size) {
   if (ptr == nullptr) return;
-  if (TM_UNLIKELY(debug_mode())) return debug_free(ptr, size, __builtin_return_address(0));
+  if (TM_UNLIKELY(debug_mode())) return traced_free(ptr, size, __builtin_return_address(0));
   release(ptr, "invalid free");
 }
 
@@ -250,15 +282,15 @@ TM_EXPORT void* tm_calloc(size_t count, size_t size) {
     errno = ENOMEM;
     return nullptr;
   }
-  if (TM_UNLIKELY(debug_mode())) return debug_malloc(total, true, __builtin_return_address(0));
+  if (TM_UNLIKELY(debug_mode())) return traced_malloc(total, true, __builtin_return_address(0));
   return allocate(total, true);
 }
 
 TM_EXPORT void* tm_realloc(void* ptr, size_t size) {
   if (TM_UNLIKELY(debug_mode())) {
     if (ptr == nullptr)
-      return size > kMaxRequest ? (errno = ENOMEM, nullptr) : debug_malloc(size, false, __builtin_return_address(0));
-    return debug_realloc(ptr, size, __builtin_return_address(0));
+      return size > kMaxRequest ? (errno = ENOMEM, nullptr) : traced_malloc(size, false, __builtin_return_address(0));
+    return traced_realloc(ptr, size, __builtin_return_address(0));
   }
   if (ptr == nullptr) return tm_malloc(size);
   if (size == 0) {
@@ -275,7 +307,7 @@ TM_EXPORT void* tm_aligned_alloc(size_t alignment, size_t size) {
   }
   if (TM_UNLIKELY(debug_mode())) {
     if (size > kMaxRequest || alignment > TM_MAX_ALIGNMENT) return errno = ENOMEM, nullptr;
-    return debug_aligned_alloc(alignment, size, __builtin_return_address(0));
+    return traced_aligned_alloc(alignment, size, __builtin_return_address(0));
   }
   return allocate_aligned(alignment, size);
 }
@@ -285,7 +317,7 @@ TM_EXPORT int tm_posix_memalign(void** out, size_t alignment, size_t size) {
   const int saved_errno = errno;
   void* p = TM_UNLIKELY(debug_mode()) ? (size > kMaxRequest || alignment > TM_MAX_ALIGNMENT
                                              ? nullptr
-                                             : debug_aligned_alloc(alignment, size, __builtin_return_address(0)))
+                                             : traced_aligned_alloc(alignment, size, __builtin_return_address(0)))
                                       : allocate_aligned(alignment, size);
   errno = saved_errno;
   if (p == nullptr) return ENOMEM;

@@ -35,6 +35,7 @@
 #include "spinlock.h"
 #include "text_buffer.h"
 #include "tinymalloc.h"
+#include "trace.h"
 
 namespace tmalloc {
 
@@ -500,10 +501,10 @@ bool checking_wanted() { return option(OptionId::kDebug) != 0 || option(OptionId
 
 bool checking() { return g_checking.load(std::memory_order_relaxed); }
 
-// With checking off, turns the routing off once no record is left.
+// With checking off, turns the routing off once no record is left (never while tracing).
 void maybe_route_off() {
   LockGuard mode(g_mode_lock);
-  if (checking()) return;
+  if (checking() || trace_active()) return;
   lock_all();
   if (total_records_locked() == 0) debug_set_routing(false);
   unlock_all();
@@ -688,8 +689,8 @@ void debug_update_mode() {
     const bool guard_all = option(OptionId::kDebug) == kDebugGuard;
     g_guard_all_blocks.store(guard_all, std::memory_order_relaxed);
     guarded_set_guard_all(guard_all);
+    if (on || trace_active()) debug_set_routing(true);  // trace mode records on the routed path
     if (on) {
-      debug_set_routing(true);
       install = !g_fork_handlers_installed;
       g_fork_handlers_installed = true;
     }

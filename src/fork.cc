@@ -11,6 +11,7 @@
 #include "segment_pool.h"
 #include "small.h"
 #include "thread_cache.h"
+#include "trace.h"
 
 namespace tmalloc {
 
@@ -52,6 +53,7 @@ void fork_child() {
   heap_unlock_all(g_fork_arenas);
   guarded_unlock();
   cache_forget_other_threads_in_child();
+  trace_fork_child();
 }
 
 }  // namespace

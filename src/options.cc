@@ -68,6 +68,8 @@ constexpr OptionInfo kOptions[kOptionCount] = {
      "free fault and are reported; 0 = off"},
     {"report", 0, 0, 1, OptionKind::kNamed, kReportNames, std::size(kReportNames),
      "misuse and leak reports: text lines on stderr, or json: each also as one JSON line"},
+    {"trace_max_mb", 256, 1, 1048576, OptionKind::kInteger, nullptr, 0,
+     "bound of the trace=PATH file in MiB: a longer run keeps its start and thinned windows of the rest"},
 };
 
 constexpr size_t index_of(OptionId id) { return static_cast<size_t>(id); }
@@ -96,6 +98,7 @@ static_assert(same_text(kOptions[index_of(OptionId::kTrackRequested)].name, "tra
 static_assert(same_text(kOptions[index_of(OptionId::kMediumCache)].name, "medium_cache"));
 static_assert(same_text(kOptions[index_of(OptionId::kSampleRate)].name, "sample_rate"));
 static_assert(same_text(kOptions[index_of(OptionId::kReport)].name, "report"));
+static_assert(same_text(kOptions[index_of(OptionId::kTraceMaxMb)].name, "trace_max_mb"));
 
 constexpr bool table_is_consistent() {
   for (const OptionInfo& o : kOptions) {
@@ -134,6 +137,10 @@ constinit std::atomic<int> g_state{kInitNotStarted};
 // The thread that reads the environment: a call from it while it reads (reentrancy) returns
 // at once instead of waiting for itself.
 constinit std::atomic<pthread_t> g_reader{pthread_t{}};
+
+// The one option whose value is text: trace=PATH (trace.h), written once by read_environment.
+constexpr const char* kTraceName = "trace";
+constinit char g_trace_path[4096] = {};
 
 // ---- Text helpers (never read outside [p, p + n)) ----
 
@@ -290,6 +297,7 @@ bool apply_item(Span item, long* values, int fd) {
   }
   const Span name = trim(Span{item.p, eq});
   const Span text = trim(Span{item.p + eq + 1, item.n - eq - 1});
+  if (equals_word(name, kTraceName)) return true;  // a path: read by read_environment
   const size_t index = option_index(name.p, name.n);
   if (index >= kOptionCount) {
     TextBuffer b;
@@ -323,14 +331,39 @@ void print_options(const long* values, int fd) {
     b.str(" ").str(kOptions[i].name).str("=");
     append_value(b, i, values[i]);
   }
+  if (g_trace_path[0] != '\0') b.str(" trace=").str(g_trace_path);
   emit(fd, b.str("\n"));
+}
+
+// Copies the value of the last non-empty `trace=` item of text[0 .. length) into g_trace_path
+// (left empty when there is none or it does not fit).
+void read_trace_path(const char* text, size_t length) {
+  size_t start = 0;
+  for (;;) {
+    size_t end = start;
+    while (end < length && text[end] != ',') ++end;
+    const Span item = trim(Span{text + start, end - start});
+    size_t eq = 0;
+    while (eq < item.n && item.p[eq] != '=') ++eq;
+    const Span value = trim(Span{item.p + eq + (eq < item.n ? 1 : 0), item.n - eq - (eq < item.n ? 1 : 0)});
+    if (eq < item.n && equals_word(trim(Span{item.p, eq}), kTraceName) && value.n > 0) {
+      const bool fits = value.n < sizeof g_trace_path;
+      for (size_t i = 0; fits && i < value.n; ++i) g_trace_path[i] = value.p[i];
+      g_trace_path[fits ? value.n : 0] = '\0';
+    }
+    if (end == length) break;
+    start = end + 1;
+  }
 }
 
 void read_environment() {
   long values[kOptionCount];
   options_defaults(values);
   const char* text = std::getenv("TINYMALLOC_OPTIONS");
-  if (text != nullptr) options_parse(text, std::strlen(text), values, STDERR_FILENO);
+  if (text != nullptr) {
+    options_parse(text, std::strlen(text), values, STDERR_FILENO);
+    read_trace_path(text, std::strlen(text));
+  }
   for (size_t i = 0; i < kOptionCount; ++i) g_values.v[i].store(values[i], std::memory_order_relaxed);
   if (values[index_of(OptionId::kVerbose)] != 0) print_options(values, STDERR_FILENO);
 }
@@ -407,6 +440,8 @@ void options_restore_initial() {
     g_values.v[i].store(g_initial_values.v[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
   }
 }
+
+const char* options_trace_path() { return g_trace_path[0] != '\0' ? g_trace_path : nullptr; }
 
 long option(OptionId id) {
   if (TM_UNLIKELY(g_state.load(std::memory_order_acquire) != kDone)) options_init();

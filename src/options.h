@@ -23,6 +23,7 @@ enum class OptionId : unsigned {
   kMediumCache,     // 1 = per-thread caches of medium blocks up to 64 KiB (medium_cache.h)
   kSampleRate,      // about one allocation in N on guard pages (guarded.h); 0 = off
   kReport,          // 0 = reports as text lines, 1 = each also as one JSON line (error.h)
+  kTraceMaxMb,      // bound of the trace file (trace=PATH, trace.h), MiB
   kCount
 };
 
@@ -33,6 +34,9 @@ inline constexpr long kArenaSelectThread = 1;
 // reentrancy-safe; never allocates; warnings go to stderr with write(2).
 void options_init();
 
+// The path of the trace option (TINYMALLOC_OPTIONS "trace=PATH", the one option whose value
+// is text), or nullptr when it was not given (options_init has run).
+const char* options_trace_path();
 // Current value of an option (options_init has run).
 long option(OptionId id);
 
@@ -87,7 +91,8 @@ void options_defaults(long* values);
 // empty items. An item with no '=', an unknown name, or a bad or out-of-range value
 // changes nothing and writes one warning line to warning_fd (none when warning_fd < 0),
 // e.g. "tinymalloc: warning: unknown option 'foo' in TINYMALLOC_OPTIONS (ignored)".
-// Returns the number of such items. Never allocates.
+// `trace=PATH` is accepted and left to options_trace_path. Returns the number of such items.
+// Never allocates.
 size_t options_parse(const char* text, size_t length, long* values, int warning_fd);
 
 }  // namespace tmalloc

@@ -25,6 +25,7 @@
 #include "spinlock.h"
 #include "stats.h"
 #include "tinymalloc.h"
+#include "trace.h"
 
 namespace tmalloc {
 
@@ -287,6 +288,9 @@ void runtime_ensure() {
     t_initialising = true;
     options_init();
     options_snapshot_initial();
+    // Before the routing is decided: a traced program's calls all take the routed path.
+    if (const char* trace_path = options_trace_path(); trace_path != nullptr)
+      trace_start(trace_path, static_cast<size_t>(option(OptionId::kTraceMaxMb)) << 20);
     // stats= at exit reports requested bytes, so it implies exact tracking too.
     g_track_requested.store(option(OptionId::kTrackRequested) != 0 || option(OptionId::kStats) != 0,
                             std::memory_order_relaxed);

@@ -60,9 +60,10 @@ constexpr Expected kExpected[] = {
     {"medium_cache", 1, 0, 1},
     {"sample_rate", 0, 0, 1000000000},
     {"report", 0, 0, 1},
+    {"trace_max_mb", 256, 1, 1048576},
 };
 static_assert(std::size(kExpected) == kOptionCount);
-static_assert(kOptionCount == 15);
+static_assert(kOptionCount == 16);
 
 Values defaults() {
   Values v{};
@@ -189,19 +190,34 @@ TEST(OptionsParse, EmptyInputKeepsTheDefaults) {
   EXPECT_EQ(v, defaults());
 }
 
+// trace=PATH is the one option with a text value (read by the runtime's first read of the
+// environment, tests/trace): the parser accepts it, any text, and changes no number.
+TEST(OptionsParse, TheTracePathIsAcceptedAndChangesNoValue) {
+  for (const char* text : {"trace=/tmp/t.%p", " TRACE = out/trace.bin ", "trace=", "trace=a=b,arenas=3"}) {
+    const Parsed p = parse(text);
+    EXPECT_EQ(p.warnings, 0u) << text;
+    EXPECT_EQ(p.output, "") << text;
+    Values want = defaults();
+    if (std::string_view(text).find("arenas") != std::string_view::npos) want[idx(OptionId::kArenas)] = 3;
+    EXPECT_EQ(p.values, want) << text;
+  }
+  // A misspelt name is still an unknown option.
+  EXPECT_EQ(parse("traces=/tmp/t").warnings, 1u);
+}
+
 TEST(OptionsParse, EveryOptionIsParsed) {
   const Parsed p = parse(
       "arenas=8,arena_select=thread,thread_cache=0,purge_delay_ms=250,pool_segments=0,arena_retain=7,"
       "debug=1,leaks=yes,leak_exitcode=42,stats=json,verbose=on,track_requested=1,medium_cache=no,sample_rate=5000,"
-      "report=json");
+      "report=json,trace_max_mb=64");
   EXPECT_EQ(p.warnings, 0u);
   EXPECT_EQ(p.output, "");
-  const Values want = {8, 1, 0, 250, 0, 7, 1, 1, 42, 2, 1, 1, 0, 5000, 1};
+  const Values want = {8, 1, 0, 250, 0, 7, 1, 1, 42, 2, 1, 1, 0, 5000, 1, 64};
   EXPECT_EQ(p.values, want);
 }
 
 TEST(OptionsParse, EachOptionAloneChangesOnlyItself) {
-  const long values[kOptionCount] = {3, 1, 0, 5, 100, 9, 1, 1, 7, 1, 1, 1, 0, 1000, 1};
+  const long values[kOptionCount] = {3, 1, 0, 5, 100, 9, 1, 1, 7, 1, 1, 1, 0, 1000, 1, 8};
   for (size_t i = 0; i < kOptionCount; ++i) {
     ASSERT_NE(values[i], kExpected[i].default_value);
     const std::string text = std::string(kExpected[i].name) + "=" + std::to_string(values[i]);
@@ -491,7 +507,7 @@ TEST(OptionsParse, ReadsOnlyTheGivenLength) {
 }
 
 TEST(OptionsParse, SerialisedValuesParseBack) {
-  const Values start = {33, 1, 0, 3600000, 4096, 0, 1, 1, 255, 2, 1};
+  const Values start = {33, 1, 0, 3600000, 4096, 0, 1, 1, 255, 2, 1, 0, 0, 0, 0, 1048576};
   std::string text;
   for (size_t i = 0; i < kOptionCount; ++i) {
     if (!text.empty()) text += ",";
@@ -517,15 +533,15 @@ class OptionsApi : public ::testing::Test {
   Values saved_{};
 };
 
-TEST_F(OptionsApi, NameEnumeratesAllFifteenOptions) {
+TEST_F(OptionsApi, NameEnumeratesAllSixteenOptions) {
   std::vector<std::string> names;
   for (unsigned i = 0; tm_option_name(i) != nullptr; ++i) {
     ASSERT_LT(i, 100u);
     names.emplace_back(tm_option_name(i));
   }
-  ASSERT_EQ(names.size(), 15u);
+  ASSERT_EQ(names.size(), 16u);
   for (size_t i = 0; i < names.size(); ++i) EXPECT_EQ(names[i], kExpected[i].name);
-  EXPECT_EQ(tm_option_name(15), nullptr);
+  EXPECT_EQ(tm_option_name(16), nullptr);
   EXPECT_EQ(tm_option_name(UINT_MAX), nullptr);
   // Every enumerated name can be read.
   for (const std::string& n : names) {
@@ -700,7 +716,7 @@ TEST_F(OptionsEnvironment, VerboseLineAndWarningAtTheFirstCall) {
       "tinymalloc: warning: unknown option 'bogus' in TINYMALLOC_OPTIONS (ignored)\n"
       "tinymalloc: options: arenas=3 arena_select=thread thread_cache=1 purge_delay_ms=1000 pool_segments=64 "
       "arena_retain=1 debug=off leaks=0 leak_exitcode=0 stats=json verbose=1 track_requested=0 medium_cache=1 "
-      "sample_rate=0 report=text\n";
+      "sample_rate=0 report=text trace_max_mb=256\n";
   EXPECT_EXIT(_exit(child_first_call(" arenas=3,bogus=1,arena_select=thread,stats=json,verbose=yes", out, want, 1)),
               ::testing::ExitedWithCode(0), "options child: all checks passed");
 }
@@ -714,7 +730,7 @@ TEST_F(OptionsEnvironment, ConcurrentFirstCallsReadOnce) {
       "tinymalloc: warning: bad value '70' for option 'arenas' (expected 0..64; keeping 0)\n"
       "tinymalloc: options: arenas=7 arena_select=cpu thread_cache=1 purge_delay_ms=0 pool_segments=64 "
       "arena_retain=1 debug=off leaks=0 leak_exitcode=0 stats=off verbose=1 track_requested=0 medium_cache=1 "
-      "sample_rate=0 report=text\n";
+      "sample_rate=0 report=text trace_max_mb=256\n";
   EXPECT_EXIT(_exit(child_first_call("arenas=70,arenas=7,verbose=1,purge_delay_ms=0", out, want, 8)),
               ::testing::ExitedWithCode(0), "options child: all checks passed");
 }
