@@ -86,6 +86,16 @@ void load_trace(const std::string& path, std::vector<Call>& calls, uint32_t& slo
     release(address);  // handed out again before its free was recorded
     live[address] = slot;
   };
+  // Appends an allocating call whose result goes to `slot` (kept while the block lives).
+  auto add_allocation = [&](uint8_t kind, uint32_t in_slot, uint32_t slot, uint64_t size, uint64_t alignment,
+                            uint64_t result) {
+    calls.push_back({kind, in_slot, slot, size, alignment});
+    if (result != 0) {
+      place(result, slot);
+    } else {
+      free_slots.push_back(slot);
+    }
+  };
   while (at < data.size()) {
     const uint8_t kind = data[at++];
     uint64_t thread, a = 0, b = 0, c = 0, d = 0;
@@ -97,26 +107,12 @@ void load_trace(const std::string& path, std::vector<Call>& calls, uint32_t& slo
       case kMalloc:
       case kCalloc:
         ok = read_varint(data, at, thread) && read_varint(data, at, a) && read_varint(data, at, b);
-        if (ok) {
-          const uint32_t s = take_slot();
-          calls.push_back({kind, kNone, s, a, 0});
-          if (b != 0)
-            place(b, s);
-          else
-            free_slots.push_back(s);
-        }
+        if (ok) add_allocation(kind, kNone, take_slot(), a, 0, b);
         break;
       case kAligned:
         ok = read_varint(data, at, thread) && read_varint(data, at, a) && read_varint(data, at, b) &&
              read_varint(data, at, c);
-        if (ok) {
-          const uint32_t s = take_slot();
-          calls.push_back({kind, kNone, s, b, a});
-          if (c != 0)
-            place(c, s);
-          else
-            free_slots.push_back(s);
-        }
+        if (ok) add_allocation(kind, kNone, take_slot(), b, a, c);
         break;
       case kFree:
         ok = read_varint(data, at, thread) && read_varint(data, at, a);
@@ -136,11 +132,7 @@ void load_trace(const std::string& path, std::vector<Call>& calls, uint32_t& slo
           }
           const uint32_t s = old_slot != kNone ? old_slot : take_slot();
           if (old_slot != kNone) free_slots.pop_back();  // the slot stays with the block
-          calls.push_back({kind, old_slot, s, b, 0});
-          if (d != 0)
-            place(d, s);
-          else
-            free_slots.push_back(s);
+          add_allocation(kind, old_slot, s, b, 0, d);
         }
         break;
       default:
