@@ -282,21 +282,42 @@ void emit(int fd, const TextBuffer& b) {
   if (fd >= 0) write_all(fd, b.c_str(), b.size());
 }
 
+// Calls f(item) for each comma-separated item of text[0 .. length) (untrimmed).
+template <typename F>
+void for_each_item(const char* text, size_t length, F&& f) {
+  size_t start = 0;
+  for (;;) {
+    size_t end = start;
+    while (end < length && text[end] != ',') ++end;
+    f(Span{text + start, end - start});
+    if (end == length) return;
+    start = end + 1;
+  }
+}
+
+// Splits a trimmed item at its first '=' into trimmed name and value; false when it has none.
+bool split_item(Span item, Span* name, Span* value) {
+  size_t eq = 0;
+  while (eq < item.n && item.p[eq] != '=') ++eq;
+  if (eq == item.n) return false;
+  *name = trim(Span{item.p, eq});
+  *value = trim(Span{item.p + eq + 1, item.n - eq - 1});
+  return true;
+}
+
 // Applies one item (between commas); false when it was rejected with a warning.
 bool apply_item(Span item, long* values, int fd) {
   item = trim(item);
   if (item.n == 0) return true;
-  size_t eq = 0;
-  while (eq < item.n && item.p[eq] != '=') ++eq;
-  if (eq == item.n) {
+  Span name{};
+  Span text{};
+  if (!split_item(item, &name, &text)) {
     TextBuffer b;
     b.str("tinymalloc: warning: missing '=' in ");
     append_quoted(b, item);
     emit(fd, b.str(" in TINYMALLOC_OPTIONS (expected name=value; ignored)\n"));
     return false;
   }
-  const Span name = trim(Span{item.p, eq});
-  const Span text = trim(Span{item.p + eq + 1, item.n - eq - 1});
   if (equals_word(name, kTraceName)) return true;  // a path: read by read_environment
   const size_t index = option_index(name.p, name.n);
   if (index >= kOptionCount) {
@@ -338,22 +359,14 @@ void print_options(const long* values, int fd) {
 // Copies the value of the last non-empty `trace=` item of text[0 .. length) into g_trace_path
 // (left empty when there is none or it does not fit).
 void read_trace_path(const char* text, size_t length) {
-  size_t start = 0;
-  for (;;) {
-    size_t end = start;
-    while (end < length && text[end] != ',') ++end;
-    const Span item = trim(Span{text + start, end - start});
-    size_t eq = 0;
-    while (eq < item.n && item.p[eq] != '=') ++eq;
-    const Span value = trim(Span{item.p + eq + (eq < item.n ? 1 : 0), item.n - eq - (eq < item.n ? 1 : 0)});
-    if (eq < item.n && equals_word(trim(Span{item.p, eq}), kTraceName) && value.n > 0) {
-      const bool fits = value.n < sizeof g_trace_path;
-      for (size_t i = 0; fits && i < value.n; ++i) g_trace_path[i] = value.p[i];
-      g_trace_path[fits ? value.n : 0] = '\0';
-    }
-    if (end == length) break;
-    start = end + 1;
-  }
+  for_each_item(text, length, [](Span item) {
+    Span name{};
+    Span value{};
+    if (!split_item(trim(item), &name, &value) || !equals_word(name, kTraceName) || value.n == 0) return;
+    const bool fits = value.n < sizeof g_trace_path;
+    for (size_t i = 0; fits && i < value.n; ++i) g_trace_path[i] = value.p[i];
+    g_trace_path[fits ? value.n : 0] = '\0';
+  });
 }
 
 void read_environment() {
@@ -401,14 +414,9 @@ size_t options_parse(const char* text, size_t length, long* values, int warning_
   }
   if (text == nullptr) return 0;
   size_t warnings = 0;
-  size_t start = 0;
-  for (;;) {
-    size_t end = start;
-    while (end < length && text[end] != ',') ++end;
-    if (!apply_item(Span{text + start, end - start}, values, warning_fd)) ++warnings;
-    if (end == length) break;
-    start = end + 1;
-  }
+  for_each_item(text, length, [&](Span item) {
+    if (!apply_item(item, values, warning_fd)) ++warnings;
+  });
   return warnings;
 }
 
