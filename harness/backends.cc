@@ -1,7 +1,9 @@
 // Backends: tinymalloc (tm_*), the process's malloc (system) and a deliberately faulty
 // reference allocator for the harness's own mutation tests.
+#include <fcntl.h>
 #include <malloc.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -66,6 +68,8 @@ class TmBackend final : public Backend {
     if (code != 0 && message != nullptr) *message = describe(code, r);
     return code;
   }
+  int check_introspection(std::string* message) override;
+  bool has_heap_map() const override { return true; }
   bool heap_map(int fd, bool svg) override { return tm_heap_map(fd, svg ? TM_HEAP_MAP_SVG : TM_HEAP_MAP_TEXT) == 0; }
   int check_heap_around(const void* p, std::string* message) override {
     tm_check_report_t r;
@@ -120,6 +124,8 @@ class TmBackend final : public Backend {
     out->unmap_calls = s.os_unmap_calls;
     out->purge_calls = s.os_purge_calls;
     out->pool_segments = s.pool_segments;
+    out->debug_view = debug_mode_on();
+    if (out->debug_view) tm_test_debug_totals(&out->debug_live_blocks, &out->debug_live_bytes, &out->debug_quarantined);
   }
   bool has_owns() const override { return true; }
   bool owns(const void* p) override { return tm_owns(p) != 0; }
@@ -156,12 +162,18 @@ class TmBackend final : public Backend {
   // size arithmetic), with at most 16 GiB of such blocks live. Under ASan, tinymalloc
   // (un)poisons whole large mappings: the shadow pages it writes stay resident, 1/8 of the
   // size each, so the limits are 256 MiB and 1 GiB there (fuzzing under rss_limit_mb).
+  // Debug mode fills every byte of a new and of a freed block (every page resident), so
+  // there the limits are ASan's too, and no block above 16 MiB is attempted (four times the
+  // largest block its quarantine holds, so blocks that skip it still run).
+  uint64_t max_filled_size() const override { return debug_mode_on() ? uint64_t{16} << 20 : UINT64_MAX; }
 #if defined(__SANITIZE_ADDRESS__) || TMH_HAS_ASAN
   uint64_t max_attempt_size() const override { return uint64_t{256} << 20; }
   uint64_t max_live_bytes() const override { return uint64_t{1} << 30; }
 #else
-  uint64_t max_attempt_size() const override { return (uint64_t{4} << 30) + 4096; }
-  uint64_t max_live_bytes() const override { return uint64_t{16} << 30; }
+  uint64_t max_attempt_size() const override {
+    return debug_mode_on() ? uint64_t{256} << 20 : (uint64_t{4} << 30) + 4096;
+  }
+  uint64_t max_live_bytes() const override { return debug_mode_on() ? uint64_t{1} << 30 : uint64_t{16} << 30; }
 #endif
 
  private:
@@ -173,6 +185,13 @@ class TmBackend final : public Backend {
       return tm_option_get("track_requested", &value) != 0 || value != 0;
     }();
     return exact;
+  }
+  // Whether debug mode routes the calls (options debug or leaks, TINYMALLOC_OPTIONS or
+  // tm_option_set before the first allocation; tm_test_reset restores them per input).
+  static bool debug_mode_on() {
+    long debug = 0;
+    long leaks = 0;
+    return (tm_option_get("debug", &debug) == 0 && debug != 0) || (tm_option_get("leaks", &leaks) == 0 && leaks != 0);
   }
   static bool env_flag(const char* name) {
     const char* v = getenv(name);
@@ -193,6 +212,70 @@ class TmBackend final : public Backend {
     return n;
   }
 };
+
+// tm_class_stats and tm_arena_stats sum to tm_stats' totals (exact: one thread, and no other
+// thread has a cache), each row is consistent in itself, and tm_stats_print writes both forms.
+int TmBackend::check_introspection(std::string* message) {
+  tm_stats_t s;
+  memset(&s, 0, sizeof s);
+  tm_stats(&s);
+  char buf[300];
+  auto fail = [&](const char* fmt, auto... args) {
+    snprintf(buf, sizeof buf, fmt, args...);
+    *message = buf;
+    return 1;
+  };
+  tm_class_stats_t classes[TM_SMALL_CLASS_COUNT];
+  if (tm_class_stats(classes, TM_SMALL_CLASS_COUNT) != TM_SMALL_CLASS_COUNT) {
+    return fail("tm_class_stats did not return TM_SMALL_CLASS_COUNT (%d)", TM_SMALL_CLASS_COUNT);
+  }
+  for (size_t c = 0; c < TM_SMALL_CLASS_COUNT; ++c) {
+    const tm_class_stats_t& k = classes[c];
+    if (k.size != tm_size_class_size(c) || k.live_blocks != s.class_live_blocks[c] || k.peak_blocks < k.live_blocks ||
+        k.usable_bytes != k.live_blocks * k.size || k.run_bytes != k.runs * (size_t{64} << 10)) {
+      return fail(
+          "tm_class_stats class %zu: size %zu, live %zu (tm_stats %zu), peak %zu, usable %zu, runs %zu, "
+          "run_bytes %zu",
+          c, k.size, k.live_blocks, s.class_live_blocks[c], k.peak_blocks, k.usable_bytes, k.runs, k.run_bytes);
+    }
+  }
+  static tm_arena_stats_t arenas[TM_ARENA_SLOTS];
+  const size_t used = tm_arena_stats(arenas, TM_ARENA_SLOTS);
+  if (used > TM_ARENA_SLOTS) return fail("tm_arena_stats: %zu slots in use, more than %d", used, TM_ARENA_SLOTS);
+  size_t medium_live = 0, medium_free = 0, medium_free_bytes = 0, small_segments = 0, medium_segments = 0;
+  for (size_t i = 0; i < used; ++i) {
+    const tm_arena_stats_t& a = arenas[i];
+    const size_t segments = a.small_segments + a.medium_segments;
+    if (a.index != i || a.mapped_bytes != segments * (size_t{4} << 20) || a.committed_bytes > a.mapped_bytes) {
+      return fail("tm_arena_stats slot %zu: index %zu, %zu + %zu segments, mapped %zu, committed %zu", i, a.index,
+                  a.small_segments, a.medium_segments, a.mapped_bytes, a.committed_bytes);
+    }
+    medium_live += a.medium_live_blocks;
+    medium_free += a.medium_free_blocks;
+    medium_free_bytes += a.medium_free_bytes;
+    small_segments += a.small_segments;
+    medium_segments += a.medium_segments;
+  }
+  if (medium_free != s.medium_free_blocks || medium_free_bytes != s.medium_free_bytes ||
+      small_segments != s.small_segments || medium_segments != s.medium_segments) {
+    return fail(
+        "tm_arena_stats sums: medium free %zu blocks / %zu bytes, %zu small and %zu medium segments; "
+        "tm_stats: %zu / %zu, %zu and %zu",
+        medium_free, medium_free_bytes, small_segments, medium_segments, s.medium_free_blocks, s.medium_free_bytes,
+        s.small_segments, s.medium_segments);
+  }
+  if (medium_live > s.medium_live_blocks) {
+    return fail("tm_arena_stats: %zu live medium blocks in arenas, tm_stats has %zu in all", medium_live,
+                s.medium_live_blocks);
+  }
+  const int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    tm_stats_print(fd, 0);
+    tm_stats_print(fd, 1);
+    close(fd);
+  }
+  return 0;
+}
 
 // ---- emulated memory pools -------------------------------------------------------------------
 //

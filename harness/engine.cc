@@ -218,6 +218,8 @@ uint64_t ThreadEngine::live_count() const { return s_->impl.live_count; }
 uint64_t ThreadEngine::live_requested() const { return s_->impl.live_requested; }
 uint64_t ThreadEngine::live_usable() const { return s_->impl.live_usable; }
 uint64_t ThreadEngine::live_virtual() const { return s_->impl.live_virtual; }
+uint64_t ThreadEngine::routed_count() const { return s_->impl.routed_count; }
+uint64_t ThreadEngine::routed_requested() const { return s_->impl.routed_requested; }
 const Interpreter::Counters& ThreadEngine::counters() const { return s_->ctr; }
 const std::string& ThreadEngine::trace() const { return s_->trace; }
 
@@ -233,7 +235,7 @@ void ThreadEngine::forget_all(bool free_them) {
   }
   m.by_addr.clear();
   m.unindexed_blocks = 0;
-  m.live_count = m.live_requested = m.live_usable = m.live_virtual = 0;
+  m.live_count = m.live_requested = m.live_usable = m.live_virtual = m.routed_count = m.routed_requested = 0;
 }
 
 }  // namespace detail

@@ -110,6 +110,9 @@ class ThreadEngine {
   uint64_t live_requested() const;
   uint64_t live_usable() const;
   uint64_t live_virtual() const;
+  // Those outside memory pools (what tinymalloc's debug mode records).
+  uint64_t routed_count() const;
+  uint64_t routed_requested() const;
   const Interpreter::Counters& counters() const;
   // This thread's ops, one line each, when the run is traced (Options::trace).
   const std::string& trace() const;

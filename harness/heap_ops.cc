@@ -15,11 +15,19 @@ namespace tmh {
 
 Expect Interpreter::Impl::expect_size(uint64_t n, uint64_t extra_virtual) const {
   if (n >= kImpossibleMin) return Expect::kMustFail;
-  if (mt_over_budget(n, extra_virtual, live_virtual)) return Expect::kSkip;
+  if (mt_over_budget(n, extra_virtual, live_virtual) || over_fill_budget(n, extra_virtual, live_virtual)) {
+    return Expect::kSkip;
+  }
   if (n <= kSaneMax) return oom_active ? Expect::kMayFail : Expect::kSucceed;
   if (n > be.max_attempt_size()) return Expect::kSkip;
   if (live_virtual + n + extra_virtual > live_budget()) return Expect::kSkip;
   return Expect::kMayFail;
+}
+
+bool Interpreter::Impl::over_fill_budget(uint64_t n, uint64_t extra_virtual, uint64_t others) const {
+  const uint64_t cap = be.max_filled_size();
+  if (cap == UINT64_MAX) return false;
+  return n + extra_virtual > cap || others + n + extra_virtual > be.max_live_bytes();
 }
 
 bool Interpreter::Impl::mt_over_budget(uint64_t n, uint64_t extra_virtual, uint64_t others) const {
@@ -259,7 +267,7 @@ void Interpreter::Impl::realloc_slot(unsigned slot, uint64_t n, int pool) {
   Expect e;
   if (n >= kImpossibleMin)
     e = Expect::kMustFail;
-  else if (mt_over_budget(n, 0, others))
+  else if (mt_over_budget(n, 0, others) || over_fill_budget(n, 0, others))
     e = Expect::kSkip;
   else if (n <= kSaneMax)
     e = oom_active ? Expect::kMayFail : Expect::kSucceed;

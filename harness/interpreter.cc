@@ -69,6 +69,8 @@ void Interpreter::Impl::exec(const Op& op) {
     case OpKind::kCheckHeap:
       verify_all("at check_heap", Coverage::kEvery);  // the input asked: every byte
       check_heap("at check_heap");
+      draw_heap_map();
+      if (!mt) check_introspection();
       check_foreign_owns();
       check_all_pools("at check_heap");
       outcome("ok");
@@ -331,7 +333,7 @@ void Interpreter::Impl::reset() {
   for (auto& b : slots) b = Block{};
   by_addr.clear();
   unindexed_blocks = 0;
-  live_count = live_requested = live_usable = live_virtual = 0;
+  live_count = live_requested = live_usable = live_virtual = routed_count = routed_requested = 0;
   next_seed = 1;
   prev_size = 0;
   oom_left = -1;

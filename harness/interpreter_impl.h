@@ -128,6 +128,9 @@ struct Interpreter::Impl {
   std::map<uintptr_t, unsigned> by_addr;
   unsigned unindexed_blocks = 0;  // live blocks not in by_addr (Block::unindexed)
   uint64_t live_count = 0, live_requested = 0, live_usable = 0, live_virtual = 0;
+  // The live blocks outside memory pools and their requested bytes: what tinymalloc's debug
+  // mode records (HeapStats::debug_view).
+  uint64_t routed_count = 0, routed_requested = 0;
   HeapStats base;
   uint32_t next_seed = 1;
   uint64_t prev_size = 0;
@@ -276,6 +279,10 @@ struct Interpreter::Impl {
   // engine's live bytes over its share of the backend's budget (bounded RSS with 8 threads;
   // under ASan large blocks cost shadow memory). Never in single-thread runs.
   bool mt_over_budget(uint64_t n, uint64_t extra_virtual, uint64_t others) const;
+  // A backend that fills every byte of its blocks (Backend::max_filled_size: tinymalloc's
+  // debug mode) gets no block above that size, and none that would take the live blocks
+  // (`others`) past max_live_bytes: bounded RSS and time. Sizes that must fail still run.
+  bool over_fill_budget(uint64_t n, uint64_t extra_virtual, uint64_t others) const;
   uint64_t live_budget() const { return mt ? be.max_live_bytes() / budget_divisor : be.max_live_bytes(); }
 
   uint64_t resolve(const SizeExpr& s, unsigned own_slot);
@@ -355,11 +362,21 @@ struct Interpreter::Impl {
 
   // The whole-heap check (tm_check_heap); fails with `when` in the report.
   void check_heap(const char* when);
+  // At a check_heap op: the backend's heap map (tm_heap_map, text or SVG by turns) drawn into
+  // /dev/null. It walks every segment, run, block and mapping of the live heap, so it must
+  // succeed in any state a program can reach (and, under ASan, read nothing it should not).
+  void draw_heap_map();
+  // At a check_heap op of a single-thread run: the backend's per-class and per-arena tables
+  // against its statistics (Backend::check_introspection).
+  void check_introspection();
   // The scoped heap check around every address the op touched.
   void check_touched();
   // tm_stats against the model (live blocks, requested and usable bytes since the start of
   // the input) and the snapshot's own consistency; keeps the snapshot in `last`.
   void check_stats(const char* when);
+  // Its debug-mode part (HeapStats::debug_view): debug mode's records against the model's
+  // blocks outside pools, and the core's live blocks against those plus the quarantine.
+  void check_debug_stats(const char* when);
   // Everything checked after op i: the stats, then the whole heap and every block's
   // contents when due (whole_heap_due), otherwise the scoped checks of what it touched.
   void check_after_op(size_t i);

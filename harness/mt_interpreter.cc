@@ -682,6 +682,20 @@ struct MtRun {
     }
   }
 
+  // The same for the blocks outside memory pools only.
+  void model_routed(uint64_t* count, uint64_t* requested) const {
+    *count = *requested = 0;
+    for (unsigned t = 0; t < n; ++t) {
+      *count += eng[t]->routed_count();
+      *requested += eng[t]->routed_requested();
+      for (const Message& m : box[t]->q) {
+        if (m.block.pool >= 0) continue;
+        ++*count;
+        *requested += m.block.requested;
+      }
+    }
+  }
+
   // tm_stats deltas against the model (only meaningful while no worker runs), and the
   // snapshot's self-consistency (as in the single-thread interpreter).
   bool check_stats(const char* when) {
@@ -707,17 +721,36 @@ struct MtRun {
       record_failure(boundary_report(what, {}), prog.ops.size());
       return false;
     };
-    if (s.live_blocks - base.live_blocks != count) {
+    if (s.debug_view) {
+      // Debug mode (HeapStats::debug_view): its records against the model's blocks outside
+      // pools, the core's live blocks against the model's plus the quarantine.
+      uint64_t routed = 0, routed_bytes = 0;
+      model_routed(&routed, &routed_bytes);
+      const uint64_t recorded = s.debug_live_blocks - base.debug_live_blocks;
+      const uint64_t recorded_bytes = s.debug_live_bytes - base.debug_live_bytes;
+      const uint64_t quarantined = s.debug_quarantined - base.debug_quarantined;
+      if (recorded != routed || recorded_bytes != routed_bytes) {
+        return bad("debug mode's records: %" PRIu64 " live blocks of %" PRIu64
+                   " requested bytes; the model has %" PRIu64 " blocks of %" PRIu64
+                   " bytes outside pools in all threads and mailboxes",
+                   recorded, recorded_bytes, routed, routed_bytes);
+      }
+      if (s.live_blocks - base.live_blocks != count + quarantined) {
+        return bad("live_blocks is %zu (baseline %zu); the model has %" PRIu64
+                   " live blocks in all threads and mailboxes and debug mode's quarantine %" PRIu64,
+                   s.live_blocks, base.live_blocks, count, quarantined);
+      }
+    } else if (s.live_blocks - base.live_blocks != count) {
       return bad("live_blocks is %zu (baseline %zu, so %" PRId64 " blocks of this run); the model has %" PRIu64
                  " live blocks in all threads and mailboxes",
                  s.live_blocks, base.live_blocks, static_cast<int64_t>(s.live_blocks - base.live_blocks), count);
     }
-    if (s.requested_exact && s.requested_bytes - base.requested_bytes != requested) {
+    if (!s.debug_view && s.requested_exact && s.requested_bytes - base.requested_bytes != requested) {
       return bad("requested_bytes is %zu (baseline %zu, so %" PRId64 " bytes of this run); the model has %" PRIu64,
                  s.requested_bytes, base.requested_bytes,
                  static_cast<int64_t>(s.requested_bytes - base.requested_bytes), requested);
     }
-    if (s.usable_bytes - base.usable_bytes != usable) {
+    if (!s.debug_view && s.usable_bytes - base.usable_bytes != usable) {
       return bad("usable_bytes is %zu (baseline %zu, so %" PRId64
                  " bytes of this run); the model's sum of usable_size() is %" PRIu64,
                  s.usable_bytes, base.usable_bytes, static_cast<int64_t>(s.usable_bytes - base.usable_bytes), usable);

@@ -1,5 +1,8 @@
 // The shadow heap: the model's view of every live block (contents, placement, sizes), its
 // bookkeeping, and the checks against the allocator's own view (heap check, statistics).
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cinttypes>
 #include <cstdlib>
@@ -170,6 +173,10 @@ void Interpreter::Impl::link(unsigned s, bool global) {
   live_requested += b.requested;
   live_usable += b.usable;
   live_virtual += b.virt();
+  if (b.pool < 0) {
+    ++routed_count;
+    routed_requested += b.requested;
+  }
 }
 
 void Interpreter::Impl::unlink(unsigned s, bool global) {
@@ -195,6 +202,10 @@ void Interpreter::Impl::unlink(unsigned s, bool global) {
   live_requested -= b.requested;
   live_usable -= b.usable;
   live_virtual -= b.virt();
+  if (b.pool < 0) {
+    --routed_count;
+    routed_requested -= b.requested;
+  }
 }
 
 uint64_t Interpreter::Impl::check_returned(const uint8_t* p, uint64_t n, uint64_t need, const char* what,
@@ -302,6 +313,25 @@ void Interpreter::Impl::check_heap(const char* when) {
   if (code != 0) deviate(Clause::kHeapCheck, "heap check failed %s: %s", when, msg.c_str());
 }
 
+void Interpreter::Impl::draw_heap_map() {
+  if (!be.has_heap_map()) return;
+  const int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;  // no /dev/null (a sandbox): nothing to draw into
+  const bool svg = (cur & 1) != 0;
+  const bool drawn = be.heap_map(fd, svg);
+  const int err = errno;
+  close(fd);
+  if (!drawn) {
+    deviate(Clause::kHeapCheck, "the heap map (%s) of this heap failed: errno %d (%s)", svg ? "SVG" : "text", err,
+            strerror(err));
+  }
+}
+
+void Interpreter::Impl::check_introspection() {
+  std::string msg;
+  if (be.check_introspection(&msg) != 0) deviate(Clause::kStats, "at check_heap: %s", msg.c_str());
+}
+
 void Interpreter::Impl::check_touched() {
   if (!be.has_heap_check()) return;
   std::string msg;
@@ -319,25 +349,30 @@ void Interpreter::Impl::check_stats(const char* when) {
   HeapStats& s = last;
   be.stats(&s);
   auto diff = [](size_t now, size_t b) { return static_cast<uint64_t>(now - b); };
-  if (diff(s.live_blocks, base.live_blocks) != live_count) {
-    deviate(Clause::kStats,
-            "stats %s: live_blocks is %zu (baseline %zu, so %" PRId64 " blocks of this run); the model has %" PRIu64
-            " live blocks",
-            when, s.live_blocks, base.live_blocks, static_cast<int64_t>(diff(s.live_blocks, base.live_blocks)),
-            live_count);
-  }
-  if (s.requested_exact && diff(s.requested_bytes, base.requested_bytes) != live_requested) {
-    deviate(Clause::kStats,
-            "stats %s: requested_bytes is %zu (baseline %zu, so %" PRId64 " bytes of this run); the model has %" PRIu64,
-            when, s.requested_bytes, base.requested_bytes,
-            static_cast<int64_t>(diff(s.requested_bytes, base.requested_bytes)), live_requested);
-  }
-  if (diff(s.usable_bytes, base.usable_bytes) != live_usable) {
-    deviate(Clause::kStats,
-            "stats %s: usable_bytes is %zu (baseline %zu, so %" PRId64
-            " bytes of this run); the model's sum of usable_size() is %" PRIu64,
-            when, s.usable_bytes, base.usable_bytes, static_cast<int64_t>(diff(s.usable_bytes, base.usable_bytes)),
-            live_usable);
+  if (s.debug_view) {
+    check_debug_stats(when);
+  } else {
+    if (diff(s.live_blocks, base.live_blocks) != live_count) {
+      deviate(Clause::kStats,
+              "stats %s: live_blocks is %zu (baseline %zu, so %" PRId64 " blocks of this run); the model has %" PRIu64
+              " live blocks",
+              when, s.live_blocks, base.live_blocks, static_cast<int64_t>(diff(s.live_blocks, base.live_blocks)),
+              live_count);
+    }
+    if (s.requested_exact && diff(s.requested_bytes, base.requested_bytes) != live_requested) {
+      deviate(Clause::kStats,
+              "stats %s: requested_bytes is %zu (baseline %zu, so %" PRId64
+              " bytes of this run); the model has %" PRIu64,
+              when, s.requested_bytes, base.requested_bytes,
+              static_cast<int64_t>(diff(s.requested_bytes, base.requested_bytes)), live_requested);
+    }
+    if (diff(s.usable_bytes, base.usable_bytes) != live_usable) {
+      deviate(Clause::kStats,
+              "stats %s: usable_bytes is %zu (baseline %zu, so %" PRId64
+              " bytes of this run); the model's sum of usable_size() is %" PRIu64,
+              when, s.usable_bytes, base.usable_bytes, static_cast<int64_t>(diff(s.usable_bytes, base.usable_bytes)),
+              live_usable);
+    }
   }
   // Self-consistency of the snapshot (tinymalloc.h field definitions).
   if (s.small_live_blocks + s.medium_live_blocks + s.large_live_blocks != s.live_blocks) {
@@ -367,6 +402,28 @@ void Interpreter::Impl::check_stats(const char* when) {
   if (s.medium_largest_free > s.medium_free_bytes || (s.medium_free_blocks == 0) != (s.medium_free_bytes == 0)) {
     deviate(Clause::kStats, "stats %s: medium free space inconsistent: %zu blocks, %zu bytes, largest %zu", when,
             s.medium_free_blocks, s.medium_free_bytes, s.medium_largest_free);
+  }
+}
+
+void Interpreter::Impl::check_debug_stats(const char* when) {
+  const HeapStats& s = last;
+  auto diff = [](size_t now, size_t b) { return static_cast<uint64_t>(now - b); };
+  const uint64_t recorded = diff(s.debug_live_blocks, base.debug_live_blocks);
+  const uint64_t recorded_bytes = diff(s.debug_live_bytes, base.debug_live_bytes);
+  const uint64_t quarantined = diff(s.debug_quarantined, base.debug_quarantined);
+  if (recorded != routed_count || recorded_bytes != routed_requested) {
+    deviate(Clause::kStats,
+            "debug mode's records %s: %" PRIu64 " live blocks of %" PRIu64 " requested bytes; the model has %" PRIu64
+            " blocks of %" PRIu64 " bytes outside pools",
+            when, recorded, recorded_bytes, routed_count, routed_requested);
+  }
+  // Every recorded block and every quarantined one is one core block; pool blocks are not routed.
+  if (diff(s.live_blocks, base.live_blocks) != live_count + quarantined) {
+    deviate(Clause::kStats,
+            "stats %s (debug mode): live_blocks is %zu (baseline %zu, so %" PRId64
+            " blocks of this run); the model has %" PRIu64 " live blocks and debug mode's quarantine %" PRIu64,
+            when, s.live_blocks, base.live_blocks, static_cast<int64_t>(diff(s.live_blocks, base.live_blocks)),
+            live_count, quarantined);
   }
 }
 

@@ -317,6 +317,15 @@ struct HeapStats {
   size_t unmap_calls = 0;
   size_t purge_calls = 0;
   size_t pool_segments = 0;
+  // Debug mode (tinymalloc option debug): every block the program allocates with the malloc
+  // family is a core block with canaries, and freed ones stay live in the quarantine, so
+  // live_blocks, requested_bytes and usable_bytes above count what the core holds. The model
+  // then compares its blocks outside pools with what debug mode records as live (exact:
+  // count and requested bytes), and live_blocks with its blocks plus the quarantine.
+  bool debug_view = false;
+  size_t debug_live_blocks = 0;
+  size_t debug_live_bytes = 0;
+  size_t debug_quarantined = 0;
 };
 
 // Counters of one memory pool (tm_heap_stats_t).
@@ -360,6 +369,15 @@ class Backend {
   }
   // Writes a picture of the heap to fd (tm: tm_heap_map), SVG or text; false when the
   // backend has none. A failure report attaches one when TM_HARNESS_HEAPMAP=path is set.
+  // The allocator's other views of its heap checked against its statistics (tm: the per-class
+  // and per-arena tables against tm_stats, and tm_stats_print in both forms): 0 when they
+  // agree, otherwise nonzero with *message set. Only where the calling thread is the only one
+  // with a cache (the single-thread interpreter's check_heap op).
+  virtual int check_introspection(std::string* message) {
+    (void)message;
+    return 0;
+  }
+  virtual bool has_heap_map() const { return false; }
   virtual bool heap_map(int fd, bool svg) {
     (void)fd;
     (void)svg;
@@ -400,6 +418,11 @@ class Backend {
   // live bytes such attempts may hold (address-space / RSS guard; see FORMAT.md).
   virtual uint64_t max_attempt_size() const { return uint64_t{1} << 30; }
   virtual uint64_t max_live_bytes() const { return uint64_t{4} << 30; }
+  // Largest size attempted at all, sizes that must succeed included (they are skipped above
+  // it): UINT64_MAX, except where the allocator fills every byte of every block (tinymalloc's
+  // debug mode: new blocks 0xAB, freed ones 0xDF, every page resident), whose RSS and time
+  // would otherwise grow with the 64 MiB blocks the format allows.
+  virtual uint64_t max_filled_size() const { return UINT64_MAX; }
   // Largest alignment attempted (larger valid ones are skipped; strict backends still get
   // the > TM_MAX_ALIGNMENT requests that must fail).
   virtual uint64_t max_attempt_alignment() const { return uint64_t{1} << 30; }

@@ -69,6 +69,12 @@ void tm_test_recycle_mappings(int on);
 /* Address space the recycled-mapping table holds now, in bytes. */
 size_t tm_test_recycled_bytes(void);
 
+/* Debug mode's own accounting (option debug or leaks): the blocks it records as live and the
+ * sum of their requested sizes, and the freed blocks waiting in its quarantine (each still a
+ * live block for tm_stats, which counts the core blocks with their canaries). All 0 when debug
+ * mode never ran. Walks every record: for checks, not for hot paths. */
+void tm_test_debug_totals(size_t *live_blocks, size_t *live_bytes, size_t *quarantined_blocks);
+
 /* 1 when ptr points into a live sampled block (option sample_rate: on guard pages), else 0. */
 int tm_test_is_sampled(const void *ptr);
 

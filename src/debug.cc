@@ -835,6 +835,24 @@ bool debug_idle() {
 
 void debug_reset_for_test() { g_seq.store(0, std::memory_order_relaxed); }
 
+void debug_totals(DebugTotals* out) {
+  *out = DebugTotals{};
+  lock_all();
+  for (const Shard& s : g_shards) {
+    for (size_t i = 0; s.count > 0 && i < s.capacity; ++i) {
+      const Record& r = s.slots[i];
+      if (r.key == 0 || r.state != State::kLive) continue;
+      ++out->live_blocks;
+      out->live_bytes += r.size;
+    }
+  }
+  unlock_all();
+  // Taken after the shard locks are dropped (no order between the two kinds of lock is
+  // needed): the caller runs while no other thread allocates.
+  LockGuard guard(g_quarantine.lock);
+  out->quarantined_blocks = g_quarantine.count;
+}
+
 namespace {
 
 // Live blocks of one allocation site (the leak report).

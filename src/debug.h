@@ -80,6 +80,16 @@ void debug_flush_quarantine();
 bool debug_idle();
 void debug_reset_for_test();
 
+// What debug mode holds: blocks recorded as live and their requested bytes, and the freed
+// blocks waiting in the quarantine (each still a live block of the core). For the test hook
+// tm_test_debug_totals; walks every record, so not for a hot path.
+struct DebugTotals {
+  size_t live_blocks;
+  size_t live_bytes;
+  size_t quarantined_blocks;
+};
+void debug_totals(DebugTotals* out);
+
 // tm_check_heap in debug mode: records in *result (TM_CHECK_DEBUG_BLOCK) the first live block
 // whose canaries were overwritten, else the first quarantined block whose fill or canaries
 // changed. Returns the code (0: none). Takes only this file's locks: call it before the core's.

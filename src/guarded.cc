@@ -427,7 +427,10 @@ bool guarded_owns(const SegmentBase*, const void* p) {
   LockGuard guard(g_region.lock);
   const size_t i = slot_index(p);
   if (i == kNoSlot || g_region.slots[i].state != SlotState::kLive) return false;
-  return addr_of(p) - g_region.slots[i].user < g_region.slots[i].usable;
+  // A zero-size block (debug mode) has no byte, but the address it was handed out at is
+  // still the block's: owned, as every other block's start is.
+  const size_t extent = g_region.slots[i].usable > 0 ? g_region.slots[i].usable : 1;
+  return addr_of(p) - g_region.slots[i].user < extent;
 }
 
 void guarded_os_bytes(OsBytes* out) {

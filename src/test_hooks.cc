@@ -63,3 +63,11 @@ extern "C" TM_EXPORT void tm_test_thread_exit(void) {
   runtime_ensure();
   cache_retire_current_for_test();
 }
+
+extern "C" TM_EXPORT void tm_test_debug_totals(size_t* live_blocks, size_t* live_bytes, size_t* quarantined_blocks) {
+  DebugTotals totals;
+  debug_totals(&totals);
+  *live_blocks = totals.live_blocks;
+  *live_bytes = totals.live_bytes;
+  *quarantined_blocks = totals.quarantined_blocks;
+}

@@ -106,6 +106,15 @@ TEST_F(Guarded, SampledBlocksCountInTheTierOfTheirSize) {
   EXPECT_EQ(s.live_blocks, base_.live_blocks + 2);
   EXPECT_EQ(s.usable_bytes, base_.usable_bytes + tm_usable_size(small) + 20000u);
   EXPECT_GE(s.committed_bytes, 4096u * 6) << "the sampled blocks' pages are committed";
+  // tm_class_stats says what tm_stats says (the harness's check_heap op found the class rows
+  // leaving sampled blocks out).
+  tm_class_stats_t rows[TM_SMALL_CLASS_COUNT];
+  ASSERT_EQ(tm_class_stats(rows, TM_SMALL_CLASS_COUNT), size_t{TM_SMALL_CLASS_COUNT});
+  for (size_t c = 0; c < TM_SMALL_CLASS_COUNT; ++c) {
+    EXPECT_EQ(rows[c].live_blocks, s.class_live_blocks[c]) << "class " << c;
+    EXPECT_EQ(rows[c].usable_bytes, rows[c].live_blocks * rows[c].size) << "class " << c;
+    EXPECT_GE(rows[c].peak_blocks, rows[c].live_blocks) << "class " << c;
+  }
   tm_free(small);
   tm_free(medium);
 }
