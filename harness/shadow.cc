@@ -285,6 +285,8 @@ void Interpreter::Impl::release(unsigned s, const char* why, bool heap_free) {
   const int pool = b.pool;
   if (heap_free && pool >= 0) {
     be.heap_free(pools[pool].h, p);
+  } else if (s % 2 == 1 && pool < 0) {
+    be.free_sized(p, b.requested);  // odd slots: the sized free, with the size requested
   } else {
     be.free(p);
   }

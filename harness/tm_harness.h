@@ -346,6 +346,13 @@ class Backend {
   virtual void* calloc(size_t count, size_t n) = 0;
   virtual void* realloc(void* p, size_t n) = 0;
   virtual void free(void* p) = 0;
+  // A free that names the block's requested size (C23 free_sized, C++ sized delete; tm:
+  // tm_free_sized, which debug mode checks against the size it recorded). Plain free where
+  // the allocator has none.
+  virtual void free_sized(void* p, size_t n) {
+    (void)n;
+    free(p);
+  }
   virtual void* aligned_alloc(size_t alignment, size_t n) = 0;
   virtual int posix_memalign(void** out, size_t alignment, size_t n) = 0;
   virtual size_t usable_size(const void* p) = 0;
@@ -370,8 +377,9 @@ class Backend {
   // Writes a picture of the heap to fd (tm: tm_heap_map), SVG or text; false when the
   // backend has none. A failure report attaches one when TM_HARNESS_HEAPMAP=path is set.
   // The allocator's other views of its heap checked against its statistics (tm: the per-class
-  // and per-arena tables against tm_stats, and tm_stats_print in both forms): 0 when they
-  // agree, otherwise nonzero with *message set. Only where the calling thread is the only one
+  // and per-arena tables against tm_stats, tm_check_heap, the option names, a peak reset,
+  // tm_stats_print in both forms, debug mode's leak report): 0 when they agree, otherwise
+  // nonzero with *message set. Only where the calling thread is the only one
   // with a cache (the single-thread interpreter's check_heap op).
   virtual int check_introspection(std::string* message) {
     (void)message;
