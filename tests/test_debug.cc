@@ -87,6 +87,16 @@ using namespace tmtest;
 
 const auto kAbort = ::testing::KilledBySignal(SIGABRT);
 
+// The runtime starts before any test switches an option: tm_test_reset restores the options in
+// force when it started, and a test that set debug=1 before the process's first allocation
+// would make that the value every later reset restores (the whole binary in one process then
+// failed DebugOptions.LeaksImpliesRecordingAndDebugIsARuntimeSwitch after a DebugTest and the
+// DebugGuard test; ctest runs each test alone, where it passed).
+[[maybe_unused]] const bool kRuntimeStarted = [] {
+  tm_free(tm_malloc(1));
+  return true;
+}();
+
 // Debug mode on (the death tests switch it on inside their child process).
 void debug_on() { ASSERT_EQ(tm_option_set("debug", 1), 0); }
 
