@@ -124,6 +124,7 @@ struct Interpreter::Impl {
   const Program* prog = nullptr;
   size_t cur = 0;
   bool in_final = false;
+  uint64_t check_heap_ops = 0;  // check_heap ops run in this input (the heap map's schedule)
   Block slots[kSlots];
   std::map<uintptr_t, unsigned> by_addr;
   unsigned unindexed_blocks = 0;  // live blocks not in by_addr (Block::unindexed)
