@@ -3,7 +3,10 @@ from mutant to mutant (only the mutated file is recompiled and the test binaries
 
 Tiers, in order, each stopping at its first failing test (the mutant is then killed by it):
   properties  ctest -L property (RapidCheck, fixed seed)
-  corpus      ctest -L corpus (every shipped seed and regression input, standalone replay)
+  corpus      ctest -L corpus (every shipped seed and regression input, standalone replay), less
+              the replays of the same corpora in debug mode, guard mode and trace mode
+              (fuzz.corpus.<t>.debug/.guard/.traced: minutes per mutant, for paths the plain
+              replays and the unit tests of debug.cc and trace.cc cover)
   unit        ctest -L unit, without the long workload (GoogleTest)
   fuzz        survivors only (--fuzz-seconds > 0): tools/tm-fuzz --probe on each fuzz target
               relevant to the mutated file, in a fuzz-preset build of the mutant
@@ -20,7 +23,7 @@ import time
 
 TIERS = (
     ("properties", ["-L", "^property$"]),
-    ("corpus", ["-L", "^corpus$"]),
+    ("corpus", ["-L", "^corpus$", "-E", r"^fuzz\.corpus\..*\.(debug|guard|traced)$"]),
     ("unit", ["-L", "^unit$", "-LE", "workload"]),
 )
 
