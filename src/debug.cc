@@ -862,18 +862,6 @@ struct SiteTotal {
   size_t bytes;
 };
 
-void write_all(int fd, const TextBuffer& line) {
-  const char* text = line.c_str();
-  size_t length = line.size();
-  while (length > 0) {
-    const ssize_t written = ::write(fd, text, length);
-    if (written < 0 && errno == EINTR) continue;
-    if (written <= 0) return;
-    text += written;
-    length -= static_cast<size_t>(written);
-  }
-}
-
 // Whether the canaries of the live block r still hold.
 bool canaries_intact(const Record& r) {
   size_t rear_first;
@@ -1024,7 +1012,8 @@ size_t debug_leak_report(int fd, bool quiet_when_none) {
   } else {
     header.dec(sites).str(" allocation sites\n");
   }
-  write_all(fd, header);
+  FdWriter out(fd);  // written a block at a time, the rest at return
+  out.put(header);
   const bool json = report_json();
   if (json) {
     TextBuffer summary;
@@ -1035,14 +1024,14 @@ size_t debug_leak_report(int fd, bool quiet_when_none) {
     } else {
       summary.dec(sites);
     }
-    write_all(fd, summary.str("}\n"));
+    out.put(summary.str("}\n"));
   }
   for (size_t i = 0; i < sites && i < kMaxLeakSites; ++i) {
     TextBuffer line;
     line.str("tinymalloc:   ").dec(totals[i].bytes).str(" bytes in ").dec(totals[i].count);
     line.str(" blocks allocated at ");
     append_site(line, totals[i].site);
-    write_all(fd, line.str("\n"));
+    out.put(line.str("\n"));
     if (json) {
       TextBuffer site;
       append_site(site, totals[i].site);
@@ -1050,11 +1039,11 @@ size_t debug_leak_report(int fd, bool quiet_when_none) {
       entry.str("{\"tinymalloc\":\"leak\",\"bytes\":").dec(totals[i].bytes).str(",\"blocks\":").dec(totals[i].count);
       entry.str(",\"alloc_site\":");
       append_json_string(entry, site.c_str());
-      write_all(fd, entry.str("}\n"));
+      out.put(entry.str("}\n"));
     }
   }
   if (sites > kMaxLeakSites) {
-    write_all(fd, TextBuffer().str("tinymalloc:   ... and ").dec(sites - kMaxLeakSites).str(" more sites\n"));
+    out.put(TextBuffer().str("tinymalloc:   ... and ").dec(sites - kMaxLeakSites).str(" more sites\n"));
   }
   if (totals != nullptr) ::munmap(totals, mapped);
   return blocks;

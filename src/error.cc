@@ -16,14 +16,7 @@
 
 namespace tmalloc {
 
-void write_stderr(const char* text, size_t length) {
-  while (length > 0) {
-    const ssize_t written = ::write(STDERR_FILENO, text, length);
-    if (written <= 0) return;
-    text += written;
-    length -= static_cast<size_t>(written);
-  }
-}
+void write_stderr(const char* text, size_t length) { write_fully(STDERR_FILENO, text, length); }
 
 void report_misuse(const char* what, const void* addr, const TextBuffer& detail) {
   report_misuse(what, addr, detail.c_str());

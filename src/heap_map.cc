@@ -121,17 +121,7 @@ void hsl(char (&out)[32], unsigned hue, unsigned saturation, unsigned lightness)
 }  // namespace
 
 void HeapMap::flush() {
-  size_t done = 0;
-  while (ok_ && done < length_) {
-    const ssize_t n = ::write(fd_, buffer_ + done, length_ - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ok_ = false;
-      if (n == 0) errno = EIO;
-      break;
-    }
-    done += static_cast<size_t>(n);
-  }
+  if (ok_ && length_ > 0) ok_ = write_fully(fd_, buffer_, length_);
   length_ = 0;
 }
 

@@ -268,18 +268,8 @@ void append_expected(TextBuffer& b, const OptionInfo& o) {
   b.dec(static_cast<uint64_t>(o.min_value)).str("..").dec(static_cast<uint64_t>(o.max_value));
 }
 
-void write_all(int fd, const char* text, size_t length) {
-  while (length > 0) {
-    const ssize_t written = ::write(fd, text, length);
-    if (written < 0 && errno == EINTR) continue;
-    if (written <= 0) return;
-    text += written;
-    length -= static_cast<size_t>(written);
-  }
-}
-
 void emit(int fd, const TextBuffer& b) {
-  if (fd >= 0) write_all(fd, b.c_str(), b.size());
+  if (fd >= 0) write_fully(fd, b.c_str(), b.size());
 }
 
 // Calls f(item) for each comma-separated item of text[0 .. length) (untrimmed).

@@ -1,5 +1,5 @@
-// tm_stats_print: the statistics as a readable table or as JSON, written line by line to a
-// file descriptor with no allocation (usable from malloc_stats and at exit).
+// tm_stats_print: the statistics as a readable table or as JSON, written a block at a time to
+// a file descriptor with no allocation (usable from malloc_stats and at exit).
 #include <unistd.h>
 
 #include "config.h"
@@ -14,18 +14,6 @@ namespace tmalloc {
 
 namespace {
 
-// Writes a whole buffer to fd, retrying short writes.
-void write_all(int fd, const TextBuffer& line) {
-  const char* text = line.c_str();
-  size_t length = line.size();
-  while (length > 0) {
-    const ssize_t written = ::write(fd, text, length);
-    if (written <= 0) return;
-    text += written;
-    length -= static_cast<size_t>(written);
-  }
-}
-
 // Ratio a / b with two decimals, as text.
 TextBuffer& ratio(TextBuffer& out, size_t a, size_t b) {
   if (b == 0) return out.str("-");
@@ -36,17 +24,17 @@ TextBuffer& ratio(TextBuffer& out, size_t a, size_t b) {
 }
 
 // One "name value" row of the text table.
-void text_row(int fd, const char* name, size_t value) {
+void text_row(FdWriter& out, const char* name, size_t value) {
   TextBuffer line;
   line.str("  ").str(name).str(": ").dec(value).str("\n");
-  write_all(fd, line);
+  out.put(line);
 }
 
 // One `"name": value` member of the JSON object (`last` ends the object's member list).
-void json_member(int fd, const char* name, size_t value, bool last = false) {
+void json_member(FdWriter& out, const char* name, size_t value, bool last = false) {
   TextBuffer line;
   line.str("  \"").str(name).str("\": ").dec(value).str(last ? "\n" : ",\n");
-  write_all(fd, line);
+  out.put(line);
 }
 
 // The scalar fields of tm_stats_t, in print order.
@@ -135,28 +123,29 @@ constexpr const char* kArenaHeads[] = {"arena",         "small seg",   "medium s
 
 // A header line of right-aligned column names.
 template <size_t N>
-void header_line(int fd, const char* const (&heads)[N], const size_t (&widths)[N]) {
+void header_line(FdWriter& out, const char* const (&heads)[N], const size_t (&widths)[N]) {
   TextBuffer line;
   line.str(" ");
   for (size_t i = 0; i < N; ++i) column(line, TextBuffer().str(heads[i]), widths[i]);
-  write_all(fd, line.str("\n"));
+  out.put(line.str("\n"));
 }
 
 // The text form: totals, then one row per small class that ever had blocks, then one row
 // per arena slot in use.
-void print_text(int fd, const tm_stats_t& s, const tm_class_stats_t* classes, const tm_arena_stats_t* arenas,
+void print_text(FdWriter& out, const tm_stats_t& s, const tm_class_stats_t* classes, const tm_arena_stats_t* arenas,
                 size_t arena_rows) {
-  write_all(fd, TextBuffer().str("tinymalloc statistics\n"));
-  for (const Field& field : kFields) text_row(fd, field.name, s.*field.member);
+  out.put(TextBuffer().str("tinymalloc statistics\n"));
+  for (const Field& field : kFields) text_row(out, field.name, s.*field.member);
   TextBuffer summary;
   summary.str("  fragmentation (mapped / usable): ");
   ratio(summary, s.mapped_bytes, s.usable_bytes).str("; usable / requested: ");
   ratio(summary, s.usable_bytes, s.requested_bytes).str("\n");
-  write_all(fd, summary);
+  out.put(summary);
 
-  write_all(fd, TextBuffer().str("size classes (peak: high-water mark of blocks out of runs, cached ones included; "
-                                 "frag: run bytes / usable bytes)\n"));
-  header_line(fd, kClassHeads, kClassWidths);
+  out.put(
+      TextBuffer().str("size classes (peak: high-water mark of blocks out of runs, cached ones included; "
+                       "frag: run bytes / usable bytes)\n"));
+  header_line(out, kClassHeads, kClassWidths);
   for (size_t c = 0; c < TM_SMALL_CLASS_COUNT; ++c) {
     const tm_class_stats_t& k = classes[c];
     if (!class_in_use(k)) continue;
@@ -173,12 +162,13 @@ void print_text(int fd, const tm_stats_t& s, const tm_class_stats_t* classes, co
     column(row, k.runs, w[7]);
     column(row, k.run_bytes, w[8]);
     ratio_column(row, k.run_bytes, k.usable_bytes, w[9]);
-    write_all(fd, row.str("\n"));
+    out.put(row.str("\n"));
   }
 
-  write_all(fd, TextBuffer().str("arenas (segments, bytes, live blocks; slots from 64 are memory pools; "
-                                 "frag: committed / usable bytes)\n"));
-  header_line(fd, kArenaHeads, kArenaWidths);
+  out.put(
+      TextBuffer().str("arenas (segments, bytes, live blocks; slots from 64 are memory pools; "
+                       "frag: committed / usable bytes)\n"));
+  header_line(out, kArenaHeads, kArenaWidths);
   for (size_t i = 0; i < arena_rows; ++i) {
     const tm_arena_stats_t& a = arenas[i];
     if (!arena_in_use(a)) continue;
@@ -196,23 +186,23 @@ void print_text(int fd, const tm_stats_t& s, const tm_class_stats_t* classes, co
     column(row, a.medium_usable_bytes, w[8]);
     column(row, a.medium_free_bytes, w[9]);
     ratio_column(row, a.committed_bytes, arena_usable(a), w[10]);
-    write_all(fd, row.str("\n"));
+    out.put(row.str("\n"));
   }
 }
 
 // The JSON object: every field, the live blocks per class as an array, then "classes" (one
 // object per small class) and "arenas" (one object per arena slot in use).
-void print_json(int fd, const tm_stats_t& s, const tm_class_stats_t* classes, const tm_arena_stats_t* arenas,
+void print_json(FdWriter& out, const tm_stats_t& s, const tm_class_stats_t* classes, const tm_arena_stats_t* arenas,
                 size_t arena_rows) {
-  write_all(fd, TextBuffer().str("{\n"));
-  for (const Field& field : kFields) json_member(fd, field.name, s.*field.member);
-  write_all(fd, TextBuffer().str("  \"class_live_blocks\": ["));
+  out.put(TextBuffer().str("{\n"));
+  for (const Field& field : kFields) json_member(out, field.name, s.*field.member);
+  out.put(TextBuffer().str("  \"class_live_blocks\": ["));
   for (size_t c = 0; c < TM_SMALL_CLASS_COUNT; ++c) {
     TextBuffer item;
     item.dec(s.class_live_blocks[c]).str(c + 1 < TM_SMALL_CLASS_COUNT ? "," : "");
-    write_all(fd, item);
+    out.put(item);
   }
-  write_all(fd, TextBuffer().str("],\n  \"classes\": [\n"));
+  out.put(TextBuffer().str("],\n  \"classes\": [\n"));
   for (size_t c = 0; c < TM_SMALL_CLASS_COUNT; ++c) {
     const tm_class_stats_t& k = classes[c];
     TextBuffer item;
@@ -222,9 +212,9 @@ void print_json(int fd, const tm_stats_t& s, const tm_class_stats_t* classes, co
     item.str(", \"usable\": ").dec(k.usable_bytes).str(", \"runs\": ").dec(k.runs);
     item.str(", \"run_bytes\": ").dec(k.run_bytes);
     json_ratio(item, "fragmentation", k.run_bytes, k.usable_bytes);
-    write_all(fd, item.str(c + 1 < TM_SMALL_CLASS_COUNT ? "},\n" : "}\n"));
+    out.put(item.str(c + 1 < TM_SMALL_CLASS_COUNT ? "},\n" : "}\n"));
   }
-  write_all(fd, TextBuffer().str("  ],\n  \"arenas\": ["));
+  out.put(TextBuffer().str("  ],\n  \"arenas\": ["));
   bool first = true;
   for (size_t i = 0; i < arena_rows; ++i) {
     const tm_arena_stats_t& a = arenas[i];
@@ -241,10 +231,10 @@ void print_json(int fd, const tm_stats_t& s, const tm_class_stats_t* classes, co
     item.str(", \"medium_free_blocks\": ").dec(a.medium_free_blocks);
     item.str(", \"medium_free_bytes\": ").dec(a.medium_free_bytes);
     json_ratio(item, "fragmentation", a.committed_bytes, arena_usable(a)).str("}");
-    write_all(fd, item);
+    out.put(item);
     first = false;
   }
-  write_all(fd, TextBuffer().str(first ? "]\n}\n" : "\n  ]\n}\n"));
+  out.put(TextBuffer().str(first ? "]\n}\n" : "\n  ]\n}\n"));
 }
 
 // At exit (or when the library is unloaded): the `stats` option's report on stderr. A
@@ -267,9 +257,10 @@ extern "C" TM_EXPORT void tm_stats_print(int fd, int json) {
   tm_arena_stats_t arenas[TM_ARENA_SLOTS];
   const size_t used = tmalloc::stats_snapshot(&s, classes, arenas, TM_ARENA_SLOTS);
   const size_t rows = used < TM_ARENA_SLOTS ? used : TM_ARENA_SLOTS;
+  tmalloc::FdWriter out(fd);  // written a block at a time, the rest when it goes out of scope
   if (json != 0) {
-    tmalloc::print_json(fd, s, classes, arenas, rows);
+    tmalloc::print_json(out, s, classes, arenas, rows);
   } else {
-    tmalloc::print_text(fd, s, classes, arenas, rows);
+    tmalloc::print_text(out, s, classes, arenas, rows);
   }
 }

@@ -1,6 +1,11 @@
 // TextBuffer formatting (see text_buffer.h).
 #include "text_buffer.h"
 
+#include <errno.h>
+#include <unistd.h>
+
+#include <cstring>
+
 namespace tmalloc {
 
 TextBuffer& TextBuffer::str(const char* s) {
@@ -32,6 +37,40 @@ TextBuffer& TextBuffer::hex(uint64_t value) {
   while (n > 0 && length_ + 1 < kCapacity) buffer_[length_++] = digits[--n];
   buffer_[length_] = '\0';
   return *this;
+}
+
+bool write_fully(int fd, const char* text, size_t length) {
+  while (length > 0) {
+    const ssize_t written = ::write(fd, text, length);
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) {
+      if (written == 0) errno = EIO;
+      return false;
+    }
+    text += written;
+    length -= static_cast<size_t>(written);
+  }
+  return true;
+}
+
+FdWriter& FdWriter::put(const char* text, size_t length) {
+  while (length > 0) {
+    if (length_ == kCapacity) flush();
+    const size_t room = kCapacity - length_;
+    const size_t n = length < room ? length : room;
+    std::memcpy(buffer_ + length_, text, n);
+    length_ += n;
+    text += n;
+    length -= n;
+  }
+  return *this;
+}
+
+bool FdWriter::flush() {
+  // After a failed write the rest is dropped: the reader is gone, or the disk full.
+  if (ok_ && length_ > 0) ok_ = write_fully(fd_, buffer_, length_);
+  length_ = 0;
+  return ok_;
 }
 
 }  // namespace tmalloc

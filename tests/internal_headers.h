@@ -1,5 +1,5 @@
 // The allocator's internal headers, for white-box tests of the pieces that need no heap:
-// size classes, bitmaps, the best-fit index. Tests refer to the core's namespace as `tmi`.
+// size classes, bitmaps, the best-fit index, report formatting. Tests refer to the core's namespace as `tmi`.
 #pragma once
 
 #include "bitmap.h"
@@ -8,6 +8,7 @@
 #include "medium_block.h"
 #include "medium_cache.h"
 #include "size_class.h"
+#include "text_buffer.h"
 
 // The core's namespace (not `tm`: that name belongs to struct tm of <time.h>).
 namespace tmi = ::tmalloc;
