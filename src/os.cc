@@ -198,15 +198,15 @@ TM_NO_COVERAGE void* take_recycled(size_t size, size_t alignment) {
 
 // Keeps [addr, addr + size) (zeroed) for a later mapping, joined with its neighbours in the
 // table (up to kMaxRecycledRange); when the table is full, the ranges given longest ago are
-// unmapped to make room.
-TM_NO_COVERAGE void give_recycled(void* addr, size_t size) {
+// unmapped to make room. `zeroed`: every page reads as zero already (a purged range).
+TM_NO_COVERAGE void give_recycled(void* addr, size_t size, bool zeroed) {
   // A range may come back inaccessible (the sampled blocks' region); zeroing reads and writes
   // it, and the next mapping must be read-write.
   if (::mprotect(addr, size, PROT_READ | PROT_WRITE) != 0) {
     unmap_now(addr, size);
     return;
   }
-  zero_resident_pages(addr, size);
+  if (!zeroed) zero_resident_pages(addr, size);
   unpoison_resident(addr, size);  // a new mapping is addressable
   uintptr_t begin = addr_of(addr);
   uintptr_t end = begin + size;
@@ -242,10 +242,10 @@ TM_NO_COVERAGE void give_recycled(void* addr, size_t size) {
   g_recycled_bytes += end - begin;
 }
 
-// Returns a range to the kernel, or to the table while recycling.
-void release_range(void* addr, size_t size) {
+// Returns a range to the kernel, or to the table while recycling (`zeroed`: see give_recycled).
+void release_range(void* addr, size_t size, bool zeroed = false) {
   if (recycling()) {
-    give_recycled(addr, size);
+    give_recycled(addr, size, zeroed);
     return;
   }
   unmap_now(addr, size);
@@ -346,14 +346,23 @@ void* os_map_aligned(size_t size, size_t alignment) {
   return aligned;
 }
 
-void os_unmap(void* addr, size_t size) {
-  release_range(addr, size);
+namespace {
+
+// The common part of os_unmap and os_unmap_zeroed.
+void unmap_range(void* addr, size_t size, bool zeroed) {
+  release_range(addr, size, zeroed);
   // A segment-aligned range of a segment or more: the next aligned mapping is tried here.
   if (size >= kSegmentSize && addr_of(addr) % kSegmentSize == 0)
     g_map_hint.store(addr_of(addr) + size, std::memory_order_relaxed);
   g_unmap_calls.fetch_add(1, std::memory_order_relaxed);
   note_unmapped(size, size);
 }
+
+}  // namespace
+
+void os_unmap(void* addr, size_t size) { unmap_range(addr, size, false); }
+
+void os_unmap_zeroed(void* addr, size_t size) { unmap_range(addr, size, true); }
 
 void os_purge(void* addr, size_t size) {
   if (recycling()) {

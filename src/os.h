@@ -14,6 +14,10 @@ void* os_map_aligned(size_t size, size_t alignment);
 
 // Unmaps a range that os_map_aligned returned (or part of one).
 void os_unmap(void* addr, size_t size);
+// os_unmap for a range whose pages all read as zero already (purged by os_purge and not
+// written since): the same for the kernel; while mappings are recycled, its pages are not
+// read again to find the ones to zero.
+void os_unmap_zeroed(void* addr, size_t size);
 
 // Returns the physical pages of a range to the OS; the range stays mapped and reads back
 // as zero.

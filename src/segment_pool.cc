@@ -129,7 +129,13 @@ PoolEntry remove_entry(size_t index) {
 void unmap_entry(const PoolEntry& entry) {
   // Unmapping a purged range must not subtract its committed bytes twice.
   if (entry.purged) os_note_recommitted(entry.size);
-  os_unmap(entry.address, entry.size);
+  // A purged entry reads as zero (nothing writes a pooled mapping): recycling need not read
+  // its pages again (at every input's end, pool_release_all gives back what inputs pooled).
+  if (entry.purged) {
+    os_unmap_zeroed(entry.address, entry.size);
+  } else {
+    os_unmap(entry.address, entry.size);
+  }
 }
 
 // Adds an entry in pooling order (pool lock held; a new mapping goes last, a fragment by

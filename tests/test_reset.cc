@@ -772,6 +772,30 @@ TEST_F(Recycle, AnUnmappedRangeServesALaterMappingZeroed) {
   tm_free(r);
 }
 
+// A pooled mapping the upkeep purged goes back to the table without its pages being read
+// again (os_unmap_zeroed): it must read as zero all the same when it serves the next mapping.
+TEST_F(Recycle, APurgedPooledMappingServesALaterMappingZeroed) {
+  long delay = 0;
+  ASSERT_EQ(tm_option_get("purge_delay_ms", &delay), 0);
+  tm_test_clock_virtual(1);
+  tm_free(tm_malloc(20000));  // the medium segment the upkeep's allocations below use
+  auto* big = static_cast<unsigned char*>(tm_malloc(2 * MiB));
+  ASSERT_NE(big, nullptr);
+  memset(big, 0xa5, 2 * MiB);
+  tm_free(big);
+  tm_test_clock_advance(static_cast<uint64_t>(delay));
+  tm_free(tm_malloc(20000));  // runs the upkeep: the pooled mapping is purged
+  ASSERT_EQ(stats().pool_purged_segments, 1u);
+  tm_release_cached();  // the purged entry leaves the pool: into the table
+  EXPECT_GE(tm_test_recycled_bytes(), 2 * MiB);
+  auto* again = static_cast<unsigned char*>(tm_malloc(2 * MiB));
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again, big) << "the newest range that holds the mapping serves it";
+  for (size_t i = 0; i < 2 * MiB; ++i) ASSERT_EQ(again[i], 0) << "byte " << i << " of a purged, recycled mapping";
+  tm_free(again);
+  tm_test_clock_virtual(0);
+}
+
 TEST_F(Recycle, APurgedRangeReadsZeroAndStaysMapped) {
   void* mapping = tmalloc::os_map_aligned(8 * MiB, 4 * MiB);
   ASSERT_NE(mapping, nullptr);
