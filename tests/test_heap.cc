@@ -245,6 +245,41 @@ TEST_F(HeapDeathTest, DestroyedPoolIsReported) {
       "tinymalloc: invalid heap at 0x[0-9a-f]+ \\(not a memory pool created by tm_heap_create \\(or destroyed\\)\\)");
 }
 
+// A handle outside the pool table is reported even when it looks like an entry: at the
+// table's stride from a real handle, over memory whose every byte is set (so its "in use"
+// word reads non-zero). Without the range check, only the stride and that word would be
+// tested, and these would pass.
+void use_lookalike_handle(unsigned char* memory, size_t size) {
+  tm_heap_t* a = tm_heap_create();
+  tm_heap_t* b = tm_heap_create();
+  const uintptr_t stride = reinterpret_cast<uintptr_t>(b) - reinterpret_cast<uintptr_t>(a);
+  if (stride == 0 || stride > size / 2) return;  // not what the table looks like: no death, the test fails
+  memset(memory, 0xff, size);
+  uintptr_t at = reinterpret_cast<uintptr_t>(memory);
+  while ((at - reinterpret_cast<uintptr_t>(a)) % stride != 0) ++at;
+  tm_heap_malloc(reinterpret_cast<tm_heap_t*>(at), 100);
+}
+
+TEST_F(HeapDeathTest, AHandleOnTheStackIsReported) {
+  EXPECT_EXIT(
+      {
+        alignas(16) unsigned char memory[256];
+        use_lookalike_handle(memory, sizeof memory);
+      },
+      ::testing::KilledBySignal(SIGABRT),
+      "tinymalloc: invalid heap at 0x[0-9a-f]+ \\(not a memory pool created by tm_heap_create \\(or destroyed\\)\\)");
+}
+
+TEST_F(HeapDeathTest, AHandleInAHeapBlockIsReported) {
+  EXPECT_EXIT(
+      {
+        auto* memory = static_cast<unsigned char*>(tm_malloc(256));
+        use_lookalike_handle(memory, 256);
+      },
+      ::testing::KilledBySignal(SIGABRT),
+      "tinymalloc: invalid heap at 0x[0-9a-f]+ \\(not a memory pool created by tm_heap_create \\(or destroyed\\)\\)");
+}
+
 TEST_F(HeapDeathTest, BlockOfAResetPoolIsNotLive) {
   EXPECT_EXIT(
       {
