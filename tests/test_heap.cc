@@ -71,6 +71,35 @@ TEST_F(Heap, AllocatesInEveryTierAndCountsItsBlocks) {
   tm_heap_destroy(heap);
 }
 
+// A pool serves each size from the tier malloc serves it from, at the tiers' limits too:
+// the largest small and medium requests, and one byte more.
+TEST_F(Heap, EachSizeComesFromTheTierMallocServesItFrom) {
+  tm_heap_t* pool = tm_heap_create();
+  ASSERT_NE(pool, nullptr);
+  // Which tier's live-block count an allocation raised: 0 small, 1 medium, 2 large, -1 none.
+  auto tier_raised = [](const tm_stats_t& before, const tm_stats_t& after) {
+    if (after.small_live_blocks > before.small_live_blocks) return 0;
+    if (after.medium_live_blocks > before.medium_live_blocks) return 1;
+    if (after.large_live_blocks > before.large_live_blocks) return 2;
+    return -1;
+  };
+  for (size_t size : {size_t{8192}, size_t{8193}, size_t{512} << 10, (size_t{512} << 10) + 1}) {
+    SCOPED_TRACE(size);
+    const tm_stats_t before_malloc = stats();
+    void* p = tm_malloc(size);
+    ASSERT_NE(p, nullptr);
+    const int malloc_tier = tier_raised(before_malloc, stats());
+    tm_free(p);
+    const tm_stats_t before_pool = stats();
+    void* q = tm_heap_malloc(pool, size);
+    ASSERT_NE(q, nullptr);
+    EXPECT_NE(malloc_tier, -1);
+    EXPECT_EQ(tier_raised(before_pool, stats()), malloc_tier);
+    tm_heap_free(pool, q);
+  }
+  tm_heap_destroy(pool);
+}
+
 TEST_F(Heap, ResetReleasesEverythingAtOnceAndThePoolStaysUsable) {
   tm_heap_t* heap = tm_heap_create();
   ASSERT_NE(heap, nullptr);
