@@ -291,6 +291,43 @@ TEST_F(Reset, FlushesTheQuarantineOfDebugMode) {
   EXPECT_EQ(debug, 0) << "debug mode was off at start-up";
 }
 
+// The sampled blocks' slots start over: slots a block used before the reset hold nothing of it
+// afterwards. A history fills 64 slots with freed blocks whose pages stay resident (under the
+// purge cap); after the reset a program uses 20 slots with enough pages that its frees purge the
+// freed slots. A slot left as it was would have its old pages purged again in the new region
+// and taken off the resident count: the program's counters would differ from those it gives
+// in a pristine allocator.
+TEST_F(Reset, SampledSlotsStartOverAndPurgeAsInAPristineAllocator) {
+  if (TM_TEST_ASAN || TM_TEST_TSAN) GTEST_SKIP() << "sample_rate has no effect under a sanitizer";
+  const auto sample_all = [](size_t count, size_t size) {
+    std::vector<void*> blocks;
+    for (size_t i = 0; i < count; ++i) {
+      void* p = tm_malloc(size);
+      EXPECT_EQ(tm_test_is_sampled(p), 1) << "block " << i;
+      std::memset(p, 0x5a, size);  // every data page resident
+      blocks.push_back(p);
+    }
+    return blocks;
+  };
+  // 20 slots of 14 pages (280, over the cap of 256); the counters after their frees.
+  const auto program = [&] {
+    EXPECT_EQ(tm_option_set("sample_rate", 1), 0);
+    std::vector<void*> blocks = sample_all(20, 14 * 4096 - 64);
+    const size_t committed = stats().committed_bytes;
+    for (void* p : blocks) tm_free(p);
+    const tm_stats_t after = stats();
+    EXPECT_LT(after.committed_bytes, committed) << "the freed slots' pages were purged";
+    return std::vector<size_t>{after.committed_bytes, after.os_purge_calls, after.mapped_bytes};
+  };
+  const std::vector<size_t> pristine = program();
+  ASSERT_EQ(tm_test_reset(), 0);
+  ASSERT_EQ(tm_option_set("sample_rate", 1), 0);
+  for (void* p : sample_all(64, 3 * 4096 - 64)) tm_free(p);  // 64 slots, 192 pages: no purge
+  ASSERT_EQ(tm_test_reset(), 0);
+  EXPECT_EQ(program(), pristine) << "committed bytes, purge calls, mapped bytes";
+  TM_EXPECT_HEAP_OK();
+}
+
 // A thread's cache starts small in every class and grows with use, whether the thread tracks
 // requested bytes (track_requested, the harness's setting) or not: a pristine allocator that
 // serves one block of a class carves a batch of a few blocks, not a full bin (64 KiB of 1 KiB
