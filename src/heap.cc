@@ -118,13 +118,13 @@ extern "C" {
 TM_EXPORT tm_heap_t* tm_heap_create(void) {
   runtime_ensure();
   LockGuard guard(g_heaps_lock);
-  for (unsigned i = 0; i < kMaxHeaps; ++i) {
-    if (g_heaps[i].in_use.load(std::memory_order_relaxed) != 0) continue;
-    g_heaps[i].slot = kMaxArenas + i;
-    arena_note_used(g_heaps[i].slot);
+  for (tm_heap_s& heap : g_heaps) {
+    if (heap.in_use.load(std::memory_order_relaxed) != 0) continue;
+    heap.slot = kMaxArenas + static_cast<uint32_t>(&heap - g_heaps);
+    arena_note_used(heap.slot);
     // release: a thread that validates the handle (acquire) sees the slot.
-    g_heaps[i].in_use.store(1, std::memory_order_release);
-    return &g_heaps[i];
+    heap.in_use.store(1, std::memory_order_release);
+    return &heap;
   }
   errno = ENOMEM;
   return nullptr;

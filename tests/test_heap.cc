@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <thread>
+#include <string>
 #include <vector>
 
 #include "test_util.h"
@@ -95,6 +96,52 @@ TEST_F(Heap, EachSizeComesFromTheTierMallocServesItFrom) {
     ASSERT_NE(q, nullptr);
     EXPECT_NE(malloc_tier, -1);
     EXPECT_EQ(tier_raised(before_pool, stats()), malloc_tier);
+    tm_heap_free(pool, q);
+  }
+  tm_heap_destroy(pool);
+}
+
+// A pool's realloc leaves a block in the tier malloc serves the new size from, at the tiers'
+// limits too, and keeps it in place where its tier allows: a small block grown to the largest
+// small size within its class, a medium block shrunk to the smallest medium size.
+TEST_F(Heap, ReallocAtTheTierLimitsEndsInTheTierOfTheNewSize) {
+  tm_heap_t* pool = tm_heap_create();
+  ASSERT_NE(pool, nullptr);
+  // Tier of the one block that (dis)appeared between two snapshots: 0 small, 1 medium, 2 large.
+  auto tier_of_new = [](const tm_stats_t& before, const tm_stats_t& after) {
+    if (after.small_live_blocks > before.small_live_blocks) return 0;
+    if (after.medium_live_blocks > before.medium_live_blocks) return 1;
+    if (after.large_live_blocks > before.large_live_blocks) return 2;
+    return -1;
+  };
+  struct Case {
+    size_t from;
+    size_t to;
+    int tier;       // of the block realloc returns
+    bool in_place;  // whether it returns the same address
+  };
+  const size_t kSmallMax = 8192;
+  const size_t kMediumMax = size_t{512} << 10;
+  const Case cases[] = {
+      {kSmallMax - 92, kSmallMax, 0, true},         // the largest small class holds it
+      {100, kSmallMax + 1, 1, false},               // small -> medium
+      {20000, kSmallMax + 1, 1, true},              // a medium block shrinks in place ...
+      {20000, kSmallMax, 0, false},                 // ... but not into the small tier's sizes
+      {kMediumMax + 4096, kMediumMax, 1, false},    // large -> medium
+      {kMediumMax + 4096, kMediumMax + 1, 2, true}, // a large block shrinks in place
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::to_string(c.from) + " -> " + std::to_string(c.to));
+    const tm_stats_t empty = stats();
+    auto* p = static_cast<unsigned char*>(tm_heap_malloc(pool, c.from));
+    ASSERT_NE(p, nullptr);
+    for (size_t i = 0; i < 64; ++i) p[i] = static_cast<unsigned char>(i * 7 + 1);
+    void* q = tm_heap_realloc(pool, p, c.to);
+    ASSERT_NE(q, nullptr);
+    EXPECT_EQ(tier_of_new(empty, stats()), c.tier);
+    EXPECT_EQ(q == p, c.in_place);
+    EXPECT_GE(tm_usable_size(q), c.to);
+    for (size_t i = 0; i < 64; ++i) ASSERT_EQ(static_cast<unsigned char*>(q)[i], static_cast<unsigned char>(i * 7 + 1));
     tm_heap_free(pool, q);
   }
   tm_heap_destroy(pool);

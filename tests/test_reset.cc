@@ -291,6 +291,17 @@ TEST_F(Reset, FlushesTheQuarantineOfDebugMode) {
   EXPECT_EQ(debug, 0) << "debug mode was off at start-up";
 }
 
+// A memory pool counts its arena slot from its creation, before its first block
+// (tm_arena_stats: "a memory pool counts its slot and every slot below it").
+TEST_F(Reset, ACreatedPoolCountsItsArenaSlotBeforeItsFirstBlock) {
+  EXPECT_EQ(stats().arenas_used, 1u);
+  tm_heap_t* pool = tm_heap_create();
+  ASSERT_NE(pool, nullptr);
+  EXPECT_EQ(stats().arenas_used, tmalloc::kMaxArenas + 1) << "the first pool takes the first slot after the arenas";
+  EXPECT_EQ(tm_arena_stats(nullptr, 0), tmalloc::kMaxArenas + 1);
+  tm_heap_destroy(pool);
+}
+
 // The sampled blocks' slots start over: slots a block used before the reset hold nothing of it
 // afterwards. A history fills 64 slots with freed blocks whose pages stay resident (under the
 // purge cap); after the reset a program uses 20 slots with enough pages that its frees purge the
