@@ -71,7 +71,8 @@ void Interpreter::Impl::exec(const Op& op) {
       check_heap("at check_heap");
       // The heap map and the introspection tables walk the whole heap and write it out: at
       // the 1st, 2nd, 4th, 8th ... check_heap op of the input (O(log n) of them).
-      if ((++check_heap_ops & (check_heap_ops - 1)) == 0) {
+      ++check_heap_ops;
+      if ((check_heap_ops & (check_heap_ops - 1)) == 0) {
         draw_heap_map();
         if (!mt) check_introspection();
       }

@@ -28,6 +28,10 @@
 #include "tinymalloc.h"
 #include "tm_harness.h"
 
+// The profile runtime of a coverage build (tools/tm-coverage; absent, hence weak, elsewhere).
+extern "C" int __llvm_profile_write_file(void) __attribute__((weak));
+extern "C" void __llvm_profile_reset_counters(void) __attribute__((weak));
+
 namespace tmprop {
 
 struct RunOutcome {
@@ -267,6 +271,24 @@ inline bool get_str(const std::string& in, size_t& pos, std::string* s) {
   return true;
 }
 
+// In a coverage build a forked child counts what it runs itself: it starts from zeroed
+// counters (the parent's own are written by the parent) and writes them when it ends, by
+// _exit or by the abort of an allocator report (which skips the runtime's atexit writer).
+// tools/tm-coverage merges every process's profile of a binary into one file (%m).
+inline void child_coverage_write() {
+  if (__llvm_profile_write_file != nullptr) __llvm_profile_write_file();
+}
+inline void write_coverage_then_abort(int) {
+  child_coverage_write();
+  ::signal(SIGABRT, SIG_DFL);
+  ::raise(SIGABRT);
+}
+inline void child_coverage_start() {
+  if (__llvm_profile_reset_counters == nullptr) return;
+  __llvm_profile_reset_counters();
+  ::signal(SIGABRT, write_coverage_then_abort);
+}
+
 }  // namespace detail
 
 inline bool no_fork() {
@@ -301,8 +323,10 @@ inline ChildOutcome run_in_child(const std::function<std::string()>& fn) {
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(err_fd, 2);
+    detail::child_coverage_start();
     const std::string r = fn();
     detail::write_all(result_fd, r.data(), r.size());
+    detail::child_coverage_write();
     ::_exit(0);  // no atexit handlers, no leak check: the parent owns the verdict
   }
   if (pid < 0) {

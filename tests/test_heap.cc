@@ -3,8 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "test_util.h"
@@ -123,12 +123,12 @@ TEST_F(Heap, ReallocAtTheTierLimitsEndsInTheTierOfTheNewSize) {
   const size_t kSmallMax = 8192;
   const size_t kMediumMax = size_t{512} << 10;
   const Case cases[] = {
-      {kSmallMax - 92, kSmallMax, 0, true},         // the largest small class holds it
-      {100, kSmallMax + 1, 1, false},               // small -> medium
-      {20000, kSmallMax + 1, 1, true},              // a medium block shrinks in place ...
-      {20000, kSmallMax, 0, false},                 // ... but not into the small tier's sizes
-      {kMediumMax + 4096, kMediumMax, 1, false},    // large -> medium
-      {kMediumMax + 4096, kMediumMax + 1, 2, true}, // a large block shrinks in place
+      {kSmallMax - 92, kSmallMax, 0, true},          // the largest small class holds it
+      {100, kSmallMax + 1, 1, false},                // small -> medium
+      {20000, kSmallMax + 1, 1, true},               // a medium block shrinks in place ...
+      {20000, kSmallMax, 0, false},                  // ... but not into the small tier's sizes
+      {kMediumMax + 4096, kMediumMax, 1, false},     // large -> medium
+      {kMediumMax + 4096, kMediumMax + 1, 2, true},  // a large block shrinks in place
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(std::to_string(c.from) + " -> " + std::to_string(c.to));

@@ -1,0 +1,291 @@
+// Misuse is reported, never silent, in any heap state (the brief's error contract).
+//
+//   A random history (blocks of every tier from malloc, calloc, aligned_alloc, realloc and a
+//   memory pool, some of them freed, with or without the thread and medium caches) ends in one
+//   misuse of one of its blocks: a second free, a free / realloc / usable_size of a pointer
+//   inside a block, a realloc of a freed block, a free of a pointer tinymalloc never handed
+//   out, a pool block freed through another pool. In a forked child the process must stop
+//   with SIGABRT after one line "tinymalloc: <what> at 0x<the misused pointer> (<detail>)" on
+//   stderr, <what> naming the misuse (tests/misuse has one hand-written program per case;
+//   this model mixes them with heap states nobody wrote down).
+//
+// Reproduce a failure:
+//   RC_PARAMS="reproduce=<base64 printed by RapidCheck>" ./tm_prop_misuse
+//   TM_PROP_NO_FORK=1 is no use here: the misuse ends the process.
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <ostream>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "prop_common.h"
+#include "prop_isolate.h"
+#include "tinymalloc.h"
+
+namespace {
+
+enum class Source { kMalloc, kCalloc, kAligned, kReallocGrown, kPool };
+enum class Misuse {
+  kDoubleFree,       // free(p) twice
+  kInteriorFree,     // free(p + k), 0 < k < usable
+  kInteriorRealloc,  // realloc(p + k, n)
+  kInteriorUsable,   // tm_usable_size(p + k)
+  kReallocFreed,     // free(p); realloc(p, n)
+  kForeignFree,      // free of a stack or global address
+  kOtherPoolFree,    // tm_heap_free(other pool, pool block)
+};
+
+struct Block {
+  Source source = Source::kMalloc;
+  size_t size = 1;
+  unsigned log2_align = 4;  // kAligned
+};
+
+struct Case {
+  std::vector<Block> blocks;
+  std::vector<bool> freed_first;  // blocks other than the victim freed before the misuse
+  size_t victim = 0;
+  Misuse misuse = Misuse::kDoubleFree;
+  uint32_t interior = 1;  // scaled into (0, usable) for the interior misuses
+  bool thread_cache = true;
+  bool medium_cache = true;
+  bool foreign_on_stack = true;
+};
+
+const char* name_of(Misuse m) {
+  switch (m) {
+    case Misuse::kDoubleFree:
+      return "double free";
+    case Misuse::kInteriorFree:
+      return "interior free";
+    case Misuse::kInteriorRealloc:
+      return "interior realloc";
+    case Misuse::kInteriorUsable:
+      return "interior usable_size";
+    case Misuse::kReallocFreed:
+      return "realloc of a freed block";
+    case Misuse::kForeignFree:
+      return "free of a foreign pointer";
+    case Misuse::kOtherPoolFree:
+      return "pool block freed through another pool";
+  }
+  return "?";
+}
+
+const char* name_of(Source s) {
+  switch (s) {
+    case Source::kMalloc:
+      return "malloc";
+    case Source::kCalloc:
+      return "calloc";
+    case Source::kAligned:
+      return "aligned_alloc";
+    case Source::kReallocGrown:
+      return "realloc";
+    case Source::kPool:
+      return "pool";
+  }
+  return "?";
+}
+
+void showValue(const Case& c, std::ostream& os) {
+  os << name_of(c.misuse) << " of block " << c.victim << " (thread_cache=" << c.thread_cache
+     << " medium_cache=" << c.medium_cache << ", interior " << c.interior << ")\n";
+  for (size_t i = 0; i < c.blocks.size(); ++i) {
+    const Block& b = c.blocks[i];
+    os << "  " << i << ": " << name_of(b.source) << "(" << b.size;
+    if (b.source == Source::kAligned) os << ", align " << (size_t{1} << b.log2_align);
+    os << ")" << (i != c.victim && c.freed_first[i] ? " freed first" : "") << "\n";
+  }
+}
+
+// The report's <what> (an extended regular expression) for each misuse, as tests/misuse says
+// it: a freed medium block may have merged into a neighbour and a large one may be unmapped,
+// which the allocator may name an invalid free; a pool's block freed through another pool is
+// named by whichever check sees it first.
+const char* expected_what(Misuse m) {
+  switch (m) {
+    case Misuse::kDoubleFree:
+      return "double free|invalid free";
+    case Misuse::kInteriorFree:
+      return "invalid free";
+    case Misuse::kInteriorRealloc:
+      return "invalid realloc";
+    case Misuse::kInteriorUsable:
+      return "invalid usable_size";
+    case Misuse::kReallocFreed:
+      return "invalid realloc|double free";
+    case Misuse::kForeignFree:
+      return "invalid free";
+    case Misuse::kOtherPoolFree:
+      return "invalid free|invalid heap free";
+  }
+  return "";
+}
+
+rc::Gen<size_t> tier_size() {
+  return rc::gen::weightedOneOf<size_t>({{5, rc::gen::inRange<size_t>(1, 8193)},                     // small
+                                         {3, rc::gen::inRange<size_t>(8193, (512 << 10) + 1)},       // medium
+                                         {1, rc::gen::inRange<size_t>((512 << 10) + 1, 4 << 20)}});  // large
+}
+
+rc::Gen<Block> gen_block() {
+  return rc::gen::build<Block>(
+      rc::gen::set(&Block::source, rc::gen::element(Source::kMalloc, Source::kCalloc, Source::kAligned,
+                                                    Source::kReallocGrown, Source::kPool)),
+      rc::gen::set(&Block::size, tier_size()), rc::gen::set(&Block::log2_align, rc::gen::inRange<unsigned>(3, 17)));
+}
+
+rc::Gen<Case> gen_case_any_victim() {
+  return rc::gen::mapcat(
+      rc::gen::resize(12, rc::gen::nonEmpty(rc::gen::container<std::vector<Block>>(gen_block()))),
+      [](std::vector<Block> blocks) {
+        const size_t n = blocks.size();
+        return rc::gen::build<Case>(
+            rc::gen::set(&Case::blocks, rc::gen::just(blocks)),
+            rc::gen::set(&Case::freed_first, rc::gen::container<std::vector<bool>>(n, rc::gen::arbitrary<bool>())),
+            rc::gen::set(&Case::victim, rc::gen::inRange<size_t>(0, n)),
+            rc::gen::set(&Case::misuse,
+                         rc::gen::element(Misuse::kDoubleFree, Misuse::kInteriorFree, Misuse::kInteriorRealloc,
+                                          Misuse::kInteriorUsable, Misuse::kReallocFreed, Misuse::kForeignFree,
+                                          Misuse::kOtherPoolFree)),
+            rc::gen::set(&Case::interior, rc::gen::arbitrary<uint32_t>()),
+            rc::gen::set(&Case::thread_cache, rc::gen::arbitrary<bool>()),
+            rc::gen::set(&Case::medium_cache, rc::gen::arbitrary<bool>()),
+            rc::gen::set(&Case::foreign_on_stack, rc::gen::arbitrary<bool>()));
+      });
+}
+
+// A misuse through another pool needs a pool block as its victim.
+rc::Gen<Case> gen_case() {
+  return rc::gen::map(gen_case_any_victim(), [](Case c) {
+    if (c.misuse == Misuse::kOtherPoolFree) c.blocks[c.victim].source = Source::kPool;
+    return c;
+  });
+}
+
+char g_global_block[256];
+
+// Writes "misused 0x<p>" to stderr (the parent reads the address the report must name).
+void announce(const void* p) {
+  char line[64];
+  const int n = std::snprintf(line, sizeof line, "misused 0x%" PRIxPTR "\n", reinterpret_cast<uintptr_t>(p));
+  if (n > 0) (void)!::write(2, line, static_cast<size_t>(n));
+}
+
+// The child: builds the history, then misuses. Returns only when tinymalloc let the misuse
+// pass (the parent reports that).
+std::string run_case(const Case& c) {
+  tm_option_set("thread_cache", c.thread_cache ? 1 : 0);
+  tm_option_set("medium_cache", c.medium_cache ? 1 : 0);
+  tm_heap_t* pool = tm_heap_create();
+  tm_heap_t* other_pool = tm_heap_create();
+  if (pool == nullptr || other_pool == nullptr) return "no pool";
+  std::vector<char*> p(c.blocks.size());
+  for (size_t i = 0; i < c.blocks.size(); ++i) {
+    const Block& b = c.blocks[i];
+    switch (b.source) {
+      case Source::kMalloc:
+        p[i] = static_cast<char*>(tm_malloc(b.size));
+        break;
+      case Source::kCalloc:
+        p[i] = static_cast<char*>(tm_calloc(1, b.size));
+        break;
+      case Source::kAligned: {
+        const size_t align = size_t{1} << b.log2_align;
+        p[i] = static_cast<char*>(tm_aligned_alloc(align, (b.size + align - 1) / align * align));
+        break;
+      }
+      case Source::kReallocGrown:
+        p[i] = static_cast<char*>(tm_realloc(tm_malloc(b.size / 2 + 1), b.size));
+        break;
+      case Source::kPool:
+        p[i] = static_cast<char*>(tm_heap_malloc(pool, b.size));
+        break;
+    }
+    if (p[i] == nullptr) return "allocation failed";
+    p[i][0] = 1;
+  }
+  const auto release = [&](size_t i) {
+    if (c.blocks[i].source == Source::kPool) {
+      tm_heap_free(pool, p[i]);
+    } else {
+      tm_free(p[i]);
+    }
+  };
+  const size_t v = c.victim;
+  const bool needs_freed_victim = c.misuse == Misuse::kDoubleFree || c.misuse == Misuse::kReallocFreed;
+  // The victim's first free falls among the others' (its neighbours may merge with it).
+  for (size_t i = 0; i < c.blocks.size(); ++i) {
+    if (i == v && needs_freed_victim) release(i);
+    if (i != v && c.freed_first[i]) release(i);
+  }
+  char* victim = p[v];
+  const size_t usable = needs_freed_victim ? 0 : tm_usable_size(victim);
+  char* const inside = usable > 1 ? victim + 1 + c.interior % (usable - 1) : victim;
+  char on_stack[64];
+  switch (c.misuse) {
+    case Misuse::kDoubleFree:
+      announce(victim);
+      release(v);
+      break;
+    case Misuse::kInteriorFree:
+      if (inside == victim) return "skipped";
+      announce(inside);
+      tm_free(inside);
+      break;
+    case Misuse::kInteriorRealloc:
+      if (inside == victim) return "skipped";
+      announce(inside);
+      (void)tm_realloc(inside, usable * 2);
+      break;
+    case Misuse::kInteriorUsable:
+      if (inside == victim) return "skipped";
+      announce(inside);
+      (void)tm_usable_size(inside);
+      break;
+    case Misuse::kReallocFreed:
+      announce(victim);
+      (void)tm_realloc(victim, c.blocks[v].size + 1);
+      break;
+    case Misuse::kForeignFree: {
+      char* foreign = c.foreign_on_stack ? on_stack + 16 : g_global_block + 16;
+      announce(foreign);
+      tm_free(foreign);
+      break;
+    }
+    case Misuse::kOtherPoolFree:
+      if (c.blocks[v].source != Source::kPool) return "skipped";
+      announce(victim);
+      tm_heap_free(other_pool, victim);
+      break;
+  }
+  return "not reported";
+}
+
+RC_GTEST_PROP(Misuse, EveryMisuseInAnyHeapStateIsReportedThenAborts, ()) {
+  const Case c = *gen_case();
+  const tmprop::ChildOutcome o = tmprop::run_in_child([&] { return run_case(c); });
+  if (o.returned) {
+    RC_PRE(o.result != "skipped");  // a block too small for an interior pointer, or not a pool's
+    RC_FAIL("the child went on: " + o.result);
+  }
+  RC_TAG(name_of(c.misuse));
+  const std::string& err = o.stderr_tail;
+  RC_LOG() << "child: " << o.status << "\n" << err;
+  std::smatch announced;
+  RC_ASSERT(std::regex_search(err, announced, std::regex("misused (0x[0-9a-f]+)\n")));
+  const std::string address = announced[1].str();
+  const std::regex report(std::string("tinymalloc: (") + expected_what(c.misuse) + ") at " + address + " \\(.+\\)");
+  RC_ASSERT(std::regex_search(err, report));
+  RC_ASSERT(o.status.rfind("signal " + std::to_string(SIGABRT) + " ", 0) == 0);
+}
+
+}  // namespace
