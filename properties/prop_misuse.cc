@@ -4,7 +4,9 @@
 //   memory pool, some of them freed, with or without the thread and medium caches) ends in one
 //   misuse of one of its blocks: a second free, a free / realloc / usable_size of a pointer
 //   inside a block, a realloc of a freed block, a free of a pointer tinymalloc never handed
-//   out, a pool block freed through another pool. In a forked child the process must stop
+//   out, a pool block freed through another pool; in debug mode (on at random for the others
+//   too) a byte written past the requested size or before the block, then its free, and a
+//   sized free of another size. In a forked child the process must stop
 //   with SIGABRT after one line "tinymalloc: <what> at 0x<the misused pointer> (<detail>)" on
 //   stderr, <what> naming the misuse (tests/misuse has one hand-written program per case;
 //   this model mixes them with heap states nobody wrote down).
@@ -33,13 +35,16 @@ namespace {
 
 enum class Source { kMalloc, kCalloc, kAligned, kReallocGrown, kPool };
 enum class Misuse {
-  kDoubleFree,       // free(p) twice
-  kInteriorFree,     // free(p + k), 0 < k < usable
-  kInteriorRealloc,  // realloc(p + k, n)
-  kInteriorUsable,   // tm_usable_size(p + k)
-  kReallocFreed,     // free(p); realloc(p, n)
-  kForeignFree,      // free of a stack or global address
-  kOtherPoolFree,    // tm_heap_free(other pool, pool block)
+  kDoubleFree,          // free(p) twice
+  kInteriorFree,        // free(p + k), 0 < k < usable
+  kInteriorRealloc,     // realloc(p + k, n)
+  kInteriorUsable,      // tm_usable_size(p + k)
+  kReallocFreed,        // free(p); realloc(p, n)
+  kForeignFree,         // free of a stack or global address
+  kOtherPoolFree,       // tm_heap_free(other pool, pool block)
+  kDebugOverflow,       // debug mode: a byte past the requested size written, then free
+  kDebugUnderflow,      // debug mode: the byte before the block written, then free
+  kDebugSizedMismatch,  // debug mode: tm_free_sized with another size
 };
 
 struct Block {
@@ -56,6 +61,7 @@ struct Case {
   uint32_t interior = 1;  // scaled into (0, usable) for the interior misuses
   bool thread_cache = true;
   bool medium_cache = true;
+  bool debug = false;  // debug mode (canaries, quarantine): always for the kDebug* misuses
   bool foreign_on_stack = true;
 };
 
@@ -75,6 +81,12 @@ const char* name_of(Misuse m) {
       return "free of a foreign pointer";
     case Misuse::kOtherPoolFree:
       return "pool block freed through another pool";
+    case Misuse::kDebugOverflow:
+      return "overflow (debug)";
+    case Misuse::kDebugUnderflow:
+      return "underflow (debug)";
+    case Misuse::kDebugSizedMismatch:
+      return "sized free of another size (debug)";
   }
   return "?";
 }
@@ -97,7 +109,7 @@ const char* name_of(Source s) {
 
 void showValue(const Case& c, std::ostream& os) {
   os << name_of(c.misuse) << " of block " << c.victim << " (thread_cache=" << c.thread_cache
-     << " medium_cache=" << c.medium_cache << ", interior " << c.interior << ")\n";
+     << " medium_cache=" << c.medium_cache << " debug=" << c.debug << ", interior " << c.interior << ")\n";
   for (size_t i = 0; i < c.blocks.size(); ++i) {
     const Block& b = c.blocks[i];
     os << "  " << i << ": " << name_of(b.source) << "(" << b.size;
@@ -126,6 +138,12 @@ const char* expected_what(Misuse m) {
       return "invalid free";
     case Misuse::kOtherPoolFree:
       return "invalid free|invalid heap free";
+    case Misuse::kDebugOverflow:
+      return "heap overflow";
+    case Misuse::kDebugUnderflow:
+      return "heap underflow";
+    case Misuse::kDebugSizedMismatch:
+      return "mismatched sized delete";
   }
   return "";
 }
@@ -155,10 +173,12 @@ rc::Gen<Case> gen_case_any_victim() {
             rc::gen::set(&Case::misuse,
                          rc::gen::element(Misuse::kDoubleFree, Misuse::kInteriorFree, Misuse::kInteriorRealloc,
                                           Misuse::kInteriorUsable, Misuse::kReallocFreed, Misuse::kForeignFree,
-                                          Misuse::kOtherPoolFree)),
+                                          Misuse::kOtherPoolFree, Misuse::kDebugOverflow, Misuse::kDebugUnderflow,
+                                          Misuse::kDebugSizedMismatch)),
             rc::gen::set(&Case::interior, rc::gen::arbitrary<uint32_t>()),
             rc::gen::set(&Case::thread_cache, rc::gen::arbitrary<bool>()),
             rc::gen::set(&Case::medium_cache, rc::gen::arbitrary<bool>()),
+            rc::gen::set(&Case::debug, rc::gen::weightedElement<bool>({{3, false}, {1, true}})),
             rc::gen::set(&Case::foreign_on_stack, rc::gen::arbitrary<bool>()));
       });
 }
@@ -167,6 +187,13 @@ rc::Gen<Case> gen_case_any_victim() {
 rc::Gen<Case> gen_case() {
   return rc::gen::map(gen_case_any_victim(), [](Case c) {
     if (c.misuse == Misuse::kOtherPoolFree) c.blocks[c.victim].source = Source::kPool;
+    const bool debug_misuse = c.misuse == Misuse::kDebugOverflow || c.misuse == Misuse::kDebugUnderflow ||
+                              c.misuse == Misuse::kDebugSizedMismatch;
+    if (debug_misuse) {
+      c.debug = true;
+      // Debug mode checks the blocks of the malloc family; a pool's blocks are the pool's.
+      if (c.blocks[c.victim].source == Source::kPool) c.blocks[c.victim].source = Source::kMalloc;
+    }
     return c;
   });
 }
@@ -185,10 +212,12 @@ void announce(const void* p) {
 std::string run_case(const Case& c) {
   tm_option_set("thread_cache", c.thread_cache ? 1 : 0);
   tm_option_set("medium_cache", c.medium_cache ? 1 : 0);
+  if (c.debug) tm_option_set("debug", 1);
   tm_heap_t* pool = tm_heap_create();
   tm_heap_t* other_pool = tm_heap_create();
   if (pool == nullptr || other_pool == nullptr) return "no pool";
   std::vector<char*> p(c.blocks.size());
+  std::vector<size_t> requested(c.blocks.size());
   for (size_t i = 0; i < c.blocks.size(); ++i) {
     const Block& b = c.blocks[i];
     switch (b.source) {
@@ -200,7 +229,8 @@ std::string run_case(const Case& c) {
         break;
       case Source::kAligned: {
         const size_t align = size_t{1} << b.log2_align;
-        p[i] = static_cast<char*>(tm_aligned_alloc(align, (b.size + align - 1) / align * align));
+        requested[i] = (b.size + align - 1) / align * align;
+        p[i] = static_cast<char*>(tm_aligned_alloc(align, requested[i]));
         break;
       }
       case Source::kReallocGrown:
@@ -210,6 +240,7 @@ std::string run_case(const Case& c) {
         p[i] = static_cast<char*>(tm_heap_malloc(pool, b.size));
         break;
     }
+    if (b.source != Source::kAligned) requested[i] = b.size;
     if (p[i] == nullptr) return "allocation failed";
     p[i][0] = 1;
   }
@@ -265,6 +296,20 @@ std::string run_case(const Case& c) {
       if (c.blocks[v].source != Source::kPool) return "skipped";
       announce(victim);
       tm_heap_free(other_pool, victim);
+      break;
+    case Misuse::kDebugOverflow:
+      victim[requested[v]] = 'x';
+      announce(victim);
+      tm_free(victim);
+      break;
+    case Misuse::kDebugUnderflow:
+      victim[-1] = 'x';
+      announce(victim);
+      tm_free(victim);
+      break;
+    case Misuse::kDebugSizedMismatch:
+      announce(victim);
+      tm_free_sized(victim, requested[v] + 1);
       break;
   }
   return "not reported";
