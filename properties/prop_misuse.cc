@@ -6,7 +6,9 @@
 //   inside a block, a realloc of a freed block, a free of a pointer tinymalloc never handed
 //   out, a pool block freed through another pool; in debug mode (on at random for the others
 //   too) a byte written past the requested size or before the block, then its free, and a
-//   sized free of another size. In a forked child the process must stop
+//   sized free of another size; with sampling on (not under a sanitizer) a write past a
+//   guarded block's end or before its start, and a write into it after its free (those end
+//   by SIGSEGV, after the fault handler's report). In a forked child the process must stop
 //   with SIGABRT after one line "tinymalloc: <what> at 0x<the misused pointer> (<detail>)" on
 //   stderr, <what> naming the misuse (tests/misuse has one hand-written program per case;
 //   this model mixes them with heap states nobody wrote down).
@@ -30,21 +32,24 @@
 #include "prop_common.h"
 #include "prop_isolate.h"
 #include "tinymalloc.h"
+#include "tinymalloc_test.h"
 
 namespace {
 
 enum class Source { kMalloc, kCalloc, kAligned, kReallocGrown, kPool };
 enum class Misuse {
-  kDoubleFree,          // free(p) twice
-  kInteriorFree,        // free(p + k), 0 < k < usable
-  kInteriorRealloc,     // realloc(p + k, n)
-  kInteriorUsable,      // tm_usable_size(p + k)
-  kReallocFreed,        // free(p); realloc(p, n)
-  kForeignFree,         // free of a stack or global address
-  kOtherPoolFree,       // tm_heap_free(other pool, pool block)
-  kDebugOverflow,       // debug mode: a byte past the requested size written, then free
-  kDebugUnderflow,      // debug mode: the byte before the block written, then free
-  kDebugSizedMismatch,  // debug mode: tm_free_sized with another size
+  kDoubleFree,           // free(p) twice
+  kInteriorFree,         // free(p + k), 0 < k < usable
+  kInteriorRealloc,      // realloc(p + k, n)
+  kInteriorUsable,       // tm_usable_size(p + k)
+  kReallocFreed,         // free(p); realloc(p, n)
+  kForeignFree,          // free of a stack or global address
+  kOtherPoolFree,        // tm_heap_free(other pool, pool block)
+  kDebugOverflow,        // debug mode: a byte past the requested size written, then free
+  kDebugUnderflow,       // debug mode: the byte before the block written, then free
+  kDebugSizedMismatch,   // debug mode: tm_free_sized with another size
+  kSampledOverrun,       // sample_rate=1: the byte past a guarded block's end (or before its start)
+  kSampledUseAfterFree,  // sample_rate=1: a write into a freed guarded block
 };
 
 struct Block {
@@ -87,6 +92,10 @@ const char* name_of(Misuse m) {
       return "underflow (debug)";
     case Misuse::kDebugSizedMismatch:
       return "sized free of another size (debug)";
+    case Misuse::kSampledOverrun:
+      return "overrun of a sampled block";
+    case Misuse::kSampledUseAfterFree:
+      return "write after free of a sampled block";
   }
   return "?";
 }
@@ -144,9 +153,15 @@ const char* expected_what(Misuse m) {
       return "heap underflow";
     case Misuse::kDebugSizedMismatch:
       return "mismatched sized delete";
+    case Misuse::kSampledOverrun:
+      return "buffer overflow|buffer underflow";
+    case Misuse::kSampledUseAfterFree:
+      return "use after free";
   }
   return "";
 }
+
+bool sampled(Misuse m) { return m == Misuse::kSampledOverrun || m == Misuse::kSampledUseAfterFree; }
 
 rc::Gen<size_t> tier_size() {
   return rc::gen::weightedOneOf<size_t>({{5, rc::gen::inRange<size_t>(1, 8193)},                     // small
@@ -170,11 +185,12 @@ rc::Gen<Case> gen_case_any_victim() {
             rc::gen::set(&Case::blocks, rc::gen::just(blocks)),
             rc::gen::set(&Case::freed_first, rc::gen::container<std::vector<bool>>(n, rc::gen::arbitrary<bool>())),
             rc::gen::set(&Case::victim, rc::gen::inRange<size_t>(0, n)),
-            rc::gen::set(&Case::misuse,
-                         rc::gen::element(Misuse::kDoubleFree, Misuse::kInteriorFree, Misuse::kInteriorRealloc,
-                                          Misuse::kInteriorUsable, Misuse::kReallocFreed, Misuse::kForeignFree,
-                                          Misuse::kOtherPoolFree, Misuse::kDebugOverflow, Misuse::kDebugUnderflow,
-                                          Misuse::kDebugSizedMismatch)),
+            rc::gen::set(
+                &Case::misuse,
+                rc::gen::element(Misuse::kDoubleFree, Misuse::kInteriorFree, Misuse::kInteriorRealloc,
+                                 Misuse::kInteriorUsable, Misuse::kReallocFreed, Misuse::kForeignFree,
+                                 Misuse::kOtherPoolFree, Misuse::kDebugOverflow, Misuse::kDebugUnderflow,
+                                 Misuse::kDebugSizedMismatch, Misuse::kSampledOverrun, Misuse::kSampledUseAfterFree)),
             rc::gen::set(&Case::interior, rc::gen::arbitrary<uint32_t>()),
             rc::gen::set(&Case::thread_cache, rc::gen::arbitrary<bool>()),
             rc::gen::set(&Case::medium_cache, rc::gen::arbitrary<bool>()),
@@ -189,6 +205,13 @@ rc::Gen<Case> gen_case() {
     if (c.misuse == Misuse::kOtherPoolFree) c.blocks[c.victim].source = Source::kPool;
     const bool debug_misuse = c.misuse == Misuse::kDebugOverflow || c.misuse == Misuse::kDebugUnderflow ||
                               c.misuse == Misuse::kDebugSizedMismatch;
+    if (sampled(c.misuse)) {
+      // Sampling guards the malloc family's blocks up to the medium sizes, not a pool's.
+      Block& b = c.blocks[c.victim];
+      if (b.source == Source::kPool) b.source = Source::kMalloc;
+      if (b.size > 8192) b.size = 1 + b.size % 8192;
+      c.debug = false;
+    }
     if (debug_misuse) {
       c.debug = true;
       // Debug mode checks the blocks of the malloc family; a pool's blocks are the pool's.
@@ -213,6 +236,7 @@ std::string run_case(const Case& c) {
   tm_option_set("thread_cache", c.thread_cache ? 1 : 0);
   tm_option_set("medium_cache", c.medium_cache ? 1 : 0);
   if (c.debug) tm_option_set("debug", 1);
+  if (sampled(c.misuse)) tm_option_set("sample_rate", 1);  // no effect under a sanitizer
   tm_heap_t* pool = tm_heap_create();
   tm_heap_t* other_pool = tm_heap_create();
   if (pool == nullptr || other_pool == nullptr) return "no pool";
@@ -311,6 +335,26 @@ std::string run_case(const Case& c) {
       announce(victim);
       tm_free_sized(victim, requested[v] + 1);
       break;
+    case Misuse::kSampledOverrun: {
+      if (tm_test_is_sampled(victim) != 1) return "skipped";
+      const size_t usable_end = tm_usable_size(victim);
+      // Right-placed blocks end on a page end (the guard page follows), left-placed ones
+      // start on a page start (the guard page precedes).
+      const bool right = (reinterpret_cast<uintptr_t>(victim) + usable_end) % 4096 == 0;
+      volatile char* touched = right ? victim + usable_end : victim - 1;
+      announce(const_cast<char*>(touched));
+      *touched = 'x';
+      break;
+    }
+    case Misuse::kSampledUseAfterFree: {
+      if (tm_test_is_sampled(victim) != 1) return "skipped";
+      const size_t offset = c.interior % tm_usable_size(victim);
+      tm_free(victim);
+      volatile char* touched = victim + offset;
+      announce(const_cast<char*>(touched));
+      *touched = 'x';
+      break;
+    }
   }
   return "not reported";
 }
@@ -330,7 +374,10 @@ RC_GTEST_PROP(Misuse, EveryMisuseInAnyHeapStateIsReportedThenAborts, ()) {
   const std::string address = announced[1].str();
   const std::regex report(std::string("tinymalloc: (") + expected_what(c.misuse) + ") at " + address + " \\(.+\\)");
   RC_ASSERT(std::regex_search(err, report));
-  RC_ASSERT(o.status.rfind("signal " + std::to_string(SIGABRT) + " ", 0) == 0);
+  // A guard page's fault is reported by the fault handler, which then lets the fault end the
+  // process; every other report ends in abort.
+  const int expected_signal = sampled(c.misuse) ? SIGSEGV : SIGABRT;
+  RC_ASSERT(o.status.rfind("signal " + std::to_string(expected_signal) + " ", 0) == 0);
 }
 
 }  // namespace
