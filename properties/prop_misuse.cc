@@ -8,7 +8,8 @@
 //   too) a byte written past the requested size or before the block, then its free, and a
 //   sized free of another size; with sampling on (not under a sanitizer) a write past a
 //   guarded block's end or before its start, and a write into it after its free (those end
-//   by SIGSEGV, after the fault handler's report). In a forked child the process must stop
+//   by SIGSEGV, after the fault handler's report). With report=json (half the cases) a JSON
+//   line naming the same misuse and address must come first. In a forked child the process must stop
 //   with SIGABRT after one line "tinymalloc: <what> at 0x<the misused pointer> (<detail>)" on
 //   stderr, <what> naming the misuse (tests/misuse has one hand-written program per case;
 //   this model mixes them with heap states nobody wrote down).
@@ -67,6 +68,7 @@ struct Case {
   bool thread_cache = true;
   bool medium_cache = true;
   bool debug = false;  // debug mode (canaries, quarantine): always for the kDebug* misuses
+  bool json = false;   // report=json: a JSON line precedes the text line
   bool foreign_on_stack = true;
 };
 
@@ -118,7 +120,8 @@ const char* name_of(Source s) {
 
 void showValue(const Case& c, std::ostream& os) {
   os << name_of(c.misuse) << " of block " << c.victim << " (thread_cache=" << c.thread_cache
-     << " medium_cache=" << c.medium_cache << " debug=" << c.debug << ", interior " << c.interior << ")\n";
+     << " medium_cache=" << c.medium_cache << " debug=" << c.debug << " report=" << (c.json ? "json" : "text")
+     << ", interior " << c.interior << ")\n";
   for (size_t i = 0; i < c.blocks.size(); ++i) {
     const Block& b = c.blocks[i];
     os << "  " << i << ": " << name_of(b.source) << "(" << b.size;
@@ -195,6 +198,7 @@ rc::Gen<Case> gen_case_any_victim() {
             rc::gen::set(&Case::thread_cache, rc::gen::arbitrary<bool>()),
             rc::gen::set(&Case::medium_cache, rc::gen::arbitrary<bool>()),
             rc::gen::set(&Case::debug, rc::gen::weightedElement<bool>({{3, false}, {1, true}})),
+            rc::gen::set(&Case::json, rc::gen::arbitrary<bool>()),
             rc::gen::set(&Case::foreign_on_stack, rc::gen::arbitrary<bool>()));
       });
 }
@@ -236,6 +240,7 @@ std::string run_case(const Case& c) {
   tm_option_set("thread_cache", c.thread_cache ? 1 : 0);
   tm_option_set("medium_cache", c.medium_cache ? 1 : 0);
   if (c.debug) tm_option_set("debug", 1);
+  if (c.json) tm_option_set("report", 1);
   if (sampled(c.misuse)) tm_option_set("sample_rate", 1);  // no effect under a sanitizer
   tm_heap_t* pool = tm_heap_create();
   tm_heap_t* other_pool = tm_heap_create();
@@ -374,6 +379,18 @@ RC_GTEST_PROP(Misuse, EveryMisuseInAnyHeapStateIsReportedThenAborts, ()) {
   const std::string address = announced[1].str();
   const std::regex report(std::string("tinymalloc: (") + expected_what(c.misuse) + ") at " + address + " \\(.+\\)");
   RC_ASSERT(std::regex_search(err, report));
+  if (c.json) {
+    // The JSON form (schema: README "Error reports"; tests/misuse/check-json-reports parses it)
+    // comes first and names the same misuse and address; one line, closed.
+    std::smatch json;
+    RC_ASSERT(
+        std::regex_search(err, json,
+                          std::regex("\\{\"tinymalloc\":\"report\",\"kind\":\"([^\"]+)\",\"address\":\"(0x[0-9a-f]+)\""
+                                     ",\"tier\":\"[a-z]+\",[^\n]*,\"message\":\"tinymalloc: [^\n]*\"\\}\n")));
+    RC_ASSERT(std::regex_match(json[1].str(), std::regex(expected_what(c.misuse))));
+    RC_ASSERT(json[2].str() == address);
+    RC_ASSERT(static_cast<size_t>(json.position(0)) < err.find("tinymalloc: "));
+  }
   // A guard page's fault is reported by the fault handler, which then lets the fault end the
   // process; every other report ends in abort.
   const int expected_signal = sampled(c.misuse) ? SIGSEGV : SIGABRT;
