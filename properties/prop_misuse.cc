@@ -6,7 +6,8 @@
 //   inside a block, a realloc of a freed block, a free of a pointer tinymalloc never handed
 //   out, a pool block freed through another pool; in debug mode (on at random for the others
 //   too) a byte written past the requested size or before the block, then its free, and a
-//   sized free of another size; with sampling on (not under a sanitizer) a write past a
+//   sized free of another size; a write over a cached block's free-list link and key before
+//   the next malloc of its size; with sampling on (not under a sanitizer) a write past a
 //   guarded block's end or before its start, and a write into it after its free (those end
 //   by SIGSEGV, after the fault handler's report). With report=json (half the cases) a JSON
 //   line naming the same misuse and address must come first. In a forked child the process must stop
@@ -49,6 +50,7 @@ enum class Misuse {
   kDebugOverflow,        // debug mode: a byte past the requested size written, then free
   kDebugUnderflow,       // debug mode: the byte before the block written, then free
   kDebugSizedMismatch,   // debug mode: tm_free_sized with another size
+  kWriteAfterFree,       // a cached block's link and key overwritten after its free, then malloc
   kSampledOverrun,       // sample_rate=1: the byte past a guarded block's end (or before its start)
   kSampledUseAfterFree,  // sample_rate=1: a write into a freed guarded block
 };
@@ -94,6 +96,8 @@ const char* name_of(Misuse m) {
       return "underflow (debug)";
     case Misuse::kDebugSizedMismatch:
       return "sized free of another size (debug)";
+    case Misuse::kWriteAfterFree:
+      return "write after free of a cached block";
     case Misuse::kSampledOverrun:
       return "overrun of a sampled block";
     case Misuse::kSampledUseAfterFree:
@@ -156,6 +160,8 @@ const char* expected_what(Misuse m) {
       return "heap underflow";
     case Misuse::kDebugSizedMismatch:
       return "mismatched sized delete";
+    case Misuse::kWriteAfterFree:
+      return "corrupted free list";
     case Misuse::kSampledOverrun:
       return "buffer overflow|buffer underflow";
     case Misuse::kSampledUseAfterFree:
@@ -188,12 +194,12 @@ rc::Gen<Case> gen_case_any_victim() {
             rc::gen::set(&Case::blocks, rc::gen::just(blocks)),
             rc::gen::set(&Case::freed_first, rc::gen::container<std::vector<bool>>(n, rc::gen::arbitrary<bool>())),
             rc::gen::set(&Case::victim, rc::gen::inRange<size_t>(0, n)),
-            rc::gen::set(
-                &Case::misuse,
-                rc::gen::element(Misuse::kDoubleFree, Misuse::kInteriorFree, Misuse::kInteriorRealloc,
-                                 Misuse::kInteriorUsable, Misuse::kReallocFreed, Misuse::kForeignFree,
-                                 Misuse::kOtherPoolFree, Misuse::kDebugOverflow, Misuse::kDebugUnderflow,
-                                 Misuse::kDebugSizedMismatch, Misuse::kSampledOverrun, Misuse::kSampledUseAfterFree)),
+            rc::gen::set(&Case::misuse,
+                         rc::gen::element(Misuse::kDoubleFree, Misuse::kInteriorFree, Misuse::kInteriorRealloc,
+                                          Misuse::kInteriorUsable, Misuse::kReallocFreed, Misuse::kForeignFree,
+                                          Misuse::kOtherPoolFree, Misuse::kDebugOverflow, Misuse::kDebugUnderflow,
+                                          Misuse::kDebugSizedMismatch, Misuse::kWriteAfterFree, Misuse::kSampledOverrun,
+                                          Misuse::kSampledUseAfterFree)),
             rc::gen::set(&Case::interior, rc::gen::arbitrary<uint32_t>()),
             rc::gen::set(&Case::thread_cache, rc::gen::arbitrary<bool>()),
             rc::gen::set(&Case::medium_cache, rc::gen::arbitrary<bool>()),
@@ -209,6 +215,16 @@ rc::Gen<Case> gen_case() {
     if (c.misuse == Misuse::kOtherPoolFree) c.blocks[c.victim].source = Source::kPool;
     const bool debug_misuse = c.misuse == Misuse::kDebugOverflow || c.misuse == Misuse::kDebugUnderflow ||
                               c.misuse == Misuse::kDebugSizedMismatch;
+    if (c.misuse == Misuse::kWriteAfterFree) {
+      // A thread cache's block: a small one, or a medium one the medium cache takes (up to
+      // 64 KiB), from malloc (an aligned block's cache link is not at its payload).
+      Block& b = c.blocks[c.victim];
+      b.source = Source::kMalloc;
+      if (b.size > (64 << 10)) b.size = 1 + b.size % (64 << 10);
+      c.thread_cache = true;
+      c.medium_cache = true;
+      c.debug = false;
+    }
     if (sampled(c.misuse)) {
       // Sampling guards the malloc family's blocks up to the medium sizes, not a pool's.
       Block& b = c.blocks[c.victim];
@@ -226,6 +242,12 @@ rc::Gen<Case> gen_case() {
 }
 
 char g_global_block[256];
+
+// Writes 0x42 over n bytes at p the way uninstrumented code would (under ASan the freed block is
+// poisoned, and the point is what tinymalloc itself notices).
+__attribute__((no_sanitize("address"))) void scribble(char* p, size_t n) {
+  for (size_t i = 0; i < n; ++i) static_cast<volatile char*>(p)[i] = 0x42;
+}
 
 // Writes "misused 0x<p>" to stderr (the parent reads the address the report must name).
 void announce(const void* p) {
@@ -339,6 +361,14 @@ std::string run_case(const Case& c) {
     case Misuse::kDebugSizedMismatch:
       announce(victim);
       tm_free_sized(victim, requested[v] + 1);
+      break;
+    case Misuse::kWriteAfterFree:
+      // Freed last, the victim is the first block its cache bin hands out: the next malloc of
+      // its size reads the link and key written over.
+      tm_free(victim);
+      scribble(victim, 16);
+      announce(victim);
+      for (int i = 0; i < 8; ++i) (void)tm_malloc(requested[v]);
       break;
     case Misuse::kSampledOverrun: {
       if (tm_test_is_sampled(victim) != 1) return "skipped";
