@@ -273,20 +273,23 @@ inline bool get_str(const std::string& in, size_t& pos, std::string* s) {
 
 // In a coverage build a forked child counts what it runs itself: it starts from zeroed
 // counters (the parent's own are written by the parent) and writes them when it ends, by
-// _exit or by the abort of an allocator report (which skips the runtime's atexit writer).
-// tools/tm-coverage merges every process's profile of a binary into one file (%m).
+// _exit, by the abort of an allocator report or by the fault of a sampled block's guard page
+// (the allocator's fault handler reports, then hands the fault to the handler installed
+// before it: this one). Both signals skip the runtime's atexit writer. tools/tm-coverage
+// merges every process's profile of a binary into one file (%m).
 inline void child_coverage_write() {
   if (__llvm_profile_write_file != nullptr) __llvm_profile_write_file();
 }
-inline void write_coverage_then_abort(int) {
+inline void write_coverage_then_die(int signal_number) {
   child_coverage_write();
-  ::signal(SIGABRT, SIG_DFL);
-  ::raise(SIGABRT);
+  ::signal(signal_number, SIG_DFL);
+  ::raise(signal_number);  // delivered when this handler returns
 }
 inline void child_coverage_start() {
   if (__llvm_profile_reset_counters == nullptr) return;
   __llvm_profile_reset_counters();
-  ::signal(SIGABRT, write_coverage_then_abort);
+  ::signal(SIGABRT, write_coverage_then_die);
+  ::signal(SIGSEGV, write_coverage_then_die);
 }
 
 }  // namespace detail
