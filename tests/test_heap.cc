@@ -127,6 +127,7 @@ TEST_F(Heap, ReallocAtTheTierLimitsEndsInTheTierOfTheNewSize) {
       {100, kSmallMax + 1, 1, false},                // small -> medium
       {20000, kSmallMax + 1, 1, true},               // a medium block shrinks in place ...
       {20000, kSmallMax, 0, false},                  // ... but not into the small tier's sizes
+      {kMediumMax, kMediumMax, 1, true},             // the largest medium size stays in place
       {kMediumMax + 4096, kMediumMax, 1, false},     // large -> medium
       {kMediumMax + 4096, kMediumMax + 1, 2, true},  // a large block shrinks in place
   };
