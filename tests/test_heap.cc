@@ -72,18 +72,19 @@ TEST_F(Heap, AllocatesInEveryTierAndCountsItsBlocks) {
   tm_heap_destroy(heap);
 }
 
+// Which tier's live-block count rose between two snapshots: 0 small, 1 medium, 2 large, -1 none.
+int tier_raised(const tm_stats_t& before, const tm_stats_t& after) {
+  if (after.small_live_blocks > before.small_live_blocks) return 0;
+  if (after.medium_live_blocks > before.medium_live_blocks) return 1;
+  if (after.large_live_blocks > before.large_live_blocks) return 2;
+  return -1;
+}
+
 // A pool serves each size from the tier malloc serves it from, at the tiers' limits too:
 // the largest small and medium requests, and one byte more.
 TEST_F(Heap, EachSizeComesFromTheTierMallocServesItFrom) {
   tm_heap_t* pool = tm_heap_create();
   ASSERT_NE(pool, nullptr);
-  // Which tier's live-block count an allocation raised: 0 small, 1 medium, 2 large, -1 none.
-  auto tier_raised = [](const tm_stats_t& before, const tm_stats_t& after) {
-    if (after.small_live_blocks > before.small_live_blocks) return 0;
-    if (after.medium_live_blocks > before.medium_live_blocks) return 1;
-    if (after.large_live_blocks > before.large_live_blocks) return 2;
-    return -1;
-  };
   for (size_t size : {size_t{8192}, size_t{8193}, size_t{512} << 10, (size_t{512} << 10) + 1}) {
     SCOPED_TRACE(size);
     const tm_stats_t before_malloc = stats();
@@ -107,13 +108,6 @@ TEST_F(Heap, EachSizeComesFromTheTierMallocServesItFrom) {
 TEST_F(Heap, ReallocAtTheTierLimitsEndsInTheTierOfTheNewSize) {
   tm_heap_t* pool = tm_heap_create();
   ASSERT_NE(pool, nullptr);
-  // Tier of the one block that (dis)appeared between two snapshots: 0 small, 1 medium, 2 large.
-  auto tier_of_new = [](const tm_stats_t& before, const tm_stats_t& after) {
-    if (after.small_live_blocks > before.small_live_blocks) return 0;
-    if (after.medium_live_blocks > before.medium_live_blocks) return 1;
-    if (after.large_live_blocks > before.large_live_blocks) return 2;
-    return -1;
-  };
   struct Case {
     size_t from;
     size_t to;
@@ -139,7 +133,7 @@ TEST_F(Heap, ReallocAtTheTierLimitsEndsInTheTierOfTheNewSize) {
     for (size_t i = 0; i < 64; ++i) p[i] = static_cast<unsigned char>(i * 7 + 1);
     void* q = tm_heap_realloc(pool, p, c.to);
     ASSERT_NE(q, nullptr);
-    EXPECT_EQ(tier_of_new(empty, stats()), c.tier);
+    EXPECT_EQ(tier_raised(empty, stats()), c.tier);
     EXPECT_EQ(q == p, c.in_place);
     EXPECT_GE(tm_usable_size(q), c.to);
     for (size_t i = 0; i < 64; ++i) ASSERT_EQ(static_cast<unsigned char*>(q)[i], static_cast<unsigned char>(i * 7 + 1));
