@@ -26,6 +26,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <ostream>
 #include <regex>
 #include <string>
@@ -74,36 +75,45 @@ struct Case {
   bool foreign_on_stack = true;
 };
 
-const char* name_of(Misuse m) {
-  switch (m) {
-    case Misuse::kDoubleFree:
-      return "double free";
-    case Misuse::kInteriorFree:
-      return "interior free";
-    case Misuse::kInteriorRealloc:
-      return "interior realloc";
-    case Misuse::kInteriorUsable:
-      return "interior usable_size";
-    case Misuse::kReallocFreed:
-      return "realloc of a freed block";
-    case Misuse::kForeignFree:
-      return "free of a foreign pointer";
-    case Misuse::kOtherPoolFree:
-      return "pool block freed through another pool";
-    case Misuse::kDebugOverflow:
-      return "overflow (debug)";
-    case Misuse::kDebugUnderflow:
-      return "underflow (debug)";
-    case Misuse::kDebugSizedMismatch:
-      return "sized free of another size (debug)";
-    case Misuse::kWriteAfterFree:
-      return "write after free of a cached block";
-    case Misuse::kSampledOverrun:
-      return "overrun of a sampled block";
-    case Misuse::kSampledUseAfterFree:
-      return "write after free of a sampled block";
+// Each misuse, in the enum's order: its name in a case's description, and the report's <what>
+// (an extended regular expression) as tests/misuse says it: a freed medium block may have
+// merged into a neighbour and a large one may be unmapped, which the allocator may name an
+// invalid free; a pool's block freed through another pool is named by whichever check sees it
+// first.
+struct MisuseInfo {
+  Misuse misuse;
+  const char* name;
+  const char* what;
+};
+constexpr MisuseInfo kMisuses[] = {
+    {Misuse::kDoubleFree, "double free", "double free|invalid free"},
+    {Misuse::kInteriorFree, "interior free", "invalid free"},
+    {Misuse::kInteriorRealloc, "interior realloc", "invalid realloc"},
+    {Misuse::kInteriorUsable, "interior usable_size", "invalid usable_size"},
+    {Misuse::kReallocFreed, "realloc of a freed block", "invalid realloc|double free"},
+    {Misuse::kForeignFree, "free of a foreign pointer", "invalid free"},
+    {Misuse::kOtherPoolFree, "pool block freed through another pool", "invalid free|invalid heap free"},
+    {Misuse::kDebugOverflow, "overflow (debug)", "heap overflow"},
+    {Misuse::kDebugUnderflow, "underflow (debug)", "heap underflow"},
+    {Misuse::kDebugSizedMismatch, "sized free of another size (debug)", "mismatched sized delete"},
+    {Misuse::kWriteAfterFree, "write after free of a cached block", "corrupted free list"},
+    {Misuse::kSampledOverrun, "overrun of a sampled block", "buffer overflow|buffer underflow"},
+    {Misuse::kSampledUseAfterFree, "write after free of a sampled block", "use after free"},
+};
+constexpr bool table_in_enum_order() {
+  for (size_t i = 0; i < std::size(kMisuses); ++i) {
+    if (static_cast<size_t>(kMisuses[i].misuse) != i) return false;
   }
-  return "?";
+  return std::size(kMisuses) == static_cast<size_t>(Misuse::kSampledUseAfterFree) + 1;
+}
+static_assert(table_in_enum_order(), "kMisuses lists every Misuse in the enum's order");
+
+const MisuseInfo& info(Misuse m) { return kMisuses[static_cast<size_t>(m)]; }
+
+std::vector<Misuse> all_misuses() {
+  std::vector<Misuse> out;
+  for (const MisuseInfo& m : kMisuses) out.push_back(m.misuse);
+  return out;
 }
 
 const char* name_of(Source s) {
@@ -123,7 +133,7 @@ const char* name_of(Source s) {
 }
 
 void showValue(const Case& c, std::ostream& os) {
-  os << name_of(c.misuse) << " of block " << c.victim << " (thread_cache=" << c.thread_cache
+  os << info(c.misuse).name << " of block " << c.victim << " (thread_cache=" << c.thread_cache
      << " medium_cache=" << c.medium_cache << " debug=" << c.debug << " report=" << (c.json ? "json" : "text")
      << ", interior " << c.interior << ")\n";
   for (size_t i = 0; i < c.blocks.size(); ++i) {
@@ -132,42 +142,6 @@ void showValue(const Case& c, std::ostream& os) {
     if (b.source == Source::kAligned) os << ", align " << (size_t{1} << b.log2_align);
     os << ")" << (i != c.victim && c.freed_first[i] ? " freed first" : "") << "\n";
   }
-}
-
-// The report's <what> (an extended regular expression) for each misuse, as tests/misuse says
-// it: a freed medium block may have merged into a neighbour and a large one may be unmapped,
-// which the allocator may name an invalid free; a pool's block freed through another pool is
-// named by whichever check sees it first.
-const char* expected_what(Misuse m) {
-  switch (m) {
-    case Misuse::kDoubleFree:
-      return "double free|invalid free";
-    case Misuse::kInteriorFree:
-      return "invalid free";
-    case Misuse::kInteriorRealloc:
-      return "invalid realloc";
-    case Misuse::kInteriorUsable:
-      return "invalid usable_size";
-    case Misuse::kReallocFreed:
-      return "invalid realloc|double free";
-    case Misuse::kForeignFree:
-      return "invalid free";
-    case Misuse::kOtherPoolFree:
-      return "invalid free|invalid heap free";
-    case Misuse::kDebugOverflow:
-      return "heap overflow";
-    case Misuse::kDebugUnderflow:
-      return "heap underflow";
-    case Misuse::kDebugSizedMismatch:
-      return "mismatched sized delete";
-    case Misuse::kWriteAfterFree:
-      return "corrupted free list";
-    case Misuse::kSampledOverrun:
-      return "buffer overflow|buffer underflow";
-    case Misuse::kSampledUseAfterFree:
-      return "use after free";
-  }
-  return "";
 }
 
 bool sampled(Misuse m) { return m == Misuse::kSampledOverrun || m == Misuse::kSampledUseAfterFree; }
@@ -194,12 +168,7 @@ rc::Gen<Case> gen_case_any_victim() {
             rc::gen::set(&Case::blocks, rc::gen::just(blocks)),
             rc::gen::set(&Case::freed_first, rc::gen::container<std::vector<bool>>(n, rc::gen::arbitrary<bool>())),
             rc::gen::set(&Case::victim, rc::gen::inRange<size_t>(0, n)),
-            rc::gen::set(&Case::misuse,
-                         rc::gen::element(Misuse::kDoubleFree, Misuse::kInteriorFree, Misuse::kInteriorRealloc,
-                                          Misuse::kInteriorUsable, Misuse::kReallocFreed, Misuse::kForeignFree,
-                                          Misuse::kOtherPoolFree, Misuse::kDebugOverflow, Misuse::kDebugUnderflow,
-                                          Misuse::kDebugSizedMismatch, Misuse::kWriteAfterFree, Misuse::kSampledOverrun,
-                                          Misuse::kSampledUseAfterFree)),
+            rc::gen::set(&Case::misuse, rc::gen::elementOf(all_misuses())),
             rc::gen::set(&Case::interior, rc::gen::arbitrary<uint32_t>()),
             rc::gen::set(&Case::thread_cache, rc::gen::arbitrary<bool>()),
             rc::gen::set(&Case::medium_cache, rc::gen::arbitrary<bool>()),
@@ -401,13 +370,13 @@ RC_GTEST_PROP(Misuse, EveryMisuseInAnyHeapStateIsReportedThenAborts, ()) {
     RC_PRE(o.result != "skipped");  // a block too small for an interior pointer, or not a pool's
     RC_FAIL("the child went on: " + o.result);
   }
-  RC_TAG(name_of(c.misuse));
+  RC_TAG(info(c.misuse).name);
   const std::string& err = o.stderr_tail;
   RC_LOG() << "child: " << o.status << "\n" << err;
   std::smatch announced;
   RC_ASSERT(std::regex_search(err, announced, std::regex("misused (0x[0-9a-f]+)\n")));
   const std::string address = announced[1].str();
-  const std::regex report(std::string("tinymalloc: (") + expected_what(c.misuse) + ") at " + address + " \\(.+\\)");
+  const std::regex report(std::string("tinymalloc: (") + info(c.misuse).what + ") at " + address + " \\(.+\\)");
   RC_ASSERT(std::regex_search(err, report));
   if (c.json) {
     // The JSON form (schema: README "Error reports"; tests/misuse/check-json-reports parses it)
@@ -417,7 +386,7 @@ RC_GTEST_PROP(Misuse, EveryMisuseInAnyHeapStateIsReportedThenAborts, ()) {
         std::regex_search(err, json,
                           std::regex("\\{\"tinymalloc\":\"report\",\"kind\":\"([^\"]+)\",\"address\":\"(0x[0-9a-f]+)\""
                                      ",\"tier\":\"[a-z]+\",[^\n]*,\"message\":\"tinymalloc: [^\n]*\"\\}\n")));
-    RC_ASSERT(std::regex_match(json[1].str(), std::regex(expected_what(c.misuse))));
+    RC_ASSERT(std::regex_match(json[1].str(), std::regex(info(c.misuse).what)));
     RC_ASSERT(json[2].str() == address);
     RC_ASSERT(static_cast<size_t>(json.position(0)) < err.find("tinymalloc: "));
   }
