@@ -9,7 +9,10 @@
 //   sized free of another size; a write over a cached block's free-list link and key before
 //   the next malloc of its size; with sampling on (not under a sanitizer) a write past a
 //   guarded block's end or before its start, and a write into it after its free (those end
-//   by SIGSEGV, after the fault handler's report). With report=json (half the cases) a JSON
+//   by SIGSEGV, after the fault handler's report); a medium block's boundary tag overwritten
+//   (an overrun of the block before it) or a large block header's list link, then the block's
+//   free; in debug mode a write into a quarantined block, found when the block leaves the
+//   quarantine or at exit. With report=json (half the cases) a JSON
 //   line naming the same misuse and address must come first. In a forked child the process must stop
 //   with SIGABRT after one line "tinymalloc: <what> at 0x<the misused pointer> (<detail>)" on
 //   stderr, <what> naming the misuse (tests/misuse has one hand-written program per case;
@@ -25,6 +28,7 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <ostream>
@@ -32,14 +36,20 @@
 #include <string>
 #include <vector>
 
+#include "config.h"
+#include "large.h"
+#include "medium_block.h"
 #include "prop_common.h"
+#include "prop_history.h"
 #include "prop_isolate.h"
 #include "tinymalloc.h"
 #include "tinymalloc_test.h"
 
 namespace {
 
-enum class Source { kMalloc, kCalloc, kAligned, kReallocGrown, kPool };
+using tmprop::HistoryBlock;
+using tmprop::Source;
+
 enum class Misuse {
   kDoubleFree,           // free(p) twice
   kInteriorFree,         // free(p + k), 0 < k < usable
@@ -54,16 +64,13 @@ enum class Misuse {
   kWriteAfterFree,       // a cached block's link and key overwritten after its free, then malloc
   kSampledOverrun,       // sample_rate=1: the byte past a guarded block's end (or before its start)
   kSampledUseAfterFree,  // sample_rate=1: a write into a freed guarded block
-};
-
-struct Block {
-  Source source = Source::kMalloc;
-  size_t size = 1;
-  unsigned log2_align = 4;  // kAligned
+  kTagOverrun,           // a medium block's boundary tag overwritten (an overrun of the block before), then free
+  kLargeListLink,        // a large block header's list link overwritten, then free
+  kQuarantineWrite,      // debug mode: a write into a quarantined block, found when it leaves the quarantine
 };
 
 struct Case {
-  std::vector<Block> blocks;
+  std::vector<HistoryBlock> blocks;
   std::vector<bool> freed_first;  // blocks other than the victim freed before the misuse
   size_t victim = 0;
   Misuse misuse = Misuse::kDoubleFree;
@@ -99,12 +106,15 @@ constexpr MisuseInfo kMisuses[] = {
     {Misuse::kWriteAfterFree, "write after free of a cached block", "corrupted free list"},
     {Misuse::kSampledOverrun, "overrun of a sampled block", "buffer overflow|buffer underflow"},
     {Misuse::kSampledUseAfterFree, "write after free of a sampled block", "use after free"},
+    {Misuse::kTagOverrun, "overrun into a medium block's boundary tag", "heap corruption"},
+    {Misuse::kLargeListLink, "large-block list link overwritten", "corrupted large-block list"},
+    {Misuse::kQuarantineWrite, "write after free into a quarantined block (debug)", "write after free"},
 };
 constexpr bool table_in_enum_order() {
   for (size_t i = 0; i < std::size(kMisuses); ++i) {
     if (static_cast<size_t>(kMisuses[i].misuse) != i) return false;
   }
-  return std::size(kMisuses) == static_cast<size_t>(Misuse::kSampledUseAfterFree) + 1;
+  return std::size(kMisuses) == static_cast<size_t>(Misuse::kQuarantineWrite) + 1;
 }
 static_assert(table_in_enum_order(), "kMisuses lists every Misuse in the enum's order");
 
@@ -116,66 +126,30 @@ std::vector<Misuse> all_misuses() {
   return out;
 }
 
-const char* name_of(Source s) {
-  switch (s) {
-    case Source::kMalloc:
-      return "malloc";
-    case Source::kCalloc:
-      return "calloc";
-    case Source::kAligned:
-      return "aligned_alloc";
-    case Source::kReallocGrown:
-      return "realloc";
-    case Source::kPool:
-      return "pool";
-  }
-  return "?";
-}
-
 void showValue(const Case& c, std::ostream& os) {
   os << info(c.misuse).name << " of block " << c.victim << " (thread_cache=" << c.thread_cache
      << " medium_cache=" << c.medium_cache << " debug=" << c.debug << " report=" << (c.json ? "json" : "text")
      << ", interior " << c.interior << ")\n";
-  for (size_t i = 0; i < c.blocks.size(); ++i) {
-    const Block& b = c.blocks[i];
-    os << "  " << i << ": " << name_of(b.source) << "(" << b.size;
-    if (b.source == Source::kAligned) os << ", align " << (size_t{1} << b.log2_align);
-    os << ")" << (i != c.victim && c.freed_first[i] ? " freed first" : "") << "\n";
-  }
+  tmprop::show_history(c.blocks, c.freed_first, c.victim, os);
 }
 
 bool sampled(Misuse m) { return m == Misuse::kSampledOverrun || m == Misuse::kSampledUseAfterFree; }
 
-rc::Gen<size_t> tier_size() {
-  return rc::gen::weightedOneOf<size_t>({{5, rc::gen::inRange<size_t>(1, 8193)},                     // small
-                                         {3, rc::gen::inRange<size_t>(8193, (512 << 10) + 1)},       // medium
-                                         {1, rc::gen::inRange<size_t>((512 << 10) + 1, 4 << 20)}});  // large
-}
-
-rc::Gen<Block> gen_block() {
-  return rc::gen::build<Block>(
-      rc::gen::set(&Block::source, rc::gen::element(Source::kMalloc, Source::kCalloc, Source::kAligned,
-                                                    Source::kReallocGrown, Source::kPool)),
-      rc::gen::set(&Block::size, tier_size()), rc::gen::set(&Block::log2_align, rc::gen::inRange<unsigned>(3, 17)));
-}
-
 rc::Gen<Case> gen_case_any_victim() {
-  return rc::gen::mapcat(
-      rc::gen::resize(12, rc::gen::nonEmpty(rc::gen::container<std::vector<Block>>(gen_block()))),
-      [](std::vector<Block> blocks) {
-        const size_t n = blocks.size();
-        return rc::gen::build<Case>(
-            rc::gen::set(&Case::blocks, rc::gen::just(blocks)),
-            rc::gen::set(&Case::freed_first, rc::gen::container<std::vector<bool>>(n, rc::gen::arbitrary<bool>())),
-            rc::gen::set(&Case::victim, rc::gen::inRange<size_t>(0, n)),
-            rc::gen::set(&Case::misuse, rc::gen::elementOf(all_misuses())),
-            rc::gen::set(&Case::interior, rc::gen::arbitrary<uint32_t>()),
-            rc::gen::set(&Case::thread_cache, rc::gen::arbitrary<bool>()),
-            rc::gen::set(&Case::medium_cache, rc::gen::arbitrary<bool>()),
-            rc::gen::set(&Case::debug, rc::gen::weightedElement<bool>({{3, false}, {1, true}})),
-            rc::gen::set(&Case::json, rc::gen::arbitrary<bool>()),
-            rc::gen::set(&Case::foreign_on_stack, rc::gen::arbitrary<bool>()));
-      });
+  return rc::gen::mapcat(tmprop::gen_history(), [](std::vector<HistoryBlock> blocks) {
+    const size_t n = blocks.size();
+    return rc::gen::build<Case>(
+        rc::gen::set(&Case::blocks, rc::gen::just(blocks)),
+        rc::gen::set(&Case::freed_first, rc::gen::container<std::vector<bool>>(n, rc::gen::arbitrary<bool>())),
+        rc::gen::set(&Case::victim, rc::gen::inRange<size_t>(0, n)),
+        rc::gen::set(&Case::misuse, rc::gen::elementOf(all_misuses())),
+        rc::gen::set(&Case::interior, rc::gen::arbitrary<uint32_t>()),
+        rc::gen::set(&Case::thread_cache, rc::gen::arbitrary<bool>()),
+        rc::gen::set(&Case::medium_cache, rc::gen::arbitrary<bool>()),
+        rc::gen::set(&Case::debug, rc::gen::weightedElement<bool>({{3, false}, {1, true}})),
+        rc::gen::set(&Case::json, rc::gen::arbitrary<bool>()),
+        rc::gen::set(&Case::foreign_on_stack, rc::gen::arbitrary<bool>()));
+  });
 }
 
 // A misuse through another pool needs a pool block as its victim.
@@ -183,11 +157,20 @@ rc::Gen<Case> gen_case() {
   return rc::gen::map(gen_case_any_victim(), [](Case c) {
     if (c.misuse == Misuse::kOtherPoolFree) c.blocks[c.victim].source = Source::kPool;
     const bool debug_misuse = c.misuse == Misuse::kDebugOverflow || c.misuse == Misuse::kDebugUnderflow ||
-                              c.misuse == Misuse::kDebugSizedMismatch;
+                              c.misuse == Misuse::kDebugSizedMismatch || c.misuse == Misuse::kQuarantineWrite;
+    if (c.misuse == Misuse::kTagOverrun || c.misuse == Misuse::kLargeListLink) {
+      // A block of malloc in the medium tier (its boundary tag), or the large one (its header).
+      HistoryBlock& b = c.blocks[c.victim];
+      b.source = Source::kMalloc;
+      const size_t lo = c.misuse == Misuse::kTagOverrun ? tmalloc::kSmallMax + 1 : tmalloc::kMediumMax + 1;
+      const size_t hi = c.misuse == Misuse::kTagOverrun ? tmalloc::kMediumMax : 4 << 20;
+      b.size = lo + b.size % (hi - lo + 1);
+      c.debug = false;
+    }
     if (c.misuse == Misuse::kWriteAfterFree) {
       // A thread cache's block: a small one, or a medium one the medium cache takes (up to
       // 64 KiB), from malloc (an aligned block's cache link is not at its payload).
-      Block& b = c.blocks[c.victim];
+      HistoryBlock& b = c.blocks[c.victim];
       b.source = Source::kMalloc;
       if (b.size > (64 << 10)) b.size = 1 + b.size % (64 << 10);
       c.thread_cache = true;
@@ -196,7 +179,7 @@ rc::Gen<Case> gen_case() {
     }
     if (sampled(c.misuse)) {
       // Sampling guards the malloc family's blocks up to the medium sizes, not a pool's.
-      Block& b = c.blocks[c.victim];
+      HistoryBlock& b = c.blocks[c.victim];
       if (b.source == Source::kPool) b.source = Source::kMalloc;
       if (b.size > 8192) b.size = 1 + b.size % 8192;
       c.debug = false;
@@ -218,6 +201,19 @@ __attribute__((no_sanitize("address"))) void scribble(char* p, size_t n) {
   for (size_t i = 0; i < n; ++i) static_cast<volatile char*>(p)[i] = 0x42;
 }
 
+// Flips every bit of the byte at p, uninstrumented (p may be poisoned under ASan).
+__attribute__((no_sanitize("address"))) void flip_byte(char* p) { *static_cast<volatile char*>(p) ^= 0xFF; }
+
+// Stores a word at p the way uninstrumented code would (allocator metadata is poisoned under ASan).
+__attribute__((no_sanitize("address"))) void store_word(void* p, uint64_t value) {
+  *static_cast<volatile uint64_t*>(p) = value;
+}
+
+// The word at p, read the same way.
+__attribute__((no_sanitize("address"))) uint64_t load_word(const void* p) {
+  return *static_cast<const volatile uint64_t*>(p);
+}
+
 // Writes "misused 0x<p>" to stderr (the parent reads the address the report must name).
 void announce(const void* p) {
   char line[64];
@@ -233,44 +229,11 @@ std::string run_case(const Case& c) {
   if (c.debug) tm_option_set("debug", 1);
   if (c.json) tm_option_set("report", 1);
   if (sampled(c.misuse)) tm_option_set("sample_rate", 1);  // no effect under a sanitizer
-  tm_heap_t* pool = tm_heap_create();
-  tm_heap_t* other_pool = tm_heap_create();
-  if (pool == nullptr || other_pool == nullptr) return "no pool";
-  std::vector<char*> p(c.blocks.size());
-  std::vector<size_t> requested(c.blocks.size());
-  for (size_t i = 0; i < c.blocks.size(); ++i) {
-    const Block& b = c.blocks[i];
-    switch (b.source) {
-      case Source::kMalloc:
-        p[i] = static_cast<char*>(tm_malloc(b.size));
-        break;
-      case Source::kCalloc:
-        p[i] = static_cast<char*>(tm_calloc(1, b.size));
-        break;
-      case Source::kAligned: {
-        const size_t align = size_t{1} << b.log2_align;
-        requested[i] = (b.size + align - 1) / align * align;
-        p[i] = static_cast<char*>(tm_aligned_alloc(align, requested[i]));
-        break;
-      }
-      case Source::kReallocGrown:
-        p[i] = static_cast<char*>(tm_realloc(tm_malloc(b.size / 2 + 1), b.size));
-        break;
-      case Source::kPool:
-        p[i] = static_cast<char*>(tm_heap_malloc(pool, b.size));
-        break;
-    }
-    if (b.source != Source::kAligned) requested[i] = b.size;
-    if (p[i] == nullptr) return "allocation failed";
-    p[i][0] = 1;
-  }
-  const auto release = [&](size_t i) {
-    if (c.blocks[i].source == Source::kPool) {
-      tm_heap_free(pool, p[i]);
-    } else {
-      tm_free(p[i]);
-    }
-  };
+  tmprop::History h;
+  if (!h.allocate(c.blocks)) return "allocation failed";
+  const std::vector<char*>& p = h.p;
+  const std::vector<size_t>& requested = h.requested;
+  const auto release = [&](size_t i) { h.release(i); };
   const size_t v = c.victim;
   const bool needs_freed_victim = c.misuse == Misuse::kDoubleFree || c.misuse == Misuse::kReallocFreed;
   // The victim's first free falls among the others' (its neighbours may merge with it).
@@ -315,7 +278,7 @@ std::string run_case(const Case& c) {
     case Misuse::kOtherPoolFree:
       if (c.blocks[v].source != Source::kPool) return "skipped";
       announce(victim);
-      tm_heap_free(other_pool, victim);
+      tm_heap_free(h.other_pool, victim);
       break;
     case Misuse::kDebugOverflow:
       victim[requested[v]] = 'x';
@@ -357,6 +320,36 @@ std::string run_case(const Case& c) {
       volatile char* touched = victim + offset;
       announce(const_cast<char*>(touched));
       *touched = 'x';
+      break;
+    }
+    case Misuse::kTagOverrun: {
+      // 16 bytes more in the size of the victim's tag, flags and slack kept: what an overrun of
+      // the block before writes when it runs over the tag with a plausible size.
+      auto* header = tmalloc::BlockHeader::from_payload(victim);
+      store_word(&header->size_flags, load_word(&header->size_flags) + 16);
+      announce(victim);
+      tm_free(victim);
+      break;
+    }
+    case Misuse::kLargeListLink: {
+      auto* header = reinterpret_cast<tmalloc::LargeHeader*>(victim - tmalloc::kLargeHeaderSize);
+      // A link to the header itself, or a value that is no node address at all.
+      if (c.interior % 2 == 0) {
+        store_word(&header->next, reinterpret_cast<uint64_t>(header));
+      } else {
+        store_word(&header->prev, 0x4242);
+      }
+      announce(header);
+      tm_free(victim);
+      break;
+    }
+    case Misuse::kQuarantineWrite: {
+      tm_free(victim);
+      flip_byte(victim + c.interior / 2 % requested[v]);
+      announce(victim);
+      if (c.interior % 2 == 0) std::exit(0);  // found at exit (the quarantine's last check)
+      // Otherwise when the victim leaves the quarantine: after at most its capacity of frees.
+      for (int i = 0; i < 4200; ++i) tm_free(tm_malloc(16));
       break;
     }
   }
