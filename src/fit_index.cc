@@ -126,22 +126,25 @@ TM_NO_ASAN size_t FitIndex::largest() const {
   return best;
 }
 
-TM_NO_ASAN TM_NO_COVERAGE bool FitIndex::holds(const FreeBlock* block) const {
+TM_NO_ASAN TM_NO_COVERAGE bool FitIndex::holds(const FreeBlock* block, PlausibleLink plausible) const {
   const Slot slot = slot_for_size(block->size());
   if (slot.first >= kFirstLevelCount) return false;
+  // A block's links lie in its payload: a live block taken for a free one holds user data there.
+  auto followable = [&](const FreeBlock* link) { return plausible == nullptr || plausible(link); };
   auto same_list = [&](const FreeBlock* other) {
     const Slot s = slot_for_size(other->size());
     return s.first == slot.first && s.second == slot.second && other->is_free();
   };
   if (block->prev_free == nullptr) {
     if (heads_[slot.first][slot.second] != block) return false;
-  } else if (block->prev_free->next_free != block || !same_list(block->prev_free)) {
+  } else if (!followable(block->prev_free) || block->prev_free->next_free != block || !same_list(block->prev_free)) {
     return false;
   }
-  return block->next_free == nullptr || (block->next_free->prev_free == block && same_list(block->next_free));
+  return block->next_free == nullptr ||
+         (followable(block->next_free) && block->next_free->prev_free == block && same_list(block->next_free));
 }
 
-TM_NO_ASAN TM_NO_COVERAGE const void* FitIndex::validate() const {
+TM_NO_ASAN TM_NO_COVERAGE const void* FitIndex::validate(PlausibleLink plausible) const {
   size_t seen = 0;
   size_t seen_bytes = 0;
   for (unsigned f = 0; f < kFirstLevelCount; ++f) {
@@ -153,6 +156,9 @@ TM_NO_ASAN TM_NO_COVERAGE const void* FitIndex::validate() const {
       if (bit != (head != nullptr)) return &heads_[f][s];
       const FreeBlock* prev = nullptr;
       for (FreeBlock* b = head; b != nullptr; b = b->next_free) {
+        // The head is the index's own; a next link was read from the block before (`prev`).
+        if (plausible != nullptr && !plausible(b))
+          return prev != nullptr ? static_cast<const void*>(prev) : &heads_[f][s];
         const Slot slot = slot_for_size(b->size());
         if (slot.first != f || slot.second != s || b->prev_free != prev || !b->is_free()) return b;
         ++seen;

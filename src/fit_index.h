@@ -53,14 +53,19 @@ class FitIndex {
   size_t largest() const;
   // Head of list (first, second), for the heap walk.
   FreeBlock* head(unsigned first, unsigned second) const { return heads_[first][second]; }
+  // Heap checks: whether a link read from a block may be followed (it names a block start in
+  // the allocator's memory). Without one, every link is trusted (the index's own tests).
+  using PlausibleLink = bool (*)(const FreeBlock* link);
   // Whether `block` is linked into the list its size maps to, judged from its neighbourhood
   // in O(1): it heads that list, or its predecessor (which must be filed in the same list)
-  // links to it; its successor, if any, links back and is filed in the same list too.
-  bool holds(const FreeBlock* block) const;
+  // links to it; its successor, if any, links back and is filed in the same list too. A
+  // link `plausible` rejects is not followed: the block is not held.
+  bool holds(const FreeBlock* block, PlausibleLink plausible = nullptr) const;
   // Checks that every bitmap bit matches list emptiness and that each block is in the
   // list its size maps to, with consistent links. Returns the first bad block (or the
-  // list head address for a bitmap mismatch), nullptr when consistent.
-  const void* validate() const;
+  // list head address for a bitmap mismatch), nullptr when consistent. A link `plausible`
+  // rejects is reported at the block holding it, not followed.
+  const void* validate(PlausibleLink plausible = nullptr) const;
 
  private:
   // Best block >= size in list `own`, scanning all of it; nullptr when none fits.

@@ -312,6 +312,17 @@ TM_NO_COVERAGE void large_totals(LargeTotals* out) {
   out->usable_bytes = g_large_usable;
 }
 
+namespace {
+
+// Heap checks: whether a list link read from a header may be followed (nullptr, or a header
+// the address map names as its chunk's owner); an underflow of the block after it, or a
+// stray write, may have put anything there.
+TM_NO_COVERAGE bool plausible_header_link(const LargeHeader* link) {
+  return link == nullptr || chunk_owner(link) == static_cast<const SegmentBase*>(link);
+}
+
+}  // namespace
+
 TM_NO_COVERAGE int large_check_around(CheckResult* result, LargeHeader* header, const void* p) {
   LockGuard guard(g_large_lock);
   // p may lie past the mapping's end, in the rest of its last 4 MiB chunk: the header is all
@@ -323,6 +334,8 @@ TM_NO_COVERAGE int large_check_around(CheckResult* result, LargeHeader* header, 
   }
   if (chunk_owner(header->mapping) != header || chunk_owner(header->mapping + header->mapping_size - 1) != header)
     return result->fail(TM_CHECK_SEGMENT, header, "address map entries do not name this large block");
+  if (!plausible_header_link(header->prev) || !plausible_header_link(header->next))
+    return result->fail(TM_CHECK_LARGE, header, "large block list links are not block headers");
   const bool linked_in = header->prev != nullptr ? header->prev->next == header : g_large_blocks == header;
   if (!linked_in || (header->next != nullptr && header->next->prev != header))
     return result->fail(TM_CHECK_LARGE, header, "large block list links do not round-trip");
@@ -350,9 +363,13 @@ TM_NO_COVERAGE int large_check(CheckResult* result, size_t* requested_total) {
   size_t count = 0;
   size_t usable = 0;
   size_t requested = 0;
-  for (LargeHeader* header = g_large_blocks; header != nullptr; header = header->next) {
+  const LargeHeader* previous = nullptr;
+  for (LargeHeader* header = g_large_blocks; header != nullptr; previous = header, header = header->next) {
     if (++count > g_large_count)
       return result->fail(TM_CHECK_LARGE, header, "large block list is longer than its count (cycle?)");
+    // Each back link against the header walked before (no back link is followed).
+    if (header->prev != previous)
+      return result->fail(TM_CHECK_LARGE, header, "large block list links do not round-trip");
     if (header->magic != kSegmentMagic || header->kind != SegmentKind::kLarge || header_for(header->user) != header ||
         (addr_of(header->mapping) & (kSegmentSize - 1)) != 0 || header->requested > usable_of(header)) {
       return result->fail(TM_CHECK_LARGE, header, "large block header is corrupted");
@@ -360,8 +377,8 @@ TM_NO_COVERAGE int large_check(CheckResult* result, size_t* requested_total) {
     if (chunk_owner(header->mapping) != header || chunk_owner(header->mapping + header->mapping_size - 1) != header) {
       return result->fail(TM_CHECK_SEGMENT, header, "address map entries do not name this large block");
     }
-    if (header->next != nullptr && header->next->prev != header)
-      return result->fail(TM_CHECK_LARGE, header, "large block list links do not round-trip");
+    if (!plausible_header_link(header->next))
+      return result->fail(TM_CHECK_LARGE, header, "large block list link is not a block header");
     usable += usable_of(header);
     requested += header->requested;
   }

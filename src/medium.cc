@@ -296,10 +296,22 @@ TM_NO_ASAN BlockHeader* checked_block(MediumSegment* segment, const void* p, con
   return block;
 }
 
+// Heap checks: whether a best-fit link read from a block may be followed. It must name a block
+// start in a medium segment: a live block taken for a free one (its free flag overwritten)
+// holds user data where the links would be, and a write after free may have changed them.
+TM_NO_ASAN TM_NO_COVERAGE bool plausible_free_link(const FreeBlock* link) {
+  if ((addr_of(link) & (kBlockHeaderSize - 1)) != 0) return false;
+  const SegmentBase* owner = chunk_owner(link);
+  if (owner == nullptr || owner->magic != kSegmentMagic || owner->kind != SegmentKind::kMedium) return false;
+  const auto* segment = static_cast<const MediumSegment*>(owner);
+  const size_t offset = offset_of(segment, link);
+  return offset >= kMediumFirstBlock && offset < kMediumSentinel && start_bit(segment, offset);
+}
+
 // Heap walk of one arena's medium heap (its lock held); adds its live requested bytes.
 TM_NO_ASAN TM_NO_COVERAGE int medium_check_heap(CheckResult* result, MediumHeap& heap, unsigned arena_index,
                                                 size_t* requested_total) {
-  const void* bad = heap.index.validate();
+  const void* bad = heap.index.validate(plausible_free_link);
   if (bad != nullptr)
     return result->fail(TM_CHECK_FIT_INDEX, bad, "best-fit index is inconsistent (bitmap, list placement or links)");
   size_t segments = 0;
@@ -344,6 +356,7 @@ TM_NO_ASAN TM_NO_COVERAGE int medium_check_heap(CheckResult* result, MediumHeap&
         const FreeBlock* walk = static_cast<FreeBlock*>(block);
         size_t steps = 0;
         while (walk->prev_free != nullptr && steps <= heap.index.count()) {
+          if (!plausible_free_link(walk->prev_free)) break;  // not followed: the head check below fails
           walk = walk->prev_free;
           ++steps;
         }
@@ -885,7 +898,7 @@ TM_NO_ASAN TM_NO_COVERAGE int check_block_tags(CheckResult* result, MediumSegmen
     return result->fail(TM_CHECK_BOUNDARY_TAG, next, "medium block start is missing from the block-start bitmap");
   }
   if (block->is_free()) {
-    if (!heap_of(segment).index.holds(static_cast<FreeBlock*>(block)))
+    if (!heap_of(segment).index.holds(static_cast<FreeBlock*>(block), plausible_free_link))
       return result->fail(TM_CHECK_FIT_INDEX, block,
                           "free medium block is not on the best-fit index list for its size");
     if (next->is_free())

@@ -356,4 +356,80 @@ TEST(Integrity, ValidChurnThroughEveryBinPassesTheLinkChecks) {
   EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
 }
 
+// The heap checks never follow a link they have not judged first (tinymalloc.h: they never
+// abort). Found by tm_prop_heap_check: a live medium block whose free flag was overwritten
+// (the block before it overran into its tag) holds user data where a free block keeps its
+// best-fit links, and both checks dereferenced it (SIGSEGV). Now a link that names no block
+// start in a medium segment is reported as an index inconsistency where it was read.
+TEST(Integrity, HeapChecksDoNotFollowUserDataInALiveMediumBlockMarkedFree) {
+  MediumCacheOff off;
+  std::vector<char*> run = adjacent_medium(20000, 3);
+  ASSERT_EQ(run.size(), 3u);
+  auto* words = reinterpret_cast<uintptr_t*>(run[1]);
+  words[0] = reinterpret_cast<uintptr_t>(run[1]) + 4096;  // next_free: inside the block, no block start
+  words[1] = 0x4141414141414140;                          // prev_free: 16-byte aligned, far from any mapping
+  auto* header = tmi::BlockHeader::from_payload(run[1]);
+  unpoison(header, sizeof *header);
+  const uint64_t flags = header->size_flags;
+  header->size_flags = flags | tmi::kBlockFree;
+  tm_check_report_t report;
+  EXPECT_EQ(tm_check_heap_report(&report), TM_CHECK_FIT_INDEX) << report.message;
+  EXPECT_EQ(report.address, reinterpret_cast<uintptr_t>(header)) << report.message;
+  EXPECT_EQ(tm_check_heap_around(run[1], &report), TM_CHECK_FIT_INDEX) << report.message;
+  EXPECT_EQ(report.address, reinterpret_cast<uintptr_t>(header)) << report.message;
+  header->size_flags = flags;
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+  for (char* p : run) tm_free(p);
+}
+
+// The same for a free medium block whose links were written after its free: aimed at no
+// mapping, the full check's index walk and the scoped check's membership test report the
+// block instead of following them.
+TEST(Integrity, HeapChecksReportAFreeMediumBlocksLinkToNowhereWithoutFollowingIt) {
+  MediumCacheOff off;
+  std::vector<char*> run = adjacent_medium(20000, 3);
+  ASSERT_EQ(run.size(), 3u);
+  tm_free(run[1]);  // filed in the index; its neighbours stay live
+  auto* block = static_cast<tmi::FreeBlock*>(tmi::BlockHeader::from_payload(run[1]));
+  unpoison(block, sizeof *block);
+  for (tmi::FreeBlock** link : {&block->next_free, &block->prev_free}) {
+    tmi::FreeBlock* const saved = *link;
+    *link = reinterpret_cast<tmi::FreeBlock*>(uintptr_t{0x4141414141414140});
+    tm_check_report_t report;
+    EXPECT_EQ(tm_check_heap_report(&report), TM_CHECK_FIT_INDEX) << report.message;
+    EXPECT_EQ(report.address, reinterpret_cast<uintptr_t>(block)) << report.message;
+    EXPECT_EQ(tm_check_heap_around(run[1], &report), TM_CHECK_FIT_INDEX) << report.message;
+    EXPECT_EQ(report.address, reinterpret_cast<uintptr_t>(block)) << report.message;
+    *link = saved;
+  }
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+  tm_free(run[0]);
+  tm_free(run[2]);
+}
+
+// A large block header's list links overwritten with an address nobody mapped (an underflow
+// of the block after it): both checks report the header; neither follows the link.
+TEST(Integrity, HeapChecksReportALargeHeadersLinkToNowhereWithoutFollowingIt) {
+  void* older = tm_malloc(2 * MiB);
+  void* newer = tm_malloc(2 * MiB);  // the list: newer, then older
+  ASSERT_TRUE(older != nullptr && newer != nullptr);
+  for (void* block : {older, newer}) {
+    auto* header = reinterpret_cast<tmi::LargeHeader*>(static_cast<char*>(block) - tmi::kLargeHeaderSize);
+    unpoison(header, sizeof *header);
+    for (tmi::LargeHeader** link : {&header->next, &header->prev}) {
+      tmi::LargeHeader* const saved = *link;
+      *link = reinterpret_cast<tmi::LargeHeader*>(uintptr_t{0x4141414141414140});
+      tm_check_report_t report;
+      EXPECT_EQ(tm_check_heap_report(&report), TM_CHECK_LARGE) << report.message;
+      EXPECT_EQ(report.address, reinterpret_cast<uintptr_t>(header)) << report.message;
+      EXPECT_EQ(tm_check_heap_around(block, &report), TM_CHECK_LARGE) << report.message;
+      EXPECT_EQ(report.address, reinterpret_cast<uintptr_t>(header)) << report.message;
+      *link = saved;
+    }
+  }
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+  tm_free(older);
+  tm_free(newer);
+}
+
 }  // namespace
