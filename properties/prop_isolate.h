@@ -271,12 +271,19 @@ inline bool get_str(const std::string& in, size_t& pos, std::string* s) {
   return true;
 }
 
-// In a coverage build a forked child counts what it runs itself: it starts from zeroed
-// counters (the parent's own are written by the parent) and writes them when it ends, by
-// _exit, by the abort of an allocator report or by the fault of a sampled block's guard page
-// (the allocator's fault handler reports, then hands the fault to the handler installed
-// before it: this one). Both signals skip the runtime's atexit writer. tools/tm-coverage
-// merges every process's profile of a binary into one file (%m).
+// In a coverage build a forked child counts what it runs itself: the parent adds its counters
+// to the profile and zeroes them just before the fork (parent_coverage_flush), so the child
+// starts from zero with what the atfork handlers run inside fork() counted, and writes its
+// counters when it ends, by _exit, by the abort of an allocator report or by the fault of a
+// sampled block's guard page (the allocator's fault handler reports, then hands the fault to
+// the handler installed before it: this one). Both signals skip the runtime's atexit writer.
+// tools/tm-coverage merges every process's profile of a binary into one file (%m): each write
+// adds the counters, so nothing is counted twice.
+inline void parent_coverage_flush() {
+  if (__llvm_profile_write_file == nullptr || __llvm_profile_reset_counters == nullptr) return;
+  __llvm_profile_write_file();
+  __llvm_profile_reset_counters();
+}
 inline void child_coverage_write() {
   if (__llvm_profile_write_file != nullptr) __llvm_profile_write_file();
 }
@@ -286,8 +293,7 @@ inline void write_coverage_then_die(int signal_number) {
   ::raise(signal_number);  // delivered when this handler returns
 }
 inline void child_coverage_start() {
-  if (__llvm_profile_reset_counters == nullptr) return;
-  __llvm_profile_reset_counters();
+  if (__llvm_profile_write_file == nullptr) return;
   ::signal(SIGABRT, write_coverage_then_die);
   ::signal(SIGSEGV, write_coverage_then_die);
 }
@@ -323,6 +329,7 @@ inline ChildOutcome run_in_child(const std::function<std::string()>& fn) {
     return out;
   }
   std::fflush(nullptr);
+  detail::parent_coverage_flush();
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(err_fd, 2);

@@ -402,6 +402,5 @@ TM_NO_COVERAGE PoolTotals pool_totals() {
 
 void pool_lock() { g_pool_lock.lock(); }
 void pool_unlock() { g_pool_lock.unlock(); }
-void pool_reset_lock_in_child() { g_pool_lock.reset(); }
 
 }  // namespace tmalloc

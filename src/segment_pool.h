@@ -79,8 +79,8 @@ PoolTotals pool_totals();
 // release it (see fork.cc).
 // Adds the pooled mappings to *out (pool lock held): purged ones count as mapped only.
 void pool_os_bytes(OsBytes* out);
+// Takes / releases the pool lock around a whole walk (tm_check_heap) or a fork (fork.cc).
 void pool_lock();
 void pool_unlock();
-void pool_reset_lock_in_child();
 
 }  // namespace tmalloc
