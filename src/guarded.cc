@@ -17,6 +17,7 @@
 #include "options.h"
 #include "os.h"
 #include "platform.h"
+#include "sanitizer.h"
 #include "size_class.h"
 #include "spinlock.h"
 #include "stats.h"
@@ -31,15 +32,6 @@
 #endif
 #if defined(__SANITIZE_ADDRESS__)
 #define TM_GUARDED_UNDER_SANITIZER 1
-#endif
-
-// The fault handler calls the previous handler through a pointer. UBSan's function-type check
-// of that call would need the UBSan runtime in every program that loads the library (the
-// dlopen'ed global-dynamic build has none), so the handler goes without it.
-#if defined(__clang__)
-#define TM_NO_FUNCTION_CHECK __attribute__((no_sanitize("function")))
-#else
-#define TM_NO_FUNCTION_CHECK
 #endif
 
 namespace tmalloc {

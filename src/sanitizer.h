@@ -33,6 +33,15 @@
 #define TM_NO_COVERAGE
 #endif
 
+// For a function that calls through a function pointer. UBSan's function-type check of such a
+// call needs the C++ UBSan runtime in every program that loads the library (the dlopen'ed
+// global-dynamic build of the system tests has none), so these calls go without it.
+#if defined(__clang__)
+#define TM_NO_FUNCTION_CHECK __attribute__((no_sanitize("function")))
+#else
+#define TM_NO_FUNCTION_CHECK
+#endif
+
 namespace tmalloc {
 
 // Marks [p, p + n) unaddressable for the program.
