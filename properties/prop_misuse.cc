@@ -42,6 +42,7 @@
 #include "prop_common.h"
 #include "prop_history.h"
 #include "prop_isolate.h"
+#include "small.h"
 #include "tinymalloc.h"
 #include "tinymalloc_test.h"
 
@@ -67,6 +68,7 @@ enum class Misuse {
   kTagOverrun,           // a medium block's boundary tag overwritten (an overrun of the block before), then free
   kLargeListLink,        // a large block header's list link overwritten, then free
   kQuarantineWrite,      // debug mode: a write into a quarantined block, found when it leaves the quarantine
+  kRunBitmap,            // a partial run's bitmap written over (no free bit below its count), then malloc
 };
 
 struct Case {
@@ -109,12 +111,13 @@ constexpr MisuseInfo kMisuses[] = {
     {Misuse::kTagOverrun, "overrun into a medium block's boundary tag", "heap corruption"},
     {Misuse::kLargeListLink, "large-block list link overwritten", "corrupted large-block list"},
     {Misuse::kQuarantineWrite, "write after free into a quarantined block (debug)", "write after free"},
+    {Misuse::kRunBitmap, "small run's bitmap written over", "corrupted run bitmap"},
 };
 constexpr bool table_in_enum_order() {
   for (size_t i = 0; i < std::size(kMisuses); ++i) {
     if (static_cast<size_t>(kMisuses[i].misuse) != i) return false;
   }
-  return std::size(kMisuses) == static_cast<size_t>(Misuse::kQuarantineWrite) + 1;
+  return std::size(kMisuses) == static_cast<size_t>(Misuse::kRunBitmap) + 1;
 }
 static_assert(table_in_enum_order(), "kMisuses lists every Misuse in the enum's order");
 
@@ -167,6 +170,14 @@ rc::Gen<Case> gen_case() {
       b.size = lo + b.size % (hi - lo + 1);
       c.debug = false;
     }
+    if (c.misuse == Misuse::kRunBitmap) {
+      // A small block of malloc that goes back to its run when freed (no thread cache).
+      HistoryBlock& b = c.blocks[c.victim];
+      b.source = Source::kMalloc;
+      b.size = 1 + b.size % tmalloc::kSmallMax;
+      c.thread_cache = false;
+      c.debug = false;
+    }
     if (c.misuse == Misuse::kWriteAfterFree) {
       // A thread cache's block: a small one, or a medium one the medium cache takes (up to
       // 64 KiB), from malloc (an aligned block's cache link is not at its payload).
@@ -212,6 +223,14 @@ __attribute__((no_sanitize("address"))) void store_word(void* p, uint64_t value)
 // The word at p, read the same way.
 __attribute__((no_sanitize("address"))) uint64_t load_word(const void* p) {
   return *static_cast<const volatile uint64_t*>(p);
+}
+
+// Loads and stores of a run's 32-bit fields and bitmap words, uninstrumented like the above.
+__attribute__((no_sanitize("address"))) uint32_t load_u32(const uint32_t* p) {
+  return *static_cast<const volatile uint32_t*>(p);
+}
+__attribute__((no_sanitize("address"))) uint8_t load_u8(const uint8_t* p) {
+  return *static_cast<const volatile uint8_t*>(p);
 }
 
 // Writes "misused 0x<p>" to stderr (the parent reads the address the report must name).
@@ -350,6 +369,23 @@ std::string run_case(const Case& c) {
       if (c.interior % 2 == 0) std::exit(0);  // found at exit (the quarantine's last check)
       // Otherwise when the victim leaves the quarantine: after at most its capacity of frees.
       for (int i = 0; i < 4200; ++i) tm_free(tm_malloc(16));
+      break;
+    }
+    case Misuse::kRunBitmap: {
+      // Freed into its run, the victim puts the run on its class's partial list; then its
+      // bitmap is written over so that no free bit lies below the run's count: all zero, or
+      // (where the count leaves spare bits in the last word) one bit set past the count.
+      // The mallocs of its class reach the run once the partial runs before it are full.
+      const tmalloc::BlockRef ref = tmalloc::block_ref(victim);
+      tmalloc::RunDesc* run = ref.run;
+      tm_free(victim);
+      if (load_u8(&run->in_use) == 0 || load_u8(&run->on_partial) == 0) return "skipped";  // released when empty
+      const uint32_t count = load_u32(&run->block_count);
+      const size_t words = (count + 63) / 64;
+      for (size_t w = 0; w < words; ++w) store_word(&run->bitmap[w], 0);
+      if (c.interior % 2 == 1 && count % 64 != 0) store_word(&run->bitmap[count / 64], uint64_t{1} << (count % 64));
+      announce(run);
+      for (int i = 0; i < 100000; ++i) (void)tm_malloc(requested[v]);
       break;
     }
   }
