@@ -5,7 +5,8 @@
 //   In a forked child, a random sequence of steps: sets and gets by an option's name in any
 //   ASCII case, by a name no option has, or by a null name; values at the bounds of the
 //   option's range, inside it, or just and far outside it; allocations in every tier (filled
-//   with a pattern of their own); frees of a live block, checked first; heap checks. A model
+//   with a pattern of their own); frees of a live block, checked first; heap checks; leak
+//   reports, which must count exactly the live blocks debug mode recorded. A model
 //   holds every option's value: a get must return it, a set in range must return 0 and change
 //   it, anything else must return -1 with errno EINVAL and change nothing. Blocks allocated
 //   under one setting are freed under another (debug mode on and off, caches on and off,
@@ -17,6 +18,8 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
 #include <cerrno>
 #include <climits>
 #include <cstdint>
@@ -32,7 +35,7 @@
 
 namespace {
 
-enum class StepKind { kSet, kGet, kAllocate, kFree, kCheck };
+enum class StepKind { kSet, kGet, kAllocate, kFree, kCheck, kLeakReport };
 
 // Which name a set or get uses.
 enum class NameKind { kOption, kUnknown, kEmpty, kNull };
@@ -68,6 +71,8 @@ const char* kind_name(StepKind k) {
       return "free";
     case StepKind::kCheck:
       return "check";
+    case StepKind::kLeakReport:
+      return "leak report";
   }
   return "?";
 }
@@ -131,7 +136,8 @@ rc::Gen<Step> gen_step() {
                                                                     {2, StepKind::kGet},
                                                                     {3, StepKind::kAllocate},
                                                                     {2, StepKind::kFree},
-                                                                    {1, StepKind::kCheck}})),
+                                                                    {1, StepKind::kCheck},
+                                                                    {1, StepKind::kLeakReport}})),
       rc::gen::set(
           &Step::name,
           rc::gen::weightedElement<NameKind>(
@@ -156,12 +162,30 @@ rc::Gen<Case> gen_case() {
       &Case::steps, rc::gen::resize(40, rc::gen::nonEmpty(rc::gen::container<std::vector<Step>>(gen_step())))));
 }
 
-// A live block and the byte its contents are made of.
+// A live block, the byte its contents are made of, and whether debug mode recorded it (it was
+// on when the block was allocated).
 struct Live {
   unsigned char* p;
   size_t size;
   unsigned char fill;
+  bool recorded;
 };
+
+// What tm_leak_report wrote to a memory file, and the blocks it returned.
+struct LeakReport {
+  size_t returned = 0;
+  std::string text;
+};
+
+LeakReport leak_report() {
+  LeakReport r;
+  const int fd = memfd_create("tm_prop_leaks", 0);
+  if (fd < 0) return r;
+  r.returned = tm_leak_report(fd);
+  r.text = tmprop::detail::read_fd(fd);
+  ::close(fd);
+  return r;
+}
 
 // Whether all of a block still holds its fill byte.
 bool intact(const Live& b) {
@@ -229,7 +253,8 @@ std::string run_case(const Case& c) {
         const unsigned char fill = next_fill++;
         if (next_fill == 0) next_fill = 1;
         std::memset(p, fill, s.size);
-        live.push_back({p, s.size, fill});
+        const size_t debug_index = tmalloc::option_index("debug", 5);
+        live.push_back({p, s.size, fill, model[debug_index] != 0});
         break;
       }
       case StepKind::kFree: {
@@ -245,6 +270,31 @@ std::string run_case(const Case& c) {
           if (!intact(b)) return at + "a live block's contents changed";
         }
         break;
+      case StepKind::kLeakReport: {
+        // Every live block debug mode recorded, whatever the mode is now; nothing else.
+        size_t blocks = 0;
+        size_t bytes = 0;
+        for (const Live& b : live) {
+          blocks += b.recorded ? 1 : 0;
+          bytes += b.recorded ? b.size : 0;
+        }
+        const LeakReport r = leak_report();
+        if (r.returned != blocks) {
+          return at + "tm_leak_report returned " + std::to_string(r.returned) + ", " + std::to_string(blocks) +
+                 " live blocks were allocated in debug mode\n" + r.text;
+        }
+        const std::string head =
+            "tinymalloc: leak report: " + std::to_string(blocks) + " blocks, " + std::to_string(bytes) + " bytes in ";
+        if (r.text.rfind(head, 0) != 0) return at + "the leak report does not start with \"" + head + "\":\n" + r.text;
+        const size_t report_index = tmalloc::option_index("report", 6);
+        const std::string json = "{\"tinymalloc\":\"leaks\",\"blocks\":" + std::to_string(blocks) +
+                                 ",\"bytes\":" + std::to_string(bytes) + ",";
+        if ((r.text.find(json) != std::string::npos) != (model[report_index] == 1)) {
+          return at + "the leak report's JSON summary is there with report=text or missing with report=json:\n" +
+                 r.text;
+        }
+        break;
+      }
     }
     const std::string verdict = heap_verdict(("after " + at).c_str());
     if (!verdict.empty()) return verdict;
