@@ -225,7 +225,7 @@ __attribute__((no_sanitize("address"))) uint64_t load_word(const void* p) {
   return *static_cast<const volatile uint64_t*>(p);
 }
 
-// Loads and stores of a run's 32-bit fields and bitmap words, uninstrumented like the above.
+// Loads of a run descriptor's 32-bit and 8-bit fields, uninstrumented like the above.
 __attribute__((no_sanitize("address"))) uint32_t load_u32(const uint32_t* p) {
   return *static_cast<const volatile uint32_t*>(p);
 }
