@@ -50,7 +50,7 @@ struct Held {
 };
 
 RC_GTEST_PROP(Alignment, AlignedBlocksAreAlignedUsableAndDisjoint, ()) {
-  const auto reqs = *rc::gen::resize(24, rc::gen::nonEmpty(rc::gen::container<std::vector<AlignedReq>>(gen_req())));
+  const auto reqs = *tmprop::list_of(24, gen_req(), /*non_empty=*/true);
   // The heap must be consistent before the case for the global heap check to judge it.
   const bool clean_start = tmprop::heap_problem().empty();
   RC_CLASSIFY(!clean_start, "heap inconsistent before the case (an earlier case broke it)");

@@ -41,13 +41,14 @@
 #include <thread>
 #include <vector>
 
+#include "prop_common.h"
 #include "prop_isolate.h"
 #include "tinymalloc.h"
 
 namespace {
 
 constexpr unsigned kPSlots = 8;          // slots per thread
-constexpr size_t kMaxCommands = 40;      // per thread and round (rc::gen::resize)
+constexpr int kMaxCommands = 40;         // per thread and round (tmprop::list_of)
 constexpr size_t kFullCheckMax = 65536;  // blocks up to this size are patterned entirely
 
 // ---- Cases ---------------------------------------------------------------------------------
@@ -197,9 +198,8 @@ rc::Gen<Case> gen_case(bool one_class) {
           c.round2 = std::move(r2);
           return c;
         },
-        rc::gen::container<std::vector<std::vector<Cmd>>>(
-            n, rc::gen::resize(kMaxCommands, rc::gen::container<std::vector<Cmd>>(gen_cmd(true, one_class)))),
-        rc::gen::resize(8, rc::gen::container<std::vector<Handoff>>(rc::gen::apply(
+        rc::gen::container<std::vector<std::vector<Cmd>>>(n, tmprop::list_of(kMaxCommands, gen_cmd(true, one_class))),
+        tmprop::list_of(8, rc::gen::apply(
                                [n](unsigned from, unsigned slot, unsigned to) {
                                  Handoff h;
                                  h.from = from % n;
@@ -208,9 +208,8 @@ rc::Gen<Case> gen_case(bool one_class) {
                                  return h;
                                },
                                rc::gen::inRange<unsigned>(0, 4), rc::gen::inRange<unsigned>(0, kPSlots),
-                               rc::gen::inRange<unsigned>(1, 4)))),
-        rc::gen::container<std::vector<std::vector<FCmd>>>(
-            n, rc::gen::resize(kMaxCommands, rc::gen::container<std::vector<FCmd>>(gen_fcmd(one_class)))));
+                               rc::gen::inRange<unsigned>(1, 4))),
+        rc::gen::container<std::vector<std::vector<FCmd>>>(n, tmprop::list_of(kMaxCommands, gen_fcmd(one_class))));
   });
 }
 

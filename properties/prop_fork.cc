@@ -61,12 +61,11 @@ void showValue(const Case& c, std::ostream& os) {
 }
 
 rc::Gen<Helper> gen_helper() {
-  return rc::gen::mapcat(
-      rc::gen::resize(24, rc::gen::container<std::vector<size_t>>(tmprop::tier_size())), [](std::vector<size_t> sizes) {
-        const size_t n = sizes.size();
-        return rc::gen::build<Helper>(rc::gen::set(&Helper::sizes, rc::gen::just(sizes)),
-                                      rc::gen::set(&Helper::kept, rc::gen::inRange<size_t>(0, n + 1)));
-      });
+  return rc::gen::mapcat(tmprop::list_of(24, tmprop::tier_size()), [](std::vector<size_t> sizes) {
+    const size_t n = sizes.size();
+    return rc::gen::build<Helper>(rc::gen::set(&Helper::sizes, rc::gen::just(sizes)),
+                                  rc::gen::set(&Helper::kept, rc::gen::inRange<size_t>(0, n + 1)));
+  });
 }
 
 rc::Gen<Case> gen_case() {
@@ -75,7 +74,7 @@ rc::Gen<Case> gen_case() {
     return rc::gen::build<Case>(
         rc::gen::set(&Case::blocks, rc::gen::just(blocks)),
         rc::gen::set(&Case::freed, rc::gen::container<std::vector<bool>>(n, rc::gen::arbitrary<bool>())),
-        rc::gen::set(&Case::helpers, rc::gen::resize(3, rc::gen::container<std::vector<Helper>>(gen_helper()))),
+        rc::gen::set(&Case::helpers, tmprop::list_of(3, gen_helper())),
         rc::gen::set(&Case::thread_cache, rc::gen::arbitrary<bool>()),
         rc::gen::set(&Case::medium_cache, rc::gen::arbitrary<bool>()),
         rc::gen::set(&Case::debug, rc::gen::weightedElement<bool>({{3, false}, {1, true}})));

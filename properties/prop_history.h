@@ -11,6 +11,7 @@
 #include <ostream>
 #include <vector>
 
+#include "prop_common.h"
 #include "tinymalloc.h"
 
 namespace tmprop {
@@ -69,7 +70,7 @@ inline rc::Gen<HistoryBlock> gen_history_block() {
 
 // A non-empty history of at most `max` blocks.
 inline rc::Gen<std::vector<HistoryBlock>> gen_history(int max = 12) {
-  return rc::gen::resize(max, rc::gen::nonEmpty(rc::gen::container<std::vector<HistoryBlock>>(gen_history_block())));
+  return list_of(max, gen_history_block(), /*non_empty=*/true);
 }
 
 // The blocks of a history once allocated, and the two pools (blocks of Source::kPool come

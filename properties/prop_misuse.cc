@@ -213,7 +213,10 @@ __attribute__((no_sanitize("address"))) void scribble(char* p, size_t n) {
 }
 
 // Flips every bit of the byte at p, uninstrumented (p may be poisoned under ASan).
-__attribute__((no_sanitize("address"))) void flip_byte(char* p) { *static_cast<volatile char*>(p) ^= 0xFF; }
+__attribute__((no_sanitize("address"))) void flip_byte(char* p) {
+  volatile char* byte = p;
+  *byte = static_cast<char>(*byte ^ 0xFF);
+}
 
 // Stores a word at p the way uninstrumented code would (allocator metadata is poisoned under ASan).
 __attribute__((no_sanitize("address"))) void store_word(void* p, uint64_t value) {

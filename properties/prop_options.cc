@@ -158,12 +158,11 @@ rc::Gen<Step> gen_step() {
 }
 
 rc::Gen<Case> gen_case() {
-  return rc::gen::build<Case>(rc::gen::set(
-      &Case::steps, rc::gen::resize(40, rc::gen::nonEmpty(rc::gen::container<std::vector<Step>>(gen_step())))));
+  return rc::gen::build<Case>(rc::gen::set(&Case::steps, tmprop::list_of(40, gen_step(), /*non_empty=*/true)));
 }
 
-// A live block, the byte its contents are made of, and whether debug mode recorded it (it was
-// on when the block was allocated).
+// A live block, the byte its contents are made of, and whether debug mode recorded it (debug or
+// leaks was set when the block was allocated).
 struct Live {
   unsigned char* p;
   size_t size;
@@ -253,8 +252,10 @@ std::string run_case(const Case& c) {
         const unsigned char fill = next_fill++;
         if (next_fill == 0) next_fill = 1;
         std::memset(p, fill, s.size);
+        // Debug mode records blocks while debug or leaks is set (the leak report needs them).
         const size_t debug_index = tmalloc::option_index("debug", 5);
-        live.push_back({p, s.size, fill, model[debug_index] != 0});
+        const size_t leaks_index = tmalloc::option_index("leaks", 5);
+        live.push_back({p, s.size, fill, model[debug_index] != 0 || model[leaks_index] != 0});
         break;
       }
       case StepKind::kFree: {
