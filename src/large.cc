@@ -79,10 +79,22 @@ void list_push(LargeHeader* header) {
 // Unlinks a header from the live list (lock held).
 void list_remove(LargeHeader* header) { list_unlink(g_large_blocks, header, "large-block list"); }
 
+// Whether a large block's header holds together on its own: magic and kind, a user pointer
+// just after it, a segment-aligned mapping and a requested size within the usable bytes
+// (the header ends at the user pointer, so a write just before the block lands in
+// `requested`).
+bool header_sound(const LargeHeader* header) {
+  return header->magic == kSegmentMagic && header->kind == SegmentKind::kLarge && header_for(header->user) == header &&
+         (addr_of(header->mapping) & (kSegmentSize - 1)) == 0 && header->requested <= usable_of(header);
+}
+
 // Reports misuse unless p is exactly the user pointer of a sound header.
 void validate(LargeHeader* header, const void* p, const char* what) {
   if (header->magic != kSegmentMagic || header->kind != SegmentKind::kLarge) {
     report_misuse("heap corruption", p, "large block header has a bad magic or kind");
+  }
+  if (header->user == p && !header_sound(header)) {
+    report_misuse("heap corruption", p, "large block header is corrupted (mapping or requested size)");
   }
   if (header->user != p) {
     const bool inside = large_owns(header, p);
@@ -328,10 +340,7 @@ TM_NO_COVERAGE int large_check_around(CheckResult* result, LargeHeader* header, 
   // p may lie past the mapping's end, in the rest of its last 4 MiB chunk: the header is all
   // there is to check then, as for any p in the block.
   (void)p;
-  if (header->magic != kSegmentMagic || header->kind != SegmentKind::kLarge || header_for(header->user) != header ||
-      (addr_of(header->mapping) & (kSegmentSize - 1)) != 0 || header->requested > usable_of(header)) {
-    return result->fail(TM_CHECK_LARGE, header, "large block header is corrupted");
-  }
+  if (!header_sound(header)) return result->fail(TM_CHECK_LARGE, header, "large block header is corrupted");
   if (chunk_owner(header->mapping) != header || chunk_owner(header->mapping + header->mapping_size - 1) != header)
     return result->fail(TM_CHECK_SEGMENT, header, "address map entries do not name this large block");
   if (!plausible_header_link(header->prev) || !plausible_header_link(header->next))
@@ -370,10 +379,7 @@ TM_NO_COVERAGE int large_check(CheckResult* result, size_t* requested_total) {
     // Each back link against the header walked before (no back link is followed).
     if (header->prev != previous)
       return result->fail(TM_CHECK_LARGE, header, "large block list links do not round-trip");
-    if (header->magic != kSegmentMagic || header->kind != SegmentKind::kLarge || header_for(header->user) != header ||
-        (addr_of(header->mapping) & (kSegmentSize - 1)) != 0 || header->requested > usable_of(header)) {
-      return result->fail(TM_CHECK_LARGE, header, "large block header is corrupted");
-    }
+    if (!header_sound(header)) return result->fail(TM_CHECK_LARGE, header, "large block header is corrupted");
     if (chunk_owner(header->mapping) != header || chunk_owner(header->mapping + header->mapping_size - 1) != header) {
       return result->fail(TM_CHECK_SEGMENT, header, "address map entries do not name this large block");
     }

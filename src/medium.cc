@@ -276,6 +276,11 @@ TM_NO_ASAN BlockHeader* checked_block(MediumSegment* segment, const void* p, con
                         block_at(segment, header_offset - prev_size)->size() != prev_size)) {
     report_corrupt_tag(heap, p, "prev_size", prev_size);
   }
+  // The slack shares the size's word, the last bytes before the payload: an underrun of this
+  // block lands there and would skew the requested-byte counters for good.
+  if (!block->is_free() && block->slack() > size - kBlockHeaderSize) {
+    report_corrupt_tag(heap, p, "slack", block->slack());
+  }
   ReportBlock reported;  // for the JSON form of the reports below
   reported.size = size - kBlockHeaderSize;
   if (block->is_free()) {
@@ -558,8 +563,8 @@ TM_NO_ASAN BlockHeader* medium_cacheable_block(MediumSegment* segment, const voi
   BlockHeader* block = BlockHeader::from_payload(p);
   const size_t size = block->size();
   if (block->is_free() || size < kMediumMinBlock || size > kMediumSentinel - (offset - kBlockHeaderSize) ||
-      block->next_physical()->prev_size != size) {
-    return nullptr;
+      block->next_physical()->prev_size != size || block->slack() > size - kBlockHeaderSize) {
+    return nullptr;  // medium_free's checked_block reports it
   }
   return block;
 }

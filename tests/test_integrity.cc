@@ -226,6 +226,41 @@ TEST_F(IntegrityDeathTest, AnOverrunIntoAFreeMediumBlocksTagIsReportedBeforeItIs
       "block");
 }
 
+// An underrun of a live medium block writes the slack word of its own header (the bytes just
+// before the payload): its free reports it, through the medium cache or straight to the index,
+// instead of taking the block back with a requested size that skews the counters for good.
+TEST_F(IntegrityDeathTest, AnUnderrunIntoAMediumBlocksOwnHeaderIsReportedAtItsFree) {
+  for (const bool cache : {false, true}) {
+    EXPECT_EXIT(
+        {
+          if (tm_option_set("medium_cache", cache ? 1 : 0) != 0) std::_Exit(3);
+          auto* p = static_cast<char*>(tm_malloc(10000));
+          unpoison(p - 1, 1);
+          p[-1] = 'x';
+          tm_free(p);
+          std::_Exit(0);
+        },
+        kAbort,
+        "tinymalloc: heap corruption at 0x[0-9a-f]+ \\(boundary tag of a medium block is corrupted: slack [0-9]+;")
+        << "medium_cache=" << cache;
+  }
+}
+
+// The same underrun of a large block lands in its header's requested size.
+TEST_F(IntegrityDeathTest, AnUnderrunIntoALargeBlocksHeaderIsReportedAtItsFree) {
+  EXPECT_EXIT(
+      {
+        auto* p = static_cast<char*>(tm_malloc(600 * KiB));
+        unpoison(p - 1, 1);
+        p[-1] = 'x';
+        tm_free(p);
+        std::_Exit(0);
+      },
+      kAbort,
+      "tinymalloc: heap corruption at 0x[0-9a-f]+ \\(large block header is corrupted \\(mapping or requested "
+      "size\\)\\)");
+}
+
 // Heap checks report a link that decodes to no block as a check failure (no abort): the
 // harness's checks see a use-after-free write into a cached block's first word.
 TEST(Integrity, HeapCheckReportsACachedLinkThatDecodesToNoBlock) {
