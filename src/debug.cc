@@ -49,12 +49,12 @@ constinit std::atomic<size_t> g_fast_size_bound{kSizeTableMax + 1};
 
 namespace {
 
-constexpr size_t kCanaryBytes = 16;          // the rear canary, and the unit of the front one
-constexpr size_t kDefaultFront = 16;         // front canary at the default alignment
-constexpr size_t kMaxFrontAlignment = 4096;  // above this alignment: no front canary
-constexpr unsigned char kAllocFill = 0xAB;   // new blocks (not calloc)
-constexpr unsigned char kFreeFill = 0xDF;    // freed blocks in the quarantine
-constexpr unsigned char kGuardFill = 0xBE;   // debug=guard: the rest of a block's pages
+constexpr size_t kCanaryBytes = 16;         // the rear canary, and the unit of the front one
+constexpr size_t kDefaultFront = 16;        // front canary at the default alignment
+constexpr size_t kMaxFrontCanary = 4096;    // a larger front has its canary in its last 4 KiB
+constexpr unsigned char kAllocFill = 0xAB;  // new blocks (not calloc)
+constexpr unsigned char kFreeFill = 0xDF;   // freed blocks in the quarantine
+constexpr unsigned char kGuardFill = 0xBE;  // debug=guard: the rest of a block's pages
 constexpr uintptr_t kFrontSalt = 0x5bd1e9955bd1e995u;
 
 constexpr size_t kShardCount = 16;  // power of two
@@ -78,7 +78,7 @@ struct Record {
   const void* site;
   const void* free_site;  // kFreed: where it was freed
   uint64_t seq;           // allocation sequence number (process-wide)
-  uint32_t front;         // user pointer - core block start = front canary bytes (0: none)
+  uint32_t front;         // user pointer - core block start (0: none); canary_span(front) bytes hold the canary
   State state;
   // A block in a slot of the sampled-block region (guarded.h): a zero-size block (no page
   // opened: any access faults), or any block of up to kGuardedMaxSize bytes in debug=guard
@@ -275,12 +275,19 @@ Canary front_canary(uintptr_t user) { return canary_for(user ^ kFrontSalt); }
 unsigned char* user_of(const Record& r) { return reinterpret_cast<unsigned char*>(r.key); }
 void* core_of(const Record& r) { return user_of(r) - r.front; }
 
+// Bytes just before the user pointer that a front of `front` bytes fills with its canary: all
+// of it up to 4 KiB, the last 4 KiB of the larger front of a block aligned above that (its
+// earlier pages are never touched; an underrun reaches the bytes nearest the block first).
+size_t canary_span(size_t front) { return front < kMaxFrontCanary ? front : kMaxFrontCanary; }
+
+// Writes the rear canary after the block and the front canary into its front.
 void write_canaries(unsigned char* user, size_t size, size_t front) {
   const Canary rear = rear_canary(addr_of(user), size);
   std::memcpy(user + size, rear.b, kCanaryBytes);
-  if (front == 0) return;
+  const size_t span = canary_span(front);
+  if (span == 0) return;
   const Canary f = front_canary(addr_of(user));
-  for (size_t off = 0; off < front; off += kCanaryBytes) std::memcpy(user - front + off, f.b, kCanaryBytes);
+  for (size_t off = 0; off < span; off += kCanaryBytes) std::memcpy(user - span + off, f.b, kCanaryBytes);
 }
 
 // Index of the first of the n bytes at p that is not `fill`, or n. Checks 64 bytes per
@@ -304,14 +311,16 @@ size_t first_not(const unsigned char* p, size_t n, unsigned char fill) {
   return n;
 }
 
-// Index of the first front canary byte (0 .. front) that differs from the pattern, or front.
+// Offset in the front (0 .. front) of the first canary byte that differs from the pattern, or
+// front.
 size_t first_front_change(const Record& r) {
   const Canary f = front_canary(r.key);
-  const unsigned char* front = user_of(r) - r.front;
-  for (size_t off = 0; off < r.front; off += kCanaryBytes) {
-    if (std::memcmp(front + off, f.b, kCanaryBytes) == 0) continue;
+  const size_t span = canary_span(r.front);
+  const unsigned char* canary = user_of(r) - span;
+  for (size_t off = 0; off < span; off += kCanaryBytes) {
+    if (std::memcmp(canary + off, f.b, kCanaryBytes) == 0) continue;
     for (size_t i = 0; i < kCanaryBytes; ++i) {
-      if (front[off + i] != f.b[i]) return off + i;
+      if (canary[off + i] != f.b[i]) return r.front - span + off + i;
     }
   }
   return r.front;
@@ -481,11 +490,12 @@ void verify_freed(const Record& r) {
 
 // A free, realloc or usable_size of a pointer without a record: the core start of a debug
 // block (`off` bytes before its user pointer) would pass the core's own checks, so it is
-// reported here. Only 16-byte aligned addresses can be core block starts.
+// reported here. A block's front is its alignment (16 at least), and its user pointer is
+// aligned to it: only an address aligned to `off` can be the core start `off` bytes before one.
 void check_not_core_start(const void* p, const char* what) {
   const uintptr_t a = addr_of(p);
-  if (a == 0 || (a & (kDefaultFront - 1)) != 0) return;
-  for (size_t off = kDefaultFront; off <= kMaxFrontAlignment; off *= 2) {
+  if (a == 0) return;
+  for (size_t off = kDefaultFront; off <= TM_MAX_ALIGNMENT && (a & (off - 1)) == 0; off *= 2) {
     Record r{};
     if (!lookup(a + off, &r) || r.front != off) continue;
     TextBuffer detail;
@@ -525,10 +535,9 @@ void fork_release() {
 
 // ---- Allocation, free, quarantine ----
 
-size_t front_for(size_t alignment) {
-  if (alignment <= kDefaultFront) return kDefaultFront;
-  return alignment <= kMaxFrontAlignment ? alignment : 0;
-}
+// Bytes before the user pointer of a block aligned to `alignment`: the alignment itself (the
+// user pointer of an aligned core block moved on by whole alignments stays aligned).
+size_t front_for(size_t alignment) { return alignment <= kDefaultFront ? kDefaultFront : alignment; }
 
 // A recorded block of `size` bytes at `alignment` (<= 16: the default), zeroed or, from byte
 // `fill_from` on, filled (realloc copies the bytes before fill_from itself).

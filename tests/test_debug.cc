@@ -309,6 +309,40 @@ TEST_F(DebugDeathTest, UnderflowOfAlignedBlock) {
           "allocate_aligned_for_underflow") "; 200 bytes written before its start\\)");
 }
 
+// Above a page of alignment the front is the alignment too, its canary in the last 4 KiB
+// before the block (the block's own header lay there before: an underrun went unreported and
+// wrote over the core block's slack). Medium, large and very large alignments.
+TEST_F(DebugDeathTest, UnderflowOfABlockAlignedAboveAPage) {
+  for (size_t alignment : {size_t{8192}, size_t{64} * KiB, size_t{4} * MiB}) {
+    for (size_t size : {size_t{1}, size_t{8193}, size_t{600} * KiB}) {
+      EXPECT_EXIT(
+          {
+            debug_on();
+            auto* p = static_cast<char*>(dbgsite::allocate_aligned_for_underflow(alignment, size));
+            if (!is_aligned(p, alignment)) std::_Exit(3);
+            p[-1] = 'u';
+            tm_free(p);
+          },
+          kAbort,
+          "tinymalloc: heap underflow at " HEX " \\(block of " + std::to_string(size) +
+              " bytes allocated at " SITE("allocate_aligned_for_underflow") "; 1 bytes written before its start\\)")
+          << alignment << " " << size;
+    }
+  }
+}
+
+TEST_F(DebugDeathTest, FreeOfTheCoreStartOfABlockAlignedAboveAPage) {
+  EXPECT_EXIT(
+      {
+        debug_on();
+        auto* p = static_cast<char*>(dbgsite::allocate_aligned_for_underflow(64 * KiB, 100));
+        tm_free(p - 64 * KiB);
+      },
+      kAbort,
+      "tinymalloc: invalid free at " HEX " \\(pointer 65536 bytes before the block of 100 bytes allocated at " SITE(
+          "allocate_aligned_for_underflow") "\\)");
+}
+
 TEST_F(DebugDeathTest, WriteAfterFreeFoundByFlush) {
   EXPECT_EXIT(
       {
@@ -778,6 +812,20 @@ TEST_F(DebugTest, ReallocMovesAndKeepsTheData) {
   ASSERT_NE(fresh, nullptr);
   EXPECT_EQ(tm_usable_size(fresh), 33u);
   tm_free(fresh);
+}
+
+// A byte written 4 KiB before such a block is past its canary: the front beyond it is padding.
+TEST_F(DebugTest, TheCanaryOfALargeFrontIsItsLastFourKiB) {
+  auto* p = static_cast<unsigned char*>(tm_aligned_alloc(64 * KiB, 100));
+  ASSERT_NE(p, nullptr);
+  p[-4097] ^= 0xff;
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+  p[-4097] ^= 0xff;
+  p[-4096] ^= 0xff;
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_DEBUG_BLOCK);
+  p[-4096] ^= 0xff;
+  EXPECT_EQ(tm_check_heap(), TM_CHECK_OK);
+  tm_free(p);
 }
 
 TEST_F(DebugTest, AlignedAllocationsAreAlignedAndExact) {
