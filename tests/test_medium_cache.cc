@@ -108,6 +108,23 @@ TEST_F(MediumCache, LeavingTheCacheCoalescesNoTwoFreeNeighboursAfterRelease) {
   tm_free(run[4]);
 }
 
+TEST_F(MediumCache, AFullBinHandsBackExactlyItsOlderHalf) {
+  // The smallest class, whose full bin stays within the thread's byte bound.
+  const size_t size = tmi::medium_cache_class_size(0);
+  const unsigned limit = tmi::medium_cache_bin_limit(0);
+  ASSERT_LE((limit + 1) * size, tmi::kMediumCacheThreadBytes) << "the byte bound would empty the bin first";
+  tm_release_cached();
+  std::vector<void*> blocks;
+  for (unsigned i = 0; i <= limit; ++i) blocks.push_back(tm_malloc(size));
+  const tm_stats_t s0 = stats();
+  for (unsigned i = 0; i < limit; ++i) tm_free(blocks[i]);
+  EXPECT_EQ(stats().cached_blocks - s0.cached_blocks, limit) << "a bin holds up to its limit";
+  tm_free(blocks[limit]);  // the bin is full: half of it goes back, then this block joins it
+  EXPECT_EQ(stats().cached_blocks - s0.cached_blocks, limit / 2 + 1);
+  TM_ASSERT_HEAP_OK();
+  tm_release_cached();
+}
+
 TEST_F(MediumCache, BinsAndTheThreadStayWithinTheirBounds) {
   // One class: at most its limit of blocks; a full bin hands back its older half.
   const size_t size = 40000;
