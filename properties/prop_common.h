@@ -79,9 +79,9 @@ inline rc::Gen<size_t> medium_size() {
 // own size. `rc::gen::resize(max, container(element))` bounds the length but also hands `max`
 // down as the elements' size, and RapidCheck scales `inRange` (and what is built on it) by the
 // size: inside `resize(12, ...)` an `inRange<unsigned>(3, 17)` alignment exponent only ever
-// drew 3, 4 or 5, and `resize(40, ...)` hid the upper half of the option table from the option
-// property. Here the length is bounded the same way and the elements see the size every other
-// generator of the case sees (growing to rc::kNominalSize over a run, as RapidCheck intends).
+// drew 3, 4 or 5, and `resize(40, ...)` hid 9 of the 16 options from the option property.
+// Here the length is bounded the same way and the elements see the size every other generator
+// of the case sees (growing to rc::kNominalSize over a run, as RapidCheck intends).
 template <typename T>
 rc::Gen<std::vector<T>> list_of(int max, rc::Gen<T> element, bool non_empty = false) {
   return rc::gen::withSize([max, element, non_empty](int size) {
