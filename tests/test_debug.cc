@@ -814,7 +814,8 @@ TEST_F(DebugTest, ReallocMovesAndKeepsTheData) {
   tm_free(fresh);
 }
 
-// A byte written 4 KiB before such a block is past its canary: the front beyond it is padding.
+// A block aligned above a page: its front canary is the 4 KiB just before it; a byte further
+// out is padding nobody checks.
 TEST_F(DebugTest, TheCanaryOfALargeFrontIsItsLastFourKiB) {
   auto* p = static_cast<unsigned char*>(tm_aligned_alloc(64 * KiB, 100));
   ASSERT_NE(p, nullptr);
