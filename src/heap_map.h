@@ -29,7 +29,6 @@ class HeapMap {
 
   // Pass control (tm_heap_map): counting, then writing.
   void begin_pass(bool writing);
-  bool writing() const { return writing_; }
   // The header (after the counting pass) and the closing lines.
   void write_header(size_t mapped_bytes, size_t committed_bytes, size_t requested_bytes);
   void write_footer();

@@ -85,18 +85,6 @@ inline constexpr uint64_t kSmallUsableRunsMask = ~uint64_t{0} << kSmallReservedR
 // Largest slack a run of this block size can record.
 constexpr size_t slack_capacity(size_t block_size) { return block_size <= kByteSlackMaxBlock ? 255 : 65535; }
 
-// Classes whose runs record slack in single bytes (blocks of at most kByteSlackMaxBlock).
-inline constexpr size_t kByteSlackClasses = kByteSlackMaxBlock / 16;
-
-// set_slack for a block of class `class_index` (no load of the run's block size).
-TM_ALWAYS_INLINE void set_class_slack(RunDesc* run, size_t class_index, size_t index, size_t slack) {
-  if (class_index < kByteSlackClasses) {
-    __atomic_store_n(&run->slack.bytes[index], static_cast<uint8_t>(slack), __ATOMIC_RELAXED);
-  } else {
-    __atomic_store_n(&run->slack.halves[index], static_cast<uint16_t>(slack), __ATOMIC_RELAXED);
-  }
-}
-
 // Records the slack of block `index` (owner of the block, or class lock held).
 TM_ALWAYS_INLINE void set_slack(RunDesc* run, size_t index, size_t slack) {
   if (run->block_size <= kByteSlackMaxBlock) {

@@ -9,7 +9,6 @@ namespace tmalloc {
 
 void stats_add_requested(size_t bytes) { requested_add(static_cast<int64_t>(bytes)); }
 void stats_sub_requested(size_t bytes) { requested_add(-static_cast<int64_t>(bytes)); }
-size_t stats_requested() { return requested_total(); }
 size_t stats_peak_requested() { return requested_peak(); }
 void stats_reset_peak_requested() { requested_reset_peak(); }
 

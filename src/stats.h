@@ -24,10 +24,9 @@ TM_ALWAYS_INLINE bool small_tracks_requested() { return g_track_requested.load(s
 void stats_add_requested(size_t bytes);
 // Counts `bytes` fewer requested bytes in use.
 void stats_sub_requested(size_t bytes);
-// Current and peak requested bytes. The peak is sampled whenever a thread's counter has
-// grown by 256 KiB since its last sample and at every tm_stats, so it can miss a
-// short-lived excursion of less than that per thread.
-size_t stats_requested();
+// Peak requested bytes (the current figure: requested_total in thread_cache.h). The peak is
+// sampled whenever a thread's counter has grown by 256 KiB since its last sample and at every
+// tm_stats, so it can miss a short-lived excursion of less than that per thread.
 size_t stats_peak_requested();
 // Sets the peak to the current value.
 void stats_reset_peak_requested();
