@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <regex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -654,6 +655,32 @@ TEST_F(DebugTest, MixedSizesAndReallocChainsRunClean) {
   tmalloc::debug_flush_quarantine();  // every freed block is verified here
   TM_EXPECT_HEAP_OK();
   EXPECT_EQ(leak_report().first, 0u);
+}
+
+// With report=json the leak report adds one JSON object for the whole and one per site, the
+// site in the same words as the text line.
+TEST_F(DebugTest, LeakReportInJsonGivesTheTotalsAndEachSiteAnObject) {
+  ASSERT_EQ(tm_option_set("report", 1), 0);
+  void* small = dbgsite::allocate_leaked_small(100);
+  void* other_small = dbgsite::allocate_leaked_small(200);
+  void* big = dbgsite::allocate_leaked_big(5000);
+  const auto [blocks, out] = leak_report();
+  ASSERT_EQ(tm_option_set("report", 0), 0);
+  tm_free(small);
+  tm_free(other_small);
+  tm_free(big);
+  EXPECT_EQ(blocks, 3u);
+  EXPECT_NE(out.find("{\"tinymalloc\":\"leaks\",\"blocks\":3,\"bytes\":5300,\"sites\":2}\n"), std::string::npos) << out;
+  // The larger site first, as in the text lines.
+  const std::regex sites(
+      "tinymalloc:   5000 bytes in 1 blocks allocated at (" SITE("allocate_leaked_big") ")\n"
+      "\\{\"tinymalloc\":\"leak\",\"bytes\":5000,\"blocks\":1,\"alloc_site\":\"(" SITE("allocate_leaked_big") ")\"\\}\n"
+      "tinymalloc:   300 bytes in 2 blocks allocated at (" SITE("allocate_leaked_small") ")\n"
+      "\\{\"tinymalloc\":\"leak\",\"bytes\":300,\"blocks\":2,\"alloc_site\":\"(" SITE("allocate_leaked_small") ")\"\\}\n");
+  std::smatch match;
+  ASSERT_TRUE(std::regex_search(out, match, sites)) << out;
+  EXPECT_EQ(match[1], match[2]);
+  EXPECT_EQ(match[3], match[4]);
 }
 
 // tm_check_heap sees a damaged canary of a live block and a write into a quarantined one (and

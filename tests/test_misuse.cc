@@ -88,6 +88,23 @@ TEST_F(MisuseDeathTest, DoubleFreeMediumAfterCoalescing) {
       kAbort, "tinymalloc: (double|invalid) free at 0x[0-9a-f]+ \\(");
 }
 
+TEST_F(MisuseDeathTest, DoubleFreeOfAMediumBlockMergedIntoTheFreeBlockBeforeItIsNamed) {
+  // Without the medium cache the first free of run[2] merges it into run[1]'s free block at
+  // once: its address is then inside a free block, which the report says.
+  EXPECT_EXIT(
+      {
+        if (tm_option_set("medium_cache", 0) != 0) std::_Exit(2);
+        std::vector<char*> run = adjacent_medium(30000, 4);
+        if (run.size() != 4) std::_Exit(3);
+        tm_free(run[1]);
+        tm_free(run[2]);
+        tm_free(run[2]);
+      },
+      kAbort,
+      "tinymalloc: double free at 0x[0-9a-f]+ \\(medium block already freed and merged into a free block of "
+      "[0-9]+ bytes\\)");
+}
+
 TEST_F(MisuseDeathTest, DoubleFreeLarge) {
   EXPECT_EXIT(
       {
