@@ -36,6 +36,8 @@ TIERS = (
 # Fuzz targets that exercise each core file (the tier or operation it implements).
 RELEVANT_FUZZ = {
     "src/small.cc": ["heap_ops", "size_class"],
+    "src/small_check.cc": ["heap_ops", "size_class"],
+    "src/small_arena.h": ["heap_ops", "size_class"],
     "src/medium.cc": ["split_coalesce", "realloc"],
     "src/medium_cache.cc": ["split_coalesce", "heap_ops"],
     "src/fit_index.cc": ["fit_index", "split_coalesce"],
