@@ -1,17 +1,15 @@
-// Debug mode (see debug.h): per-block records in a sharded, out-of-band hash table, canaries
-// on both sides of every block, fill patterns, a FIFO quarantine of freed blocks, allocation
-// sites named with dladdr, and the leak report.
+// Debug mode (see debug.h): per-block records in a sharded, out-of-band hash table
+// (debug_records.h), canaries on both sides of every block, fill patterns, a FIFO quarantine
+// of freed blocks, allocation sites named with dladdr, and the leak report.
 //
 // This runs inside malloc: it never allocates (tables and scratch space come from mmap), uses
 // no exceptions and no global constructors (constinit state), and builds its reports in
 // TextBuffers written with write(2).
 //
-// Locks, in this order: g_mode_lock, the quarantine's lock, the shard locks in index order
-// (only debug_update_mode, the fork handlers, the leak report and the exit check hold more
-// than one). No lock of this file is held while the core is called, so the core's own lock
-// order is unaffected (and the core never calls here).
-// A Record* points into a shard's table and is valid only while that shard's lock is held
-// (an insert may move the table): records leave the lock as copies.
+// Locks, in this order: g_mode_lock, the quarantine's lock, the record table's shard locks
+// in index order (debug_records.h; only debug_update_mode, the fork handlers, the leak report
+// and the exit check hold more than one). No lock of debug mode is held while the core is
+// called, so the core's own lock order is unaffected (and the core never calls here).
 #include "debug.h"
 
 #include <dlfcn.h>
@@ -28,6 +26,7 @@
 
 #include "api_internal.h"
 #include "check.h"
+#include "debug_records.h"
 #include "error.h"
 #include "guarded.h"
 #include "options.h"
@@ -57,43 +56,31 @@ constexpr unsigned char kFreeFill = 0xDF;   // freed blocks in the quarantine
 constexpr unsigned char kGuardFill = 0xBE;  // debug=guard: the rest of a block's pages
 constexpr uintptr_t kFrontSalt = 0x5bd1e9955bd1e995u;
 
-constexpr size_t kShardCount = 16;  // power of two
 constexpr size_t kQuarantineBlocks = 4096;
 constexpr size_t kQuarantineBytes = size_t{32} << 20;
 // Larger freed blocks are released at once (one would push out much of the quarantine).
 constexpr size_t kMaxQuarantinedBlock = kQuarantineBytes / 8;
-constexpr size_t kEvictBatch = 16;      // blocks taken out of the quarantine per lock hold
-constexpr size_t kInitialSlots = 1024;  // per shard, power of two
+constexpr size_t kEvictBatch = 16;  // blocks taken out of the quarantine per lock hold
 
 constexpr size_t kMaxSymbol = 120;    // longer symbol names are cut in reports
 constexpr size_t kMaxLeakSites = 50;  // sites listed by the leak report
 constexpr size_t kPageBytes = 4096;
 
-enum class State : uint32_t { kLive = 1, kFreed = 2 };
-
-// One block allocated in debug mode.
-struct Record {
-  uintptr_t key;  // user pointer; 0 marks an empty slot
-  size_t size;    // requested size
-  const void* site;
-  const void* free_site;  // kFreed: where it was freed
-  uint64_t seq;           // allocation sequence number (process-wide)
-  uint32_t front;         // user pointer - core block start (0: none); canary_span(front) bytes hold the canary
-  State state;
-  // A block in a slot of the sampled-block region (guarded.h): a zero-size block (no page
-  // opened: any access faults), or any block of up to kGuardedMaxSize bytes in debug=guard
-  // (the rest of its pages filled with kGuardFill, checked like a canary). No canaries; its
-  // slot, not the quarantine, keeps it inaccessible after the free.
-  bool guarded;
-};
-
-// A part of the table: the records whose key hashes here, under one lock.
-struct alignas(64) Shard {
-  SpinLock lock;
-  Record* slots = nullptr;  // open addressing, linear probing, backward-shift deletion
-  size_t capacity = 0;      // power of two; 0 before the first insert
-  size_t count = 0;         // records: live and quarantined
-};
+// The record table (debug_records.h).
+using debug_table::erase;
+using debug_table::find;
+using debug_table::g_shards;
+using debug_table::insert;
+using debug_table::lock_all;
+using debug_table::lookup;
+using debug_table::map_pages;
+using debug_table::mix64;
+using debug_table::Record;
+using debug_table::Shard;
+using debug_table::shard_of;
+using debug_table::State;
+using debug_table::total_records_locked;
+using debug_table::unlock_all;
 
 // The freed blocks waiting to be released, oldest first. One FIFO for the process: with one
 // per shard, the core's reuse of the address just released would keep all the traffic in the
@@ -110,7 +97,6 @@ struct Quarantine {
   size_t bytes = 0;  // requested bytes of the blocks in the ring
 };
 
-constinit Shard g_shards[kShardCount];
 constinit Quarantine g_quarantine;
 // Serialises mode changes (debug_update_mode, maybe_route_off) against each other.
 constinit SpinLock g_mode_lock;
@@ -127,110 +113,6 @@ constinit bool g_fork_handlers_installed = false;  // under g_mode_lock
 constinit std::atomic<uint64_t> g_key{0};
 // Allocation sequence numbers; relaxed: only uniqueness and rough order matter.
 constinit std::atomic<uint64_t> g_seq{0};
-
-constexpr uint64_t mix64(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ULL;
-  x ^= x >> 33;
-  return x;
-}
-
-// ---- Shards and the table (callers hold the shard's lock) ----
-
-uint64_t hash_of(uintptr_t key) { return mix64(key); }
-
-Shard& shard_of(uintptr_t key) { return g_shards[hash_of(key) & (kShardCount - 1)]; }
-
-size_t home_slot(uintptr_t key, size_t capacity) { return (hash_of(key) >> 4) & (capacity - 1); }
-
-void* map_pages(size_t bytes) {
-  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  return p == MAP_FAILED ? nullptr : p;
-}
-
-Record* find(Shard& s, uintptr_t key) {
-  if (s.capacity == 0) return nullptr;
-  const size_t mask = s.capacity - 1;
-  for (size_t i = home_slot(key, s.capacity);; i = (i + 1) & mask) {
-    Record& r = s.slots[i];
-    if (r.key == key) return &r;
-    if (r.key == 0) return nullptr;
-  }
-}
-
-// Doubles the table (the first call maps it) and rehashes; false when mmap fails.
-bool grow(Shard& s) {
-  const size_t capacity = s.capacity == 0 ? kInitialSlots : s.capacity * 2;
-  auto* slots = static_cast<Record*>(map_pages(capacity * sizeof(Record)));
-  if (slots == nullptr) return false;
-  for (size_t j = 0; j < s.capacity; ++j) {
-    const Record& r = s.slots[j];
-    if (r.key == 0) continue;
-    size_t i = home_slot(r.key, capacity);
-    while (slots[i].key != 0) i = (i + 1) & (capacity - 1);
-    slots[i] = r;
-  }
-  if (s.slots != nullptr) ::munmap(s.slots, s.capacity * sizeof(Record));
-  s.slots = slots;
-  s.capacity = capacity;
-  return true;
-}
-
-// Adds r (replacing a stale record of the same key); false when the table cannot grow.
-bool insert(Shard& s, const Record& r) {
-  if ((s.count + 1) * 4 > s.capacity * 3 && !grow(s)) return false;  // load factor <= 3/4
-  const size_t mask = s.capacity - 1;
-  size_t i = home_slot(r.key, s.capacity);
-  while (s.slots[i].key != 0 && s.slots[i].key != r.key) i = (i + 1) & mask;
-  if (s.slots[i].key == 0) ++s.count;
-  s.slots[i] = r;
-  return true;
-}
-
-// Removes the record at r; the records after it in its probe run move back over the hole.
-void erase(Shard& s, Record* r) {
-  const size_t mask = s.capacity - 1;
-  auto hole = static_cast<size_t>(r - s.slots);
-  for (size_t i = (hole + 1) & mask;; i = (i + 1) & mask) {
-    const Record& next = s.slots[i];
-    if (next.key == 0) break;
-    // `next` may fill the hole when the hole lies between its home slot and i (cyclically).
-    const size_t home = home_slot(next.key, s.capacity);
-    if (((i - home) & mask) >= ((i - hole) & mask)) {
-      s.slots[hole] = next;
-      hole = i;
-    }
-  }
-  s.slots[hole].key = 0;
-  --s.count;
-}
-
-// A copy of the record of `key`; false when there is none.
-bool lookup(uintptr_t key, Record* out) {
-  Shard& s = shard_of(key);
-  LockGuard guard(s.lock);
-  const Record* r = find(s, key);
-  if (r == nullptr) return false;
-  *out = *r;
-  return true;
-}
-
-void lock_all() {
-  for (Shard& s : g_shards) s.lock.lock();
-}
-
-void unlock_all() {
-  for (size_t i = kShardCount; i-- > 0;) g_shards[i].lock.unlock();
-}
-
-// Records in every table (callers hold every shard lock).
-size_t total_records_locked() {
-  size_t total = 0;
-  for (const Shard& s : g_shards) total += s.count;
-  return total;
-}
 
 // ---- Canaries and fill patterns ----
 
