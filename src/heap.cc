@@ -25,16 +25,18 @@
 
 // The opaque handle: one entry of the pool table.
 struct tm_heap_s {
-  std::atomic<uint32_t> in_use;  // 1 while created (slot ownership, under g_heaps_lock)
-  uint32_t slot;                 // arena slot: kMaxArenas + index
+  std::atomic<uint32_t> in_use{0};  // 1 while created (slot ownership, under g_heaps_lock)
+  uint32_t slot = 0;                // arena slot: kMaxArenas + index
 };
 
 namespace tmalloc {
 
 namespace {
 
-SpinLock g_heaps_lock;
-tm_heap_s g_heaps[kMaxHeaps];
+// constinit: zero-initialised at load time (an uninitialised member made g++ zero the table
+// in a global constructor).
+constinit SpinLock g_heaps_lock;
+constinit tm_heap_s g_heaps[kMaxHeaps]{};
 
 // Validates a handle: it must be an entry of the table that is in use.
 tm_heap_s* checked_heap(tm_heap_t* heap, const char* what) {
