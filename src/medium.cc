@@ -316,16 +316,9 @@ TM_NO_ASAN TM_NO_COVERAGE bool plausible_free_link(const FreeBlock* link) {
 // Heap walk of one arena's medium heap (its lock held); adds its live requested bytes.
 TM_NO_ASAN TM_NO_COVERAGE int medium_check_heap(CheckResult* result, MediumHeap& heap, unsigned arena_index,
                                                 size_t* requested_total) {
-  const void* bad = heap.index.validate(plausible_free_link);
-  if (bad != nullptr)
-    return result->fail(TM_CHECK_FIT_INDEX, bad, "best-fit index is inconsistent (bitmap, list placement or links)");
+  // The segment headers first: a damaged header is named as such, not by the index check,
+  // whose links into that segment then stop looking plausible.
   size_t segments = 0;
-  size_t empty = 0;
-  size_t free_blocks = 0;
-  size_t free_bytes = 0;
-  size_t live = 0;
-  size_t usable_total = 0;
-  size_t requested = 0;
   for (MediumSegment* segment = heap.segments; segment != nullptr; segment = segment->next) {
     if (++segments > heap.segment_count)
       return result->fail(TM_CHECK_SEGMENT, segment, "medium segment list is longer than its count (cycle?)");
@@ -336,6 +329,17 @@ TM_NO_ASAN TM_NO_COVERAGE int medium_check_heap(CheckResult* result, MediumHeap&
       return result->fail(TM_CHECK_SEGMENT, segment, "address map entry does not name this medium segment");
     if (segment->next != nullptr && segment->next->prev != segment)
       return result->fail(TM_CHECK_SEGMENT, segment, "medium segment list links do not round-trip");
+  }
+  const void* bad = heap.index.validate(plausible_free_link);
+  if (bad != nullptr)
+    return result->fail(TM_CHECK_FIT_INDEX, bad, "best-fit index is inconsistent (bitmap, list placement or links)");
+  size_t empty = 0;
+  size_t free_blocks = 0;
+  size_t free_bytes = 0;
+  size_t live = 0;
+  size_t usable_total = 0;
+  size_t requested = 0;
+  for (MediumSegment* segment = heap.segments; segment != nullptr; segment = segment->next) {
     size_t offset = kMediumFirstBlock;
     size_t prev_size = 0;
     bool prev_free = false;
