@@ -5,16 +5,18 @@
 //   A random history (prop_history.h: blocks of every tier, some freed) is built around one
 //   target block, then one structure of the target is corrupted the way an allocator bug or a
 //   stray write would: a bit or the free count of its small run, the run's class, list flag or
-//   place in the segment's free-run bits, its segment's magic, its recorded slack; the link or
-//   key of a cached small or medium block; a medium block's size, prev_size or slack, a free
-//   medium block's index links; a large block's header fields or list link; in debug mode a
-//   canary of a live block or the fill of a quarantined one. Then tm_check_heap_report must
-//   return the corruption's code with an address where the corruption lies, and
-//   tm_check_heap_around(target) the same where its scope covers the structure (the header
-//   of tinymalloc.h says what it covers: a medium block's cached state and debug canaries are
-//   left to the full check). Neither may crash on the corrupted heap. Once the bytes are put
-//   back, both checks pass again: nothing was changed by checking. In a forked child (the
-//   corrupted heap is thrown away with it).
+//   place in the segment's free-run bits, its segment's magic, its recorded slack, its class's
+//   handed-out and run counters, its arena's segment counters; the link or key of a cached
+//   small or medium block; a medium block's size, prev_size or slack, a free medium block's
+//   index links, its segment's magic, end sentinel or a stray block-start bit; a large block's
+//   header fields or list link; in debug mode a canary of a live block or the fill of a
+//   quarantined one. Then tm_check_heap_report must return the corruption's code with an
+//   address where the corruption lies, and tm_check_heap_around(target) the same where its
+//   scope covers the structure (the header of tinymalloc.h says what it covers: a medium
+//   block's cached state, debug canaries and the class and arena counters are left to the
+//   full check). Neither may crash on the corrupted heap. Once the bytes are put back, both
+//   checks pass again: nothing was changed by checking. In a forked child (the corrupted heap
+//   is thrown away with it).
 //
 // Reproduce a failure:
 //   RC_PARAMS="reproduce=<base64 printed by RapidCheck>" ./tm_prop_heap_check
@@ -39,6 +41,7 @@
 #include "prop_history.h"
 #include "prop_isolate.h"
 #include "small.h"
+#include "small_arena.h"
 #include "stats.h"
 #include "tinymalloc.h"
 
@@ -47,31 +50,38 @@ namespace {
 using tmprop::HistoryBlock;
 
 enum class Corruption {
-  kRunBitmapBit,       // the target's bit set in its run's bitmap (free count unchanged)
-  kRunFreeCount,       // the run's free count one higher
-  kRunPartialFlag,     // the run's "on its class's partial list" flag flipped
-  kRunBlockSize,       // the run's block size 16 bytes larger than its class's
-  kRunHint,            // the run's search hint past every word, though it has free blocks
-  kRunListLink,        // the run's next link on its class's partial list aimed at itself
-  kRunUnassigned,      // the run's bit set in its segment's free-run bitmap
-  kSmallSegmentMagic,  // a bit of the segment header's magic flipped
-  kSmallSlack,         // the target's recorded slack larger than its block
-  kCachedSmallLink,    // a cached small block's encoded link: bit 3 flipped
-  kCachedSmallKey,     // a cached small block's free-block key cleared
-  kMediumSize,         // a live medium block's size 16 bytes larger
-  kMediumPrevSize,     // a live medium block's prev_size 16 bytes larger
-  kMediumSlack,        // a live medium block's slack larger than its usable size
-  kMediumStartBit,     // a live medium block's bit in its segment's block-start bitmap cleared
-  kMediumFreeFlag,     // a live medium block's free flag set (its payload holds user data, not links)
-  kFreeMediumLink,     // a free medium block's prev or next index link aimed at itself or at no block
-  kCachedMediumLink,   // a medium-cached block's encoded link: bit 3 flipped
-  kCachedMediumKey,    // a medium-cached block's free-block key cleared
-  kLargeRequested,     // a large block header's requested bytes beyond its usable size
-  kLargeMagic,         // a bit of a large block header's magic flipped
-  kLargeLink,          // a large block header's prev or next link aimed at itself or at no header
-  kDebugOverflow,      // debug mode: the first byte past a live block's requested size
-  kDebugUnderflow,     // debug mode: the byte before a live block
-  kDebugFreedWrite,    // debug mode: a byte of a quarantined (freed) block
+  kRunBitmapBit,         // the target's bit set in its run's bitmap (free count unchanged)
+  kRunFreeCount,         // the run's free count one higher
+  kRunPartialFlag,       // the run's "on its class's partial list" flag flipped
+  kRunBlockSize,         // the run's block size 16 bytes larger than its class's
+  kRunHint,              // the run's search hint past every word, though it has free blocks
+  kRunListLink,          // the run's next link on its class's partial list aimed at itself
+  kRunUnassigned,        // the run's bit set in its segment's free-run bitmap
+  kSmallSegmentMagic,    // a bit of the segment header's magic flipped
+  kSmallSlack,           // the target's recorded slack larger than its block
+  kCachedSmallLink,      // a cached small block's encoded link: bit 3 flipped
+  kCachedSmallKey,       // a cached small block's free-block key cleared
+  kMediumSize,           // a live medium block's size 16 bytes larger
+  kMediumPrevSize,       // a live medium block's prev_size 16 bytes larger
+  kMediumSlack,          // a live medium block's slack larger than its usable size
+  kMediumStartBit,       // a live medium block's bit in its segment's block-start bitmap cleared
+  kMediumFreeFlag,       // a live medium block's free flag set (its payload holds user data, not links)
+  kFreeMediumLink,       // a free medium block's prev or next index link aimed at itself or at no block
+  kCachedMediumLink,     // a medium-cached block's encoded link: bit 3 flipped
+  kCachedMediumKey,      // a medium-cached block's free-block key cleared
+  kLargeRequested,       // a large block header's requested bytes beyond its usable size
+  kLargeMagic,           // a bit of a large block header's magic flipped
+  kLargeLink,            // a large block header's prev or next link aimed at itself or at no header
+  kDebugOverflow,        // debug mode: the first byte past a live block's requested size
+  kDebugUnderflow,       // debug mode: the byte before a live block
+  kDebugFreedWrite,      // debug mode: a byte of a quarantined (freed) block
+  kMediumSegmentMagic,   // a bit of the live medium block's segment header magic flipped
+  kMediumSentinel,       // the prev_size of the medium segment's end sentinel 16 bytes larger
+  kMediumStrayStartBit,  // a block-start bit set inside a live medium block's payload
+  kClassHandedOut,       // the handed-out counter of the small target's class one higher
+  kClassRunCount,        // the run counter of the small target's class one higher
+  kSmallSegmentCount,    // the segment counter of the small target's arena one higher
+  kEmptySegmentCount,    // the empty-segment counter of the small target's arena one higher
 };
 
 // The target block a corruption needs.
@@ -145,12 +155,26 @@ constexpr CorruptionInfo kCorruptions[] = {
      kNoScopedCode},
     {Corruption::kDebugFreedWrite, "write into a quarantined block", Target::kDebugFreed, code(TM_CHECK_DEBUG_BLOCK),
      kNoScopedCode},
+    {Corruption::kMediumSegmentMagic, "medium segment magic", Target::kMediumLive, code(TM_CHECK_SEGMENT),
+     code(TM_CHECK_SEGMENT)},
+    // The scoped check reads the sentinel only when the target is the segment's last block.
+    {Corruption::kMediumSentinel, "medium segment end sentinel", Target::kMediumLive, code(TM_CHECK_BOUNDARY_TAG),
+     kNoScopedCode},
+    {Corruption::kMediumStrayStartBit, "stray medium block-start bit", Target::kMediumLive, code(TM_CHECK_BOUNDARY_TAG),
+     kNoScopedCode},
+    // The scoped check sees a class counter only when it is below what the target's run holds.
+    {Corruption::kClassHandedOut, "class handed-out counter", Target::kSmallLive, code(TM_CHECK_STATS), kNoScopedCode},
+    {Corruption::kClassRunCount, "class run counter", Target::kSmallLive, code(TM_CHECK_STATS), kNoScopedCode},
+    {Corruption::kSmallSegmentCount, "arena small segment counter", Target::kSmallLive, code(TM_CHECK_STATS),
+     kNoScopedCode},
+    {Corruption::kEmptySegmentCount, "arena empty small segment counter", Target::kSmallLive, code(TM_CHECK_STATS),
+     kNoScopedCode},
 };
 constexpr bool table_in_enum_order() {
   for (size_t i = 0; i < std::size(kCorruptions); ++i) {
     if (static_cast<size_t>(kCorruptions[i].corruption) != i) return false;
   }
-  return std::size(kCorruptions) == static_cast<size_t>(Corruption::kDebugFreedWrite) + 1;
+  return std::size(kCorruptions) == static_cast<size_t>(Corruption::kEmptySegmentCount) + 1;
 }
 static_assert(table_in_enum_order(), "kCorruptions lists every Corruption in the enum's order");
 
@@ -388,6 +412,48 @@ std::string plant(Corruption c, char* p, size_t n, uint32_t pick, Planted* out) 
       out->overwrite(word, peek<uint64_t>(word) & ~(uint64_t{1} << (granule % 64)));
       // The block, or (the scoped check's view) a block before it that does not reach it.
       out->reports_within(addr(segment), addr(p));
+      return "";
+    }
+    case Corruption::kClassHandedOut:
+    case Corruption::kClassRunCount: {
+      SmallClass& cls = g_arenas[small_segment_of(p)->arena].classes[run_of(p)->class_index];
+      size_t* counter = c == Corruption::kClassHandedOut ? &cls.handed_out : &cls.runs;
+      out->overwrite(counter, *counter + 1);
+      out->reports_at(&cls);
+      return "";
+    }
+    case Corruption::kSmallSegmentCount:
+    case Corruption::kEmptySegmentCount: {
+      SmallArena& arena = g_arenas[small_segment_of(p)->arena];
+      size_t* counter = c == Corruption::kSmallSegmentCount ? &arena.segment_count : &arena.empty_segments;
+      out->overwrite(counter, *counter + 1);
+      out->reports_at(counter);
+      return "";
+    }
+    case Corruption::kMediumSegmentMagic: {
+      auto* segment = reinterpret_cast<MediumSegment*>(addr(p) & ~(kSegmentSize - 1));
+      out->overwrite(&segment->magic, segment->magic ^ (1u << (pick % 32)));
+      out->reports_at(segment);
+      return "";
+    }
+    case Corruption::kMediumSentinel: {
+      auto* segment = reinterpret_cast<MediumSegment*>(addr(p) & ~(kSegmentSize - 1));
+      auto* sentinel = reinterpret_cast<BlockHeader*>(addr(segment) + kMediumSentinel);
+      out->overwrite(&sentinel->prev_size, peek<uint64_t>(&sentinel->prev_size) + 16);
+      // The sentinel, or the block its prev_size now names.
+      out->reports_within(addr(segment), addr(sentinel));
+      return "";
+    }
+    case Corruption::kMediumStrayStartBit: {
+      auto* segment = reinterpret_cast<MediumSegment*>(addr(p) & ~(kSegmentSize - 1));
+      // A granule of the payload past its first 16 bytes: never a block start while the block is live.
+      const size_t usable_granules = tm_usable_size(p) / kBlockHeaderSize;
+      if (usable_granules < 2) return "the target's payload has no granule past its first";
+      const size_t granule = (addr(p) - addr(segment)) / kBlockHeaderSize + 1 + pick % (usable_granules - 1);
+      uint64_t* word = &segment->start_bits[granule / 64];
+      out->overwrite(word, peek<uint64_t>(word) | uint64_t{1} << (granule % 64));
+      // The segment (a count of start bits that do not match), or the block holding the bit.
+      out->reports_within(addr(segment), addr(p) + tm_usable_size(p));
       return "";
     }
     case Corruption::kMediumFreeFlag: {
