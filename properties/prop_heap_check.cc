@@ -263,6 +263,10 @@ tmalloc::SmallSegment* small_segment_of(const void* p) {
   return reinterpret_cast<tmalloc::SmallSegment*>(addr(p) & ~(tmalloc::kSegmentSize - 1));
 }
 
+tmalloc::MediumSegment* medium_segment_of(const void* p) {
+  return reinterpret_cast<tmalloc::MediumSegment*>(addr(p) & ~(tmalloc::kSegmentSize - 1));
+}
+
 // Index of the run holding p in its small segment.
 size_t run_index_of(const void* p) { return (addr(p) - addr(small_segment_of(p))) >> tmalloc::kRunShift; }
 
@@ -406,7 +410,7 @@ std::string plant(Corruption c, char* p, size_t n, uint32_t pick, Planted* out) 
       return "";
     }
     case Corruption::kMediumStartBit: {
-      auto* segment = reinterpret_cast<MediumSegment*>(addr(p) & ~(kSegmentSize - 1));
+      auto* segment = medium_segment_of(p);
       const size_t granule = (addr(BlockHeader::from_payload(p)) - addr(segment)) / kBlockHeaderSize;
       uint64_t* word = &segment->start_bits[granule / 64];
       out->overwrite(word, peek<uint64_t>(word) & ~(uint64_t{1} << (granule % 64)));
@@ -431,13 +435,13 @@ std::string plant(Corruption c, char* p, size_t n, uint32_t pick, Planted* out) 
       return "";
     }
     case Corruption::kMediumSegmentMagic: {
-      auto* segment = reinterpret_cast<MediumSegment*>(addr(p) & ~(kSegmentSize - 1));
+      auto* segment = medium_segment_of(p);
       out->overwrite(&segment->magic, segment->magic ^ (1u << (pick % 32)));
       out->reports_at(segment);
       return "";
     }
     case Corruption::kMediumSentinel: {
-      auto* segment = reinterpret_cast<MediumSegment*>(addr(p) & ~(kSegmentSize - 1));
+      auto* segment = medium_segment_of(p);
       auto* sentinel = reinterpret_cast<BlockHeader*>(addr(segment) + kMediumSentinel);
       out->overwrite(&sentinel->prev_size, peek<uint64_t>(&sentinel->prev_size) + 16);
       // The sentinel, or the block its prev_size now names.
@@ -445,7 +449,7 @@ std::string plant(Corruption c, char* p, size_t n, uint32_t pick, Planted* out) 
       return "";
     }
     case Corruption::kMediumStrayStartBit: {
-      auto* segment = reinterpret_cast<MediumSegment*>(addr(p) & ~(kSegmentSize - 1));
+      auto* segment = medium_segment_of(p);
       // A granule of the payload past its first 16 bytes: never a block start while the block is live.
       const size_t usable_granules = tm_usable_size(p) / kBlockHeaderSize;
       if (usable_granules < 2) return "the target's payload has no granule past its first";
