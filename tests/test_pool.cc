@@ -240,6 +240,81 @@ TEST_F(Pool, TheMostRecentlyPooledOfEqualMappingsServesFirstEvenAtTheSameTime) {
   tm_free(again);
 }
 
+// A pooled mapping is purged once it has waited the purge delay, at exactly that age, not a
+// millisecond later (Arenas.ZeroPurgeDelayPurgesAtOnce pins the age test at a zero delay only).
+// Each free of a large block pools it and purges what has expired.
+TEST_F(Pool, APooledMappingIsPurgedAtExactlyThePurgeDelay) {
+  struct VirtualClock {
+    VirtualClock() { tm_test_clock_virtual(1); }
+    ~VirtualClock() { tm_test_clock_virtual(0); }
+  } clock;
+  ScopedOption delay("purge_delay_ms", 100);
+  void* first = tm_malloc(5 * MiB);
+  void* second = tm_malloc(6 * MiB);
+  void* third = tm_malloc(7 * MiB);
+  ASSERT_TRUE(first && second && third);
+  tm_free(first);  // pooled at 0 ms
+  tm_test_clock_advance(99);
+  tm_free(second);  // at 99 ms: the first has waited 99 ms
+  ASSERT_EQ(stats().pool_segments, 2u);
+  EXPECT_EQ(stats().pool_purged_segments, 0u) << "purged before its delay";
+  tm_test_clock_advance(1);
+  tm_free(third);  // at 100 ms: the first has waited exactly the delay, the second 1 ms
+  EXPECT_EQ(stats().pool_segments, 3u);
+  EXPECT_EQ(stats().pool_purged_segments, 1u) << "the first mapping, at exactly the delay, and only it";
+}
+
+// Unpurged pooled bytes may reach the cap (512 MiB) before the delay; only bytes beyond it have
+// the oldest mappings purged early (found by tools/tm-mutate: purging at exactly the cap
+// survived every other test). The mappings are reserved, never touched: no memory is used.
+TEST_F(Pool, PooledBytesUpToTheDirtyCapWaitForTheDelayAndBytesBeyondPurgeTheOldest) {
+  constexpr size_t kCap = 512 * MiB;
+  void* first = tm_malloc(kCap / 2 - kHeader);  // mappings of exactly 256 MiB
+  void* second = tm_malloc(kCap / 2 - kHeader);
+  void* third = tm_malloc(1 * MiB);
+  ASSERT_TRUE(first && second && third);
+  tm_free(first);
+  tm_free(second);
+  ASSERT_EQ(stats().pool_segments, 2u);
+  EXPECT_EQ(stats().pool_purged_segments, 0u) << "exactly the cap is unpurged: nothing purged before the delay";
+  tm_free(third);
+  EXPECT_EQ(stats().pool_segments, 3u);
+  EXPECT_EQ(stats().pool_purged_segments, 1u) << "over the cap: the oldest mapping, and only it, was purged";
+}
+
+// A fragment cut from a pooled mapping keeps the age of its pages. When the pool is full and the
+// fragment is older than every entry in it, the fragment is the coldest and leaves itself; the
+// newer entries stay (found by tools/tm-mutate: skipping that age test, or making it `count > 1`,
+// evicted the newest mapping instead, and no other test told). The pool is full here because its
+// limit was lowered below what it holds.
+TEST_F(Pool, AFragmentOlderThanAFullPoolLeavesInsteadOfANewerMapping) {
+  struct VirtualClock {
+    VirtualClock() { tm_test_clock_virtual(1); }
+    ~VirtualClock() { tm_test_clock_virtual(0); }
+  } clock;
+  void* older = tm_malloc(5 * MiB);
+  void* newer = tm_malloc(24 * MiB);
+  ASSERT_TRUE(older && newer);
+  tm_free(older);  // pooled at 0 ms: one segment and a bit more
+  tm_test_clock_advance(10);
+  tm_free(newer);  // pooled at 10 ms
+  ASSERT_EQ(stats().pool_segments, 2u);
+  ScopedOption one("pool_segments", 1);
+  ASSERT_EQ(stats().pool_segments, 2u) << "lowering the limit evicts nothing by itself";
+  // Best fit takes the 5 MiB mapping whole (its rest is under a segment); the unused part of its
+  // head is a fragment of age 0, older than the 24 MiB mapping the full pool still holds.
+  void* small = tm_malloc(1 * MiB);
+  ASSERT_NE(small, nullptr);
+  EXPECT_EQ(stats().pool_segments, 1u);
+  const size_t maps = stats().os_map_calls;
+  void* again = tm_malloc(20 * MiB);
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again, newer) << "the 24 MiB mapping stayed pooled and serves the 20 MiB block";
+  EXPECT_EQ(stats().os_map_calls, maps);
+  tm_free(again);
+  tm_free(small);
+}
+
 // A full pool evicts its oldest entry for a new one, also when both were pooled at the same
 // time (found by tools/tm-mutate: the new mapping turned away instead when its time equalled
 // the oldest's survived every other test).
