@@ -81,11 +81,14 @@ def write(out_dir, root, mutants, results, equivalent, meta):
         json.dump(doc, f, indent=1)
 
     # ---- Markdown ----
-    cols = ["killed", "timeout", "survived", "equivalent", "did-not-compile", "pending"]
+    cols = ["killed", "timeout", "survived", "equivalent", "identical", "release-identical", "did-not-compile",
+            "pending"]
     md = [f"# Mutation testing report (tm-mutate)\n",
           f"{meta.get('summary', '')}\n",
           f"**Mutation score: {fmt_score(overall)}** (killed + timeout over killed + timeout + survived; "
-          f"{totals.get('equivalent', 0)} equivalent and {totals.get('did-not-compile', 0)} non-compiling "
+          f"{totals.get('equivalent', 0)} listed as equivalent, {totals.get('identical', 0)} compiled to the "
+          f"unmutated code (release and ASan), {totals.get('release-identical', 0)} to the unmutated release code "
+          f"(not run under ASan) and {totals.get('did-not-compile', 0)} non-compiling "
           f"mutants are not counted; {totals.get('pending', 0)} not run).\n",
           "## Per file\n", "| file | mutants | " + " | ".join(cols) + " | score |",
           "|---|---:|" + "---:|" * len(cols) + "---:|"]
@@ -151,7 +154,7 @@ def write(out_dir, root, mutants, results, equivalent, meta):
             ms = by_line.get((f, i), [])
             states = {status[m["id"]] for m in ms} - {"pending", "did-not-compile"}
             cls = "survived" if "survived" in states else "killed" if states & set(DETECTED) else \
-                "equivalent" if states == {"equivalent"} else ""
+                "equivalent" if states and states <= {"equivalent", "identical", "release-identical"} else ""
             tip = "\n".join(f"{m['id']} {status[m['id']]}: {m['description']}" for m in ms)
             rows.append(f"<tr class='{cls}' title='{html.escape(tip, quote=True)}'><td class='n'>{i}</td>"
                         f"<td><code>{html.escape(line)}</code></td></tr>")

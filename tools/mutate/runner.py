@@ -15,13 +15,24 @@ waits for the unit tests' and the corpus replays' links:
               relevant to the mutated file, in a fuzz-preset build of the mutant
 A tier that runs past its deadline (several times its time on the unmutated code) ends the
 mutant as `timeout` (an infinite loop or a hang: detected, counted as killed).
+
+Before any tier, a mutant of a .cc file is compiled alone and its object code compared with the
+unmutated file's (trivial compiler equivalence: debug information left out). When the release
+objects are the same, no release test can tell the mutant apart. Its objects in an ASan build
+(tree/build/asan) are then compared too: the same again, and the mutant is `identical`
+(equivalent, proven by the compiler: not run, not scored); different, and the change lies in
+code that only the sanitizer build has (poisoning and its bookkeeping), so the properties and
+unit tests run in the ASan tree instead (`asan properties`, `asan unit`), then the fuzz probe.
 """
 import contextlib
+import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 
 # (name, ctest label, ctest arguments). The unit tests come before the corpus replays: they
@@ -49,6 +60,10 @@ RELEVANT_FUZZ = {
     "src/os.cc": ["heap_ops"],
 }
 DEFAULT_FUZZ = ["heap_ops"]
+
+# The tiers run in the ASan tree for a mutant whose release objects are unchanged (the corpus
+# replays there take minutes and add nothing the properties' and unit tests' ASan runs miss).
+SANITIZER_TIERS = TIERS[:2]
 
 
 def log(msg):
@@ -138,10 +153,11 @@ def mutated(path, text, mutant):
 class Job:
     """One work tree (a copy of the sources) with its release build and, on demand, fuzz build."""
 
-    def __init__(self, root, work, index, jobs_per_build):
+    def __init__(self, root, work, index, jobs_per_build, sanitizer_tier=True):
         self.root = root
         self.dir = os.path.join(work, f"tree-{index}")
         self.release = os.path.join(self.dir, "build", "release")
+        self.asan = os.path.join(self.dir, "build", "asan")
         self.fuzz = os.path.join(self.dir, "build", "fuzz")
         self.logs = os.path.join(work, f"logs-{index}")
         self.parallel = str(jobs_per_build)
@@ -149,6 +165,10 @@ class Job:
         self.tier_targets = {}  # tier -> the targets of that tier and of the tiers before it
         self.fuzz_ready = False
         self.baseline = {}
+        self.sanitizer_tier = sanitizer_tier  # False: release-identical mutants are not run under ASan
+        self.asan_baseline = None  # tier -> seconds on the unmutated code, once the ASan tree is ready
+        self.asan_targets = None  # the ASan tree's targets for SANITIZER_TIERS
+        self.unmutated_digests = {}  # (build dir, file) -> digest of the unmutated file's objects
         os.makedirs(self.logs, exist_ok=True)
 
     def configure(self, preset, build_dir):
@@ -156,6 +176,74 @@ class Job:
             return True
         rc, _, _ = run(["cmake", "--preset", preset], self.dir, os.path.join(self.logs, f"configure-{preset}.log"))
         return rc == 0
+
+    def objects_of(self, build_dir, rel):
+        """The object files build_dir compiles from the source file rel (every library variant),
+        relative to build_dir, from its compile_commands.json; [] for a header."""
+        try:
+            with open(os.path.join(build_dir, "compile_commands.json")) as f:
+                commands = json.load(f)
+        except (OSError, json.JSONDecodeError):
+            return []
+        source = os.path.realpath(os.path.join(self.dir, rel))
+        out = []
+        for entry in commands:
+            if os.path.realpath(os.path.join(entry["directory"], entry["file"])) != source:
+                continue
+            args = shlex.split(entry["command"]) if "command" in entry else entry.get("arguments", [])
+            if "-o" in args:
+                out.append(args[args.index("-o") + 1])
+        return sorted(out)
+
+    def code_digest(self, build_dir, objects, log_name):
+        """Compiles the objects (paths relative to build_dir) and returns a digest of what they
+        hold without the debug information (which records columns) and the compiler's .comment:
+        equal digests mean the same machine code and data. 'did-not-compile' when the build fails."""
+        if not self.build(build_dir, objects, log_name):
+            return "did-not-compile"
+        digest = hashlib.sha1()
+        with tempfile.TemporaryDirectory() as tmp:
+            stripped = os.path.join(tmp, "o")
+            for obj in objects:
+                subprocess.run(["objcopy", "--strip-debug", "--remove-section=.comment", os.path.join(build_dir, obj),
+                                stripped], check=True)
+                digest.update(obj.encode())
+                with open(stripped, "rb") as f:
+                    digest.update(f.read())
+        return digest.hexdigest()
+
+    def unmutated_digest(self, build_dir, objects, path, text, applied):
+        """The digest of the unmutated objects (computed once per tree and object set: the file
+        is put back to text for the build, then to applied, the mutant)."""
+        key = (build_dir, tuple(objects))
+        if key not in self.unmutated_digests:
+            with open(path, "w") as f:
+                f.write(text)
+            try:
+                self.unmutated_digests[key] = self.code_digest(build_dir, objects, "unmutated-objects.log")
+            finally:
+                with open(path, "w") as f:
+                    f.write(applied)
+            if self.unmutated_digests[key] == "did-not-compile":
+                raise RuntimeError(f"the unmutated objects {objects} do not build in {build_dir}")
+        return self.unmutated_digests[key]
+
+    def same_code(self, build_dir, rel, path, text, applied):
+        """Whether the applied mutant compiles to the unmutated file's code in build_dir: True,
+        False, None (a header: no object of its own) or 'did-not-compile'. The library object
+        the tests link is compared first; the other variants are compiled only when it is the
+        same (a mutant that changes code rarely waits for them)."""
+        objects = self.objects_of(build_dir, rel)
+        if not objects:
+            return None
+        first = [next((o for o in objects if "tinymalloc_prefixed" in o), objects[0])]
+        for subset in (first, objects):
+            digest = self.code_digest(build_dir, subset, "mutant-objects.log")
+            if digest == "did-not-compile":
+                return digest
+            if digest != self.unmutated_digest(build_dir, subset, path, text, applied):
+                return False
+        return True
 
     def prepare(self):
         """Copies the sources, configures and builds the release tree, and times the tiers on
@@ -182,13 +270,38 @@ class Job:
                        self.dir, os.path.join(self.logs, log_name))
         return rc == 0
 
-    def tier(self, name, args, timeout, tag):
-        cmd = [os.path.join(self.dir, "ci", "preset-ctest"), "release", self.release, "--stop-on-failure",
+    def tier(self, name, args, timeout, tag, preset="release"):
+        build_dir = self.release if preset == "release" else os.path.join(self.dir, "build", preset)
+        cmd = [os.path.join(self.dir, "ci", "preset-ctest"), preset, build_dir, "--stop-on-failure",
                "--parallel", self.parallel] + args
         env = dict(os.environ)
         # A fixed RapidCheck seed: the same properties run for every mutant.
         env["RC_PARAMS"] = (env.get("RC_PARAMS", "") + " seed=1").strip()
         return run(cmd, self.dir, os.path.join(self.logs, f"{tag}-{name}.log"), timeout=timeout, env=env)
+
+    def prepare_asan(self, path, text, applied):
+        """Builds the ASan tree's property and unit tests and times them on the unmutated code
+        (the file is put back to text meanwhile, then to applied). Once per tree."""
+        if self.asan_baseline is not None:
+            return
+        with open(path, "w") as f:
+            f.write(text)
+        try:
+            targets = ninja_targets_for_labels(self.asan, [label for _, label, _ in SANITIZER_TIERS])
+            if not self.build(self.asan, targets, "build-asan-baseline.log"):
+                raise RuntimeError(f"building {self.asan} failed (see {self.logs}/build-asan-baseline.log)")
+            self.asan_targets = targets
+            baseline = {}
+            for name, _, args in SANITIZER_TIERS:
+                rc, secs, _ = self.tier(f"asan-{name}", args, None, "baseline", preset="asan")
+                if rc != 0:
+                    raise RuntimeError(f"ASan tier {name} fails on the unmutated code "
+                                       f"(see {self.logs}/baseline-asan-{name}.log)")
+                baseline[name] = secs
+            self.asan_baseline = baseline
+        finally:
+            with open(path, "w") as f:
+                f.write(applied)
 
     def failed_test(self, tag, name):
         """The first failing test named in a tier's log."""
@@ -211,24 +324,59 @@ class Job:
         """Applies the mutant in this tree, builds and runs the tiers. Returns the result dict."""
         start = time.monotonic()
         result = {"id": mutant["id"], "file": mutant["file"], "line": mutant["line"]}
-        with mutated(os.path.join(self.dir, mutant["file"]), text, mutant):
-            result.update(self._verdict(mutant, fuzz_seconds, seed, timeout_factor, result))
+        path = os.path.join(self.dir, mutant["file"])
+        with mutated(path, text, mutant):
+            tiers = self._tiers_for(mutant, path, text, result)
+            if isinstance(tiers, dict):
+                result.update(tiers)
+            else:
+                result.update(self._verdict(mutant, fuzz_seconds, seed, timeout_factor, result, tiers))
         result["seconds"] = round(time.monotonic() - start, 1)
         return result
 
-    def _verdict(self, mutant, fuzz_seconds, seed, timeout_factor, result):
+    def _tiers_for(self, mutant, path, text, result):
+        """Trivial compiler equivalence: compares the (applied) mutant's objects with the
+        unmutated file's. Returns the tiers to run, as (preset, tiers), or a final verdict."""
+        with open(path) as f:
+            applied = f.read()
+        release = self.same_code(self.release, mutant["file"], path, text, applied)
+        if release == "did-not-compile":
+            return {"status": "did-not-compile", "killer": None}
+        if release is not True:
+            return ("release", TIERS)
+        result["release_code"] = "identical"
+        if not self.sanitizer_tier:
+            return {"status": "release-identical", "killer": None}
+        if not self.configure("asan", self.asan):
+            raise RuntimeError(f"configuring {self.asan} failed (see {self.logs}/configure-asan.log)")
+        asan = self.same_code(self.asan, mutant["file"], path, text, applied)
+        if asan == "did-not-compile":
+            return {"status": "did-not-compile", "killer": None}
+        if asan is True:
+            return {"status": "identical", "killer": None}
+        self.prepare_asan(path, text, applied)
+        return ("asan", SANITIZER_TIERS)
+
+    def _verdict(self, mutant, fuzz_seconds, seed, timeout_factor, result, tiers=("release", TIERS)):
         """Builds the (applied) mutant and runs the tiers; the fields to add to its result."""
-        for name, _, args in TIERS:
+        preset, tier_list = tiers
+        prefix = "" if preset == "release" else f"{preset} "
+        for name, _, args in tier_list:
             # This tier's binaries (and those of the tiers before it, built already: a no-op).
-            if not self.build(self.release, self.tier_targets[name], "mutant-build.log"):
+            built = (self.build(self.release, self.tier_targets[name], "mutant-build.log") if preset == "release"
+                     else self.build(self.asan, self.asan_targets, "mutant-build-asan.log"))
+            if not built:
                 return {"status": "did-not-compile", "killer": None}
-            deadline = max(30.0, timeout_factor * self.baseline.get(name, 10.0))
-            rc, secs, timed_out = self.tier(name, args, deadline, "mutant")
-            result[f"{name}_s"] = round(secs, 2)
+            baseline = self.baseline if preset == "release" else self.asan_baseline
+            deadline = max(30.0, timeout_factor * baseline.get(name, 10.0))
+            tag_name = name if preset == "release" else f"{preset}-{name}"
+            rc, secs, timed_out = self.tier(tag_name, args, deadline, "mutant", preset=preset)
+            result[f"{tag_name.replace('-', '_')}_s"] = round(secs, 2)
             if timed_out:
-                return {"status": "timeout", "killer": f"{name} (over {deadline:.0f} s)"}
+                return {"status": "timeout", "killer": f"{prefix}{name} (over {deadline:.0f} s)"}
             if rc != 0:
-                return {"status": "killed", "killer": f"{name}: {self.failed_test('mutant', name) or '?'}"}
+                return {"status": "killed",
+                        "killer": f"{prefix}{name}: {self.failed_test('mutant', tag_name) or '?'}"}
         if fuzz_seconds > 0:
             result["fuzz_seconds"] = fuzz_seconds
             killer = self.fuzz_probe(mutant, fuzz_seconds, seed)
