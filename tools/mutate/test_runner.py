@@ -5,7 +5,7 @@ annotations, compiles code that release leaves out), a mutant the compiler prove
 `identical`, a mutant that changes release code runs the release tiers, a mutant that changes
 only the second tree's code runs the sanitizer tiers, and a mutant that does not compile is
 reported so. Needs cmake, ninja, a C++ compiler and objcopy; a few seconds. Also checks which
-earlier results a run keeps when the suite changed (read_results, killer_gone)."""
+earlier results a run keeps when the suite or src/ changed (read_results, killer_gone)."""
 import importlib.machinery
 import importlib.util
 import json
@@ -50,28 +50,31 @@ def mutant(original, replacement, nth=0):
 
 
 def check_reuse(expect):
-    """Earlier results kept across a change of the suite: kills (unless their test is gone),
-    timeouts and compiler verdicts; survivors and other code's results are dropped."""
+    """Earlier results kept across a change of the suite or of other files of src/: kills
+    (unless their test is gone), timeouts and compiler verdicts of an unchanged mutated file;
+    survivors, and results of a changed file, are dropped."""
     loader = importlib.machinery.SourceFileLoader(
         "tm_mutate", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tm-mutate"))
     spec = importlib.util.spec_from_loader("tm_mutate", loader)
     tm = importlib.util.module_from_spec(spec)
     loader.exec_module(tm)
+    base = {"file": "src/a.cc", "file_hash": "f", "code_hash": "c", "suite_hash": "old"}
     rows = [
-        {"id": "a", "status": "killed", "killer": "unit: Pool.StillThere", "code_hash": "c", "suite_hash": "old"},
-        {"id": "b", "status": "killed", "killer": "unit: Pool.Removed", "code_hash": "c", "suite_hash": "old"},
-        {"id": "c", "status": "survived", "killer": None, "code_hash": "c", "suite_hash": "old"},
-        {"id": "d", "status": "identical", "killer": None, "code_hash": "c", "suite_hash": "old"},
-        {"id": "e", "status": "killed", "killer": "unit: Pool.StillThere", "code_hash": "other", "suite_hash": "new"},
-        {"id": "f", "status": "survived", "killer": None, "code_hash": "c", "suite_hash": "new"},
-        {"id": "g", "status": "timeout", "killer": "unit (over 40 s)", "code_hash": "c", "suite_hash": "old"},
+        dict(base, id="a", status="killed", killer="unit: Pool.StillThere"),
+        dict(base, id="b", status="killed", killer="unit: Pool.Removed"),
+        dict(base, id="c", status="survived", killer=None),
+        dict(base, id="d", status="identical", killer=None),
+        dict(base, id="e", status="killed", killer="unit: Pool.StillThere", file_hash="edited"),
+        dict(base, id="f", status="survived", killer=None, suite_hash="new"),
+        dict(base, id="g", status="timeout", killer="unit (over 40 s)", code_hash="other"),
+        dict(base, id="h", status="survived", killer=None, code_hash="other", suite_hash="new"),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "results.jsonl")
         with open(path, "w") as f:
             f.write("".join(json.dumps(r) + "\n" for r in rows))
-        kept = tm.read_results(path, "c", "new")
-    expect(sorted(kept) == ["a", "b", "d", "f", "g"], f"results kept across a suite change: {sorted(kept)}")
+        kept = tm.read_results(path, "c", "new", {"src/a.cc": "f"})
+    expect(sorted(kept) == ["a", "b", "d", "f", "g"], f"results kept across changes: {sorted(kept)}")
     text = "TEST_F(Pool, StillThere) {}"
     gone = sorted(i for i, r in kept.items() if tm.killer_gone(r, text))
     expect(gone == ["b"], f"kills whose test is gone: {gone}")
@@ -145,7 +148,7 @@ def main():
             print(f"FAIL: {f}")
         return 1
     print(f"test_runner: {len(cases) + 1} mutants classified as expected by their object code; "
-          "results kept across a suite change as expected")
+          "results kept across changes as expected")
     return 0
 
 
