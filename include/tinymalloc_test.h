@@ -61,13 +61,17 @@ uint64_t tm_test_clock_now(void);
 /* Recycled mappings, for harnesses that reset the allocator between inputs: while on (off by
  * default), a range the allocator unmaps (tm_test_reset included) or purges stays mapped, its
  * resident pages zeroed, and later mappings are served from the unmapped ones (up to 4 GiB of
- * address space, the oldest unmapped first). The allocator sees what the kernel would give it and keeps the same
- * accounting; pages once touched are simply not faulted in again. Residency (mincore) would
+ * address space and 128 MiB of resident pages, the oldest unmapped first). The allocator sees what the kernel would
+ * give it and keeps the same accounting; pages once touched are simply not faulted in again. Residency (mincore) would
  * then depend on earlier inputs, so while it is on the allocator treats every page as
  * resident. Switching it off unmaps what the table holds. */
 void tm_test_recycle_mappings(int on);
 /* Address space the recycled-mapping table holds now, in bytes. */
 size_t tm_test_recycled_bytes(void);
+/* Of it, the bytes of pages the kernel held when they came back (an estimate once a range has
+ * been carved: a piece carries its share), at most 128 MiB: past that the oldest ranges are
+ * unmapped. */
+size_t tm_test_recycled_resident_bytes(void);
 
 /* Debug mode's own accounting (option debug or leaks): the blocks it records as live and the
  * sum of their requested sizes, and the freed blocks waiting in its quarantine (each still a

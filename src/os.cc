@@ -53,12 +53,14 @@ std::atomic<uint64_t> g_transit{0};
 struct RecycledRange {
   uintptr_t begin;
   size_t size;
+  size_t resident;  // bytes of its pages the kernel held when it came back (zeroed, still held)
 };
 constexpr size_t kMaxRecycled = 256;
 SpinLock g_recycle_lock;
 RecycledRange g_recycled[kMaxRecycled];  // [0, g_recycled_count), oldest first
 size_t g_recycled_count = 0;
 size_t g_recycled_bytes = 0;
+size_t g_recycled_resident = 0;  // sum of the ranges' resident bytes
 // Relaxed: switched only while no other thread is inside the allocator (tinymalloc_test.h).
 std::atomic<bool> g_recycle{false};
 
@@ -146,22 +148,33 @@ TM_NO_COVERAGE void unpoison_resident(const void* p, size_t n) {
 // alone (they read as zero): what MADV_DONTNEED guarantees about the contents, without its
 // faults at the next touch. A resident page that reads as zero already (one only ever read
 // maps the kernel's zero page) is not written: the write would fault. The ASan shadow is
-// left as it is.
-TM_NO_COVERAGE void zero_resident_pages(void* addr, size_t size) {
+// left as it is. With zero_them false only counts. Returns the bytes of resident pages (all of
+// a chunk whose residency mincore could not tell).
+TM_NO_COVERAGE size_t zero_resident_pages(void* addr, size_t size, bool zero_them = true) {
   constexpr size_t kChunkPages = 1024;  // pages per mincore call (the vector is on the stack)
   unsigned char resident[kChunkPages];
   const int saved_errno = errno;
   const uintptr_t end = addr_of(addr) + size;
+  size_t resident_pages = 0;
   for (uintptr_t chunk = addr_of(addr); chunk < end; chunk += kChunkPages * kPageSize) {
     const size_t pages = (end - chunk < kChunkPages * kPageSize ? end - chunk : kChunkPages * kPageSize) / kPageSize;
     const bool known = ::mincore(reinterpret_cast<void*>(chunk), pages * kPageSize, resident) == 0;
     for (size_t page = 0; page < pages; ++page) {
+      if (known && (resident[page] & 1) == 0) continue;
+      ++resident_pages;
       void* const at = reinterpret_cast<void*>(chunk + page * kPageSize);
-      if ((known && (resident[page] & 1) == 0) || page_is_zero(at)) continue;
-      zero_uninstrumented(at, kPageSize);
+      if (zero_them && !page_is_zero(at)) zero_uninstrumented(at, kPageSize);
     }
   }
   errno = saved_errno;
+  return resident_pages * kPageSize;
+}
+
+// The share of a recycled range's resident bytes that a part of `part` bytes carries (the
+// table knows only each range's total; its pages are taken to be spread evenly).
+size_t resident_share(const RecycledRange& range, size_t part) {
+  // resident <= size <= kMaxRecycledRange (1 GiB) and part <= size: the product fits.
+  return range.size == 0 ? 0 : static_cast<size_t>(static_cast<unsigned __int128>(range.resident) * part / range.size);
 }
 
 // Takes an aligned `size`-byte range from the table (the newest range that holds one: its
@@ -174,21 +187,26 @@ TM_NO_COVERAGE void* take_recycled(size_t size, size_t alignment) {
     if (at < range.begin || at + size > range.begin + range.size || at + size < at) continue;
     const size_t head = at - range.begin;
     const size_t tail = range.begin + range.size - (at + size);
+    const size_t head_resident = resident_share(range, head);
+    const size_t tail_resident = resident_share(range, tail);
     // The pieces left over take the range's slot and, for a second one, a new slot; without
     // a free slot the tail is unmapped.
     g_recycled_bytes -= size;
+    g_recycled_resident -= range.resident - head_resident - tail_resident;
     if (head != 0) {
       g_recycled[i].size = head;
+      g_recycled[i].resident = head_resident;
     } else {
       for (size_t j = i + 1; j < g_recycled_count; ++j) g_recycled[j - 1] = g_recycled[j];  // keep the age order
       --g_recycled_count;
     }
     if (tail != 0) {
       if (g_recycled_count < kMaxRecycled) {
-        g_recycled[g_recycled_count++] = {at + size, tail};
+        g_recycled[g_recycled_count++] = {at + size, tail, tail_resident};
       } else {
         unmap_now(reinterpret_cast<void*>(at + size), tail);
         g_recycled_bytes -= tail;
+        g_recycled_resident -= tail_resident;
       }
     }
     return reinterpret_cast<void*>(at);
@@ -197,8 +215,9 @@ TM_NO_COVERAGE void* take_recycled(size_t size, size_t alignment) {
 }
 
 // Keeps [addr, addr + size) (zeroed) for a later mapping, joined with its neighbours in the
-// table (up to kMaxRecycledRange); when the table is full, the ranges given longest ago are
-// unmapped to make room. `zeroed`: every page reads as zero already (a purged range).
+// table (up to kMaxRecycledRange); when the table is full (slots, address space or resident
+// bytes), the ranges given longest ago are unmapped to make room. `zeroed`: every page reads
+// as zero already (a purged range).
 TM_NO_COVERAGE void give_recycled(void* addr, size_t size, bool zeroed) {
   // A range may come back inaccessible (the sampled blocks' region); zeroing reads and writes
   // it, and the next mapping must be read-write.
@@ -206,7 +225,9 @@ TM_NO_COVERAGE void give_recycled(void* addr, size_t size, bool zeroed) {
     unmap_now(addr, size);
     return;
   }
-  if (!zeroed) zero_resident_pages(addr, size);
+  // A purged range's pages read as zero but may still be held (a purge while recycling zeroes
+  // them in place): they are counted, not read.
+  size_t resident = zero_resident_pages(addr, size, !zeroed);
   unpoison_resident(addr, size);  // a new mapping is addressable
   uintptr_t begin = addr_of(addr);
   uintptr_t end = begin + size;
@@ -217,29 +238,34 @@ TM_NO_COVERAGE void give_recycled(void* addr, size_t size, bool zeroed) {
     if (adjacent && (end - begin) + range.size <= kMaxRecycledRange) {
       begin = range.begin < begin ? range.begin : begin;
       end = range.begin + range.size > end ? range.begin + range.size : end;
+      resident += range.resident;
       g_recycled_bytes -= range.size;
+      g_recycled_resident -= range.resident;
       for (size_t j = i + 1; j < g_recycled_count; ++j) g_recycled[j - 1] = g_recycled[j];  // keep the age order
       --g_recycled_count;
       continue;
     }
     ++i;
   }
-  if (end - begin > kMaxRecycledBytes) {
+  if (end - begin > kMaxRecycledBytes || resident > kMaxRecycledResidentBytes) {
     unmap_now(reinterpret_cast<void*>(begin), end - begin);
     return;
   }
   // Full: the ranges returned longest ago are unmapped.
   size_t evicted = 0;
   while (evicted < g_recycled_count &&
-         (g_recycled_count - evicted == kMaxRecycled || g_recycled_bytes + (end - begin) > kMaxRecycledBytes)) {
+         (g_recycled_count - evicted == kMaxRecycled || g_recycled_bytes + (end - begin) > kMaxRecycledBytes ||
+          g_recycled_resident + resident > kMaxRecycledResidentBytes)) {
     unmap_now(reinterpret_cast<void*>(g_recycled[evicted].begin), g_recycled[evicted].size);
     g_recycled_bytes -= g_recycled[evicted].size;
+    g_recycled_resident -= g_recycled[evicted].resident;
     ++evicted;
   }
   for (size_t j = evicted; j < g_recycled_count; ++j) g_recycled[j - evicted] = g_recycled[j];
   g_recycled_count -= evicted;
-  g_recycled[g_recycled_count++] = {begin, end - begin};
+  g_recycled[g_recycled_count++] = {begin, end - begin, resident};
   g_recycled_bytes += end - begin;
+  g_recycled_resident += resident;
 }
 
 // Returns a range to the kernel, or to the table while recycling (`zeroed`: see give_recycled).
@@ -552,9 +578,15 @@ extern "C" TM_EXPORT void tm_test_recycle_mappings(int on) {
   }
   g_recycled_count = 0;
   g_recycled_bytes = 0;
+  g_recycled_resident = 0;
 }
 
 extern "C" TM_EXPORT size_t tm_test_recycled_bytes(void) {
   tmalloc::LockGuard guard(tmalloc::g_recycle_lock);
   return tmalloc::g_recycled_bytes;
+}
+
+extern "C" TM_EXPORT size_t tm_test_recycled_resident_bytes(void) {
+  tmalloc::LockGuard guard(tmalloc::g_recycle_lock);
+  return tmalloc::g_recycled_resident;
 }

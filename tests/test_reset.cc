@@ -888,6 +888,41 @@ TEST_F(Recycle, TheTableHoldsAtMostItsBoundAndCarvesAlignedPieces) {
   tmalloc::os_unmap(mappings.back(), 256 * MiB);
 }
 
+// The table keeps at most kMaxRecycledResidentBytes of pages the kernel holds: a fuzzer's RSS
+// stays bounded by what its inputs touch, not by the table's 4 GiB of address space. Ranges
+// that were never touched cost nothing and stay.
+TEST_F(Recycle, TheTableKeepsAtMostItsResidentBoundAndUntouchedRangesStay) {
+  constexpr size_t kRange = 16 * MiB;
+  void* untouched = tmalloc::os_map_aligned(kRange, 4 * MiB);
+  ASSERT_NE(untouched, nullptr);
+  tmalloc::os_unmap(untouched, kRange);
+  EXPECT_EQ(tm_test_recycled_resident_bytes(), 0u) << "nothing of it was ever resident";
+  // Touched ranges, three more than the bound holds; kept apart so that they do not join.
+  std::vector<void*> touched;
+  for (size_t i = 0; i < tmalloc::kMaxRecycledResidentBytes / kRange + 3; ++i) {
+    void* mapping = tmalloc::os_map_aligned(2 * kRange, 4 * MiB);
+    ASSERT_NE(mapping, nullptr);
+    memset(mapping, 0x3c, kRange);  // the first half resident, the second never touched
+    touched.push_back(mapping);
+  }
+  for (size_t i = 0; i < touched.size(); ++i) {
+    tmalloc::os_unmap(touched[i], kRange);  // the touched half; the untouched half stays the program's
+    EXPECT_LE(tm_test_recycled_resident_bytes(), tmalloc::kMaxRecycledResidentBytes) << "after range " << i;
+  }
+  EXPECT_GE(tm_test_recycled_resident_bytes(), tmalloc::kMaxRecycledResidentBytes - kRange);
+  EXPECT_FALSE(mapped(touched.front(), kRange)) << "the oldest touched range was unmapped";
+  EXPECT_TRUE(mapped(touched.back(), kRange)) << "the newest one stays, zeroed";
+  EXPECT_EQ(static_cast<unsigned char*>(touched.back())[kRange - 1], 0);
+  // Carving a piece of a touched range takes its share of the resident bytes with it.
+  const size_t before = tm_test_recycled_resident_bytes();
+  void* piece = tmalloc::os_map_aligned(kRange / 2, 4 * MiB);
+  ASSERT_NE(piece, nullptr);
+  EXPECT_EQ(tm_test_recycled_resident_bytes(), before - kRange / 2);
+  tmalloc::os_unmap(piece, kRange / 2);
+  EXPECT_EQ(tm_test_recycled_resident_bytes(), before) << "it comes back with its pages resident";
+  for (void* mapping : touched) tmalloc::os_unmap(static_cast<char*>(mapping) + kRange, kRange);
+}
+
 TEST_F(Recycle, TheSameProgramGivesTheSameOutcomeWithFreshOrRecycledMappings) {
   tm_test_recycle_mappings(0);
   ASSERT_EQ(tm_test_reset(), 0);
