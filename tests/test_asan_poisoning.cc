@@ -173,6 +173,33 @@ TEST(AsanPoisoning, ABlockReusingAPooledLargeMappingIsAddressableEverywhere) {
   tm_release_cached();
 }
 
+// Taking a pooled mapping changes the shadow of that mapping only (found by tools/tm-mutate's
+// ASan tier: a tail edge computed below the mapping instead of inside it unpoisoned everything
+// from there up, the slack of the live block in front of the mapping included, and no other
+// test told). A 12 MiB mapping is pooled; a 3 MiB block takes its head and an 8 MiB block the
+// aligned rest, right after the first block's mapping.
+TEST(AsanPoisoning, TakingAPooledMappingLeavesTheShadowBeforeItAlone) {
+  tmtest::ScopedOption segments("pool_segments", 64);
+  tmtest::ScopedOption delay("purge_delay_ms", 600000);
+  tm_release_cached();
+  constexpr size_t kMiB = 1024 * 1024;
+  char* whole = static_cast<char*>(tm_malloc(12 * kMiB));
+  ASSERT_NE(whole, nullptr);
+  tm_free(whole);
+  constexpr size_t kFirst = 3 * kMiB - 1000;  // a 3 MiB mapping: 936 bytes of poisoned slack
+  char* first = static_cast<char*>(tm_malloc(kFirst));
+  ASSERT_EQ(first, whole) << "the pooled mapping's head";
+  ASSERT_TRUE(__asan_address_is_poisoned(first + kFirst)) << "the slack after the requested bytes";
+  char* second = static_cast<char*>(tm_malloc(8 * kMiB - 4096));  // an 8 MiB mapping: the rest exactly
+  ASSERT_EQ(second, whole + 4 * kMiB) << "the aligned rest";
+  EXPECT_EQ(__asan_region_is_poisoned(second, 8 * kMiB - 4096), nullptr);
+  EXPECT_TRUE(__asan_address_is_poisoned(first + kFirst)) << "taking the rest changed the shadow before it";
+  EXPECT_TRUE(__asan_address_is_poisoned(first + kFirst + 935));
+  tm_free(second);
+  tm_free(first);
+  tm_release_cached();
+}
+
 // A medium block is addressable in every requested byte and poisoned right after it, whatever
 // its memory held before: freed blocks and the stale header of the free tail a freed block
 // merged with, fresh memory, a block grown in place, an aligned block, and the blocks of a
