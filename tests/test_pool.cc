@@ -315,6 +315,38 @@ TEST_F(Pool, AFragmentOlderThanAFullPoolLeavesInsteadOfANewerMapping) {
   tm_free(small);
 }
 
+// A fragment younger than the oldest entry of a full pool goes in and the oldest leaves, even
+// when an entry younger than the fragment is there too (found by tools/tm-mutate: comparing the
+// fragment with the second-oldest entry instead turned it away, and no other test told).
+TEST_F(Pool, AFragmentYoungerThanTheOldestOfAFullPoolEvictsTheOldest) {
+  struct VirtualClock {
+    VirtualClock() { tm_test_clock_virtual(1); }
+    ~VirtualClock() { tm_test_clock_virtual(0); }
+  } clock;
+  void* oldest = tm_malloc(28 * MiB);
+  void* middle = tm_malloc(5 * MiB);
+  void* newest = tm_malloc(24 * MiB);
+  ASSERT_TRUE(oldest && middle && newest);
+  tm_free(oldest);  // pooled at 0 ms
+  tm_test_clock_advance(10);
+  tm_free(middle);  // at 10 ms
+  tm_test_clock_advance(10);
+  tm_free(newest);  // at 20 ms
+  ScopedOption two("pool_segments", 2);
+  ASSERT_EQ(stats().pool_segments, 3u);
+  // Best fit takes the 5 MiB mapping whole; its unused part is a fragment aged 10 ms, between
+  // the 28 MiB mapping (0 ms) and the 24 MiB one (20 ms): the 28 MiB one leaves.
+  void* small = tm_malloc(1 * MiB);
+  ASSERT_NE(small, nullptr);
+  ASSERT_EQ(stats().pool_segments, 2u);
+  const size_t maps = stats().os_map_calls;
+  void* big = tm_malloc(28 * MiB);
+  ASSERT_NE(big, nullptr);
+  EXPECT_GT(stats().os_map_calls, maps) << "the oldest (28 MiB) mapping was evicted: none in the pool serves it";
+  tm_free(big);
+  tm_free(small);
+}
+
 // A full pool evicts its oldest entry for a new one, also when both were pooled at the same
 // time (found by tools/tm-mutate: the new mapping turned away instead when its time equalled
 // the oldest's survived every other test).
