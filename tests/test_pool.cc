@@ -347,6 +347,35 @@ TEST_F(Pool, AFragmentYoungerThanTheOldestOfAFullPoolEvictsTheOldest) {
   tm_free(small);
 }
 
+// A fragment older than every pooled entry goes first in the pool's age order, so the purge,
+// which scans oldest first and stops at the first entry younger than the delay, reaches it
+// (found by tools/tm-mutate: an insertion that never moved an entry into the first slot left
+// the fragment behind a younger entry, never purged, and no other test told).
+TEST_F(Pool, AFragmentOlderThanEveryEntryIsPurgedFirst) {
+  struct VirtualClock {
+    VirtualClock() { tm_test_clock_virtual(1); }
+    ~VirtualClock() { tm_test_clock_virtual(0); }
+  } clock;
+  ScopedOption delay("purge_delay_ms", 100);
+  void* older = tm_malloc(5 * MiB);
+  void* younger = tm_malloc(24 * MiB);
+  void* last = tm_malloc(6 * MiB);
+  ASSERT_TRUE(older && younger && last);
+  tm_free(older);  // pooled at 0 ms
+  tm_test_clock_advance(50);
+  tm_free(younger);  // at 50 ms
+  // Best fit takes the 5 MiB mapping whole; its unused part, aged 0 ms, goes in before the
+  // 24 MiB mapping.
+  void* small = tm_malloc(1 * MiB);
+  ASSERT_NE(small, nullptr);
+  ASSERT_EQ(stats().pool_segments, 2u);
+  tm_test_clock_advance(50);
+  tm_free(last);  // at 100 ms: the fragment has waited the delay, the 24 MiB mapping half of it
+  EXPECT_EQ(stats().pool_segments, 3u);
+  EXPECT_EQ(stats().pool_purged_segments, 1u) << "the fragment, the oldest entry, was purged";
+  tm_free(small);
+}
+
 // A full pool evicts its oldest entry for a new one, also when both were pooled at the same
 // time (found by tools/tm-mutate: the new mapping turned away instead when its time equalled
 // the oldest's survived every other test).
