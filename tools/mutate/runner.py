@@ -23,6 +23,8 @@ objects are the same, no release test can tell the mutant apart. Its objects in 
 (equivalent, proven by the compiler: not run, not scored); different, and the change lies in
 code that only the sanitizer build has (poisoning and its bookkeeping), so the properties and
 unit tests run in the ASan tree instead (`asan properties`, `asan unit`), then the fuzz probe.
+A mutant that survives the release tiers runs the ASan tiers as well: an out-of-bounds read or
+write often goes unseen in release.
 """
 import contextlib
 import hashlib
@@ -113,7 +115,10 @@ def sync_tree(root, dest):
         except FileNotFoundError:
             pass
         os.makedirs(os.path.dirname(dst), exist_ok=True)
-        shutil.copy2(src, dst)
+        # A fresh modification time, not the source's: the tree may have built objects after the
+        # checkout's file was edited (from the copy before), and they must not look newer.
+        shutil.copyfile(src, dst)
+        shutil.copymode(src, dst)
 
 
 def ninja_targets_for_labels(build_dir, labels):
@@ -330,7 +335,21 @@ class Job:
             if isinstance(tiers, dict):
                 result.update(tiers)
             else:
-                result.update(self._verdict(mutant, fuzz_seconds, seed, timeout_factor, result, tiers))
+                # A survivor of the release tiers may read or write out of bounds, which only ASan
+                # sees (an index one past an array reads whatever lies there in release): it runs
+                # the ASan tiers too, before its fuzz probe.
+                then_asan = tiers[0] == "release" and self.sanitizer_tier
+                verdict = self._verdict(mutant, 0 if then_asan else fuzz_seconds, seed, timeout_factor, result,
+                                        tiers)
+                if then_asan and verdict["status"] == "survived":
+                    if not self.configure("asan", self.asan):
+                        raise RuntimeError(f"configuring {self.asan} failed (see {self.logs}/configure-asan.log)")
+                    with open(path) as f:
+                        applied = f.read()
+                    self.prepare_asan(path, text, applied)
+                    verdict = self._verdict(mutant, fuzz_seconds, seed, timeout_factor, result,
+                                            ("asan", SANITIZER_TIERS))
+                result.update(verdict)
         result["seconds"] = round(time.monotonic() - start, 1)
         return result
 
