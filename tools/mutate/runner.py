@@ -63,8 +63,9 @@ RELEVANT_FUZZ = {
 }
 DEFAULT_FUZZ = ["heap_ops"]
 
-# The tiers run in the ASan tree for a mutant whose release objects are unchanged (the corpus
-# replays there take minutes and add nothing the properties' and unit tests' ASan runs miss).
+# The tiers run in the ASan tree for a mutant whose release objects are unchanged, and for a
+# survivor of the release tiers (the corpus replays there take minutes and add little to what
+# the properties' and unit tests' ASan runs see).
 SANITIZER_TIERS = TIERS[:2]
 
 
@@ -173,7 +174,7 @@ class Job:
         self.sanitizer_tier = sanitizer_tier  # False: release-identical mutants are not run under ASan
         self.asan_baseline = None  # tier -> seconds on the unmutated code, once the ASan tree is ready
         self.asan_targets = None  # the ASan tree's targets for SANITIZER_TIERS
-        self.unmutated_digests = {}  # (build dir, file) -> digest of the unmutated file's objects
+        self.unmutated_digests = {}  # (build dir, object paths) -> digest of the unmutated objects
         os.makedirs(self.logs, exist_ok=True)
 
     def configure(self, preset, build_dir):
