@@ -33,6 +33,15 @@ class Pool : public HeapTest {
   ScopedOption delay_{"purge_delay_ms", 600000};
 };
 
+// The allocator reads the virtual clock for the scope of one test (tm_test_clock_advance moves
+// it), so pooling times and purges are exact.
+struct VirtualClock {
+  VirtualClock() { tm_test_clock_virtual(1); }
+  ~VirtualClock() { tm_test_clock_virtual(0); }
+  VirtualClock(const VirtualClock&) = delete;
+  VirtualClock& operator=(const VirtualClock&) = delete;
+};
+
 // Allocates a large block, fills it with the pattern of `seed` and frees it into the pool.
 void pool_filled_block(size_t size, uint64_t seed) {
   void* p = tm_malloc(size);
@@ -221,10 +230,7 @@ TEST_F(Pool, AMostlyUntouchedMappingIsNotGathered) {
 // the most likely to be in the caches), also when both entered the pool at the same millisecond:
 // the virtual clock stands still, so both carry the same pooling time.
 TEST_F(Pool, TheMostRecentlyPooledOfEqualMappingsServesFirstEvenAtTheSameTime) {
-  struct VirtualClock {
-    VirtualClock() { tm_test_clock_virtual(1); }
-    ~VirtualClock() { tm_test_clock_virtual(0); }
-  } clock;
+  const VirtualClock clock;
   void* older = tm_malloc(6 * MiB);
   void* newer = tm_malloc(6 * MiB);
   ASSERT_NE(older, nullptr);
@@ -244,10 +250,7 @@ TEST_F(Pool, TheMostRecentlyPooledOfEqualMappingsServesFirstEvenAtTheSameTime) {
 // millisecond later (Arenas.ZeroPurgeDelayPurgesAtOnce pins the age test at a zero delay only).
 // Each free of a large block pools it and purges what has expired.
 TEST_F(Pool, APooledMappingIsPurgedAtExactlyThePurgeDelay) {
-  struct VirtualClock {
-    VirtualClock() { tm_test_clock_virtual(1); }
-    ~VirtualClock() { tm_test_clock_virtual(0); }
-  } clock;
+  const VirtualClock clock;
   ScopedOption delay("purge_delay_ms", 100);
   void* first = tm_malloc(5 * MiB);
   void* second = tm_malloc(6 * MiB);
@@ -288,10 +291,7 @@ TEST_F(Pool, PooledBytesUpToTheDirtyCapWaitForTheDelayAndBytesBeyondPurgeTheOlde
 // evicted the newest mapping instead, and no other test told). The pool is full here because its
 // limit was lowered below what it holds.
 TEST_F(Pool, AFragmentOlderThanAFullPoolLeavesInsteadOfANewerMapping) {
-  struct VirtualClock {
-    VirtualClock() { tm_test_clock_virtual(1); }
-    ~VirtualClock() { tm_test_clock_virtual(0); }
-  } clock;
+  const VirtualClock clock;
   void* older = tm_malloc(5 * MiB);
   void* newer = tm_malloc(24 * MiB);
   ASSERT_TRUE(older && newer);
@@ -319,10 +319,7 @@ TEST_F(Pool, AFragmentOlderThanAFullPoolLeavesInsteadOfANewerMapping) {
 // when an entry younger than the fragment is there too (found by tools/tm-mutate: comparing the
 // fragment with the second-oldest entry instead turned it away, and no other test told).
 TEST_F(Pool, AFragmentYoungerThanTheOldestOfAFullPoolEvictsTheOldest) {
-  struct VirtualClock {
-    VirtualClock() { tm_test_clock_virtual(1); }
-    ~VirtualClock() { tm_test_clock_virtual(0); }
-  } clock;
+  const VirtualClock clock;
   void* oldest = tm_malloc(28 * MiB);
   void* middle = tm_malloc(5 * MiB);
   void* newest = tm_malloc(24 * MiB);
@@ -352,10 +349,7 @@ TEST_F(Pool, AFragmentYoungerThanTheOldestOfAFullPoolEvictsTheOldest) {
 // (found by tools/tm-mutate: an insertion that never moved an entry into the first slot left
 // the fragment behind a younger entry, never purged, and no other test told).
 TEST_F(Pool, AFragmentOlderThanEveryEntryIsPurgedFirst) {
-  struct VirtualClock {
-    VirtualClock() { tm_test_clock_virtual(1); }
-    ~VirtualClock() { tm_test_clock_virtual(0); }
-  } clock;
+  const VirtualClock clock;
   ScopedOption delay("purge_delay_ms", 100);
   void* older = tm_malloc(5 * MiB);
   void* younger = tm_malloc(24 * MiB);
@@ -380,10 +374,7 @@ TEST_F(Pool, AFragmentOlderThanEveryEntryIsPurgedFirst) {
 // time (found by tools/tm-mutate: the new mapping turned away instead when its time equalled
 // the oldest's survived every other test).
 TEST_F(Pool, AFullPoolEvictsItsOldestEntryEvenAtTheSameTime) {
-  struct VirtualClock {
-    VirtualClock() { tm_test_clock_virtual(1); }
-    ~VirtualClock() { tm_test_clock_virtual(0); }
-  } clock;
+  const VirtualClock clock;
   ScopedOption two("pool_segments", 2);
   void* first = tm_malloc(5 * MiB);
   void* second = tm_malloc(6 * MiB);
